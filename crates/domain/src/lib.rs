@@ -1,0 +1,13 @@
+//! The pure core of Passare Imports: what an import is, the catalog of import
+//! types, how a file is scanned and split into chunks, and how a chunk's rows
+//! become typed Arrow columns ready to load. No I/O beyond `std::io::Read`,
+//! no gRPC, no database types.
+
+pub mod catalog;
+pub mod chunk;
+pub mod copy;
+pub mod model;
+pub mod scan;
+pub mod values;
+
+pub use model::*;

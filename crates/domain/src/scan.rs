@@ -1,0 +1,317 @@
+//! Structural scan of an uploaded file: format, delimiter, header, row count,
+//! broken rows, and the byte ranges of its chunks. Streams the file once with
+//! memory that does not grow with its size. Values are not parsed here; that
+//! happens per chunk (see `chunk`).
+
+use std::io::{self, Read};
+
+use csv::{ByteRecord, ReaderBuilder};
+
+use crate::catalog::ImportTypeDef;
+use crate::model::{ChunkRange, FileFormat, RowProblem};
+
+/// At most this many problems are kept; the count of all is kept too.
+pub const MAX_PROBLEMS: usize = 100;
+
+const SNIFF_BYTES: usize = 64 * 1024;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What the scan learned about a file.
+#[derive(Debug, Clone)]
+pub struct ScanReport {
+    pub format: FileFormat,
+    pub delimiter: u8,
+    pub headers: Vec<String>,
+    /// Data records that are not blank.
+    pub row_count: u64,
+    pub chunks: Vec<ChunkRange>,
+    /// Structural problems (the first [`MAX_PROBLEMS`]); any makes the file invalid.
+    pub problems: Vec<RowProblem>,
+    pub problem_count: u64,
+}
+
+impl ScanReport {
+    pub fn is_valid(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, p: RowProblem) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+
+    fn rejected(format: FileFormat, reason: impl Into<String>) -> Self {
+        let mut r = Self {
+            format,
+            delimiter: b',',
+            headers: Vec::new(),
+            row_count: 0,
+            chunks: Vec::new(),
+            problems: Vec::new(),
+            problem_count: 0,
+        };
+        r.problem(RowProblem::file(reason));
+        r
+    }
+}
+
+/// Scans a delimited text file for `def`, cutting chunks of `chunk_rows` records.
+pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::Result<ScanReport> {
+    let chunk_rows = chunk_rows.max(1);
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    (&mut input)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)?;
+
+    if head.starts_with(b"PK\x03\x04") {
+        return Ok(ScanReport::rejected(
+            FileFormat::Xlsx,
+            "XLSX workbooks cannot be imported by this version of the service; export the sheet as CSV (UTF-8)",
+        ));
+    }
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        return Ok(ScanReport::rejected(
+            FileFormat::Csv,
+            "the file is UTF-16; save it as CSV UTF-8",
+        ));
+    }
+    let bom = if head.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+    let delimiter = sniff_delimiter(&head[bom..]);
+    let format = if delimiter == b'\t' { FileFormat::Tsv } else { FileFormat::Csv };
+
+    let body = io::Cursor::new(head).chain(input);
+    let mut body = body;
+    if bom > 0 {
+        let mut skip = [0u8; 3];
+        body.read_exact(&mut skip)?;
+    }
+    let mut reader = ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
+
+    let mut report = ScanReport {
+        format,
+        delimiter,
+        headers: Vec::new(),
+        row_count: 0,
+        chunks: Vec::new(),
+        problems: Vec::new(),
+        problem_count: 0,
+    };
+
+    let mut record = ByteRecord::new();
+    if !reader.read_byte_record(&mut record)? {
+        report.problem(RowProblem::file("the file is empty: no header row"));
+        return Ok(report);
+    }
+    for (i, field) in record.iter().enumerate() {
+        match std::str::from_utf8(field) {
+            Ok(h) => report.headers.push(h.trim().to_string()),
+            Err(_) => {
+                report.headers.push(String::from_utf8_lossy(field).trim().to_string());
+                report.problem(RowProblem {
+                    row: 0,
+                    column: format!("column {}", i + 1),
+                    value: String::from_utf8_lossy(field).into_owned(),
+                    reason: "header is not valid UTF-8; save the file as CSV UTF-8".into(),
+                });
+            }
+        }
+    }
+    let mapped = def.map_headers(&report.headers);
+    for missing in def.missing_required(&mapped) {
+        report.problem(RowProblem {
+            row: 0,
+            column: missing.to_string(),
+            value: String::new(),
+            reason: format!(
+                "required column {missing} is missing from the header ({})",
+                report.headers.join(", ")
+            ),
+        });
+    }
+
+    let width = record.len();
+    let mut row: u64 = 0;
+    let mut current: Option<ChunkRange> = None;
+    while reader.read_byte_record(&mut record)? {
+        row += 1;
+        let start = record.position().map_or(0, |p| p.byte()) + bom as u64;
+        let chunk = current.get_or_insert(ChunkRange {
+            seq: report.chunks.len() as u32,
+            first_row: row,
+            rows: 0,
+            start,
+            end: start,
+        });
+        chunk.rows += 1;
+        if chunk.rows == chunk_rows {
+            chunk.end = reader.position().byte() + bom as u64;
+            report.chunks.extend(current.take());
+        }
+
+        if is_blank(&record) {
+            continue;
+        }
+        report.row_count += 1;
+        if record.len() != width {
+            let spans_lines = record.iter().any(|f| f.contains(&b'\n'));
+            report.problem(RowProblem {
+                row,
+                column: String::new(),
+                value: String::new(),
+                reason: format!(
+                    "row has {} fields but the header has {width}{}",
+                    record.len(),
+                    if spans_lines {
+                        "; a quoted field may be missing its closing quote"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        for (i, field) in record.iter().enumerate() {
+            if let Err(e) = std::str::from_utf8(field) {
+                report.problem(RowProblem {
+                    row,
+                    column: report
+                        .headers
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("column {}", i + 1)),
+                    value: String::from_utf8_lossy(field).into_owned(),
+                    reason: format!(
+                        "not valid UTF-8 (byte {} of the value); save the file as CSV UTF-8",
+                        e.valid_up_to() + 1
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(mut last) = current {
+        last.end = reader.position().byte() + bom as u64;
+        report.chunks.push(last);
+    }
+    if report.row_count == 0 && report.problem_count == 0 {
+        report.problem(RowProblem::file("the file has a header but no data rows"));
+    }
+    Ok(report)
+}
+
+/// A record whose every field is empty after trimming carries no row.
+pub fn is_blank(record: &ByteRecord) -> bool {
+    record.iter().all(|f| f.trim_ascii().is_empty())
+}
+
+/// Picks the delimiter that occurs most often outside quotes in the first line.
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
+    let mut counts = [0usize; 4];
+    let mut quoted = false;
+    for &b in head {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            _ if !quoted => {
+                if let Some(i) = CANDIDATES.iter().position(|c| *c == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let (best, count) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, c)| (**c, usize::MAX - i))
+        .map_or((0, 0), |(i, c)| (i, *c));
+    if count == 0 { b',' } else { CANDIDATES[best] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::CASES;
+
+    const HEADER: &str = "case_number,deceased_first_name,deceased_last_name\n";
+
+    fn run(text: &[u8], chunk_rows: u64) -> ScanReport {
+        scan(text, &CASES, chunk_rows).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn counts_rows_and_cuts_chunks_on_record_boundaries() {
+        let mut text = String::from(HEADER);
+        for i in 1..=7 {
+            text.push_str(&format!("C{i},\"Ann\nMarie\",Lee\n"));
+        }
+        let r = run(text.as_bytes(), 3);
+        assert!(r.is_valid(), "{:?}", r.problems);
+        assert_eq!(r.row_count, 7);
+        assert_eq!(r.chunks.len(), 3);
+        assert_eq!(
+            r.chunks.iter().map(|c| (c.first_row, c.rows)).collect::<Vec<_>>(),
+            vec![(1, 3), (4, 3), (7, 1)]
+        );
+        assert_eq!(r.chunks[0].start as usize, HEADER.len());
+        assert_eq!(r.chunks[2].end as usize, text.len());
+        for w in r.chunks.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        let second = &text.as_bytes()[r.chunks[1].start as usize..r.chunks[1].end as usize];
+        assert!(second.starts_with(b"C4,"), "{}", String::from_utf8_lossy(second));
+    }
+
+    #[test]
+    fn bom_tabs_crlf_and_trailing_blank_lines() {
+        let text = b"\xEF\xBB\xBFcase_number\tdeceased_first_name\tdeceased_last_name\r\nC1\tAnn\tLee\r\n\r\n\t\t\r\n";
+        let r = run(text, 10);
+        assert!(r.is_valid(), "{:?}", r.problems);
+        assert_eq!(r.format, FileFormat::Tsv);
+        assert_eq!(r.headers[0], "case_number");
+        assert_eq!(r.row_count, 1);
+        let chunk = &text[r.chunks[0].start as usize..r.chunks[0].end as usize];
+        assert!(chunk.trim_ascii_start().starts_with(b"C1\t"), "{:?} {}", r.chunks, String::from_utf8_lossy(chunk));
+    }
+
+    #[test]
+    fn ragged_rows_and_bad_utf8_are_located() {
+        let mut text = HEADER.as_bytes().to_vec();
+        text.extend_from_slice(b"C1,Ann,Lee\nC2,Bob\nC3,Jos\xE9,Diaz\n");
+        let r = run(&text, 10);
+        assert!(!r.is_valid());
+        assert_eq!(r.problem_count, 2);
+        assert_eq!(r.problems[0].row, 2);
+        assert!(r.problems[0].reason.contains("2 fields but the header has 3"));
+        assert_eq!(r.problems[1].row, 3);
+        assert_eq!(r.problems[1].column, "deceased_first_name");
+        assert!(r.problems[1].reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_named() {
+        let text = format!("{HEADER}C1,Ann,Lee\nC2,\"Bob,Ray\nC3,Cy,Do\n");
+        let r = run(text.as_bytes(), 10);
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.problems[0].row, 2);
+        assert!(r.problems[0].reason.contains("closing quote"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn missing_required_columns_and_empty_files() {
+        let r = run(b"case_number,first name\nC1,Ann\n", 10);
+        assert_eq!(r.problems[0].column, "deceased_last_name");
+        let r = run(b"", 10);
+        assert!(r.problems[0].reason.contains("empty"));
+        let r = run(HEADER.as_bytes(), 10);
+        assert!(r.problems[0].reason.contains("no data rows"));
+        let r = run(b"PK\x03\x04rest", 10);
+        assert_eq!(r.format, FileFormat::Xlsx);
+        assert!(!r.is_valid());
+    }
+}

@@ -1,0 +1,152 @@
+//! Parsing and normalising single values as the spec describes them. Each
+//! parser returns the normalised value or a reason fit to show a person.
+
+use chrono::NaiveDate;
+
+/// The kind of a column's values.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueKind {
+    /// Free text, trimmed.
+    Text,
+    /// A date: `YYYY-MM-DD` or US `M/D/YYYY`.
+    Date,
+    /// One of the listed canonical values, each with its aliases; matched
+    /// case-insensitively, spaces and hyphens taken as underscores.
+    Enum(&'static [(&'static str, &'static [&'static str])]),
+    /// A syntactically valid e-mail address, stored in lower case.
+    Email,
+}
+
+impl ValueKind {
+    /// PostgreSQL type of the staging column holding parsed values.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            ValueKind::Date => "date",
+            ValueKind::Text | ValueKind::Enum(_) | ValueKind::Email => "text",
+        }
+    }
+
+    /// Short description for catalogs and error messages.
+    pub fn describe(self) -> String {
+        match self {
+            ValueKind::Text => "text".into(),
+            ValueKind::Date => "date (YYYY-MM-DD or M/D/YYYY)".into(),
+            ValueKind::Enum(values) => format!(
+                "one of {}",
+                values.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(", ")
+            ),
+            ValueKind::Email => "e-mail address".into(),
+        }
+    }
+}
+
+/// Parses a date as `YYYY-MM-DD` or `M/D/YYYY`.
+pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+    let s = raw.trim();
+    let parsed = if s.contains('-') {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    } else {
+        NaiveDate::parse_from_str(s, "%m/%d/%Y")
+    };
+    match parsed {
+        // chrono accepts two-digit years for %Y; a year before 1000 is a typo here.
+        Ok(d) if s.len() >= 8 && d.format("%Y").to_string().len() == 4 => Ok(d),
+        _ => Err("is not a date (expected YYYY-MM-DD or M/D/YYYY)".into()),
+    }
+}
+
+/// Matches an enum value or one of its aliases.
+pub fn parse_enum(
+    raw: &str,
+    values: &'static [(&'static str, &'static [&'static str])],
+) -> Result<&'static str, String> {
+    let wanted = canonical_token(raw);
+    for (value, aliases) in values {
+        if canonical_token(value) == wanted || aliases.iter().any(|a| canonical_token(a) == wanted)
+        {
+            return Ok(value);
+        }
+    }
+    Err(format!(
+        "is not one of {}",
+        values.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+fn canonical_token(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(|c| {
+            if c == ' ' || c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Checks an e-mail address's syntax (one `@`, a non-empty local part, a
+/// dotted domain, no spaces) and lower-cases it.
+pub fn parse_email(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let bad = || Err("is not a valid e-mail address".to_string());
+    let Some((local, domain)) = s.split_once('@') else {
+        return bad();
+    };
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.contains(char::is_whitespace)
+        && !local.contains('@');
+    if domain_ok && local_ok {
+        Ok(s.to_lowercase())
+    } else {
+        bad()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_iso_and_us_forms() {
+        let d = NaiveDate::from_ymd_opt(1950, 3, 7);
+        assert_eq!(parse_date("1950-03-07").ok(), d);
+        assert_eq!(parse_date("3/7/1950").ok(), d);
+        assert_eq!(parse_date(" 03/07/1950 ").ok(), d);
+        assert!(parse_date("1950-02-30").is_err());
+        assert!(parse_date("yesterday").is_err());
+        assert!(parse_date("3/7/50").is_err());
+    }
+
+    #[test]
+    fn enums_accept_aliases_and_any_case() {
+        const V: &[(&str, &[&str])] = &[("at_need", &["atneed"]), ("pre_need", &[])];
+        assert_eq!(parse_enum("At Need", V), Ok("at_need"));
+        assert_eq!(parse_enum("PRE-NEED", V), Ok("pre_need"));
+        assert_eq!(parse_enum("atneed", V), Ok("at_need"));
+        assert_eq!(
+            parse_enum("someday", V),
+            Err("is not one of at_need, pre_need".to_string())
+        );
+    }
+
+    #[test]
+    fn emails_are_checked_and_lower_cased() {
+        assert_eq!(
+            parse_email(" Dana@Example.COM "),
+            Ok("dana@example.com".into())
+        );
+        for bad in ["dana", "dana@", "@x.com", "da na@x.com", "d@x", "d@x..com"] {
+            assert!(parse_email(bad).is_err(), "{bad}");
+        }
+    }
+}

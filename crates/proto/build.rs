@@ -1,0 +1,21 @@
+//! Compiles `proto/` with protox (pure Rust, no `protoc` on the machine) and
+//! generates the tonic client and server plus a descriptor set for reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("passare/imports/v1/imports.proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+
+    let fds = protox::compile([&file], [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_path = out.join("passare_imports_v1_descriptor.bin");
+    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! RabbitMQ for Passare Imports: the queue topology, confirmed publishing of
+//! chunk messages, and the operations a worker needs to drain one
+//! organization's queue. It knows nothing of the database: the per-organization
+//! fence lives where rows are written (see docs/per-organization-concurrency.md).
+//!
+//! Topology, all quorum queues on the default exchange:
+//! - `{prefix}.org.{org}` — the chunks of one organization, in the order their
+//!   imports were started. Drained by one worker at a time, with `basic.get`.
+//! - `{prefix}.ready` — notices "organization N has chunks waiting", consumed by
+//!   every worker (competing consumers, prefetch 1 per slot).
+//! - `{prefix}.dead` — chunks past the delivery limit, kept for inspection.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use passare_imports_domain::{ChunkMessage, OrgReady};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+pub use lapin::message::Delivery;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("rabbitmq: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("rabbitmq did not confirm the message published to {0}")]
+    NotConfirmed(String),
+    #[error("message on {queue} is not a known chunk message: {reason}")]
+    BadMessage { queue: String, reason: String },
+    #[error("rabbitmq did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How to reach the broker and name the queues.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub amqp_url: String,
+    /// Prefix of every queue name; tests use a unique one each.
+    pub prefix: String,
+    /// Deliveries of one chunk message before it goes to the dead-letter queue.
+    pub delivery_limit: u32,
+    /// Queues unused for this long are deleted by the broker (tests only: a
+    /// production queue must never expire with messages in it).
+    pub queue_expires: Option<Duration>,
+}
+
+impl QueueConfig {
+    pub fn org_queue(&self, organization_id: i64) -> String {
+        format!("{}.org.{organization_id}", self.prefix)
+    }
+
+    pub fn ready_queue(&self) -> String {
+        format!("{}.ready", self.prefix)
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    fn queue_args(&self, dead_letter: bool) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        if dead_letter {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongInt(self.delivery_limit.min(i32::MAX as u32) as i32),
+            );
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(self.dead_queue().into()),
+            );
+        }
+        if let Some(expires) = self.queue_expires {
+            args.insert(
+                "x-expires".into(),
+                AMQPValue::LongInt(expires.as_millis().min(i32::MAX as u128) as i32),
+            );
+        }
+        args
+    }
+}
+
+/// Opens a connection named after this process, for the broker's management views.
+pub async fn connect(config: &QueueConfig, name: &str) -> Result<Connection, QueueError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Ok(Connection::connect(&config.amqp_url, props).await?)
+}
+
+/// Declares the queues every process needs (idempotent).
+pub async fn declare_common(config: &QueueConfig, channel: &Channel) -> Result<(), QueueError> {
+    declare(channel, &config.dead_queue(), config.queue_args(false)).await?;
+    declare(channel, &config.ready_queue(), config.queue_args(false)).await?;
+    Ok(())
+}
+
+/// Declares one organization's chunk queue (idempotent).
+pub async fn declare_org(config: &QueueConfig, channel: &Channel, org: i64) -> Result<(), QueueError> {
+    declare(channel, &config.org_queue(org), config.queue_args(true)).await
+}
+
+async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<(), QueueError> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await?;
+    Ok(())
+}
+
+fn persistent() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from("application/json"))
+}
+
+async fn publish_confirmed<T: Serialize>(
+    channel: &Channel,
+    queue: &str,
+    message: &T,
+) -> Result<lapin::PublisherConfirm, QueueError> {
+    let body = serde_json::to_vec(message).map_err(|e| QueueError::BadMessage {
+        queue: queue.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &body,
+            persistent(),
+        )
+        .await?)
+}
+
+/// Publishes with publisher confirms, from the API servers. One connection
+/// per process, opened on first use and again after it is lost.
+pub struct Publisher {
+    config: QueueConfig,
+    name: String,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    pub fn new(config: QueueConfig, name: impl Into<String>) -> Self {
+        Self {
+            config,
+            name: name.into(),
+            channel: Mutex::new(None),
+        }
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Publishes an organization's chunks in order, then a ready notice, and
+    /// returns once the broker has confirmed every message. Callers hold the
+    /// organization's publish lock so imports queue in the order they started.
+    pub async fn publish_chunks(&self, org: i64, chunks: &[ChunkMessage]) -> Result<(), QueueError> {
+        let mut guard = self.channel.lock().await;
+        let result = self.publish_locked(&mut guard, org, chunks).await;
+        if result.is_err() {
+            // Start over on a fresh connection next time.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn publish_locked(
+        &self,
+        guard: &mut Option<(Connection, Channel)>,
+        org: i64,
+        chunks: &[ChunkMessage],
+    ) -> Result<(), QueueError> {
+        let channel = match guard {
+            Some((conn, channel)) if conn.status().connected() && channel.status().connected() => {
+                channel.clone()
+            }
+            _ => {
+                let conn = connect(&self.config, &self.name).await?;
+                let channel = conn.create_channel().await?;
+                channel.confirm_select(ConfirmSelectOptions::default()).await?;
+                declare_common(&self.config, &channel).await?;
+                *guard = Some((conn, channel.clone()));
+                channel
+            }
+        };
+        declare_org(&self.config, &channel, org).await?;
+        let queue = self.config.org_queue(org);
+        let mut confirms = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            confirms.push(publish_confirmed(&channel, &queue, chunk).await?);
+        }
+        for confirm in confirms {
+            if !confirm.await?.is_ack() {
+                return Err(QueueError::NotConfirmed(queue));
+            }
+        }
+        let ready = self.config.ready_queue();
+        let notice = OrgReady::V1 { organization_id: org };
+        if !publish_confirmed(&channel, &ready, &notice).await?.await?.is_ack() {
+            return Err(QueueError::NotConfirmed(ready));
+        }
+        Ok(())
+    }
+}
+
+/// One worker slot's channel: consumes ready notices and drains organization
+/// queues with `basic.get`, one chunk at a time.
+pub struct WorkChannel {
+    config: QueueConfig,
+    channel: Channel,
+}
+
+/// A chunk taken from an organization's queue; ack or nack it exactly once.
+pub struct TakenChunk {
+    pub message: Result<ChunkMessage, QueueError>,
+    pub redelivered: bool,
+    delivery: Delivery,
+}
+
+impl TakenChunk {
+    pub async fn ack(self) -> Result<(), QueueError> {
+        // `Ok(false)` means the channel is gone: the broker redelivers and the
+        // chunk's done mark in the database makes that harmless.
+        self.delivery.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Puts the chunk back at the head of its queue.
+    pub async fn requeue(self) -> Result<(), QueueError> {
+        self.delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl WorkChannel {
+    pub async fn open(config: QueueConfig, connection: &Connection) -> Result<Self, QueueError> {
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        declare_common(&config, &channel).await?;
+        Ok(Self { config, channel })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Starts consuming ready notices (prefetch 1).
+    pub async fn consume_ready(&self, tag: &str) -> Result<Consumer, QueueError> {
+        Ok(self
+            .channel
+            .basic_consume(
+                self.config.ready_queue().as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?)
+    }
+
+    /// Takes the next chunk of an organization, if any.
+    pub async fn take_chunk(&self, org: i64) -> Result<Option<TakenChunk>, QueueError> {
+        declare_org(&self.config, &self.channel, org).await?;
+        let queue = self.config.org_queue(org);
+        let Some(got) = self
+            .channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let delivery = got.delivery;
+        let message = serde_json::from_slice::<ChunkMessage>(&delivery.data).map_err(|e| {
+            QueueError::BadMessage {
+                queue: queue.clone(),
+                reason: e.to_string(),
+            }
+        });
+        Ok(Some(TakenChunk {
+            message,
+            redelivered: delivery.redelivered,
+            delivery,
+        }))
+    }
+
+    /// Messages ready in an organization's queue (not counting unacked ones).
+    pub async fn org_depth(&self, org: i64) -> Result<u32, QueueError> {
+        let q = self
+            .channel
+            .queue_declare(
+                self.config.org_queue(org).as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                self.config.queue_args(true),
+            )
+            .await?;
+        Ok(q.message_count())
+    }
+
+    /// Publishes a ready notice for an organization (confirmed).
+    pub async fn notify_ready(&self, org: i64) -> Result<(), QueueError> {
+        let ready = self.config.ready_queue();
+        let notice = OrgReady::V1 { organization_id: org };
+        if publish_confirmed(&self.channel, &ready, &notice).await?.await?.is_ack() {
+            Ok(())
+        } else {
+            Err(QueueError::NotConfirmed(ready))
+        }
+    }
+
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "worker stopping".into()).await;
+    }
+}
+
+/// Reads a ready notice; `None` for a message that is not one (it is dropped).
+pub fn parse_ready(delivery: &Delivery) -> Option<i64> {
+    match serde_json::from_slice::<OrgReady>(&delivery.data) {
+        Ok(OrgReady::V1 { organization_id }) => Some(organization_id),
+        Err(_) => None,
+    }
+}
+
+/// Next delivery from a consumer, `None` when the consumer ended.
+pub async fn next_delivery(consumer: &mut Consumer) -> Option<Result<Delivery, QueueError>> {
+    consumer.next().await.map(|r| r.map_err(QueueError::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_share_the_prefix() {
+        let c = QueueConfig {
+            amqp_url: String::new(),
+            prefix: "t1".into(),
+            delivery_limit: 5,
+            queue_expires: None,
+        };
+        assert_eq!(c.org_queue(42), "t1.org.42");
+        assert_eq!(c.ready_queue(), "t1.ready");
+        assert_eq!(c.dead_queue(), "t1.dead");
+        assert!(c.queue_args(true).inner().contains_key("x-delivery-limit"));
+        assert!(!c.queue_args(false).inner().contains_key("x-delivery-limit"));
+    }
+}

@@ -1,0 +1,189 @@
+//! sea-orm entities of the service's own tables and of the organization setup
+//! it reads. Column meanings are documented in `migrations/sql`.
+
+pub mod organizations {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "organizations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub name: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod locations {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "locations")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub organization_id: i64,
+        pub name: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod staff_users {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "staff_users")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub organization_id: i64,
+        pub email: String,
+        pub name: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod imports {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "imports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub organization_id: i64,
+        pub state: String,
+        pub failure_policy: String,
+        pub note: String,
+        pub request_id: Option<Uuid>,
+        pub requested_by_id: String,
+        pub requested_by_name: String,
+        pub requested_by_email: String,
+        pub queue_seq: Option<i64>,
+        pub error: Option<Json>,
+        pub created_at: DateTimeWithTimeZone,
+        pub queued_at: Option<DateTimeWithTimeZone>,
+        pub started_at: Option<DateTimeWithTimeZone>,
+        pub finished_at: Option<DateTimeWithTimeZone>,
+        pub updated_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod import_files {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_files")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub import_id: Uuid,
+        pub organization_id: i64,
+        pub position: i32,
+        pub import_type: String,
+        pub file_name: String,
+        pub storage_key: String,
+        pub size_bytes: i64,
+        pub sha256: String,
+        pub format: String,
+        pub delimiter: String,
+        pub headers: Json,
+        pub row_count: i64,
+        pub chunk_plan: Json,
+        pub state: String,
+        pub problems: Json,
+        pub chunks_total: i32,
+        pub chunks_done: i32,
+        pub rows_processed: i64,
+        pub rows_created: i64,
+        pub rows_updated: i64,
+        pub rows_unchanged: i64,
+        pub rows_failed: i64,
+        pub created_at: DateTimeWithTimeZone,
+        pub updated_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chunks {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub import_id: Uuid,
+        pub file_id: Uuid,
+        pub organization_id: i64,
+        pub seq: i32,
+        pub first_row: i64,
+        pub row_count: i64,
+        pub byte_start: i64,
+        pub byte_end: i64,
+        pub state: String,
+        pub attempts: i32,
+        pub worker: Option<String>,
+        pub rows_created: i64,
+        pub rows_updated: i64,
+        pub rows_unchanged: i64,
+        pub rows_failed: i64,
+        pub queued_at: DateTimeWithTimeZone,
+        pub started_at: Option<DateTimeWithTimeZone>,
+        pub write_started_at: Option<DateTimeWithTimeZone>,
+        pub finished_at: Option<DateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod row_errors {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "row_errors")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub import_id: Uuid,
+        pub file_id: Uuid,
+        pub chunk_id: Option<i64>,
+        pub row_number: i64,
+        pub column_name: String,
+        pub value: String,
+        pub reason: String,
+        pub created_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

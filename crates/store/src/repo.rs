@@ -1,0 +1,469 @@
+//! Queries on imports, files, chunks and the organization setup. Functions take
+//! `&impl ConnectionTrait` so they work inside or outside a transaction.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use passare_imports_domain::catalog::ImportTypeDef;
+use passare_imports_domain::{ChunkRange, FileState, ImportState};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionSession,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::entities::{chunks, import_files, imports, locations, organizations, staff_users};
+use crate::{EVENTS_CHANNEL, StoreError};
+
+pub type Timestamp = DateTime<FixedOffset>;
+
+fn now() -> Timestamp {
+    Utc::now().fixed_offset()
+}
+
+fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Who asked for an import, from their bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// What `create_import` needs.
+#[derive(Debug, Clone)]
+pub struct NewImport {
+    pub organization_id: i64,
+    pub failure_policy: passare_imports_domain::FailurePolicy,
+    pub note: String,
+    pub request_id: Option<Uuid>,
+    pub requested_by: Requester,
+}
+
+pub async fn organization(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<organizations::Model>, StoreError> {
+    Ok(organizations::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Creates a draft import; with a `request_id` already used by the same
+/// requester, returns that import instead (`false` in the second field).
+pub async fn create_import(
+    db: &impl ConnectionTrait,
+    new: NewImport,
+) -> Result<(imports::Model, bool), StoreError> {
+    if let Some(request_id) = new.request_id {
+        let existing = imports::Entity::find()
+            .filter(imports::Column::RequestedById.eq(new.requested_by.id.clone()))
+            .filter(imports::Column::RequestId.eq(request_id))
+            .one(db)
+            .await?;
+        if let Some(existing) = existing {
+            return Ok((existing, false));
+        }
+    }
+    let at = now();
+    let model = imports::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        organization_id: Set(new.organization_id),
+        state: Set(ImportState::Draft.as_str().to_string()),
+        failure_policy: Set(new.failure_policy.as_str().to_string()),
+        note: Set(new.note),
+        request_id: Set(new.request_id),
+        requested_by_id: Set(new.requested_by.id.clone()),
+        requested_by_name: Set(new.requested_by.name),
+        requested_by_email: Set(new.requested_by.email),
+        queue_seq: Set(None),
+        error: Set(None),
+        created_at: Set(at),
+        queued_at: Set(None),
+        started_at: Set(None),
+        finished_at: Set(None),
+        updated_at: Set(at),
+    };
+    let inserted = imports::Entity::insert(model)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_with_returning(db)
+        .await;
+    match inserted {
+        Ok(m) => Ok((m, true)),
+        // A concurrent call with the same request_id won the race.
+        Err(sea_orm::DbErr::RecordNotInserted) => {
+            let existing = imports::Entity::find()
+                .filter(imports::Column::RequestedById.eq(new.requested_by.id))
+                .filter(imports::Column::RequestId.eq(new.request_id))
+                .one(db)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("import insert conflicted with nothing".into()))?;
+            Ok((existing, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn find_import(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<imports::Model>, StoreError> {
+    Ok(imports::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn import_files(
+    db: &impl ConnectionTrait,
+    import_id: Uuid,
+) -> Result<Vec<import_files::Model>, StoreError> {
+    Ok(import_files::Entity::find()
+        .filter(import_files::Column::ImportId.eq(import_id))
+        .order_by_asc(import_files::Column::Position)
+        .all(db)
+        .await?)
+}
+
+/// Files of several imports at once, in position order.
+pub async fn files_of_imports(
+    db: &impl ConnectionTrait,
+    import_ids: &[Uuid],
+) -> Result<Vec<import_files::Model>, StoreError> {
+    if import_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(import_files::Entity::find()
+        .filter(import_files::Column::ImportId.is_in(import_ids.iter().copied()))
+        .order_by_asc(import_files::Column::ImportId)
+        .order_by_asc(import_files::Column::Position)
+        .all(db)
+        .await?)
+}
+
+/// A page of imports, newest first, strictly after `cursor` (create time, id).
+pub async fn list_imports(
+    db: &impl ConnectionTrait,
+    organization_id: Option<i64>,
+    cursor: Option<(Timestamp, Uuid)>,
+    limit: u64,
+) -> Result<Vec<imports::Model>, StoreError> {
+    let mut q = imports::Entity::find();
+    if let Some(org) = organization_id {
+        q = q.filter(imports::Column::OrganizationId.eq(org));
+    }
+    if let Some((at, id)) = cursor {
+        q = q.filter(
+            Condition::any()
+                .add(imports::Column::CreatedAt.lt(at))
+                .add(
+                    Condition::all()
+                        .add(imports::Column::CreatedAt.eq(at))
+                        .add(imports::Column::Id.lt(id)),
+                ),
+        );
+    }
+    Ok(q.order_by_desc(imports::Column::CreatedAt)
+        .order_by_desc(imports::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Imports of the same organization that run or wait before this one.
+pub async fn queue_position(
+    db: &impl ConnectionTrait,
+    import: &imports::Model,
+) -> Result<u64, StoreError> {
+    let Some(seq) = import.queue_seq else {
+        return Ok(0);
+    };
+    Ok(imports::Entity::find()
+        .filter(imports::Column::OrganizationId.eq(import.organization_id))
+        .filter(imports::Column::State.is_in([ImportState::Queued.as_str(), ImportState::Running.as_str()]))
+        .filter(imports::Column::QueueSeq.lt(seq))
+        .count(db)
+        .await?)
+}
+
+/// Everything the upload learned about a stored file.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub id: Uuid,
+    pub import_id: Uuid,
+    pub organization_id: i64,
+    pub import_type: String,
+    pub file_name: String,
+    pub storage_key: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub format: String,
+    pub delimiter: String,
+    pub headers: Vec<String>,
+    pub row_count: i64,
+    pub chunk_plan: Vec<ChunkRange>,
+    pub state: FileState,
+    pub problems: serde_json::Value,
+}
+
+/// Adds a file to a draft import. Fails with `Ok(None)` when the import is no
+/// longer a draft (it started meanwhile).
+pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    file: NewFile,
+) -> Result<Option<import_files::Model>, StoreError> {
+    let txn = db.begin().await?;
+    // Lock the import so a concurrent StartImport cannot miss this file.
+    let draft = txn
+        .query_one_raw(stmt(
+            "SELECT state FROM imports WHERE id = $1 FOR UPDATE",
+            vec![file.import_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<String>("", "state"))
+        .transpose()?;
+    if draft.as_deref() != Some(ImportState::Draft.as_str()) {
+        return Ok(None);
+    }
+    let position: i32 = txn
+        .query_one_raw(stmt(
+            "SELECT COALESCE(MAX(position) + 1, 0)::int AS p FROM import_files WHERE import_id = $1",
+            vec![file.import_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<i32>("", "p"))
+        .transpose()?
+        .unwrap_or(0);
+    let at = now();
+    let model = import_files::ActiveModel {
+        id: Set(file.id),
+        import_id: Set(file.import_id),
+        organization_id: Set(file.organization_id),
+        position: Set(position),
+        import_type: Set(file.import_type),
+        file_name: Set(file.file_name),
+        storage_key: Set(file.storage_key),
+        size_bytes: Set(file.size_bytes),
+        sha256: Set(file.sha256),
+        format: Set(file.format),
+        delimiter: Set(file.delimiter),
+        headers: Set(serde_json::json!(file.headers)),
+        row_count: Set(file.row_count),
+        chunk_plan: Set(serde_json::to_value(&file.chunk_plan)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        state: Set(file.state.as_str().to_string()),
+        problems: Set(file.problems),
+        chunks_total: Set(file.chunk_plan.len() as i32),
+        chunks_done: Set(0),
+        rows_processed: Set(0),
+        rows_created: Set(0),
+        rows_updated: Set(0),
+        rows_unchanged: Set(0),
+        rows_failed: Set(0),
+        created_at: Set(at),
+        updated_at: Set(at),
+    }
+    .insert(&txn)
+    .await?;
+    imports::Entity::update_many()
+        .col_expr(imports::Column::UpdatedAt, Expr::value(at))
+        .filter(imports::Column::Id.eq(model.import_id))
+        .exec(&txn)
+        .await?;
+    notify(&txn, model.import_id).await?;
+    txn.commit().await?;
+    Ok(Some(model))
+}
+
+/// Organization setup that `def` needs and the organization lacks.
+pub async fn missing_prerequisites(
+    db: &impl ConnectionTrait,
+    organization_id: i64,
+    def: &ImportTypeDef,
+) -> Result<Vec<&'static str>, StoreError> {
+    let mut missing = Vec::new();
+    for p in def.prerequisites {
+        // Table names come from the compiled catalog, never from a request.
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE organization_id = $1) AS present",
+            p.table
+        );
+        let present = db
+            .query_one_raw(stmt(&sql, vec![organization_id.into()]))
+            .await?
+            .map(|r| r.try_get::<bool>("", "present"))
+            .transpose()?
+            .unwrap_or(false);
+        if !present {
+            missing.push(p.missing);
+        }
+    }
+    Ok(missing)
+}
+
+/// Serialises the StartImport calls of one organization for the rest of the
+/// transaction, so their chunks reach the broker in the order they queue.
+pub async fn lock_org_queue(db: &impl ConnectionTrait, organization_id: i64) -> Result<(), StoreError> {
+    db.execute_raw(stmt(
+        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.queue:' || $1::text, 0))",
+        vec![organization_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Moves a draft import to `queued`: numbers it in its organization's queue
+/// and creates its chunk rows from the files' chunk plans. Returns the chunks
+/// in load order. Call inside the transaction that holds [`lock_org_queue`].
+pub async fn queue_import(
+    db: &impl ConnectionTrait,
+    import: &imports::Model,
+    files: &[import_files::Model],
+) -> Result<Vec<chunks::Model>, StoreError> {
+    let at = now();
+    let seq: i64 = db
+        .query_one_raw(stmt("SELECT nextval('import_queue_seq') AS seq", vec![]))
+        .await?
+        .map(|r| r.try_get::<i64>("", "seq"))
+        .transpose()?
+        .ok_or_else(|| StoreError::Corrupt("nextval returned nothing".into()))?;
+    let updated = imports::Entity::update_many()
+        .col_expr(imports::Column::State, Expr::value(ImportState::Queued.as_str()))
+        .col_expr(imports::Column::QueueSeq, Expr::value(seq))
+        .col_expr(imports::Column::QueuedAt, Expr::value(at))
+        .col_expr(imports::Column::UpdatedAt, Expr::value(at))
+        .filter(imports::Column::Id.eq(import.id))
+        .filter(imports::Column::State.eq(ImportState::Draft.as_str()))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(StoreError::Corrupt(format!("import {} is no longer a draft", import.id)));
+    }
+    let mut created = Vec::new();
+    for file in files {
+        let plan: Vec<ChunkRange> = serde_json::from_value(file.chunk_plan.clone())
+            .map_err(|e| StoreError::Corrupt(format!("chunk plan of file {}: {e}", file.id)))?;
+        import_files::Entity::update_many()
+            .col_expr(import_files::Column::State, Expr::value(FileState::Queued.as_str()))
+            .col_expr(import_files::Column::ChunksTotal, Expr::value(plan.len() as i32))
+            .col_expr(import_files::Column::UpdatedAt, Expr::value(at))
+            .filter(import_files::Column::Id.eq(file.id))
+            .exec(db)
+            .await?;
+        let models: Vec<chunks::ActiveModel> = plan
+            .iter()
+            .map(|c| chunks::ActiveModel {
+                import_id: Set(import.id),
+                file_id: Set(file.id),
+                organization_id: Set(import.organization_id),
+                seq: Set(c.seq as i32),
+                first_row: Set(c.first_row as i64),
+                row_count: Set(c.rows as i64),
+                byte_start: Set(c.start as i64),
+                byte_end: Set(c.end as i64),
+                state: Set("queued".into()),
+                attempts: Set(0),
+                queued_at: Set(at),
+                ..Default::default()
+            })
+            .collect();
+        for batch in models.chunks(1000) {
+            let rows = chunks::Entity::insert_many(batch.to_vec())
+                .exec_with_returning(db)
+                .await?;
+            created.extend(rows);
+        }
+    }
+    notify(db, import.id).await?;
+    Ok(created)
+}
+
+/// Tells every watcher, on every replica, that an import changed.
+pub async fn notify(db: &impl ConnectionTrait, import_id: Uuid) -> Result<(), StoreError> {
+    db.execute_raw(stmt(
+        "SELECT pg_notify($1, $2)",
+        vec![EVENTS_CHANNEL.into(), import_id.to_string().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Creates an organization with one location and one staff user if it does
+/// not exist (for demos and tests; production setup is managed by Passare).
+pub async fn ensure_demo_organization(
+    db: &impl ConnectionTrait,
+    id: i64,
+    name: &str,
+    locations: &[&str],
+    staff: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    db.execute_raw(stmt(
+        "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        vec![id.into(), name.into()],
+    ))
+    .await?;
+    for location in locations {
+        let exists = locations::Entity::find()
+            .filter(locations::Column::OrganizationId.eq(id))
+            .filter(Expr::cust_with_values("lower(name) = lower($1)", [*location]))
+            .one(db)
+            .await?
+            .is_some();
+        if !exists {
+            locations::ActiveModel {
+                organization_id: Set(id),
+                name: Set(location.to_string()),
+                created_at: Set(now()),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    for (email, name) in staff {
+        let exists = staff_users::Entity::find()
+            .filter(staff_users::Column::OrganizationId.eq(id))
+            .filter(Expr::cust_with_values("lower(email) = lower($1)", [*email]))
+            .one(db)
+            .await?
+            .is_some();
+        if !exists {
+            staff_users::ActiveModel {
+                organization_id: Set(id),
+                email: Set(email.to_string()),
+                name: Set(name.to_string()),
+                created_at: Set(now()),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Chunks of an import in load order, with their timestamps.
+pub async fn chunks_of_import(
+    db: &impl ConnectionTrait,
+    import_id: Uuid,
+) -> Result<Vec<chunks::Model>, StoreError> {
+    Ok(chunks::Entity::find()
+        .filter(chunks::Column::ImportId.eq(import_id))
+        .order_by_asc(chunks::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The first row errors of a file, in row order.
+pub async fn first_row_errors(
+    db: &impl ConnectionTrait,
+    file_id: Uuid,
+    limit: u64,
+) -> Result<Vec<crate::entities::row_errors::Model>, StoreError> {
+    use crate::entities::row_errors;
+    Ok(row_errors::Entity::find()
+        .filter(row_errors::Column::FileId.eq(file_id))
+        .order_by_asc(row_errors::Column::RowNumber)
+        .order_by_asc(row_errors::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,38 @@
+//! Schema of Passare Imports. Each migration is a plain SQL file in `sql/`,
+//! applied once and recorded by sea-orm-migration in `seaql_migrations`.
+
+use sea_orm_migration::prelude::*;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(SqlMigration {
+            name: "m0001_foundation",
+            up: include_str!("../sql/0001_foundation.sql"),
+        })]
+    }
+}
+
+/// A migration whose forward step is one SQL script. There is no down step:
+/// the service moves forward only, and a bad migration is fixed by a new one.
+struct SqlMigration {
+    name: &'static str,
+    up: &'static str,
+}
+
+impl MigrationName for SqlMigration {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SqlMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(self.up).await?;
+        Ok(())
+    }
+}
