@@ -1,1 +1,180 @@
-fn main() {}
+//! `passare-imports`: every process of the service (serve, work, gateway),
+//! its operations (migrate, demo-org, token) and developer tools (generate,
+//! import with progress bars, bench).
+
+use passare_imports_cli::{bench, client, generate};
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use passare_imports_service::auth::{Auth, Claims};
+use passare_imports_service::worker::Worker;
+use passare_imports_service::{App, Config};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "passare-imports", version, about = "Passare Imports: moves client data into Passare")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+    /// Run the gRPC server (IMPORTS_GRPC_ADDR).
+    Serve,
+    /// Run a chunk worker.
+    Work,
+    /// Run the grpc-web gateway for browsers (IMPORTS_GATEWAY_ADDR).
+    Gateway,
+    /// Create an organization with locations and staff users, for demos and tests.
+    DemoOrg {
+        #[arg(long, default_value_t = 1042)]
+        id: i64,
+        #[arg(long, default_value = "Riverside Funeral Home")]
+        name: String,
+    },
+    /// Print a signed bearer token for grpcurl and scripts.
+    Token {
+        #[arg(long, default_value = "dev-1")]
+        user_id: String,
+        #[arg(long, default_value = "Developer")]
+        name: String,
+        #[arg(long, default_value = "developer@passare.com")]
+        email: String,
+        /// Issue a token without the super-admin claim.
+        #[arg(long)]
+        not_super_admin: bool,
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: u64,
+    },
+    /// Write a synthetic Cases CSV (deterministic for a seed).
+    Generate {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import a file through the API and follow its progress.
+    Import(client::ImportArgs),
+    /// Benchmark an end-to-end import against PostgreSQL's own COPY.
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Cancels on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Client commands need no server configuration.
+    match cli.command {
+        Command::Generate { rows, seed, out } => return generate::write_cases(&out, rows, seed),
+        Command::Import(args) => return client::run(args).await,
+        Command::Bench(args) => return bench::run(args).await,
+        _ => {}
+    }
+    let config = Config::load()?;
+    init_logging(&config);
+    tracing::debug!(?config, "configuration");
+    match cli.command {
+        Command::Migrate => {
+            passare_imports_service::server::migrate(&config.database_url).await?;
+            println!("migrations applied");
+        }
+        Command::Serve => {
+            let shutdown = shutdown_on_signal();
+            let app = App::build(config.clone(), shutdown.clone()).await?;
+            let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+                .await
+                .with_context(|| format!("binding {}", config.grpc_addr))?;
+            passare_imports_service::server::serve(app, listener, shutdown).await?;
+        }
+        Command::Gateway => {
+            let shutdown = shutdown_on_signal();
+            let app = App::build(config.clone(), shutdown.clone()).await?;
+            let listener = tokio::net::TcpListener::bind(config.gateway_addr)
+                .await
+                .with_context(|| format!("binding {}", config.gateway_addr))?;
+            passare_imports_gateway::serve(app, listener, shutdown).await?;
+        }
+        Command::Work => {
+            let shutdown = shutdown_on_signal();
+            Worker::build(&config).await?.run(shutdown).await?;
+        }
+        Command::DemoOrg { id, name } => {
+            let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
+            passare_imports_store::repo::ensure_demo_organization(
+                db.orm(),
+                id,
+                &name,
+                generate::DEMO_LOCATIONS,
+                generate::DEMO_STAFF,
+            )
+            .await?;
+            println!("organization {id} ({name}) is ready");
+        }
+        Command::Token {
+            user_id,
+            name,
+            email,
+            not_super_admin,
+            ttl_hours,
+        } => {
+            let now = chrono::Utc::now().timestamp() as u64;
+            let token = Auth::new(&config.jwt_secret).issue(&Claims {
+                sub: user_id,
+                name,
+                email,
+                super_admin: !not_super_admin,
+                exp: now + ttl_hours * 3600,
+                iat: now,
+            })?;
+            println!("{token}");
+        }
+        Command::Generate { .. } | Command::Import(_) | Command::Bench(_) => {}
+    }
+    Ok(())
+}

@@ -243,6 +243,14 @@ impl TakenChunk {
         Ok(())
     }
 
+    /// Rejects the message for good: the broker moves it to the dead-letter queue.
+    pub async fn dead_letter(self) -> Result<(), QueueError> {
+        self.delivery
+            .reject(lapin::options::BasicRejectOptions { requeue: false })
+            .await?;
+        Ok(())
+    }
+
     /// Puts the chunk back at the head of its queue.
     pub async fn requeue(self) -> Result<(), QueueError> {
         self.delivery

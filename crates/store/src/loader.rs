@@ -296,6 +296,62 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     })
 }
 
+/// Records that a chunk cannot be loaded at all (its file is gone, its bytes
+/// cannot be parsed): the chunk, its file and its import fail with `reason`,
+/// and the import's remaining chunks are skipped.
+pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let Some(row) = sqlx::query(
+        "UPDATE chunks SET state = 'failed', attempts = attempts + 1, finished_at = clock_timestamp()
+          WHERE id = $1 AND state = 'queued'
+      RETURNING import_id, file_id, organization_id",
+    )
+    .bind(chunk_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(());
+    };
+    let import_id: Uuid = row.try_get("import_id")?;
+    let file_id: Uuid = row.try_get("file_id")?;
+    let file_name: String = sqlx::query_scalar(
+        "UPDATE import_files SET state = 'failed', updated_at = clock_timestamp() WHERE id = $1 RETURNING file_name",
+    )
+    .bind(file_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let error = json!({
+        "reason": "CHUNK_FAILED",
+        "message": format!("{file_name}: {reason}"),
+        "file_id": file_id,
+        "file_name": file_name,
+    });
+    sqlx::query(
+        "UPDATE imports SET state = 'failed', error = $2, finished_at = clock_timestamp(),
+                started_at = COALESCE(started_at, clock_timestamp()), updated_at = clock_timestamp()
+          WHERE id = $1 AND state NOT IN ('completed', 'completed_with_errors', 'failed', 'stopped')",
+    )
+    .bind(import_id)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE import_id = $1 AND state = 'queued'")
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE import_files SET state = 'failed', updated_at = clock_timestamp() WHERE import_id = $1 AND state IN ('queued', 'running')")
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(import_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The import's state once its files' states are as stored.
 async fn import_state_after(conn: &mut PgConnection, import_id: Uuid) -> Result<ImportState, StoreError> {
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM import_files WHERE import_id = $1")

@@ -312,12 +312,13 @@ pub async fn lock_org_queue(db: &impl ConnectionTrait, organization_id: i64) -> 
 
 /// Moves a draft import to `queued`: numbers it in its organization's queue
 /// and creates its chunk rows from the files' chunk plans. Returns the chunks
-/// in load order. Call inside the transaction that holds [`lock_org_queue`].
+/// in load order, or `None` when the import is no longer a draft. Call inside
+/// the transaction that holds [`lock_org_queue`].
 pub async fn queue_import(
     db: &impl ConnectionTrait,
     import: &imports::Model,
     files: &[import_files::Model],
-) -> Result<Vec<chunks::Model>, StoreError> {
+) -> Result<Option<Vec<chunks::Model>>, StoreError> {
     let at = now();
     let seq: i64 = db
         .query_one_raw(stmt("SELECT nextval('import_queue_seq') AS seq", vec![]))
@@ -335,7 +336,7 @@ pub async fn queue_import(
         .exec(db)
         .await?;
     if updated.rows_affected != 1 {
-        return Err(StoreError::Corrupt(format!("import {} is no longer a draft", import.id)));
+        return Ok(None);
     }
     let mut created = Vec::new();
     for file in files {
@@ -373,7 +374,7 @@ pub async fn queue_import(
         }
     }
     notify(db, import.id).await?;
-    Ok(created)
+    Ok(Some(created))
 }
 
 /// Tells every watcher, on every replica, that an import changed.

@@ -1,0 +1,219 @@
+//! `passare-imports bench`: generates N Cases rows, imports them end to end
+//! through a server and a worker started as child processes (fresh database,
+//! own queues), then loads the same file with `psql \copy` into a table of the
+//! same shape, and prints both wall times, their ratio, rows/s and the peak
+//! memory (VmHWM) of the server and the worker.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use passare_imports_proto::v1 as pb;
+
+use crate::client;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Server of PostgreSQL to use; the benchmark database is dropped and recreated.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/passare_imports_bench")]
+    pub database_url: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Working directory for the generated file and uploads.
+    #[arg(long, default_value = "/tmp/passare-imports-bench")]
+    pub workdir: PathBuf,
+    #[arg(long, default_value_t = 5_000)]
+    pub chunk_rows: u64,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        for c in &mut self.0 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.workdir)?;
+    let csv = args.workdir.join(format!("cases-{}-{}.csv", args.rows, args.seed));
+    let t = Instant::now();
+    crate::generate::write_cases(&csv, args.rows, args.seed)?;
+    let bytes = std::fs::metadata(&csv)?.len();
+    println!("generated {} rows ({:.1} MB) in {:.1?}", args.rows, bytes as f64 / 1e6, t.elapsed());
+
+    let exe = std::env::current_exe()?;
+    let port = free_port()?;
+    let secret = format!("bench-{}", uuid::Uuid::new_v4());
+    let uploads = args.workdir.join("uploads");
+    let _ = std::fs::remove_dir_all(&uploads);
+    let env: Vec<(&str, String)> = vec![
+        ("IMPORTS_DATABASE_URL", args.database_url.clone()),
+        ("IMPORTS_AMQP_URL", args.amqp_url.clone()),
+        ("IMPORTS_QUEUE_PREFIX", format!("bench.{}", uuid::Uuid::new_v4().simple())),
+        ("IMPORTS_QUEUE_EXPIRES_MS", "600000".into()),
+        ("IMPORTS_STORAGE_DIR", uploads.display().to_string()),
+        ("IMPORTS_GRPC_ADDR", format!("127.0.0.1:{port}")),
+        ("IMPORTS_JWT_SECRET", secret.clone()),
+        ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
+        ("IMPORTS_LOG", "warn".into()),
+    ];
+    let command = |sub: &str| {
+        let mut c = Command::new(&exe);
+        c.arg(sub).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c
+    };
+
+    reset_database(&args.database_url)?;
+    for sub in ["migrate", "demo-org"] {
+        let out = command(sub).output()?;
+        if !out.status.success() {
+            bail!("{sub} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let server = command("serve").stdout(Stdio::null()).spawn()?;
+    let worker = command("work").stdout(Stdio::null()).spawn()?;
+    let (server_pid, worker_pid) = (server.id(), worker.id());
+    let children = Children(vec![server, worker]);
+
+    let token = client::token(Some(passare_imports_service::auth::Auth::new(&secret).issue(
+        &passare_imports_service::auth::Claims {
+            sub: "bench".into(),
+            name: "Benchmark".into(),
+            email: "bench@passare.com".into(),
+            super_admin: true,
+            exp: chrono::Utc::now().timestamp() as u64 + 3600,
+            iat: 0,
+        },
+    )?))?;
+    let server_url = format!("http://127.0.0.1:{port}");
+    let mut api = None;
+    for _ in 0..100 {
+        if let Ok(c) = client::connect(&server_url, &token).await {
+            api = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut api = api.context("the server did not start")?;
+
+    let t0 = Instant::now();
+    let import = api
+        .create_import(pb::CreateImportRequest {
+            organization_id: "1042".into(),
+            failure_policy: pb::FailurePolicy::ImportValidRows as i32,
+            note: "benchmark".into(),
+            request_id: String::new(),
+        })
+        .await
+        .map_err(client::describe)?
+        .into_inner()
+        .import
+        .context("no import")?;
+    client::upload(&mut api, &import.id, &csv, "cases", None).await?;
+    let uploaded = t0.elapsed();
+    api.start_import(pb::StartImportRequest {
+        import_id: import.id.clone(),
+    })
+    .await
+    .map_err(client::describe)?;
+    let done = client::watch(&mut api, &import.id, None::<indicatif::ProgressBar>).await;
+    let end_to_end = t0.elapsed();
+    let server_peak = peak_rss_kib(server_pid);
+    let worker_peak = peak_rss_kib(worker_pid);
+    drop(children);
+    let done = done?;
+    let p = done.progress.unwrap_or_default();
+    if p.rows_created as u64 != args.rows {
+        bail!("the import created {} rows, not {}", p.rows_created, args.rows);
+    }
+
+    let copy = copy_baseline(&args.database_url, &csv)?;
+    let ratio = end_to_end.as_secs_f64() / copy.as_secs_f64();
+    let mib = |k: Option<u64>| k.map_or("n/a".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!("rows                     {}", args.rows);
+    println!("end to end (service)     {:.2} s  ({:.0} rows/s)", end_to_end.as_secs_f64(), args.rows as f64 / end_to_end.as_secs_f64());
+    println!("  upload                 {:.2} s", uploaded.as_secs_f64());
+    println!("  start → completed      {:.2} s", (end_to_end - uploaded).as_secs_f64());
+    println!("psql \\copy baseline      {:.2} s  ({:.0} rows/s)", copy.as_secs_f64(), args.rows as f64 / copy.as_secs_f64());
+    println!("ratio end to end / copy  {ratio:.2}");
+    println!("peak memory server       {}", mib(server_peak));
+    println!("peak memory worker       {}", mib(worker_peak));
+    Ok(())
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        // The generated files mix ISO and US (M/D/YYYY) dates, as the service accepts.
+        .env("PGDATESTYLE", "ISO, MDY")
+        .output()
+        .context("running psql (Debian package postgresql-client)")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn reset_database(url: &str) -> anyhow::Result<()> {
+    let (server, name) = url.rsplit_once('/').context("database URL has no database name")?;
+    psql(&format!("{server}/postgres"), &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+}
+
+/// Loads the file with `psql \copy` into an empty table shaped like `cases`.
+fn copy_baseline(url: &str, csv: &std::path::Path) -> anyhow::Result<Duration> {
+    psql(
+        url,
+        "DROP TABLE IF EXISTS cases_copy_baseline;
+         CREATE TABLE cases_copy_baseline (
+            organization_id bigint NOT NULL DEFAULT 1042, case_number text NOT NULL,
+            deceased_first_name text NOT NULL, deceased_middle_name text, deceased_last_name text NOT NULL,
+            suffix text, date_of_birth date, date_of_death date, case_type text, case_status text,
+            disposition text, location_name text, director_email text, opened_on date,
+            PRIMARY KEY (organization_id, case_number));
+         SET datestyle = 'ISO, MDY';",
+    )?;
+    let t = Instant::now();
+    psql(
+        url,
+        &format!(
+            "\\copy cases_copy_baseline (case_number, deceased_first_name, deceased_middle_name, deceased_last_name, suffix, date_of_birth, date_of_death, case_type, case_status, disposition, location_name, director_email, opened_on) FROM '{}' WITH (FORMAT csv, HEADER true)",
+            csv.display()
+        ),
+    )?;
+    Ok(t.elapsed())
+}

@@ -1,0 +1,303 @@
+//! `passare-imports import`: creates an import, uploads a file through the
+//! client-streaming RPC, starts it and follows it to the end with progress bars.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use passare_imports_proto::v1 as pb;
+use passare_imports_proto::v1::import_service_client::ImportServiceClient;
+use passare_imports_service::auth::{Auth, Claims};
+use tokio::io::AsyncReadExt;
+use tokio_stream::StreamExt;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImportArgs {
+    /// The file to import.
+    pub file: PathBuf,
+    /// gRPC address of the service.
+    #[arg(long, env = "IMPORTS_SERVER_URL", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Organization whose data this is.
+    #[arg(long, default_value_t = 1042)]
+    pub org: i64,
+    /// Import type key.
+    #[arg(long = "type", default_value = "cases")]
+    pub import_type: String,
+    /// stop-on-first-error or import-valid-rows.
+    #[arg(long, default_value = "import-valid-rows")]
+    pub policy: String,
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// Bearer token; without it one is signed with IMPORTS_JWT_SECRET.
+    #[arg(long, env = "IMPORTS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print one line per event instead of progress bars.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+pub type Client = ImportServiceClient<
+    InterceptedService<Channel, Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>>,
+>;
+
+/// A client that sends `token` with every call.
+pub async fn connect(server: &str, token: &str) -> anyhow::Result<Client> {
+    let channel = Channel::from_shared(server.to_string())?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let auth: Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send> =
+        Box::new(move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", header.clone());
+            Ok(req)
+        });
+    Ok(ImportServiceClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// The token to use: given, or signed with the configured secret.
+pub fn token(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(t) = given.filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    let secret = std::env::var("IMPORTS_JWT_SECRET")
+        .context("no token: pass --token, set IMPORTS_TOKEN, or set IMPORTS_JWT_SECRET to sign one")?;
+    let now = chrono::Utc::now().timestamp() as u64;
+    Ok(Auth::new(&secret).issue(&Claims {
+        sub: "cli".into(),
+        name: "passare-imports CLI".into(),
+        email: "cli@passare.com".into(),
+        super_admin: true,
+        exp: now + 12 * 3600,
+        iat: now,
+    })?)
+}
+
+/// Uploads `path` into a draft import through the client-streaming RPC.
+pub async fn upload(
+    client: &mut Client,
+    import_id: &str,
+    path: &std::path::Path,
+    import_type: &str,
+    bar: Option<ProgressBar>,
+) -> anyhow::Result<pb::ImportFile> {
+    let size = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
+    let mut file = tokio::fs::File::open(path).await?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.csv".into());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let header = pb::UploadFileRequest {
+        payload: Some(pb::upload_file_request::Payload::Header(pb::FileHeader {
+            import_id: import_id.to_string(),
+            file_name: name,
+            import_type: import_type.to_string(),
+            declared_size_bytes: size as i64,
+        })),
+    };
+    let reader = tokio::spawn(async move {
+        if tx.send(header).await.is_err() {
+            return Ok::<(), std::io::Error>(());
+        }
+        loop {
+            let mut buf = vec![0u8; 1024 * 1024];
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if let Some(bar) = &bar {
+                bar.inc(n as u64);
+            }
+            let msg = pb::UploadFileRequest {
+                payload: Some(pb::upload_file_request::Payload::Chunk(buf.into())),
+            };
+            if tx.send(msg).await.is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let response = client
+        .upload_file(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(describe)?;
+    reader.await??;
+    response.into_inner().file.context("the service returned no file")
+}
+
+/// A status with its google.rpc details, readable by people.
+pub fn describe(status: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(bad) = details.bad_request() {
+        for v in &bad.field_violations {
+            text.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    if let Some(pre) = details.precondition_failure() {
+        for v in &pre.violations {
+            text.push_str(&format!("\n  {} {}: {}", v.r#type, v.subject, v.description));
+        }
+    }
+    anyhow::anyhow!(text)
+}
+
+fn state_name(state: i32) -> String {
+    pb::ImportState::try_from(state)
+        .map(|s| s.as_str_name().trim_start_matches("IMPORT_STATE_").to_lowercase())
+        .unwrap_or_else(|_| state.to_string())
+}
+
+pub fn is_terminal(state: i32) -> bool {
+    matches!(
+        pb::ImportState::try_from(state),
+        Ok(pb::ImportState::Completed
+            | pb::ImportState::CompletedWithErrors
+            | pb::ImportState::Failed
+            | pb::ImportState::Stopped)
+    )
+}
+
+/// Follows an import to its end; returns the final import.
+pub async fn watch(client: &mut Client, import_id: &str, bar: Option<ProgressBar>) -> anyhow::Result<pb::Import> {
+    let mut last = None;
+    // A dropped stream is resumed: the snapshot comes first again.
+    for _attempt in 0..10 {
+        let mut stream = match client
+            .watch_import(pb::WatchImportRequest {
+                import_id: import_id.to_string(),
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(describe(e)),
+        };
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) if e.code() == tonic::Code::Unavailable => break,
+                Err(e) => return Err(describe(e)),
+            };
+            let Some(import) = event.import else { continue };
+            let p = import.progress.clone().unwrap_or_default();
+            match &bar {
+                Some(bar) => {
+                    bar.set_length(p.rows_total.max(1) as u64);
+                    bar.set_position(p.rows_processed as u64);
+                    bar.set_message(format!(
+                        "{} · chunks {}/{} · failed {}",
+                        state_name(import.state),
+                        p.chunks_done,
+                        p.chunks_total,
+                        p.rows_failed
+                    ));
+                }
+                None => println!(
+                    "{} rows {}/{} imported {} failed {} chunks {}/{}",
+                    state_name(import.state),
+                    p.rows_processed,
+                    p.rows_total,
+                    p.rows_imported,
+                    p.rows_failed,
+                    p.chunks_done,
+                    p.chunks_total
+                ),
+            }
+            let done = is_terminal(import.state);
+            last = Some(import);
+            if done {
+                if let Some(bar) = &bar {
+                    bar.finish();
+                }
+                return last.context("no import");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("the watch stream kept ending before the import finished (last seen: {last:?})")
+}
+
+pub fn parse_policy(text: &str) -> anyhow::Result<pb::FailurePolicy> {
+    match text {
+        "stop-on-first-error" => Ok(pb::FailurePolicy::StopOnFirstError),
+        "import-valid-rows" => Ok(pb::FailurePolicy::ImportValidRows),
+        other => bail!("unknown policy {other:?}: use stop-on-first-error or import-valid-rows"),
+    }
+}
+
+pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let token = token(args.token.clone())?;
+    let mut client = connect(&args.server, &token).await?;
+    let created = client
+        .create_import(pb::CreateImportRequest {
+            organization_id: args.org.to_string(),
+            failure_policy: parse_policy(&args.policy)? as i32,
+            note: args.note.clone(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .map_err(describe)?
+        .into_inner()
+        .import
+        .context("no import returned")?;
+    println!("import {} created for organization {}", created.id, created.organization_id);
+
+    let size = std::fs::metadata(&args.file)?.len();
+    let style = |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let upload_bar = (!args.plain).then(|| {
+        ProgressBar::new(size).with_style(style("upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}"))
+    });
+    let file = upload(&mut client, &created.id, &args.file, &args.import_type, upload_bar.clone()).await?;
+    if let Some(bar) = upload_bar {
+        bar.finish();
+    }
+    println!(
+        "uploaded {} ({} bytes, {} rows, sha256 {})",
+        file.name, file.size_bytes, file.row_count, file.sha256
+    );
+    for p in &file.problems {
+        println!("  row {} {}: {} ({:?})", p.row, p.column, p.reason, p.value);
+    }
+
+    client
+        .start_import(pb::StartImportRequest {
+            import_id: created.id.clone(),
+        })
+        .await
+        .map_err(describe)?;
+    let rows_bar = (!args.plain).then(|| {
+        ProgressBar::new(file.row_count.max(1) as u64)
+            .with_style(style("import  [{bar:40}] {pos}/{len} rows {per_sec} {msg}"))
+    });
+    let done = watch(&mut client, &created.id, rows_bar).await?;
+    let p = done.progress.clone().unwrap_or_default();
+    println!(
+        "import {} {}: {} rows processed, {} created, {} updated, {} unchanged, {} failed",
+        done.id,
+        state_name(done.state),
+        p.rows_processed,
+        p.rows_created,
+        p.rows_updated,
+        p.rows_unchanged,
+        p.rows_failed
+    );
+    for f in &done.files {
+        for e in f.problems.iter().take(10) {
+            println!("  {} row {} {}: {} ({:?})", f.name, e.row, e.column, e.reason, e.value);
+        }
+    }
+    if let Some(e) = &done.error {
+        bail!("import failed: {}", e.message);
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Shared state of a server process: database, file storage, broker publisher,
+//! change notifications, configuration and token validation.
+
+use std::sync::Arc;
+
+use passare_imports_domain::RowProblem;
+use passare_imports_queue::Publisher;
+use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_store::{Db, StoreError, repo};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::convert::{FileView, ImportView};
+use crate::events::EventHub;
+
+/// Row errors shown with each file in `Import` messages.
+pub const PROBLEMS_SHOWN: u64 = 20;
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub files: Arc<dyn FileStore>,
+    pub publisher: Arc<Publisher>,
+    pub events: EventHub,
+    pub auth: Arc<Auth>,
+}
+
+impl App {
+    /// Connects to PostgreSQL and opens storage; the broker is reached on
+    /// first publish. Background tasks stop with `shutdown`.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+        let files = LocalFileStore::new(&config.storage_dir).await?;
+        let publisher = Publisher::new(config.queue(), format!("passare-imports server {}", crate::worker::worker_name()));
+        let events = EventHub::start(db.clone(), shutdown);
+        let auth = Auth::new(&config.jwt_secret);
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            files: Arc::new(files),
+            publisher: Arc::new(publisher),
+            events,
+            auth: Arc::new(auth),
+        })
+    }
+
+    /// An import with its files, problems and queue position.
+    pub async fn import_view(&self, id: Uuid) -> Result<Option<ImportView>, StoreError> {
+        let Some(import) = repo::find_import(self.db.orm(), id).await? else {
+            return Ok(None);
+        };
+        let files = repo::import_files(self.db.orm(), id).await?;
+        let views = self.file_views(files).await?;
+        let queue_position = repo::queue_position(self.db.orm(), &import).await?;
+        Ok(Some(ImportView {
+            import,
+            files: views,
+            queue_position,
+        }))
+    }
+
+    pub async fn file_views(
+        &self,
+        files: Vec<passare_imports_store::entities::import_files::Model>,
+    ) -> Result<Vec<FileView>, StoreError> {
+        let mut views = Vec::with_capacity(files.len());
+        for file in files {
+            let mut problems: Vec<RowProblem> = serde_json::from_value(file.problems.clone()).unwrap_or_default();
+            if file.rows_failed > 0 {
+                problems.extend(
+                    repo::first_row_errors(self.db.orm(), file.id, PROBLEMS_SHOWN)
+                        .await?
+                        .into_iter()
+                        .map(|e| RowProblem {
+                            row: e.row_number as u64,
+                            column: e.column_name,
+                            value: e.value,
+                            reason: e.reason,
+                        }),
+                );
+            }
+            views.push(FileView { file, problems });
+        }
+        Ok(views)
+    }
+}

@@ -1,0 +1,167 @@
+//! Identity: every ImportService call carries `authorization: Bearer <jwt>`
+//! signed with the configured HS256 secret. The claims name the user; only
+//! super admins may use the service. The interceptor puts the [`Caller`] into
+//! the request's extensions.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Status};
+
+/// Claims of a Passare bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub super_admin: bool,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+}
+
+/// The authenticated user of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub super_admin: bool,
+}
+
+/// Validates and issues tokens.
+#[derive(Clone)]
+pub struct Auth {
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+}
+
+impl Auth {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        Self {
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Checks a bearer token and returns its caller.
+    pub fn verify(&self, token: &str) -> Result<Caller, Status> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                let why = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the bearer token has expired",
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "the bearer token's signature is not valid",
+                    _ => "the bearer token is not a valid Passare token",
+                };
+                crate::error::ApiError::Unauthenticated(why.into()).into_status()
+            })?;
+        let c = data.claims;
+        Ok(Caller {
+            id: c.sub,
+            name: c.name,
+            email: c.email,
+            super_admin: c.super_admin,
+        })
+    }
+
+    /// Signs a token for `claims` (development tokens and tests).
+    pub fn issue(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+}
+
+/// The tonic interceptor guarding ImportService.
+pub fn interceptor(auth: Arc<Auth>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut req: Request<()>| {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| {
+                crate::error::ApiError::Unauthenticated(
+                    "missing authorization metadata: send `authorization: Bearer <token>`".into(),
+                )
+                .into_status()
+            })?
+            .to_str()
+            .map_err(|_| {
+                crate::error::ApiError::Unauthenticated("authorization metadata is not text".into()).into_status()
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                crate::error::ApiError::Unauthenticated("authorization must be `Bearer <token>`".into())
+                    .into_status()
+            })?;
+        let caller = auth.verify(token.trim())?;
+        if !caller.super_admin {
+            return Err(crate::error::ApiError::PermissionDenied(
+                "only Passare super admins may use the import service".into(),
+            )
+            .into_status());
+        }
+        req.extensions_mut().insert(caller);
+        Ok(req)
+    }
+}
+
+/// The caller put into a request by [`interceptor`].
+pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+        crate::error::ApiError::Unauthenticated("the call was not authenticated".into()).into_status()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(super_admin: bool, exp: u64) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            name: "Dana".into(),
+            email: "dana@passare.com".into(),
+            super_admin,
+            exp,
+            iat: 0,
+        }
+    }
+
+    fn later() -> u64 {
+        (chrono::Utc::now().timestamp() + 3600) as u64
+    }
+
+    #[test]
+    fn a_token_signed_with_the_secret_names_its_caller() -> Result<(), Box<dyn std::error::Error>> {
+        let auth = Auth::new("0123456789abcdef-secret");
+        let token = auth.issue(&claims(true, later()))?;
+        let caller = auth.verify(&token)?;
+        assert_eq!(caller.email, "dana@passare.com");
+        assert!(caller.super_admin);
+        Ok(())
+    }
+
+    #[test]
+    fn expired_and_foreign_tokens_are_unauthenticated() -> Result<(), Box<dyn std::error::Error>> {
+        let auth = Auth::new("0123456789abcdef-secret");
+        let expired = auth.issue(&claims(true, 1000))?;
+        let e = auth.verify(&expired).err().map(|s| (s.code(), s.message().to_string()));
+        assert_eq!(e.as_ref().map(|e| e.0), Some(tonic::Code::Unauthenticated));
+        assert!(e.is_some_and(|e| e.1.contains("expired")));
+        let foreign = Auth::new("another-secret-0123456789").issue(&claims(true, later()))?;
+        assert_eq!(
+            auth.verify(&foreign).err().map(|s| s.code()),
+            Some(tonic::Code::Unauthenticated)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! Configuration: defaults, then an optional TOML file (`IMPORTS_CONFIG_FILE`),
+//! then environment variables `IMPORTS_<KEY>`. Validated once at start; every
+//! key is documented in the README.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use passare_imports_queue::QueueConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// PostgreSQL connection URL.
+    pub database_url: String,
+    /// Connections per process in the PostgreSQL pool.
+    pub database_max_connections: u32,
+    /// RabbitMQ connection URL.
+    pub amqp_url: String,
+    /// Prefix of every queue name.
+    pub queue_prefix: String,
+    /// Deliveries of a chunk message before it goes to the dead-letter queue.
+    pub queue_delivery_limit: u32,
+    /// Queues unused this long are deleted by the broker (tests only; unset in production).
+    pub queue_expires_ms: Option<u64>,
+    /// Address of the gRPC server (`serve`).
+    pub grpc_addr: SocketAddr,
+    /// Address of the grpc-web gateway (`gateway`).
+    pub gateway_addr: SocketAddr,
+    /// Comma-separated origins the browser frontend is served from; `*` allows any.
+    pub gateway_allowed_origins: String,
+    /// Directory of uploaded files.
+    pub storage_dir: PathBuf,
+    /// HS256 secret that signs bearer tokens. Required; never logged.
+    pub jwt_secret: String,
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// Chunks a worker process loads at once (each for a different organization).
+    pub worker_concurrency: usize,
+    /// Longest time a worker keeps draining one organization before handing it back.
+    pub worker_drain_max_secs: u64,
+    /// Largest accepted upload, in bytes.
+    pub max_file_bytes: u64,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+    /// Interval at which watch streams re-read an import even without a notification.
+    pub watch_poll_ms: u64,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/passare_imports".into(),
+            database_max_connections: 10,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            queue_prefix: "passare.imports".into(),
+            queue_delivery_limit: 10,
+            queue_expires_ms: None,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            gateway_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            gateway_allowed_origins: "http://localhost:3000".into(),
+            storage_dir: PathBuf::from("data/uploads"),
+            jwt_secret: String::new(),
+            chunk_rows: 5_000,
+            worker_concurrency: 2,
+            worker_drain_max_secs: 300,
+            max_file_bytes: 2 * 1024 * 1024 * 1024,
+            reflection: true,
+            watch_poll_ms: 1_000,
+            log_format: "text".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.clone();
+        shown.jwt_secret = if self.jwt_secret.is_empty() {
+            String::new()
+        } else {
+            "<redacted>".into()
+        };
+        shown.database_url = redact_url(&self.database_url);
+        shown.amqp_url = redact_url(&self.amqp_url);
+        f.debug_struct("Config")
+            .field("settings", &serde_json::to_value(&shown).unwrap_or_default())
+            .finish()
+    }
+}
+
+/// Hides the password of a URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `IMPORTS_CONFIG_FILE` if set, then `IMPORTS_*` variables.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Ok(path) = std::env::var("IMPORTS_CONFIG_FILE") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("IMPORTS_").ignore(&["config_file"]))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.jwt_secret.len() < 16 {
+            return bad("IMPORTS_JWT_SECRET must be set to at least 16 characters");
+        }
+        if self.chunk_rows == 0 || self.chunk_rows > 1_000_000 {
+            return bad("IMPORTS_CHUNK_ROWS must be between 1 and 1000000");
+        }
+        if self.worker_concurrency == 0 {
+            return bad("IMPORTS_WORKER_CONCURRENCY must be at least 1");
+        }
+        if self.queue_delivery_limit == 0 {
+            return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad("IMPORTS_LOG_FORMAT must be text or json");
+        }
+        if self.queue_prefix.is_empty() || self.queue_prefix.contains(char::is_whitespace) {
+            return bad("IMPORTS_QUEUE_PREFIX must be a non-empty name without spaces");
+        }
+        Ok(())
+    }
+
+    pub fn queue(&self) -> QueueConfig {
+        QueueConfig {
+            amqp_url: self.amqp_url.clone(),
+            prefix: self.queue_prefix.clone(),
+            delivery_limit: self.queue_delivery_limit,
+            queue_expires: self.queue_expires_ms.map(Duration::from_millis),
+        }
+    }
+
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.gateway_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let c = Config {
+            jwt_secret: "super-secret-value-123".into(),
+            database_url: "postgres://app:hunter2@db/x".into(),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app:<redacted>@db"), "{shown}");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let c = Config {
+            jwt_secret: "short".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

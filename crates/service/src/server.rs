@@ -1,0 +1,120 @@
+//! Starting the gRPC server: ImportService behind the bearer-token interceptor,
+//! health and reflection beside it, request ids and tracing around all. The
+//! gateway serves the same [`routes`] over grpc-web.
+
+use std::str::FromStr;
+
+use passare_imports_proto::v1::FILE_DESCRIPTOR_SET;
+use passare_imports_proto::v1::import_service_server::ImportServiceServer;
+use sea_orm_migration_reexport::MigratorTrait;
+use sqlx::ConnectOptions;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::ImportApi;
+use crate::app::App;
+use crate::auth;
+
+mod sea_orm_migration_reexport {
+    pub use passare_imports_migrations::Migrator;
+    pub use sea_orm_migration::MigratorTrait;
+}
+
+/// Largest gRPC message accepted (upload chunks are at most 4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// ImportService (authenticated), health and — when configured — reflection.
+pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ImportServiceServer<ImportApi>>()
+        .await;
+    let api = ImportServiceServer::new(ImportApi::new(app.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let api = tonic::service::interceptor::InterceptedService::new(api, auth::interceptor(app.auth.clone()));
+    let mut routes = Routes::new(health_service).add_service(api);
+    if app.config.reflection {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        routes = routes.add_service(reflection);
+    }
+    Ok((routes, health))
+}
+
+/// Request ids (`x-request-id`, generated when absent, echoed) and one
+/// tracing span per call carrying the id and the method.
+pub fn layers() -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        PropagateRequestIdLayer,
+        tower::layer::util::Stack<
+            TraceLayer<
+                tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+                fn(&http::Request<tonic::body::Body>) -> tracing::Span,
+            >,
+            tower::layer::util::Stack<SetRequestIdLayer<MakeRequestUuid>, tower::layer::util::Identity>,
+        >,
+    >,
+> {
+    fn span(req: &http::Request<tonic::body::Body>) -> tracing::Span {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+    }
+    tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_grpc().make_span_with(span as fn(&http::Request<tonic::body::Body>) -> tracing::Span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+}
+
+/// Serves plain gRPC on `listener` until `shutdown`; health turns NOT_SERVING first.
+pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (routes, health) = routes(&app).await?;
+    tracing::info!(addr = %listener.local_addr()?, "grpc server listening");
+    let stop = shutdown.clone();
+    Server::builder()
+        .layer(layers())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.cancelled().await;
+            health.set_not_serving::<ImportServiceServer<ImportApi>>().await;
+        })
+        .await?;
+    app.db.close().await;
+    tracing::info!("grpc server stopped");
+    Ok(())
+}
+
+/// Creates the database if it does not exist, then applies pending migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(database_url)?;
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+            .execute(&mut admin)
+            .await?;
+        tracing::info!(database = %name, "database created");
+    }
+    drop(admin);
+    let db = passare_imports_store::Db::connect(database_url, 2).await?;
+    sea_orm_migration_reexport::Migrator::up(db.orm(), None).await?;
+    db.close().await;
+    Ok(())
+}

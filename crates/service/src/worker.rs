@@ -1,0 +1,323 @@
+//! The chunk worker. Each slot consumes "organization ready" notices; for a
+//! notice it takes the organization's drain lease (a PostgreSQL session
+//! advisory lock) and loads that organization's chunks one at a time, in queue
+//! order, until its queue is empty. The write of every chunk also takes the
+//! organization's transaction-scoped write fence, so the guarantee holds even
+//! when a worker lost its lease or the broker redelivered a chunk still being
+//! written. See docs/per-organization-concurrency.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use passare_imports_domain::ChunkMessage;
+use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
+use passare_imports_domain::copy::encode_copy_text;
+use passare_imports_queue::{self as queue, QueueConfig, QueueError, TakenChunk, WorkChannel};
+use passare_imports_storage::{FileStore, LocalFileStore, StorageError};
+use passare_imports_store::loader::{self, ChunkOutcome, ChunkWrite};
+use passare_imports_store::{Db, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// `host:pid`, recorded on every chunk a process loads.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{host}:{}", std::process::id())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("parsing the chunk: {0}")]
+    Parse(String),
+}
+
+impl ChunkError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ChunkError::Store(e) => e.is_transient(),
+            ChunkError::Storage(StorageError::Io { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a worker process needs.
+#[derive(Clone)]
+pub struct Worker {
+    pub db: Db,
+    pub files: Arc<dyn FileStore>,
+    pub queue: QueueConfig,
+    pub name: String,
+    pub concurrency: usize,
+    pub drain_max: Duration,
+}
+
+impl Worker {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: Db::connect(&config.database_url, config.database_max_connections).await?,
+            files: Arc::new(LocalFileStore::new(&config.storage_dir).await?),
+            queue: config.queue(),
+            name: worker_name(),
+            concurrency: config.worker_concurrency,
+            drain_max: Duration::from_secs(config.worker_drain_max_secs.max(1)),
+        })
+    }
+
+    /// Runs until `shutdown`: connects to the broker, runs the slots, and
+    /// reconnects with backoff whenever the connection is lost. On shutdown the
+    /// chunk in hand is finished; every other message stays with the broker.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let conn = match queue::connect(&self.queue, &format!("passare-imports worker {}", self.name)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            tracing::info!(worker = %self.name, slots = self.concurrency, "worker connected to the broker");
+            backoff = Duration::from_millis(200);
+            let mut slots = tokio::task::JoinSet::new();
+            for slot in 0..self.concurrency {
+                let channel = match WorkChannel::open(self.queue.clone(), &conn).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "opening a worker channel failed");
+                        break;
+                    }
+                };
+                let worker = self.clone();
+                let stop = shutdown.clone();
+                slots.spawn(async move { worker.run_slot(slot, channel, stop).await });
+            }
+            while let Some(ended) = slots.join_next().await {
+                if let Ok(Err(e)) = ended {
+                    tracing::warn!(error = %e, "worker slot ended");
+                }
+                // One slot losing its channel usually means the connection is gone:
+                // let the others finish their chunk, then start over.
+                if !shutdown.is_cancelled() && !conn.status().connected() {
+                    continue;
+                }
+            }
+            let _ = conn.close(200, "worker stopping".into()).await;
+            if !shutdown.is_cancelled() {
+                tracing::warn!("broker connection lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+        tracing::info!(worker = %self.name, "worker stopped");
+        Ok(())
+    }
+
+    async fn run_slot(&self, slot: usize, channel: WorkChannel, shutdown: CancellationToken) -> Result<(), QueueError> {
+        let tag = format!("{}#{slot}", self.name);
+        let mut consumer = channel.consume_ready(&tag).await?;
+        loop {
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                d = queue::next_delivery(&mut consumer) => d,
+            };
+            let delivery = match delivery {
+                None => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(d)) => d,
+            };
+            match queue::parse_ready(&delivery) {
+                Some(org) => self.drain(&channel, org, &shutdown).await,
+                None => tracing::error!(data = %String::from_utf8_lossy(&delivery.data), "dropping an unreadable ready notice"),
+            }
+            let _ = delivery.ack(Default::default()).await;
+            if !channel.is_open() {
+                break;
+            }
+        }
+        channel.close().await;
+        Ok(())
+    }
+
+    /// Loads an organization's chunks while holding its drain lease.
+    async fn drain(&self, channel: &WorkChannel, org: i64, shutdown: &CancellationToken) {
+        let mut lease = match self.db.pool().acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(org_id = org, error = %e, "no database connection for the drain lease");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.hand_back(channel, org).await;
+                return;
+            }
+        };
+        let got: Result<bool, _> = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('passare_imports.drain:' || $1::text, 0))",
+        )
+        .bind(org)
+        .fetch_one(&mut *lease)
+        .await;
+        match got {
+            Ok(true) => {}
+            // Another worker drains this organization; it will see our chunks.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(org_id = org, error = %e, "taking the drain lease failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.hand_back(channel, org).await;
+                return;
+            }
+        }
+        let deadline = Instant::now() + self.drain_max;
+        let mut pause = None;
+        while !shutdown.is_cancelled() && Instant::now() < deadline && channel.is_open() {
+            let taken = match channel.take_chunk(org).await {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(org_id = org, error = %e, "taking a chunk failed");
+                    break;
+                }
+            };
+            match self.handle(taken).await {
+                Ok(()) => {}
+                Err(wait) => {
+                    pause = Some(wait);
+                    break;
+                }
+            }
+        }
+        if let Some(wait) = pause {
+            tokio::time::sleep(wait).await;
+        }
+        let released: Result<bool, _> =
+            sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended('passare_imports.drain:' || $1::text, 0))")
+                .bind(org)
+                .fetch_one(&mut *lease)
+                .await;
+        if released.is_err() {
+            // The session is broken; closing it releases the lock.
+            lease.close_on_drop();
+        }
+        drop(lease);
+        // A chunk published after our last look, whose notice another worker
+        // dropped while we held the lease, must not be stranded.
+        match channel.org_depth(org).await {
+            Ok(0) => {}
+            Ok(_) => self.hand_back(channel, org).await,
+            Err(e) => tracing::warn!(org_id = org, error = %e, "checking the organization's queue failed"),
+        }
+    }
+
+    async fn hand_back(&self, channel: &WorkChannel, org: i64) {
+        if let Err(e) = channel.notify_ready(org).await {
+            tracing::warn!(org_id = org, error = %e, "re-announcing the organization failed");
+        }
+    }
+
+    /// Processes one taken chunk and settles its message. `Err(wait)` asks the
+    /// drain to stop and pause: the chunk went back to the queue.
+    async fn handle(&self, taken: TakenChunk) -> Result<(), Duration> {
+        let chunk_id = match &taken.message {
+            Ok(ChunkMessage::V1 { chunk_id, .. }) => *chunk_id,
+            Err(e) => {
+                tracing::error!(error = %e, "dead-lettering an unreadable chunk message");
+                let _ = taken.dead_letter().await;
+                return Ok(());
+            }
+        };
+        match self.process_chunk(chunk_id).await {
+            Ok(ChunkOutcome::NotYourTurn) => {
+                tracing::info!(chunk_id, "an earlier chunk of the organization is pending; requeued");
+                let _ = taken.requeue().await;
+                Err(Duration::from_millis(250))
+            }
+            Ok(outcome) => {
+                tracing::debug!(chunk_id, ?outcome, "chunk settled");
+                let _ = taken.ack().await;
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(chunk_id, error = %e, "chunk failed for a transient reason; requeued");
+                let _ = taken.requeue().await;
+                Err(Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::error!(chunk_id, error = %e, "chunk failed permanently");
+                match loader::fail_chunk(&self.db, chunk_id, &e.to_string()).await {
+                    Ok(()) => {
+                        let _ = taken.ack().await;
+                        Ok(())
+                    }
+                    Err(store) => {
+                        tracing::warn!(chunk_id, error = %store, "recording the failure failed; requeued");
+                        let _ = taken.requeue().await;
+                        Err(Duration::from_secs(1))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads, parses and writes one chunk. Safe to call for a chunk that is
+    /// already done or whose import ended: it then has no effect.
+    #[tracing::instrument(skip_all, fields(chunk_id))]
+    pub async fn process_chunk(&self, chunk_id: i64) -> Result<ChunkOutcome, ChunkError> {
+        let started_at = Utc::now();
+        let Some(job) = loader::load_job(&self.db, chunk_id).await? else {
+            return Ok(ChunkOutcome::Gone);
+        };
+        if job.chunk.state != "queued" {
+            return Ok(ChunkOutcome::AlreadyDone);
+        }
+        let bytes = self
+            .files
+            .read_range(&job.file.storage_key, job.chunk.byte_start as u64, job.chunk.byte_end as u64)
+            .await?;
+        let headers = job.headers.clone();
+        let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
+        let today = Utc::now().date_naive();
+        let (parsed, copy_text) = tokio::task::spawn_blocking(move || {
+            let layout = ChunkLayout {
+                def,
+                headers: &headers,
+                delimiter,
+                first_row,
+                today,
+            };
+            let parsed = parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))?;
+            let mut copy_text = Vec::with_capacity(bytes.len() + bytes.len() / 4);
+            encode_copy_text(&parsed.batch, &parsed.valid, &mut copy_text);
+            Ok::<_, ChunkError>((parsed, copy_text))
+        })
+        .await
+        .map_err(|e| ChunkError::Parse(e.to_string()))??;
+        let outcome = loader::write_chunk(
+            &self.db,
+            ChunkWrite {
+                job: &job,
+                parsed: &parsed,
+                copy_text: &copy_text,
+                started_at,
+                worker: &self.name,
+            },
+        )
+        .await?;
+        tracing::info!(
+            import_id = %job.import.id, org_id = job.import.organization_id, file_id = %job.file.id,
+            chunk = job.chunk.seq, ?outcome, "chunk processed"
+        );
+        Ok(outcome)
+    }
+}
