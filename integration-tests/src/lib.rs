@@ -1,1 +1,448 @@
-//! placeholder
+//! Test harness: each test gets its own PostgreSQL database, its own queue
+//! prefix (queues expire when unused, so a crashed test leaves nothing that
+//! matters) and its own storage directory, and starts the real server, workers
+//! and gateway against the real PostgreSQL and RabbitMQ on this machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::Context;
+use passare_imports_cli::client::{self, Client};
+use passare_imports_proto::v1 as pb;
+use passare_imports_service::auth::{Auth, Claims};
+use passare_imports_service::worker::Worker;
+use passare_imports_service::{App, Config};
+use passare_imports_store::Db;
+use tokio_util::sync::CancellationToken;
+
+pub use passare_imports_cli::generate;
+
+/// The PostgreSQL server the tests use (trust auth on this machine).
+pub fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Logs only when asked: `TEST_LOG=debug cargo nextest run ...`.
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A user for tokens.
+pub struct User<'a> {
+    pub id: &'a str,
+    pub super_admin: bool,
+}
+
+pub const ADMIN: User<'static> = User {
+    id: "admin-1",
+    super_admin: true,
+};
+
+/// One test's world.
+pub struct TestEnv {
+    pub config: Config,
+    pub db: Db,
+    pub grpc_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    database: String,
+    _storage: tempfile::TempDir,
+    sources: tempfile::TempDir,
+    workers: Vec<Child>,
+}
+
+/// How a test wants its processes.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// Workers running inside the test process.
+    pub in_process_workers: usize,
+    pub chunk_rows: u64,
+    pub worker_concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            in_process_workers: 1,
+            chunk_rows: 5_000,
+            worker_concurrency: 2,
+        }
+    }
+}
+
+impl TestEnv {
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        init_tracing();
+        let unique = format!(
+            "{}_{}",
+            chrono::Utc::now().format("%Y%m%d%H%M%S"),
+            uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or_default()
+        );
+        let database = format!("pi_test_{unique}");
+        let storage = tempfile::tempdir()?;
+        let config = Config {
+            database_url: format!("{}/{database}", postgres_server()),
+            database_max_connections: 6,
+            amqp_url: amqp_url(),
+            queue_prefix: format!("test.{unique}"),
+            queue_expires_ms: Some(120_000),
+            storage_dir: storage.path().to_path_buf(),
+            jwt_secret: format!("test-secret-{unique}"),
+            chunk_rows: options.chunk_rows,
+            worker_concurrency: options.worker_concurrency,
+            watch_poll_ms: 500,
+            ..Config::default()
+        };
+        config.validate()?;
+        passare_imports_service::server::migrate(&config.database_url)
+            .await
+            .context("PostgreSQL must run on 127.0.0.1:5432 (see scripts/services.sh)")?;
+        let db = Db::connect(&config.database_url, 4).await?;
+        passare_imports_store::repo::ensure_demo_organization(
+            db.orm(),
+            1042,
+            "Riverside Funeral Home",
+            generate::DEMO_LOCATIONS,
+            generate::DEMO_STAFF,
+        )
+        .await?;
+
+        let shutdown = CancellationToken::new();
+        let app = App::build(config.clone(), shutdown.clone()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc_addr = listener.local_addr()?;
+        tokio::spawn(passare_imports_service::server::serve(app, listener, shutdown.clone()));
+        for _ in 0..options.in_process_workers {
+            let worker = Worker::build(&config).await?;
+            tokio::spawn(worker.run(shutdown.clone()));
+        }
+        Ok(Self {
+            config,
+            db,
+            grpc_addr,
+            shutdown,
+            database,
+            _storage: storage,
+            sources: tempfile::tempdir()?,
+            workers: Vec::new(),
+        })
+    }
+
+    /// Creates an organization with the demo setup (locations and staff).
+    pub async fn organization(&self, id: i64) -> anyhow::Result<()> {
+        passare_imports_store::repo::ensure_demo_organization(
+            self.db.orm(),
+            id,
+            &format!("Organization {id}"),
+            generate::DEMO_LOCATIONS,
+            generate::DEMO_STAFF,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub fn token(&self, user: &User<'_>) -> String {
+        self.token_with(user, chrono::Utc::now().timestamp() as u64 + 3600)
+    }
+
+    pub fn token_with(&self, user: &User<'_>, exp: u64) -> String {
+        Auth::new(&self.config.jwt_secret)
+            .issue(&Claims {
+                sub: user.id.into(),
+                name: format!("User {}", user.id),
+                email: format!("{}@passare.com", user.id),
+                super_admin: user.super_admin,
+                exp,
+                iat: 0,
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// A super admin's client.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        client::connect(&self.url(), &self.token(&ADMIN)).await
+    }
+
+    /// Environment of a child process of this test's service.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        vec![
+            ("IMPORTS_DATABASE_URL".into(), c.database_url.clone()),
+            ("IMPORTS_DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+            ("IMPORTS_AMQP_URL".into(), c.amqp_url.clone()),
+            ("IMPORTS_QUEUE_PREFIX".into(), c.queue_prefix.clone()),
+            ("IMPORTS_QUEUE_EXPIRES_MS".into(), c.queue_expires_ms.unwrap_or(120_000).to_string()),
+            ("IMPORTS_STORAGE_DIR".into(), c.storage_dir.display().to_string()),
+            ("IMPORTS_JWT_SECRET".into(), c.jwt_secret.clone()),
+            ("IMPORTS_CHUNK_ROWS".into(), c.chunk_rows.to_string()),
+            ("IMPORTS_WORKER_CONCURRENCY".into(), c.worker_concurrency.to_string()),
+            ("IMPORTS_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
+        ]
+    }
+
+    /// Starts a `passare-imports work` process of this test's service.
+    pub fn spawn_worker_process(&mut self) -> anyhow::Result<u32> {
+        let child = Command::new(binary()?)
+            .arg("work")
+            .envs(self.child_env())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting a worker process")?;
+        let pid = child.id();
+        self.workers.push(child);
+        Ok(pid)
+    }
+
+    /// Creates an import, uploads `csv` as a Cases file; returns the import id.
+    pub async fn draft_with_file(
+        &self,
+        client: &mut Client,
+        org: i64,
+        policy: pb::FailurePolicy,
+        name: &str,
+        csv: &[u8],
+    ) -> anyhow::Result<(String, pb::ImportFile)> {
+        let import = client
+            .create_import(pb::CreateImportRequest {
+                organization_id: org.to_string(),
+                failure_policy: policy as i32,
+                note: String::new(),
+                request_id: String::new(),
+            })
+            .await?
+            .into_inner()
+            .import
+            .context("no import")?;
+        let dir = self.sources.path().join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        std::fs::write(&path, csv)?;
+        let file = client::upload(client, &import.id, &path, "cases", None).await?;
+        Ok((import.id, file))
+    }
+
+    /// Stops in-process tasks and worker processes and drops the database.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for w in &mut self.workers {
+            let _ = Command::new("kill").arg("-TERM").arg(w.id().to_string()).status();
+        }
+        for w in &mut self.workers {
+            wait_or_kill(w, Duration::from_secs(15));
+        }
+        self.workers.clear();
+        self.db.close().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop_database(&self.database).await;
+        Ok(())
+    }
+}
+
+fn wait_or_kill(child: &mut Child, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+async fn drop_database(name: &str) {
+    let Ok(db) = Db::connect(&format!("{}/postgres", postgres_server()), 2).await else {
+        return;
+    };
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = passare_imports_store::sqlx::query(passare_imports_store::sqlx::AssertSqlSafe(sql))
+        .execute(db.pool())
+        .await;
+    db.close().await;
+}
+
+/// The `passare-imports` binary: `PASSARE_IMPORTS_BIN`, or the one built next
+/// to this test (`cargo build -p passare-imports-cli` builds it).
+pub fn binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("PASSARE_IMPORTS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/passare-imports
+    let candidate = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("passare-imports"))
+        .context("no target directory")?;
+    anyhow::ensure!(
+        candidate.exists(),
+        "{} is missing: run `cargo build -p passare-imports-cli` first (scripts/test.sh does)",
+        candidate.display()
+    );
+    Ok(candidate)
+}
+
+/// A Cases CSV of `rows` generated rows (deterministic for `seed`).
+pub fn cases_csv(rows: u64, seed: u64) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("cases.csv");
+    generate::write_cases(&path, rows, seed)?;
+    Ok(std::fs::read(path)?)
+}
+
+/// Follows an import with WatchImport, returning every event.
+pub async fn watch_all(client: &mut Client, import_id: &str) -> anyhow::Result<Vec<pb::WatchImportResponse>> {
+    use tokio_stream::StreamExt;
+    let mut stream = client
+        .watch_import(pb::WatchImportRequest {
+            import_id: import_id.into(),
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while let Some(e) = tokio::time::timeout_at(deadline, stream.next()).await? {
+        events.push(e?);
+    }
+    Ok(events)
+}
+
+pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, tonic::Status> {
+    client
+        .start_import(pb::StartImportRequest {
+            import_id: import_id.into(),
+        })
+        .await?
+        .into_inner()
+        .import
+        .ok_or_else(|| tonic::Status::internal("no import"))
+}
+
+pub async fn get(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Import> {
+    client
+        .get_import(pb::GetImportRequest {
+            import_id: import_id.into(),
+        })
+        .await?
+        .into_inner()
+        .import
+        .context("no import")
+}
+
+/// Waits until the import reaches a terminal state.
+pub async fn wait_terminal(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Import> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let import = get(client, import_id).await?;
+        if client::is_terminal(import.state) {
+            return Ok(import);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "import {import_id} did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A chunk's recorded time interval.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub import_id: uuid::Uuid,
+    pub organization_id: i64,
+    pub queue_seq: i64,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub finished: chrono::DateTime<chrono::Utc>,
+    pub worker: String,
+}
+
+/// Every done chunk's (start, finish) in the test database, by start time.
+pub async fn chunk_intervals(db: &Db) -> anyhow::Result<Vec<Interval>> {
+    use passare_imports_store::sqlx::Row;
+    let rows = passare_imports_store::sqlx::query(
+        "SELECT c.import_id, c.organization_id, i.queue_seq, c.started_at, c.finished_at, c.worker
+           FROM chunks c JOIN imports i ON i.id = c.import_id
+          WHERE c.state = 'done' ORDER BY c.started_at",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Interval {
+                import_id: r.try_get("import_id")?,
+                organization_id: r.try_get("organization_id")?,
+                queue_seq: r.try_get("queue_seq")?,
+                started: r.try_get("started_at")?,
+                finished: r.try_get("finished_at")?,
+                worker: r.try_get::<Option<String>, _>("worker")?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+pub async fn count(db: &Db, sql: &str) -> anyhow::Result<i64> {
+    Ok(passare_imports_store::sqlx::query_scalar(passare_imports_store::sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// Fails when two chunks of one organization overlap in time, or when an
+/// organization's imports did not run in the order they were queued.
+pub fn assert_serial_per_org(intervals: &[Interval]) -> anyhow::Result<()> {
+    let mut orgs: Vec<i64> = intervals.iter().map(|i| i.organization_id).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    for org in orgs {
+        let mine: Vec<&Interval> = intervals.iter().filter(|i| i.organization_id == org).collect();
+        for pair in mine.windows(2) {
+            anyhow::ensure!(
+                pair[0].finished <= pair[1].started,
+                "organization {org}: a chunk started at {} before the previous one finished at {}",
+                pair[1].started,
+                pair[0].finished
+            );
+            anyhow::ensure!(
+                pair[0].queue_seq <= pair[1].queue_seq,
+                "organization {org}: import queued {} ran before import queued {}",
+                pair[1].queue_seq,
+                pair[0].queue_seq
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether some chunk of `a` and some chunk of `b` ran at the same time.
+pub fn orgs_overlap(intervals: &[Interval], a: i64, b: i64) -> bool {
+    intervals.iter().filter(|x| x.organization_id == a).any(|x| {
+        intervals
+            .iter()
+            .filter(|y| y.organization_id == b)
+            .any(|y| x.started < y.finished && y.started < x.finished)
+    })
+}
