@@ -41,9 +41,18 @@ pub struct ImportArgs {
     pub plain: bool,
 }
 
-pub type Client = ImportServiceClient<
-    InterceptedService<Channel, Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>>,
->;
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+pub type Client = ImportServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// A client that sends `token` with every call.
 pub async fn connect(server: &str, token: &str) -> anyhow::Result<Client> {
@@ -53,12 +62,7 @@ pub async fn connect(server: &str, token: &str) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("connecting to {server}"))?;
     let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let auth: Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send> =
-        Box::new(move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("authorization", header.clone());
-            Ok(req)
-        });
-    Ok(ImportServiceClient::with_interceptor(channel, auth)
+    Ok(ImportServiceClient::with_interceptor(channel, BearerToken(header))
         .max_decoding_message_size(64 * 1024 * 1024))
 }
 
