@@ -23,7 +23,11 @@ pub fn cors(origins: &[String]) -> CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    let names = |list: &[&'static str]| list.iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>();
+    let names = |list: &[&'static str]| {
+        list.iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect::<Vec<_>>()
+    };
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::POST, Method::OPTIONS])
@@ -46,7 +50,11 @@ pub fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// Serves grpc-web on `listener` until `shutdown`.
-pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (routes, health) = routes(&app).await?;
     let origins = app.config.allowed_origins();
     tracing::info!(addr = %listener.local_addr()?, ?origins, "grpc-web gateway listening");

@@ -22,11 +22,13 @@ pub use passare_imports_cli::generate;
 
 /// The PostgreSQL server the tests use (trust auth on this machine).
 pub fn postgres_server() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// Logs only when asked: `TEST_LOG=debug cargo nextest run ...`.
@@ -90,7 +92,11 @@ impl TestEnv {
         let unique = format!(
             "{}_{}",
             chrono::Utc::now().format("%Y%m%d%H%M%S"),
-            uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or_default()
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..12)
+                .unwrap_or_default()
         );
         let database = format!("pi_test_{unique}");
         let storage = tempfile::tempdir()?;
@@ -125,7 +131,11 @@ impl TestEnv {
         let app = App::build(config.clone(), shutdown.clone()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc_addr = listener.local_addr()?;
-        tokio::spawn(passare_imports_service::server::serve(app, listener, shutdown.clone()));
+        tokio::spawn(passare_imports_service::server::serve(
+            app,
+            listener,
+            shutdown.clone(),
+        ));
         for _ in 0..options.in_process_workers {
             let worker = Worker::build(&config).await?;
             tokio::spawn(worker.run(shutdown.clone()));
@@ -189,12 +199,24 @@ impl TestEnv {
             ("IMPORTS_DATABASE_MAX_CONNECTIONS".into(), "4".into()),
             ("IMPORTS_AMQP_URL".into(), c.amqp_url.clone()),
             ("IMPORTS_QUEUE_PREFIX".into(), c.queue_prefix.clone()),
-            ("IMPORTS_QUEUE_EXPIRES_MS".into(), c.queue_expires_ms.unwrap_or(120_000).to_string()),
-            ("IMPORTS_STORAGE_DIR".into(), c.storage_dir.display().to_string()),
+            (
+                "IMPORTS_QUEUE_EXPIRES_MS".into(),
+                c.queue_expires_ms.unwrap_or(120_000).to_string(),
+            ),
+            (
+                "IMPORTS_STORAGE_DIR".into(),
+                c.storage_dir.display().to_string(),
+            ),
             ("IMPORTS_JWT_SECRET".into(), c.jwt_secret.clone()),
             ("IMPORTS_CHUNK_ROWS".into(), c.chunk_rows.to_string()),
-            ("IMPORTS_WORKER_CONCURRENCY".into(), c.worker_concurrency.to_string()),
-            ("IMPORTS_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
+            (
+                "IMPORTS_WORKER_CONCURRENCY".into(),
+                c.worker_concurrency.to_string(),
+            ),
+            (
+                "IMPORTS_LOG".into(),
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
         ]
     }
 
@@ -243,7 +265,10 @@ impl TestEnv {
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         for w in &mut self.workers {
-            let _ = Command::new("kill").arg("-TERM").arg(w.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(w.id().to_string())
+                .status();
         }
         for w in &mut self.workers {
             wait_or_kill(w, Duration::from_secs(15));
@@ -319,7 +344,10 @@ pub fn cases_csv(rows: u64, seed: u64) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Follows an import with WatchImport, returning every event.
-pub async fn watch_all(client: &mut Client, import_id: &str) -> anyhow::Result<Vec<pb::WatchImportResponse>> {
+pub async fn watch_all(
+    client: &mut Client,
+    import_id: &str,
+) -> anyhow::Result<Vec<pb::WatchImportResponse>> {
     use tokio_stream::StreamExt;
     let mut stream = client
         .watch_import(pb::WatchImportRequest {
@@ -365,7 +393,10 @@ pub async fn wait_terminal(client: &mut Client, import_id: &str) -> anyhow::Resu
         if client::is_terminal(import.state) {
             return Ok(import);
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "import {import_id} did not finish");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "import {import_id} did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -399,16 +430,22 @@ pub async fn chunk_intervals(db: &Db) -> anyhow::Result<Vec<Interval>> {
                 queue_seq: r.try_get("queue_seq")?,
                 started: r.try_get("started_at")?,
                 finished: r.try_get("finished_at")?,
-                worker: r.try_get::<Option<String>, _>("worker")?.unwrap_or_default(),
+                worker: r
+                    .try_get::<Option<String>, _>("worker")?
+                    .unwrap_or_default(),
             })
         })
         .collect()
 }
 
 pub async fn count(db: &Db, sql: &str) -> anyhow::Result<i64> {
-    Ok(passare_imports_store::sqlx::query_scalar(passare_imports_store::sqlx::AssertSqlSafe(sql.to_string()))
+    Ok(
+        passare_imports_store::sqlx::query_scalar(passare_imports_store::sqlx::AssertSqlSafe(
+            sql.to_string(),
+        ))
         .fetch_one(db.pool())
-        .await?)
+        .await?,
+    )
 }
 
 /// Fails when two chunks of one organization overlap in time, or when an
@@ -418,7 +455,10 @@ pub fn assert_serial_per_org(intervals: &[Interval]) -> anyhow::Result<()> {
     orgs.sort_unstable();
     orgs.dedup();
     for org in orgs {
-        let mine: Vec<&Interval> = intervals.iter().filter(|i| i.organization_id == org).collect();
+        let mine: Vec<&Interval> = intervals
+            .iter()
+            .filter(|i| i.organization_id == org)
+            .collect();
         for pair in mine.windows(2) {
             anyhow::ensure!(
                 pair[0].finished <= pair[1].started,
@@ -439,10 +479,13 @@ pub fn assert_serial_per_org(intervals: &[Interval]) -> anyhow::Result<()> {
 
 /// Whether some chunk of `a` and some chunk of `b` ran at the same time.
 pub fn orgs_overlap(intervals: &[Interval], a: i64, b: i64) -> bool {
-    intervals.iter().filter(|x| x.organization_id == a).any(|x| {
-        intervals
-            .iter()
-            .filter(|y| y.organization_id == b)
-            .any(|y| x.started < y.finished && y.started < x.finished)
-    })
+    intervals
+        .iter()
+        .filter(|x| x.organization_id == a)
+        .any(|x| {
+            intervals
+                .iter()
+                .filter(|y| y.organization_id == b)
+                .any(|y| x.started < y.finished && y.started < x.finished)
+        })
 }

@@ -13,13 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn client_dir() -> anyhow::Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grpc-web");
     anyhow::ensure!(
-        dir.join("node_modules").exists() && dir.join("gen/passare/imports/v1/imports_pb.js").exists(),
+        dir.join("node_modules").exists()
+            && dir.join("gen/passare/imports/v1/imports_pb.js").exists(),
         "the grpc-web client is not installed: run `npm ci --prefix integration-tests/grpc-web && npm --prefix integration-tests/grpc-web run generate` (scripts/test.sh does)"
     );
     Ok(dir)
 }
 
-async fn node(dir: &PathBuf, env: &[(&str, String)]) -> anyhow::Result<(bool, Vec<Value>)> {
+async fn node(dir: &std::path::Path, env: &[(&str, String)]) -> anyhow::Result<(bool, Vec<Value>)> {
     let out = tokio::process::Command::new("node")
         .arg(dir.join("watch.mjs"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -50,11 +51,19 @@ async fn http(addr: std::net::SocketAddr, request: String) -> anyhow::Result<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> anyhow::Result<()> {
     let dir = client_dir()?;
-    let env = TestEnv::start(Options { chunk_rows: 1_000, ..Options::default() }).await?;
+    let env = TestEnv::start(Options {
+        chunk_rows: 1_000,
+        ..Options::default()
+    })
+    .await?;
     let app = passare_imports_service::App::build(env.config.clone(), env.shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let gateway = listener.local_addr()?;
-    tokio::spawn(passare_imports_gateway::serve(app, listener, env.shutdown.clone()));
+    tokio::spawn(passare_imports_gateway::serve(
+        app,
+        listener,
+        env.shutdown.clone(),
+    ));
 
     let preflight = |origin: &str| {
         format!(
@@ -64,10 +73,19 @@ async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> a
         )
     };
     let allowed = http(gateway, preflight("http://localhost:3000")).await?;
-    assert!(allowed.contains("access-control-allow-origin: http://localhost:3000"), "{allowed}");
-    assert!(allowed.contains("authorization") && allowed.contains("x-grpc-web"), "{allowed}");
+    assert!(
+        allowed.contains("access-control-allow-origin: http://localhost:3000"),
+        "{allowed}"
+    );
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-grpc-web"),
+        "{allowed}"
+    );
     let foreign = http(gateway, preflight("https://evil.example")).await?;
-    assert!(!foreign.contains("access-control-allow-origin"), "{foreign}");
+    assert!(
+        !foreign.contains("access-control-allow-origin"),
+        "{foreign}"
+    );
     // An actual call: the status travels in headers the page may read.
     let call = http(
         gateway,
@@ -88,7 +106,13 @@ async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> a
 
     let mut client = env.client().await?;
     let (id, _) = env
-        .draft_with_file(&mut client, 1042, pb::FailurePolicy::ImportValidRows, "cases.csv", &cases_csv(8_000, 9)?)
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv(8_000, 9)?,
+        )
         .await?;
     let base = vec![
         ("GATEWAY_URL", format!("http://{gateway}")),
@@ -105,20 +129,32 @@ async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> a
     assert_eq!(lines[0]["state"], "IMPORT_STATE_DRAFT");
     assert_eq!(calls.get(1), Some(&"StartImport"));
     assert_eq!(calls.last(), Some(&"done"));
-    let watch: Vec<&Value> = lines.iter().filter(|l| l["call"] == "WatchImport").collect();
+    let watch: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["call"] == "WatchImport")
+        .collect();
     assert!(watch.len() >= 2, "{lines:?}");
     assert_eq!(watch[0]["kind"], pb::WatchEventKind::Snapshot as i32);
     for pair in watch.windows(2) {
-        assert!(pair[0]["rowsProcessed"].as_i64() <= pair[1]["rowsProcessed"].as_i64(), "{pair:?}");
+        assert!(
+            pair[0]["rowsProcessed"].as_i64() <= pair[1]["rowsProcessed"].as_i64(),
+            "{pair:?}"
+        );
     }
     let last = watch.last().copied().cloned().unwrap_or_default();
     assert_eq!(last["state"], pb::ImportState::Completed as i32, "{last}");
     assert_eq!(last["rowsImported"], 8_000);
-    assert_eq!((last["chunksDone"].as_i64(), last["chunksTotal"].as_i64()), (Some(8), Some(8)));
+    assert_eq!(
+        (last["chunksDone"].as_i64(), last["chunksTotal"].as_i64()),
+        (Some(8), Some(8))
+    );
 
     let mut anonymous = base;
     anonymous.push(("EXPECT_UNAUTHENTICATED", "1".to_string()));
     let (ok, lines) = node(&dir, &anonymous).await?;
-    assert!(ok, "a call without a token must be Unauthenticated: {lines:?}");
+    assert!(
+        ok,
+        "a call without a token must be Unauthenticated: {lines:?}"
+    );
     env.finish().await
 }

@@ -10,43 +10,77 @@ fn state(i: &pb::Import) -> pb::ImportState {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress() -> anyhow::Result<()> {
+async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress()
+-> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
     let mut client = env.client().await?;
     let csv = cases_csv(100_000, 11)?;
     let (id, file) = env
-        .draft_with_file(&mut client, 1042, pb::FailurePolicy::StopOnFirstError, "cases.csv", &csv)
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            "cases.csv",
+            &csv,
+        )
         .await?;
     assert_eq!(file.row_count, 100_000);
     assert_eq!(file.size_bytes, csv.len() as i64);
     assert_eq!(file.format, pb::FileFormat::Csv as i32);
     assert_eq!(file.state, pb::FileState::Ready as i32);
     assert_eq!(file.sha256.len(), 64);
-    assert!(file.columns.iter().all(|c| !c.column.is_empty()), "{:?}", file.columns);
+    assert!(
+        file.columns.iter().all(|c| !c.column.is_empty()),
+        "{:?}",
+        file.columns
+    );
 
     let started = start(&mut client, &id).await?;
-    assert!(matches!(state(&started), pb::ImportState::Queued | pb::ImportState::Running | pb::ImportState::Completed));
+    assert!(matches!(
+        state(&started),
+        pb::ImportState::Queued | pb::ImportState::Running | pb::ImportState::Completed
+    ));
     let events = watch_all(&mut client, &id).await?;
-    assert_eq!(events.first().map(|e| e.kind), Some(pb::WatchEventKind::Snapshot as i32));
+    assert_eq!(
+        events.first().map(|e| e.kind),
+        Some(pb::WatchEventKind::Snapshot as i32)
+    );
     let progress: Vec<pb::Progress> = events
         .iter()
-        .filter_map(|e| e.import.as_ref()?.progress.clone())
+        .filter_map(|e| e.import.as_ref()?.progress)
         .collect();
     for pair in progress.windows(2) {
         assert!(pair[0].rows_processed <= pair[1].rows_processed, "{pair:?}");
         assert!(pair[0].rows_imported <= pair[1].rows_imported, "{pair:?}");
         assert!(pair[0].chunks_done <= pair[1].chunks_done, "{pair:?}");
     }
-    assert!(progress.len() >= 3, "expected several progress events, got {}", progress.len());
-    let last = events.last().and_then(|e| e.import.clone()).ok_or_else(|| anyhow::anyhow!("no events"))?;
+    assert!(
+        progress.len() >= 3,
+        "expected several progress events, got {}",
+        progress.len()
+    );
+    let last = events
+        .last()
+        .and_then(|e| e.import.clone())
+        .ok_or_else(|| anyhow::anyhow!("no events"))?;
     assert_eq!(state(&last), pb::ImportState::Completed);
-    let p = last.progress.clone().unwrap_or_default();
-    assert_eq!((p.rows_processed, p.rows_created, p.rows_failed), (100_000, 100_000, 0));
+    let p = last.progress.unwrap_or_default();
+    assert_eq!(
+        (p.rows_processed, p.rows_created, p.rows_failed),
+        (100_000, 100_000, 0)
+    );
     assert_eq!((p.chunks_done, p.chunks_total), (20, 20));
     assert!(last.start_time.is_some() && last.end_time.is_some());
     assert_eq!(last.requested_by.map(|u| u.id).as_deref(), Some("admin-1"));
 
-    assert_eq!(count(&env.db, "SELECT count(*) FROM cases WHERE organization_id = 1042").await?, 100_000);
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases WHERE organization_id = 1042"
+        )
+        .await?,
+        100_000
+    );
     // Spot checks against the generator: row 1 has a US-style birth date, row 2 an ISO one.
     let mut rng_rows = Vec::new();
     {
@@ -73,7 +107,9 @@ async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress(
         assert_eq!(stored.try_get::<String, _>("deceased_first_name")?, row[1]);
         assert_eq!(stored.try_get::<String, _>("deceased_last_name")?, row[3]);
         let dob = stored.try_get::<String, _>("dob")?;
-        let expected_dob = passare_imports_domain::values::parse_date(&row[5]).map(|d| d.to_string()).unwrap_or_default();
+        let expected_dob = passare_imports_domain::values::parse_date(&row[5])
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         assert_eq!(dob, expected_dob, "{}", row[0]);
         assert_eq!(stored.try_get::<String, _>("dod")?, row[6]);
         assert_eq!(stored.try_get::<String, _>("case_type")?, row[7]);
@@ -88,7 +124,11 @@ async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<()> {
-    let env = TestEnv::start(Options { chunk_rows: 2_000, ..Options::default() }).await?;
+    let env = TestEnv::start(Options {
+        chunk_rows: 2_000,
+        ..Options::default()
+    })
+    .await?;
     let mut client = env.client().await?;
     let csv = cases_csv(10_000, 5)?;
     let fingerprint = "SELECT hashtext(string_agg(c::text, '|' ORDER BY case_number))::bigint FROM
@@ -96,26 +136,52 @@ async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<
                 date_of_death, case_type, case_status, disposition, location_id, director_user_id, opened_on,
                 source_import_id, source_row, updated_at FROM cases WHERE organization_id = 1042) c";
 
-    let (first, _) = env.draft_with_file(&mut client, 1042, pb::FailurePolicy::StopOnFirstError, "a.csv", &csv).await?;
+    let (first, _) = env
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            "a.csv",
+            &csv,
+        )
+        .await?;
     start(&mut client, &first).await?;
     let done = wait_terminal(&mut client, &first).await?;
     assert_eq!(state(&done), pb::ImportState::Completed);
     let before = count(&env.db, fingerprint).await?;
 
-    let (second, _) = env.draft_with_file(&mut client, 1042, pb::FailurePolicy::StopOnFirstError, "a.csv", &csv).await?;
+    let (second, _) = env
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            "a.csv",
+            &csv,
+        )
+        .await?;
     start(&mut client, &second).await?;
     let again = wait_terminal(&mut client, &second).await?;
     assert_eq!(state(&again), pb::ImportState::Completed);
     let p = again.progress.unwrap_or_default();
-    assert_eq!((p.rows_created, p.rows_updated, p.rows_unchanged), (0, 0, 10_000));
+    assert_eq!(
+        (p.rows_created, p.rows_updated, p.rows_unchanged),
+        (0, 0, 10_000)
+    );
     assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 10_000);
-    assert_eq!(count(&env.db, fingerprint).await?, before, "rows changed on re-import");
+    assert_eq!(
+        count(&env.db, fingerprint).await?,
+        before,
+        "rows changed on re-import"
+    );
 
     // A chunk processed again (a redelivery) has no second effect.
     let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
     let chunk: i64 = count(&env.db, "SELECT min(id) FROM chunks").await?;
     let outcome = worker.process_chunk(chunk).await?;
-    assert_eq!(outcome, passare_imports_store::loader::ChunkOutcome::AlreadyDone);
+    assert_eq!(
+        outcome,
+        passare_imports_store::loader::ChunkOutcome::AlreadyDone
+    );
     assert_eq!(count(&env.db, fingerprint).await?, before);
     env.finish().await
 }
@@ -126,27 +192,62 @@ async fn malformed_files_get_located_errors_and_import_nothing() -> anyhow::Resu
     let mut client = env.client().await?;
     let header = "case_number,deceased_first_name,deceased_last_name\n";
     let cases: Vec<(&str, Vec<u8>, u64, &str)> = vec![
-        ("ragged.csv", format!("{header}C1,Ann,Lee\nC2,Bob\nC3,Cy,Do\n").into_bytes(), 2, "2 fields but the header has 3"),
-        ("quote.csv", format!("{header}C1,Ann,Lee\nC2,\"Bob,Ray\nC3,Cy,Do\n").into_bytes(), 2, "closing quote"),
-        ("latin1.csv", [header.as_bytes(), b"C1,Ann,Lee\nC2,Jos\xE9,Diaz\n"].concat(), 2, "not valid UTF-8"),
+        (
+            "ragged.csv",
+            format!("{header}C1,Ann,Lee\nC2,Bob\nC3,Cy,Do\n").into_bytes(),
+            2,
+            "2 fields but the header has 3",
+        ),
+        (
+            "quote.csv",
+            format!("{header}C1,Ann,Lee\nC2,\"Bob,Ray\nC3,Cy,Do\n").into_bytes(),
+            2,
+            "closing quote",
+        ),
+        (
+            "latin1.csv",
+            [header.as_bytes(), b"C1,Ann,Lee\nC2,Jos\xE9,Diaz\n"].concat(),
+            2,
+            "not valid UTF-8",
+        ),
     ];
     for (name, bytes, row, reason) in cases {
-        let (id, file) = env.draft_with_file(&mut client, 1042, pb::FailurePolicy::ImportValidRows, name, &bytes).await?;
+        let (id, file) = env
+            .draft_with_file(
+                &mut client,
+                1042,
+                pb::FailurePolicy::ImportValidRows,
+                name,
+                &bytes,
+            )
+            .await?;
         assert_eq!(file.state, pb::FileState::Invalid as i32, "{name}");
-        let problem = file.problems.first().ok_or_else(|| anyhow::anyhow!("{name}: no problem"))?;
+        let problem = file
+            .problems
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{name}: no problem"))?;
         assert_eq!(problem.row, row as i64, "{name}: {problem:?}");
         assert!(problem.reason.contains(reason), "{name}: {problem:?}");
 
-        let refused = start(&mut client, &id).await.err().ok_or_else(|| anyhow::anyhow!("{name} started"))?;
+        let refused = start(&mut client, &id)
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("{name} started"))?;
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{name}");
         let details = refused.get_error_details();
-        assert_eq!(details.error_info().map(|e| e.reason.as_str()), Some("INVALID_FILES"));
+        assert_eq!(
+            details.error_info().map(|e| e.reason.as_str()),
+            Some("INVALID_FILES")
+        );
         let violation = details
             .bad_request()
             .and_then(|b| b.field_violations.first().cloned())
             .ok_or_else(|| anyhow::anyhow!("{name}: no field violation"))?;
         assert_eq!(violation.field, format!("files[{name}]"));
-        assert!(violation.description.starts_with(&format!("row {row}:")), "{violation:?}");
+        assert!(
+            violation.description.starts_with(&format!("row {row}:")),
+            "{violation:?}"
+        );
         assert_eq!(state(&get(&mut client, &id).await?), pb::ImportState::Draft);
     }
     assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 0);
@@ -164,59 +265,129 @@ async fn bad_values_are_row_errors_or_fail_the_import_by_policy() -> anyhow::Res
                C3,Cy,Do,1950-01-01,2020-01-01,Nowhere Chapel,\n\
                C4,Di,Fu,1/2/1940,3/4/2021,north chapel,ARRANGER@riverside.example\n";
 
-    let (valid_rows, _) = env.draft_with_file(&mut client, 1042, pb::FailurePolicy::ImportValidRows, "mixed.csv", csv.as_bytes()).await?;
+    let (valid_rows, _) = env
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            "mixed.csv",
+            csv.as_bytes(),
+        )
+        .await?;
     start(&mut client, &valid_rows).await?;
     let done = wait_terminal(&mut client, &valid_rows).await?;
     assert_eq!(state(&done), pb::ImportState::CompletedWithErrors);
-    let p = done.progress.clone().unwrap_or_default();
+    let p = done.progress.unwrap_or_default();
     assert_eq!((p.rows_processed, p.rows_created, p.rows_failed), (4, 2, 2));
     let problems = &done.files[0].problems;
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert_eq!((problems[0].row, problems[0].column.as_str(), problems[0].value.as_str()), (2, "date_of_birth", "not a date"));
-    assert_eq!((problems[1].row, problems[1].column.as_str(), problems[1].value.as_str()), (3, "location_name", "Nowhere Chapel"));
-    assert_eq!(count(&env.db, "SELECT count(*) FROM cases WHERE case_number IN ('C1', 'C4')").await?, 2);
+    assert_eq!(
+        (
+            problems[0].row,
+            problems[0].column.as_str(),
+            problems[0].value.as_str()
+        ),
+        (2, "date_of_birth", "not a date")
+    );
+    assert_eq!(
+        (
+            problems[1].row,
+            problems[1].column.as_str(),
+            problems[1].value.as_str()
+        ),
+        (3, "location_name", "Nowhere Chapel")
+    );
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases WHERE case_number IN ('C1', 'C4')"
+        )
+        .await?,
+        2
+    );
     assert_eq!(count(&env.db, "SELECT count(*) FROM row_errors").await?, 2);
 
     env.organization(77).await?;
-    let (stop, _) = env.draft_with_file(&mut client, 77, pb::FailurePolicy::StopOnFirstError, "mixed.csv", csv.as_bytes()).await?;
+    let (stop, _) = env
+        .draft_with_file(
+            &mut client,
+            77,
+            pb::FailurePolicy::StopOnFirstError,
+            "mixed.csv",
+            csv.as_bytes(),
+        )
+        .await?;
     start(&mut client, &stop).await?;
     let failed = wait_terminal(&mut client, &stop).await?;
     assert_eq!(state(&failed), pb::ImportState::Failed);
     let error = failed.error.ok_or_else(|| anyhow::anyhow!("no error"))?;
     assert_eq!(error.reason, "ROW_FAILED");
     assert_eq!(error.file_name, "mixed.csv");
-    assert_eq!(error.problem.map(|p| (p.row, p.column)), Some((2, "date_of_birth".to_string())));
-    assert_eq!(count(&env.db, "SELECT count(*) FROM cases WHERE organization_id = 77").await?, 0);
+    assert_eq!(
+        error.problem.map(|p| (p.row, p.column)),
+        Some((2, "date_of_birth".to_string()))
+    );
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases WHERE organization_id = 77"
+        )
+        .await?,
+        0
+    );
     env.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_without_a_location_cannot_start_a_cases_import() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
-    passare_imports_store::sqlx::query("INSERT INTO organizations (id, name) VALUES (500, 'Bare Funeral Home')")
-        .execute(env.db.pool())
-        .await?;
+    passare_imports_store::sqlx::query(
+        "INSERT INTO organizations (id, name) VALUES (500, 'Bare Funeral Home')",
+    )
+    .execute(env.db.pool())
+    .await?;
     let mut client = env.client().await?;
     let csv = cases_csv(10, 1)?;
-    let (id, _) = env.draft_with_file(&mut client, 500, pb::FailurePolicy::StopOnFirstError, "cases.csv", &csv).await?;
-    let refused = start(&mut client, &id).await.err().ok_or_else(|| anyhow::anyhow!("started"))?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            500,
+            pb::FailurePolicy::StopOnFirstError,
+            "cases.csv",
+            &csv,
+        )
+        .await?;
+    let refused = start(&mut client, &id)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("started"))?;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     let details = refused.get_error_details();
-    assert_eq!(details.error_info().map(|e| e.reason.as_str()), Some("MISSING_PREREQUISITE"));
+    assert_eq!(
+        details.error_info().map(|e| e.reason.as_str()),
+        Some("MISSING_PREREQUISITE")
+    );
     let violation = details
         .precondition_failure()
         .and_then(|p| p.violations.first().cloned())
         .ok_or_else(|| anyhow::anyhow!("no precondition failure"))?;
     assert_eq!(violation.r#type, "PREREQUISITE");
     assert_eq!(violation.subject, "organizations/500");
-    assert_eq!(violation.description, "organization 500 has no location; needed by cases.csv");
+    assert_eq!(
+        violation.description,
+        "organization 500 has no location; needed by cases.csv"
+    );
     assert_eq!(state(&get(&mut client, &id).await?), pb::ImportState::Draft);
     env.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result<()> {
-    let env = TestEnv::start(Options { in_process_workers: 0, ..Options::default() }).await?;
+    let env = TestEnv::start(Options {
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
     let mut client = env.client().await?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let create = |org: &str, rid: &str| pb::CreateImportRequest {
@@ -225,23 +396,51 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
         note: "nightly".into(),
         request_id: rid.into(),
     };
-    let a = client.create_import(create("1042", &request_id)).await?.into_inner().import;
-    let b = client.create_import(create("1042", &request_id)).await?.into_inner().import;
+    let a = client
+        .create_import(create("1042", &request_id))
+        .await?
+        .into_inner()
+        .import;
+    let b = client
+        .create_import(create("1042", &request_id))
+        .await?
+        .into_inner()
+        .import;
     assert_eq!(a.as_ref().map(|i| &i.id), b.as_ref().map(|i| &i.id));
     let mut ids = vec![a.map(|i| i.id).unwrap_or_default()];
     for _ in 0..4 {
-        ids.push(client.create_import(create("1042", "")).await?.into_inner().import.map(|i| i.id).unwrap_or_default());
+        ids.push(
+            client
+                .create_import(create("1042", ""))
+                .await?
+                .into_inner()
+                .import
+                .map(|i| i.id)
+                .unwrap_or_default(),
+        );
     }
-    let missing = client.create_import(create("999999", "")).await.err().map(|s| s.code());
+    let missing = client
+        .create_import(create("999999", ""))
+        .await
+        .err()
+        .map(|s| s.code());
     assert_eq!(missing, Some(tonic::Code::NotFound));
-    let bad = client.create_import(create("abc", "")).await.err().map(|s| s.code());
+    let bad = client
+        .create_import(create("abc", ""))
+        .await
+        .err()
+        .map(|s| s.code());
     assert_eq!(bad, Some(tonic::Code::InvalidArgument));
 
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
         let page = client
-            .list_imports(pb::ListImportsRequest { organization_id: "1042".into(), page_size: 2, page_token: token })
+            .list_imports(pb::ListImportsRequest {
+                organization_id: "1042".into(),
+                page_size: 2,
+                page_token: token,
+            })
             .await?
             .into_inner();
         assert!(page.imports.len() <= 2);
@@ -253,7 +452,11 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
     }
     ids.reverse();
     assert_eq!(seen, ids, "newest first, each once");
-    let none = client.get_import(pb::GetImportRequest { import_id: uuid::Uuid::new_v4().to_string() }).await;
+    let none = client
+        .get_import(pb::GetImportRequest {
+            import_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await;
     assert_eq!(none.err().map(|s| s.code()), Some(tonic::Code::NotFound));
     env.finish().await
 }

@@ -20,7 +20,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Server of PostgreSQL to use; the benchmark database is dropped and recreated.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/passare_imports_bench")]
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/passare_imports_bench"
+    )]
     pub database_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
@@ -32,7 +35,9 @@ pub struct BenchArgs {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Peak resident memory of a process, in KiB.
@@ -52,7 +57,10 @@ struct Children(Vec<Child>);
 impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
         }
         for c in &mut self.0 {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -70,11 +78,18 @@ impl Drop for Children {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.workdir)?;
-    let csv = args.workdir.join(format!("cases-{}-{}.csv", args.rows, args.seed));
+    let csv = args
+        .workdir
+        .join(format!("cases-{}-{}.csv", args.rows, args.seed));
     let t = Instant::now();
     crate::generate::write_cases(&csv, args.rows, args.seed)?;
     let bytes = std::fs::metadata(&csv)?.len();
-    println!("generated {} rows ({:.1} MB) in {:.1?}", args.rows, bytes as f64 / 1e6, t.elapsed());
+    println!(
+        "generated {} rows ({:.1} MB) in {:.1?}",
+        args.rows,
+        bytes as f64 / 1e6,
+        t.elapsed()
+    );
 
     let exe = std::env::current_exe()?;
     let port = free_port()?;
@@ -84,7 +99,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let env: Vec<(&str, String)> = vec![
         ("IMPORTS_DATABASE_URL", args.database_url.clone()),
         ("IMPORTS_AMQP_URL", args.amqp_url.clone()),
-        ("IMPORTS_QUEUE_PREFIX", format!("bench.{}", uuid::Uuid::new_v4().simple())),
+        (
+            "IMPORTS_QUEUE_PREFIX",
+            format!("bench.{}", uuid::Uuid::new_v4().simple()),
+        ),
         ("IMPORTS_QUEUE_EXPIRES_MS", "600000".into()),
         ("IMPORTS_STORAGE_DIR", uploads.display().to_string()),
         ("IMPORTS_GRPC_ADDR", format!("127.0.0.1:{port}")),
@@ -110,16 +128,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (server_pid, worker_pid) = (server.id(), worker.id());
     let children = Children(vec![server, worker]);
 
-    let token = client::token(Some(passare_imports_service::auth::Auth::new(&secret).issue(
-        &passare_imports_service::auth::Claims {
-            sub: "bench".into(),
-            name: "Benchmark".into(),
-            email: "bench@passare.com".into(),
-            super_admin: true,
-            exp: chrono::Utc::now().timestamp() as u64 + 3600,
-            iat: 0,
-        },
-    )?))?;
+    let token = client::token(Some(
+        passare_imports_service::auth::Auth::new(&secret).issue(
+            &passare_imports_service::auth::Claims {
+                sub: "bench".into(),
+                name: "Benchmark".into(),
+                email: "bench@passare.com".into(),
+                super_admin: true,
+                exp: chrono::Utc::now().timestamp() as u64 + 3600,
+                iat: 0,
+            },
+        )?,
+    ))?;
     let server_url = format!("http://127.0.0.1:{port}");
     let mut api = None;
     for _ in 0..100 {
@@ -159,17 +179,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let done = done?;
     let p = done.progress.unwrap_or_default();
     if p.rows_created as u64 != args.rows {
-        bail!("the import created {} rows, not {}", p.rows_created, args.rows);
+        bail!(
+            "the import created {} rows, not {}",
+            p.rows_created,
+            args.rows
+        );
     }
 
     let copy = copy_baseline(&args.database_url, &csv)?;
     let ratio = end_to_end.as_secs_f64() / copy.as_secs_f64();
-    let mib = |k: Option<u64>| k.map_or("n/a".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let mib = |k: Option<u64>| {
+        k.map_or("n/a".to_string(), |k| {
+            format!("{:.1} MiB", k as f64 / 1024.0)
+        })
+    };
     println!("rows                     {}", args.rows);
-    println!("end to end (service)     {:.2} s  ({:.0} rows/s)", end_to_end.as_secs_f64(), args.rows as f64 / end_to_end.as_secs_f64());
+    println!(
+        "end to end (service)     {:.2} s  ({:.0} rows/s)",
+        end_to_end.as_secs_f64(),
+        args.rows as f64 / end_to_end.as_secs_f64()
+    );
     println!("  upload                 {:.2} s", uploaded.as_secs_f64());
-    println!("  start → completed      {:.2} s", (end_to_end - uploaded).as_secs_f64());
-    println!("psql \\copy baseline      {:.2} s  ({:.0} rows/s)", copy.as_secs_f64(), args.rows as f64 / copy.as_secs_f64());
+    println!(
+        "  start → completed      {:.2} s",
+        (end_to_end - uploaded).as_secs_f64()
+    );
+    println!(
+        "psql \\copy baseline      {:.2} s  ({:.0} rows/s)",
+        copy.as_secs_f64(),
+        args.rows as f64 / copy.as_secs_f64()
+    );
     println!("ratio end to end / copy  {ratio:.2}");
     println!("peak memory server       {}", mib(server_peak));
     println!("peak memory worker       {}", mib(worker_peak));
@@ -190,8 +229,13 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 fn reset_database(url: &str) -> anyhow::Result<()> {
-    let (server, name) = url.rsplit_once('/').context("database URL has no database name")?;
-    psql(&format!("{server}/postgres"), &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+    let (server, name) = url
+        .rsplit_once('/')
+        .context("database URL has no database name")?;
+    psql(
+        &format!("{server}/postgres"),
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )
 }
 
 /// Loads the file with `psql \copy` into an empty table shaped like `cases`.

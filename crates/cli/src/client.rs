@@ -20,7 +20,11 @@ pub struct ImportArgs {
     /// The file to import.
     pub file: PathBuf,
     /// gRPC address of the service.
-    #[arg(long, env = "IMPORTS_SERVER_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "IMPORTS_SERVER_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Organization whose data this is.
     #[arg(long, default_value_t = 1042)]
@@ -62,8 +66,10 @@ pub async fn connect(server: &str, token: &str) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("connecting to {server}"))?;
     let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    Ok(ImportServiceClient::with_interceptor(channel, BearerToken(header))
-        .max_decoding_message_size(64 * 1024 * 1024))
+    Ok(
+        ImportServiceClient::with_interceptor(channel, BearerToken(header))
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 /// The token to use: given, or signed with the configured secret.
@@ -71,8 +77,9 @@ pub fn token(given: Option<String>) -> anyhow::Result<String> {
     if let Some(t) = given.filter(|t| !t.is_empty()) {
         return Ok(t);
     }
-    let secret = std::env::var("IMPORTS_JWT_SECRET")
-        .context("no token: pass --token, set IMPORTS_TOKEN, or set IMPORTS_JWT_SECRET to sign one")?;
+    let secret = std::env::var("IMPORTS_JWT_SECRET").context(
+        "no token: pass --token, set IMPORTS_TOKEN, or set IMPORTS_JWT_SECRET to sign one",
+    )?;
     let now = chrono::Utc::now().timestamp() as u64;
     Ok(Auth::new(&secret).issue(&Claims {
         sub: "cli".into(),
@@ -92,9 +99,15 @@ pub async fn upload(
     import_type: &str,
     bar: Option<ProgressBar>,
 ) -> anyhow::Result<pb::ImportFile> {
-    let size = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
+    let size = tokio::fs::metadata(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     let mut file = tokio::fs::File::open(path).await?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.csv".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upload.csv".into());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let header = pb::UploadFileRequest {
         payload: Some(pb::upload_file_request::Payload::Header(pb::FileHeader {
@@ -119,7 +132,7 @@ pub async fn upload(
                 bar.inc(n as u64);
             }
             let msg = pb::UploadFileRequest {
-                payload: Some(pb::upload_file_request::Payload::Chunk(buf.into())),
+                payload: Some(pb::upload_file_request::Payload::Chunk(buf)),
             };
             if tx.send(msg).await.is_err() {
                 return Ok(());
@@ -131,7 +144,10 @@ pub async fn upload(
         .await
         .map_err(describe)?;
     reader.await??;
-    response.into_inner().file.context("the service returned no file")
+    response
+        .into_inner()
+        .file
+        .context("the service returned no file")
 }
 
 /// A status with its google.rpc details, readable by people.
@@ -146,7 +162,10 @@ pub fn describe(status: tonic::Status) -> anyhow::Error {
     }
     if let Some(pre) = details.precondition_failure() {
         for v in &pre.violations {
-            text.push_str(&format!("\n  {} {}: {}", v.r#type, v.subject, v.description));
+            text.push_str(&format!(
+                "\n  {} {}: {}",
+                v.r#type, v.subject, v.description
+            ));
         }
     }
     anyhow::anyhow!(text)
@@ -154,7 +173,11 @@ pub fn describe(status: tonic::Status) -> anyhow::Error {
 
 fn state_name(state: i32) -> String {
     pb::ImportState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("IMPORT_STATE_").to_lowercase())
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("IMPORT_STATE_")
+                .to_lowercase()
+        })
         .unwrap_or_else(|_| state.to_string())
 }
 
@@ -169,7 +192,11 @@ pub fn is_terminal(state: i32) -> bool {
 }
 
 /// Follows an import to its end; returns the final import.
-pub async fn watch(client: &mut Client, import_id: &str, bar: Option<ProgressBar>) -> anyhow::Result<pb::Import> {
+pub async fn watch(
+    client: &mut Client,
+    import_id: &str,
+    bar: Option<ProgressBar>,
+) -> anyhow::Result<pb::Import> {
     let mut last = None;
     // A dropped stream is resumed: the snapshot comes first again.
     for _attempt in 0..10 {
@@ -193,7 +220,7 @@ pub async fn watch(client: &mut Client, import_id: &str, bar: Option<ProgressBar
                 Err(e) => return Err(describe(e)),
             };
             let Some(import) = event.import else { continue };
-            let p = import.progress.clone().unwrap_or_default();
+            let p = import.progress.unwrap_or_default();
             match &bar {
                 Some(bar) => {
                     bar.set_length(p.rows_total.max(1) as u64);
@@ -254,14 +281,28 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .into_inner()
         .import
         .context("no import returned")?;
-    println!("import {} created for organization {}", created.id, created.organization_id);
+    println!(
+        "import {} created for organization {}",
+        created.id, created.organization_id
+    );
 
     let size = std::fs::metadata(&args.file)?.len();
-    let style = |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = |template: &str| {
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    };
     let upload_bar = (!args.plain).then(|| {
-        ProgressBar::new(size).with_style(style("upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}"))
+        ProgressBar::new(size).with_style(style(
+            "upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ))
     });
-    let file = upload(&mut client, &created.id, &args.file, &args.import_type, upload_bar.clone()).await?;
+    let file = upload(
+        &mut client,
+        &created.id,
+        &args.file,
+        &args.import_type,
+        upload_bar.clone(),
+    )
+    .await?;
     if let Some(bar) = upload_bar {
         bar.finish();
     }
@@ -284,7 +325,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             .with_style(style("import  [{bar:40}] {pos}/{len} rows {per_sec} {msg}"))
     });
     let done = watch(&mut client, &created.id, rows_bar).await?;
-    let p = done.progress.clone().unwrap_or_default();
+    let p = done.progress.unwrap_or_default();
     println!(
         "import {} {}: {} rows processed, {} created, {} updated, {} unchanged, {} failed",
         done.id,
@@ -297,7 +338,10 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     );
     for f in &done.files {
         for e in f.problems.iter().take(10) {
-            println!("  {} row {} {}: {} ({:?})", f.name, e.row, e.column, e.reason, e.value);
+            println!(
+                "  {} row {} {}: {} ({:?})",
+                f.name, e.row, e.column, e.reason, e.value
+            );
         }
     }
     if let Some(e) = &done.error {

@@ -32,12 +32,48 @@ pub const CASES_HEADER: [&str; 13] = [
 ];
 
 const FIRST: &[&str] = &[
-    "Mary", "James", "Patricia", "John", "Linda", "Robert", "Barbara", "Michael", "Elizabeth", "William",
-    "Susan", "David", "Jessica", "Richard", "Sarah", "Joseph", "Karen", "Thomas", "Nancy", "Charles",
+    "Mary",
+    "James",
+    "Patricia",
+    "John",
+    "Linda",
+    "Robert",
+    "Barbara",
+    "Michael",
+    "Elizabeth",
+    "William",
+    "Susan",
+    "David",
+    "Jessica",
+    "Richard",
+    "Sarah",
+    "Joseph",
+    "Karen",
+    "Thomas",
+    "Nancy",
+    "Charles",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "O'Brien",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "O'Brien",
 ];
 const SUFFIX: &[&str] = &["", "", "", "", "", "", "Jr.", "Sr.", "III"];
 const CASE_TYPE: &[&str] = &["at_need", "pre_need", "other"];
@@ -53,11 +89,15 @@ pub fn case_row(rng: &mut StdRng, i: u64) -> [String; 13] {
     [
         format!("C{i:08}"),
         FIRST[rng.random_range(0..FIRST.len())].to_string(),
-        if rng.random_bool(0.5) { FIRST[rng.random_range(0..FIRST.len())].to_string() } else { String::new() },
+        if rng.random_bool(0.5) {
+            FIRST[rng.random_range(0..FIRST.len())].to_string()
+        } else {
+            String::new()
+        },
         LAST[rng.random_range(0..LAST.len())].to_string(),
         SUFFIX[rng.random_range(0..SUFFIX.len())].to_string(),
         // Half ISO, half US style: both are accepted.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             format!("{birth_year}-{bm:02}-{bd:02}")
         } else {
             format!("{bm}/{bd}/{birth_year}")
@@ -67,7 +107,9 @@ pub fn case_row(rng: &mut StdRng, i: u64) -> [String; 13] {
         STATUS[rng.random_range(0..STATUS.len())].to_string(),
         DISPOSITION[rng.random_range(0..DISPOSITION.len())].to_string(),
         DEMO_LOCATIONS[rng.random_range(0..DEMO_LOCATIONS.len())].to_string(),
-        DEMO_STAFF[rng.random_range(0..DEMO_STAFF.len())].0.to_string(),
+        DEMO_STAFF[rng.random_range(0..DEMO_STAFF.len())]
+            .0
+            .to_string(),
         format!("{death_year}-{dm:02}-{dd:02}"),
     ]
 }
@@ -84,6 +126,8 @@ pub fn write_cases(out: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
     for i in 1..=rows {
         w.write_record(case_row(&mut rng, i))?;
     }
-    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?.flush()?;
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .flush()?;
     Ok(())
 }

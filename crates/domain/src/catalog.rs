@@ -154,11 +154,23 @@ pub const CASES: ImportTypeDef = ImportTypeDef {
     columns: &[
         required(aliases(
             col("case_number", ValueKind::Text),
-            &["case #", "case no", "case_no", "casenumber", "case id", "case"],
+            &[
+                "case #",
+                "case no",
+                "case_no",
+                "casenumber",
+                "case id",
+                "case",
+            ],
         )),
         required(aliases(
             col("deceased_first_name", ValueKind::Text),
-            &["first name", "first_name", "decedent first name", "given name"],
+            &[
+                "first name",
+                "first_name",
+                "decedent first name",
+                "given name",
+            ],
         )),
         aliases(
             col("deceased_middle_name", ValueKind::Text),

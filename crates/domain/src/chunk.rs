@@ -124,8 +124,8 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
                 reason,
             });
         };
-        for i in 0..values.len() {
-            if col.required && values.is_null(i) && !utf8_failed[i] {
+        for (i, utf8_bad) in utf8_failed.iter().enumerate() {
+            if col.required && values.is_null(i) && !utf8_bad {
                 fail(i, "", format!("{} is required", col.name));
             }
         }
@@ -190,7 +190,11 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
 }
 
 fn shown(sensitive: bool, value: &str) -> String {
-    if sensitive { mask(value) } else { value.to_string() }
+    if sensitive {
+        mask(value)
+    } else {
+        value.to_string()
+    }
 }
 
 fn days_since_epoch(d: NaiveDate) -> i32 {
@@ -230,9 +234,9 @@ fn check_rows(
                 else {
                     continue;
                 };
-                for i in 0..batch.num_rows() {
+                for (i, ok) in valid.iter_mut().enumerate() {
                     if l.is_valid(i) && e.is_valid(i) && l.value(i) < e.value(i) {
-                        valid[i] = false;
+                        *ok = false;
                         problems.push(RowProblem {
                             row: rows.value(i) as u64,
                             column: later.into(),
@@ -249,9 +253,9 @@ fn check_rows(
                 let Some(d) = date_column(batch, column) else {
                     continue;
                 };
-                for i in 0..batch.num_rows() {
+                for (i, ok) in valid.iter_mut().enumerate() {
                     if d.is_valid(i) && d.value(i) > today {
-                        valid[i] = false;
+                        *ok = false;
                         problems.push(RowProblem {
                             row: rows.value(i) as u64,
                             column: column.into(),
@@ -285,13 +289,13 @@ fn check_duplicate_keys(
         return;
     }
     let mut seen: HashMap<Vec<&str>, i64> = HashMap::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
+    for (i, ok) in valid.iter_mut().enumerate() {
         if keys.iter().any(|k| k.is_null(i)) {
             continue;
         }
         let key: Vec<&str> = keys.iter().map(|k| k.value(i)).collect();
         if let Some(first) = seen.get(&key) {
-            valid[i] = false;
+            *ok = false;
             problems.push(RowProblem {
                 row: rows.value(i) as u64,
                 column: def.key_columns.join("+"),
@@ -325,7 +329,15 @@ mod tests {
     fn values_are_typed_and_normalised() {
         let p = parse(
             "C1,Ann,Lee,3/7/1950,2020-01-02,At Need,DANA@X.COM\n",
-            &["Case #", "First Name", "Last Name", "DOB", "DOD", "Type", "Director"],
+            &[
+                "Case #",
+                "First Name",
+                "Last Name",
+                "DOB",
+                "DOD",
+                "Type",
+                "Director",
+            ],
         );
         assert_eq!(p.problems, vec![]);
         assert_eq!(p.valid, vec![true]);
@@ -350,7 +362,13 @@ mod tests {
     fn failing_rows_are_located_with_column_value_and_reason() {
         let p = parse(
             "C1,Ann,Lee,1950-01-01,1940-01-01\n,,,,\nC2,,Ray,notadate,\nC1,Bo,Li,,2030-01-01\n",
-            &["case_number", "deceased_first_name", "deceased_last_name", "dob", "dod"],
+            &[
+                "case_number",
+                "deceased_first_name",
+                "deceased_last_name",
+                "dob",
+                "dod",
+            ],
         );
         assert_eq!(p.valid, vec![false, false, false]);
         let found: Vec<(u64, &str)> = p

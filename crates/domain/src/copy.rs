@@ -39,11 +39,16 @@ pub fn encode_copy_text(batch: &RecordBatch, valid: &[bool], out: &mut Vec<u8>) 
                 out.push(b'\t');
             }
             match col {
-                Col::Int(a) if a.is_valid(row) => out.extend_from_slice(a.value(row).to_string().as_bytes()),
-                Col::Text(a) if a.is_valid(row) => escape_into(a.value(row), out),
-                Col::Date(a) if a.is_valid(row) => {
-                    out.extend_from_slice(date_from_days(a.value(row)).format("%Y-%m-%d").to_string().as_bytes())
+                Col::Int(a) if a.is_valid(row) => {
+                    out.extend_from_slice(a.value(row).to_string().as_bytes())
                 }
+                Col::Text(a) if a.is_valid(row) => escape_into(a.value(row), out),
+                Col::Date(a) if a.is_valid(row) => out.extend_from_slice(
+                    date_from_days(a.value(row))
+                        .format("%Y-%m-%d")
+                        .to_string()
+                        .as_bytes(),
+                ),
                 _ => out.extend_from_slice(b"\\N"),
             }
         }

@@ -77,9 +77,17 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
             "the file is UTF-16; save it as CSV UTF-8",
         ));
     }
-    let bom = if head.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+    let bom = if head.starts_with(UTF8_BOM) {
+        UTF8_BOM.len()
+    } else {
+        0
+    };
     let delimiter = sniff_delimiter(&head[bom..]);
-    let format = if delimiter == b'\t' { FileFormat::Tsv } else { FileFormat::Csv };
+    let format = if delimiter == b'\t' {
+        FileFormat::Tsv
+    } else {
+        FileFormat::Csv
+    };
 
     let body = io::Cursor::new(head).chain(input);
     let mut body = body;
@@ -112,7 +120,9 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
         match std::str::from_utf8(field) {
             Ok(h) => report.headers.push(h.trim().to_string()),
             Err(_) => {
-                report.headers.push(String::from_utf8_lossy(field).trim().to_string());
+                report
+                    .headers
+                    .push(String::from_utf8_lossy(field).trim().to_string());
                 report.problem(RowProblem {
                     row: 0,
                     column: format!("column {}", i + 1),
@@ -255,7 +265,10 @@ mod tests {
         assert_eq!(r.row_count, 7);
         assert_eq!(r.chunks.len(), 3);
         assert_eq!(
-            r.chunks.iter().map(|c| (c.first_row, c.rows)).collect::<Vec<_>>(),
+            r.chunks
+                .iter()
+                .map(|c| (c.first_row, c.rows))
+                .collect::<Vec<_>>(),
             vec![(1, 3), (4, 3), (7, 1)]
         );
         assert_eq!(r.chunks[0].start as usize, HEADER.len());
@@ -264,7 +277,11 @@ mod tests {
             assert_eq!(w[0].end, w[1].start);
         }
         let second = &text.as_bytes()[r.chunks[1].start as usize..r.chunks[1].end as usize];
-        assert!(second.starts_with(b"C4,"), "{}", String::from_utf8_lossy(second));
+        assert!(
+            second.starts_with(b"C4,"),
+            "{}",
+            String::from_utf8_lossy(second)
+        );
     }
 
     #[test]
@@ -276,7 +293,12 @@ mod tests {
         assert_eq!(r.headers[0], "case_number");
         assert_eq!(r.row_count, 1);
         let chunk = &text[r.chunks[0].start as usize..r.chunks[0].end as usize];
-        assert!(chunk.trim_ascii_start().starts_with(b"C1\t"), "{:?} {}", r.chunks, String::from_utf8_lossy(chunk));
+        assert!(
+            chunk.trim_ascii_start().starts_with(b"C1\t"),
+            "{:?} {}",
+            r.chunks,
+            String::from_utf8_lossy(chunk)
+        );
     }
 
     #[test]
@@ -287,7 +309,11 @@ mod tests {
         assert!(!r.is_valid());
         assert_eq!(r.problem_count, 2);
         assert_eq!(r.problems[0].row, 2);
-        assert!(r.problems[0].reason.contains("2 fields but the header has 3"));
+        assert!(
+            r.problems[0]
+                .reason
+                .contains("2 fields but the header has 3")
+        );
         assert_eq!(r.problems[1].row, 3);
         assert_eq!(r.problems[1].column, "deceased_first_name");
         assert!(r.problems[1].reason.contains("UTF-8"));
@@ -299,7 +325,11 @@ mod tests {
         let r = run(text.as_bytes(), 10);
         assert_eq!(r.problems.len(), 1);
         assert_eq!(r.problems[0].row, 2);
-        assert!(r.problems[0].reason.contains("closing quote"), "{:?}", r.problems);
+        assert!(
+            r.problems[0].reason.contains("closing quote"),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]

@@ -33,7 +33,11 @@ impl ValueKind {
             ValueKind::Date => "date (YYYY-MM-DD or M/D/YYYY)".into(),
             ValueKind::Enum(values) => format!(
                 "one of {}",
-                values.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(", ")
+                values
+                    .iter()
+                    .map(|(v, _)| *v)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             ValueKind::Email => "e-mail address".into(),
         }
@@ -69,7 +73,11 @@ pub fn parse_enum(
     }
     Err(format!(
         "is not one of {}",
-        values.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(", ")
+        values
+            .iter()
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 

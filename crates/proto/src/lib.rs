@@ -7,6 +7,8 @@ pub mod v1 {
     tonic::include_proto!("passare.imports.v1");
 
     /// Encoded `FileDescriptorSet` of the API, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/passare_imports_v1_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/passare_imports_v1_descriptor.bin"
+    ));
 }

@@ -65,13 +65,19 @@ impl QueueConfig {
 
     fn queue_args(&self, dead_letter: bool) -> FieldTable {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         if dead_letter {
             args.insert(
                 "x-delivery-limit".into(),
                 AMQPValue::LongInt(self.delivery_limit.min(i32::MAX as u32) as i32),
             );
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
             args.insert(
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(self.dead_queue().into()),
@@ -101,7 +107,11 @@ pub async fn declare_common(config: &QueueConfig, channel: &Channel) -> Result<(
 }
 
 /// Declares one organization's chunk queue (idempotent).
-pub async fn declare_org(config: &QueueConfig, channel: &Channel, org: i64) -> Result<(), QueueError> {
+pub async fn declare_org(
+    config: &QueueConfig,
+    channel: &Channel,
+    org: i64,
+) -> Result<(), QueueError> {
     declare(channel, &config.org_queue(org), config.queue_args(true)).await
 }
 
@@ -172,7 +182,11 @@ impl Publisher {
     /// Publishes an organization's chunks in order, then a ready notice, and
     /// returns once the broker has confirmed every message. Callers hold the
     /// organization's publish lock so imports queue in the order they started.
-    pub async fn publish_chunks(&self, org: i64, chunks: &[ChunkMessage]) -> Result<(), QueueError> {
+    pub async fn publish_chunks(
+        &self,
+        org: i64,
+        chunks: &[ChunkMessage],
+    ) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         let result = self.publish_locked(&mut guard, org, chunks).await;
         if result.is_err() {
@@ -195,7 +209,9 @@ impl Publisher {
             _ => {
                 let conn = connect(&self.config, &self.name).await?;
                 let channel = conn.create_channel().await?;
-                channel.confirm_select(ConfirmSelectOptions::default()).await?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
                 declare_common(&self.config, &channel).await?;
                 *guard = Some((conn, channel.clone()));
                 channel
@@ -213,8 +229,14 @@ impl Publisher {
             }
         }
         let ready = self.config.ready_queue();
-        let notice = OrgReady::V1 { organization_id: org };
-        if !publish_confirmed(&channel, &ready, &notice).await?.await?.is_ack() {
+        let notice = OrgReady::V1 {
+            organization_id: org,
+        };
+        if !publish_confirmed(&channel, &ready, &notice)
+            .await?
+            .await?
+            .is_ack()
+        {
             return Err(QueueError::NotConfirmed(ready));
         }
         Ok(())
@@ -267,7 +289,9 @@ impl WorkChannel {
     pub async fn open(config: QueueConfig, connection: &Connection) -> Result<Self, QueueError> {
         let channel = connection.create_channel().await?;
         channel.basic_qos(1, BasicQosOptions::default()).await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         declare_common(&config, &channel).await?;
         Ok(Self { config, channel })
     }
@@ -333,8 +357,14 @@ impl WorkChannel {
     /// Publishes a ready notice for an organization (confirmed).
     pub async fn notify_ready(&self, org: i64) -> Result<(), QueueError> {
         let ready = self.config.ready_queue();
-        let notice = OrgReady::V1 { organization_id: org };
-        if publish_confirmed(&self.channel, &ready, &notice).await?.await?.is_ack() {
+        let notice = OrgReady::V1 {
+            organization_id: org,
+        };
+        if publish_confirmed(&self.channel, &ready, &notice)
+            .await?
+            .await?
+            .is_ack()
+        {
             Ok(())
         } else {
             Err(QueueError::NotConfirmed(ready))

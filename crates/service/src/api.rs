@@ -37,10 +37,13 @@ impl ImportApi {
     }
 
     async fn view(&self, id: Uuid) -> Result<ImportView, ApiError> {
-        self.app.import_view(id).await?.ok_or_else(|| ApiError::NotFound {
-            kind: "import",
-            id: id.to_string(),
-        })
+        self.app
+            .import_view(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "import",
+                id: id.to_string(),
+            })
     }
 }
 
@@ -48,7 +51,8 @@ fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
-    Uuid::parse_str(value.trim()).map_err(|_| ApiError::invalid(field, format!("{value:?} is not an import id")))
+    Uuid::parse_str(value.trim())
+        .map_err(|_| ApiError::invalid(field, format!("{value:?} is not an import id")))
 }
 
 fn parse_org(value: &str) -> Result<i64, ApiError> {
@@ -116,7 +120,11 @@ impl ImportService for ImportApi {
         if req.note.chars().count() > 2000 {
             return Err(ApiError::invalid("note", "is longer than 2000 characters").into());
         }
-        if repo::organization(self.app.db.orm(), organization_id).await.map_err(ApiError::from)?.is_none() {
+        if repo::organization(self.app.db.orm(), organization_id)
+            .await
+            .map_err(ApiError::from)?
+            .is_none()
+        {
             return Err(ApiError::NotFound {
                 kind: "organization",
                 id: organization_id.to_string(),
@@ -157,19 +165,29 @@ impl ImportService for ImportApi {
                 payload: Some(Payload::Header(h)),
             }) => h,
             _ => {
-                return Err(ApiError::invalid("header", "the first message of an upload must carry the file header").into());
+                return Err(ApiError::invalid(
+                    "header",
+                    "the first message of an upload must carry the file header",
+                )
+                .into());
             }
         };
         let import_id = parse_uuid("header.import_id", &header.import_id)?;
         let def = catalog::find(&header.import_type).ok_or_else(|| {
             ApiError::invalid(
                 "header.import_type",
-                format!("{:?} is not an import type; known types: {}", header.import_type, known_types()),
+                format!(
+                    "{:?} is not an import type; known types: {}",
+                    header.import_type,
+                    known_types()
+                ),
             )
         })?;
         let file_name = header.file_name.trim().to_string();
         if file_name.is_empty() || file_name.len() > 255 {
-            return Err(ApiError::invalid("header.file_name", "must be 1 to 255 characters").into());
+            return Err(
+                ApiError::invalid("header.file_name", "must be 1 to 255 characters").into(),
+            );
         }
         let max = self.app.config.max_file_bytes;
         if header.declared_size_bytes <= 0 || header.declared_size_bytes as u64 > max {
@@ -211,7 +229,11 @@ impl ImportService for ImportApi {
                     writer.write(&bytes).await.map_err(ApiError::from)?;
                 }
                 Some(Payload::Header(_)) => {
-                    return Err(ApiError::invalid("header", "the header may be sent only once, first").into());
+                    return Err(ApiError::invalid(
+                        "header",
+                        "the header may be sent only once, first",
+                    )
+                    .into());
                 }
                 None => {}
             }
@@ -227,7 +249,11 @@ impl ImportService for ImportApi {
         let sha256 = hex::encode(hasher.finalize());
 
         let report = self.scan_stored(&key, def).await?;
-        let state = if report.is_valid() { FileState::Ready } else { FileState::Invalid };
+        let state = if report.is_valid() {
+            FileState::Ready
+        } else {
+            FileState::Invalid
+        };
         let problems = serde_json::to_value(&report.problems).unwrap_or_default();
         let added = repo::add_file(
             self.app.db.orm(),
@@ -259,7 +285,11 @@ impl ImportService for ImportApi {
             import_id = %import_id, file_id = %file_id, org_id = import.organization_id,
             bytes = size, rows = report.row_count, valid = report.is_valid(), "file uploaded"
         );
-        let views = self.app.file_views(vec![model]).await.map_err(ApiError::from)?;
+        let views = self
+            .app
+            .file_views(vec![model])
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::UploadFileResponse {
             file: views.first().map(convert::file),
         }))
@@ -283,9 +313,14 @@ impl ImportService for ImportApi {
         let org = view.import.organization_id;
         let db = self.app.db.orm();
         let txn = db.begin().await.map_err(ApiError::from)?;
-        repo::lock_org_queue(&txn, org).await.map_err(ApiError::from)?;
+        repo::lock_org_queue(&txn, org)
+            .await
+            .map_err(ApiError::from)?;
         let files: Vec<_> = view.files.iter().map(|f| f.file.clone()).collect();
-        let Some(chunks) = repo::queue_import(&txn, &view.import, &files).await.map_err(ApiError::from)? else {
+        let Some(chunks) = repo::queue_import(&txn, &view.import, &files)
+            .await
+            .map_err(ApiError::from)?
+        else {
             txn.rollback().await.ok();
             let view = self.view(id).await?;
             return Ok(Response::new(pb::StartImportResponse {
@@ -358,12 +393,17 @@ impl ImportService for ImportApi {
             _ => String::new(),
         };
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut files = repo::files_of_imports(db, &ids).await.map_err(ApiError::from)?;
+        let mut files = repo::files_of_imports(db, &ids)
+            .await
+            .map_err(ApiError::from)?;
         let mut imports = Vec::with_capacity(rows.len());
         for import in rows {
-            let (mine, rest): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.import_id == import.id);
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                files.into_iter().partition(|f| f.import_id == import.id);
             files = rest;
-            let queue_position = repo::queue_position(db, &import).await.map_err(ApiError::from)?;
+            let queue_position = repo::queue_position(db, &import)
+                .await
+                .map_err(ApiError::from)?;
             let views = self.app.file_views(mine).await.map_err(ApiError::from)?;
             imports.push(pb::Import::from(&ImportView {
                 import,
@@ -424,7 +464,13 @@ impl ImportService for ImportApi {
                 let now = match app.import_view(id).await {
                     Ok(Some(v)) => pb::Import::from(&v),
                     Ok(None) => {
-                        let _ = tx.send(Err(ApiError::NotFound { kind: "import", id: id.to_string() }.into())).await;
+                        let _ = tx
+                            .send(Err(ApiError::NotFound {
+                                kind: "import",
+                                id: id.to_string(),
+                            }
+                            .into()))
+                            .await;
                         return;
                     }
                     Err(e) if e.is_transient() => continue,
@@ -437,17 +483,35 @@ impl ImportService for ImportApi {
                     continue;
                 }
                 let state_changed = now.state != last.state
-                    || now.files.iter().zip(&last.files).any(|(a, b)| a.state != b.state)
+                    || now
+                        .files
+                        .iter()
+                        .zip(&last.files)
+                        .any(|(a, b)| a.state != b.state)
                     || now.files.len() != last.files.len();
-                let kind = if state_changed { pb::WatchEventKind::StateChanged } else { pb::WatchEventKind::Progress };
+                let kind = if state_changed {
+                    pb::WatchEventKind::StateChanged
+                } else {
+                    pb::WatchEventKind::Progress
+                };
                 let done = terminal(&now);
                 last = now.clone();
-                if tx.send(Ok(pb::WatchImportResponse { kind: kind as i32, import: Some(now) })).await.is_err() || done {
+                if tx
+                    .send(Ok(pb::WatchImportResponse {
+                        kind: kind as i32,
+                        import: Some(now),
+                    }))
+                    .await
+                    .is_err()
+                    || done
+                {
                     return;
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as WatchStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as WatchStream
+        ))
     }
 }
 
@@ -466,7 +530,11 @@ fn not_a_draft(state: &str) -> ApiError {
 
 impl ImportApi {
     /// Streams a stored file through the structural scan on a blocking thread.
-    async fn scan_stored(&self, key: &str, def: &'static catalog::ImportTypeDef) -> Result<ScanReport, ApiError> {
+    async fn scan_stored(
+        &self,
+        key: &str,
+        def: &'static catalog::ImportTypeDef,
+    ) -> Result<ScanReport, ApiError> {
         let reader = self.app.files.open(key).await?;
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
         let chunk_rows = self.app.config.chunk_rows;
@@ -511,7 +579,12 @@ impl ImportApi {
                 reason: "INVALID_FILES",
                 message: format!(
                     "the import has files that cannot be read: {}",
-                    violations.iter().take(3).map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+                    violations
+                        .iter()
+                        .take(3)
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
                 preconditions: vec![],
                 violations,
@@ -520,7 +593,9 @@ impl ImportApi {
         let org = view.import.organization_id;
         let mut missing: Vec<(&'static str, Vec<String>)> = Vec::new();
         for f in &view.files {
-            let Some(def) = catalog::find(&f.file.import_type) else { continue };
+            let Some(def) = catalog::find(&f.file.import_type) else {
+                continue;
+            };
             for m in repo::missing_prerequisites(self.app.db.orm(), org, def).await? {
                 match missing.iter_mut().find(|(what, _)| *what == m) {
                     Some((_, files)) => files.push(f.file.file_name.clone()),
@@ -534,12 +609,19 @@ impl ImportApi {
                 .map(|(what, files)| Precondition {
                     kind: "PREREQUISITE".into(),
                     subject: format!("organizations/{org}"),
-                    description: format!("organization {org} {what}; needed by {}", files.join(", ")),
+                    description: format!(
+                        "organization {org} {what}; needed by {}",
+                        files.join(", ")
+                    ),
                 })
                 .collect();
             return Err(ApiError::FailedPrecondition {
                 reason: "MISSING_PREREQUISITE",
-                message: preconditions.iter().map(|p| p.description.clone()).collect::<Vec<_>>().join("; "),
+                message: preconditions
+                    .iter()
+                    .map(|p| p.description.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 preconditions,
                 violations: vec![],
             });

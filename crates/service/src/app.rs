@@ -34,7 +34,10 @@ impl App {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database_url, config.database_max_connections).await?;
         let files = LocalFileStore::new(&config.storage_dir).await?;
-        let publisher = Publisher::new(config.queue(), format!("passare-imports server {}", crate::worker::worker_name()));
+        let publisher = Publisher::new(
+            config.queue(),
+            format!("passare-imports server {}", crate::worker::worker_name()),
+        );
         let events = EventHub::start(db.clone(), shutdown);
         let auth = Auth::new(&config.jwt_secret);
         Ok(Self {
@@ -68,7 +71,8 @@ impl App {
     ) -> Result<Vec<FileView>, StoreError> {
         let mut views = Vec::with_capacity(files.len());
         for file in files {
-            let mut problems: Vec<RowProblem> = serde_json::from_value(file.problems.clone()).unwrap_or_default();
+            let mut problems: Vec<RowProblem> =
+                serde_json::from_value(file.problems.clone()).unwrap_or_default();
             if file.rows_failed > 0 {
                 problems.extend(
                     repo::first_row_errors(self.db.orm(), file.id, PROBLEMS_SHOWN)

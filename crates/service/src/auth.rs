@@ -58,8 +58,12 @@ impl Auth {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the bearer token has expired",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "the bearer token's signature is not valid",
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "the bearer token has expired"
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "the bearer token's signature is not valid"
+                    }
                     _ => "the bearer token is not a valid Passare token",
                 };
                 crate::error::ApiError::Unauthenticated(why.into()).into_status()
@@ -93,14 +97,17 @@ pub fn interceptor(auth: Arc<Auth>) -> impl Fn(Request<()>) -> Result<Request<()
             })?
             .to_str()
             .map_err(|_| {
-                crate::error::ApiError::Unauthenticated("authorization metadata is not text".into()).into_status()
+                crate::error::ApiError::Unauthenticated("authorization metadata is not text".into())
+                    .into_status()
             })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| {
-                crate::error::ApiError::Unauthenticated("authorization must be `Bearer <token>`".into())
-                    .into_status()
+                crate::error::ApiError::Unauthenticated(
+                    "authorization must be `Bearer <token>`".into(),
+                )
+                .into_status()
             })?;
         let caller = auth.verify(token.trim())?;
         if !caller.super_admin {
@@ -117,7 +124,8 @@ pub fn interceptor(auth: Arc<Auth>) -> impl Fn(Request<()>) -> Result<Request<()
 /// The caller put into a request by [`interceptor`].
 pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        crate::error::ApiError::Unauthenticated("the call was not authenticated".into()).into_status()
+        crate::error::ApiError::Unauthenticated("the call was not authenticated".into())
+            .into_status()
     })
 }
 
@@ -154,7 +162,10 @@ mod tests {
     fn expired_and_foreign_tokens_are_unauthenticated() -> Result<(), Box<dyn std::error::Error>> {
         let auth = Auth::new("0123456789abcdef-secret");
         let expired = auth.issue(&claims(true, 1000))?;
-        let e = auth.verify(&expired).err().map(|s| (s.code(), s.message().to_string()));
+        let e = auth
+            .verify(&expired)
+            .err()
+            .map(|s| (s.code(), s.message().to_string()));
         assert_eq!(e.as_ref().map(|e| e.0), Some(tonic::Code::Unauthenticated));
         assert!(e.is_some_and(|e| e.1.contains("expired")));
         let foreign = Auth::new("another-secret-0123456789").issue(&claims(true, later()))?;

@@ -92,7 +92,10 @@ impl fmt::Debug for Config {
         shown.database_url = redact_url(&self.database_url);
         shown.amqp_url = redact_url(&self.amqp_url);
         f.debug_struct("Config")
-            .field("settings", &serde_json::to_value(&shown).unwrap_or_default())
+            .field(
+                "settings",
+                &serde_json::to_value(&shown).unwrap_or_default(),
+            )
             .finish()
     }
 }

@@ -133,7 +133,12 @@ pub fn file(v: &FileView) -> pb::ImportFile {
             .enumerate()
             .map(|(i, h)| pb::ColumnMapping {
                 header: h.clone(),
-                column: mapped.get(i).copied().flatten().unwrap_or_default().to_string(),
+                column: mapped
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_string(),
             })
             .collect(),
         create_time: Some(timestamp(&f.created_at)),
@@ -165,7 +170,8 @@ impl From<&ImportView> for pb::Import {
             organization_id: i.organization_id.to_string(),
             state: state.map_or(pb::ImportState::Unspecified, import_state) as i32,
             failure_policy: FailurePolicy::parse(&i.failure_policy)
-                .map_or(pb::FailurePolicy::Unspecified, policy_to_pb) as i32,
+                .map_or(pb::FailurePolicy::Unspecified, policy_to_pb)
+                as i32,
             note: i.note.clone(),
             requested_by: Some(pb::User {
                 id: i.requested_by_id.clone(),

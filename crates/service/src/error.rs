@@ -70,7 +70,8 @@ impl ApiError {
 
     fn reason(&self) -> &'static str {
         match self {
-            ApiError::InvalidArgument { reason, .. } | ApiError::FailedPrecondition { reason, .. } => reason,
+            ApiError::InvalidArgument { reason, .. }
+            | ApiError::FailedPrecondition { reason, .. } => reason,
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::PermissionDenied(_) => "NOT_SUPER_ADMIN",

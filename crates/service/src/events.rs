@@ -30,16 +30,19 @@ impl EventHub {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                let mut listener = match passare_imports_store::sqlx::postgres::PgListener::connect_with(db.pool()).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listen connection failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                let mut listener =
+                    match passare_imports_store::sqlx::postgres::PgListener::connect_with(db.pool())
+                        .await
+                    {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listen connection failed; retrying");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            }
                         }
-                    }
-                };
+                    };
                 if let Err(e) = listener.listen(EVENTS_CHANNEL).await {
                     tracing::warn!(error = %e, "listen failed; retrying");
                     continue;

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
+use tower_http::classify::{GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -32,13 +34,14 @@ pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// ImportService (authenticated), health and — when configured — reflection.
 pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ImportServiceServer<ImportApi>>()
-        .await;
+    health.set_serving::<ImportServiceServer<ImportApi>>().await;
     let api = ImportServiceServer::new(ImportApi::new(app.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let api = tonic::service::interceptor::InterceptedService::new(api, auth::interceptor(app.auth.clone()));
+    let api = tonic::service::interceptor::InterceptedService::new(
+        api,
+        auth::interceptor(app.auth.clone()),
+    );
     let mut routes = Routes::new(health_service).add_service(api);
     if app.config.reflection {
         let reflection = tonic_reflection::server::Builder::configure()
@@ -50,20 +53,19 @@ pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
     Ok((routes, health))
 }
 
+type SpanFn = fn(&http::Request<tonic::body::Body>) -> tracing::Span;
+type GrpcTrace = TraceLayer<SharedClassifier<GrpcErrorsAsFailures>, SpanFn>;
+/// The middleware stack of [`layers`], outermost first.
+pub type Layers = tower::ServiceBuilder<
+    Stack<
+        PropagateRequestIdLayer,
+        Stack<GrpcTrace, Stack<SetRequestIdLayer<MakeRequestUuid>, Identity>>,
+    >,
+>;
+
 /// Request ids (`x-request-id`, generated when absent, echoed) and one
 /// tracing span per call carrying the id and the method.
-pub fn layers() -> tower::ServiceBuilder<
-    tower::layer::util::Stack<
-        PropagateRequestIdLayer,
-        tower::layer::util::Stack<
-            TraceLayer<
-                tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-                fn(&http::Request<tonic::body::Body>) -> tracing::Span,
-            >,
-            tower::layer::util::Stack<SetRequestIdLayer<MakeRequestUuid>, tower::layer::util::Identity>,
-        >,
-    >,
-> {
+pub fn layers() -> Layers {
     fn span(req: &http::Request<tonic::body::Body>) -> tracing::Span {
         let request_id = req
             .headers()
@@ -74,12 +76,16 @@ pub fn layers() -> tower::ServiceBuilder<
     }
     tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TraceLayer::new_for_grpc().make_span_with(span as fn(&http::Request<tonic::body::Body>) -> tracing::Span))
+        .layer(TraceLayer::new_for_grpc().make_span_with(span as SpanFn))
         .layer(PropagateRequestIdLayer::x_request_id())
 }
 
 /// Serves plain gRPC on `listener` until `shutdown`; health turns NOT_SERVING first.
-pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (routes, health) = routes(&app).await?;
     tracing::info!(addr = %listener.local_addr()?, "grpc server listening");
     let stop = shutdown.clone();
@@ -88,7 +94,9 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: CancellationToken)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             stop.cancelled().await;
-            health.set_not_serving::<ImportServiceServer<ImportApi>>().await;
+            health
+                .set_not_serving::<ImportServiceServer<ImportApi>>()
+                .await;
         })
         .await?;
     app.db.close().await;
@@ -101,10 +109,11 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let options = sqlx::postgres::PgConnectOptions::from_str(database_url)?;
     let name = options.get_database().unwrap_or("postgres").to_string();
     let mut admin = options.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))

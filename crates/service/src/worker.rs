@@ -78,7 +78,12 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
-            let conn = match queue::connect(&self.queue, &format!("passare-imports worker {}", self.name)).await {
+            let conn = match queue::connect(
+                &self.queue,
+                &format!("passare-imports worker {}", self.name),
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable");
@@ -125,7 +130,12 @@ impl Worker {
         Ok(())
     }
 
-    async fn run_slot(&self, slot: usize, channel: WorkChannel, shutdown: CancellationToken) -> Result<(), QueueError> {
+    async fn run_slot(
+        &self,
+        slot: usize,
+        channel: WorkChannel,
+        shutdown: CancellationToken,
+    ) -> Result<(), QueueError> {
         let tag = format!("{}#{slot}", self.name);
         let mut consumer = channel.consume_ready(&tag).await?;
         loop {
@@ -140,7 +150,9 @@ impl Worker {
             };
             match queue::parse_ready(&delivery) {
                 Some(org) => self.drain(&channel, org, &shutdown).await,
-                None => tracing::error!(data = %String::from_utf8_lossy(&delivery.data), "dropping an unreadable ready notice"),
+                None => {
+                    tracing::error!(data = %String::from_utf8_lossy(&delivery.data), "dropping an unreadable ready notice")
+                }
             }
             let _ = delivery.ack(Default::default()).await;
             if !channel.is_open() {
@@ -201,11 +213,12 @@ impl Worker {
         if let Some(wait) = pause {
             tokio::time::sleep(wait).await;
         }
-        let released: Result<bool, _> =
-            sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended('passare_imports.drain:' || $1::text, 0))")
-                .bind(org)
-                .fetch_one(&mut *lease)
-                .await;
+        let released: Result<bool, _> = sqlx::query_scalar(
+            "SELECT pg_advisory_unlock(hashtextextended('passare_imports.drain:' || $1::text, 0))",
+        )
+        .bind(org)
+        .fetch_one(&mut *lease)
+        .await;
         if released.is_err() {
             // The session is broken; closing it releases the lock.
             lease.close_on_drop();
@@ -216,7 +229,9 @@ impl Worker {
         match channel.org_depth(org).await {
             Ok(0) => {}
             Ok(_) => self.hand_back(channel, org).await,
-            Err(e) => tracing::warn!(org_id = org, error = %e, "checking the organization's queue failed"),
+            Err(e) => {
+                tracing::warn!(org_id = org, error = %e, "checking the organization's queue failed")
+            }
         }
     }
 
@@ -239,7 +254,10 @@ impl Worker {
         };
         match self.process_chunk(chunk_id).await {
             Ok(ChunkOutcome::NotYourTurn) => {
-                tracing::info!(chunk_id, "an earlier chunk of the organization is pending; requeued");
+                tracing::info!(
+                    chunk_id,
+                    "an earlier chunk of the organization is pending; requeued"
+                );
                 let _ = taken.requeue().await;
                 Err(Duration::from_millis(250))
             }
@@ -283,7 +301,11 @@ impl Worker {
         }
         let bytes = self
             .files
-            .read_range(&job.file.storage_key, job.chunk.byte_start as u64, job.chunk.byte_end as u64)
+            .read_range(
+                &job.file.storage_key,
+                job.chunk.byte_start as u64,
+                job.chunk.byte_end as u64,
+            )
             .await?;
         let headers = job.headers.clone();
         let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
@@ -296,7 +318,8 @@ impl Worker {
                 first_row,
                 today,
             };
-            let parsed = parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))?;
+            let parsed =
+                parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))?;
             let mut copy_text = Vec::with_capacity(bytes.len() + bytes.len() / 4);
             encode_copy_text(&parsed.batch, &parsed.valid, &mut copy_text);
             Ok::<_, ChunkError>((parsed, copy_text))

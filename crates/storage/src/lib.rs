@@ -54,19 +54,18 @@ pub struct LocalFileStore {
 impl LocalFileStore {
     pub async fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
-        fs::create_dir_all(&root).await.map_err(|source| StorageError::Io {
-            key: root.display().to_string(),
-            source,
-        })?;
+        fs::create_dir_all(&root)
+            .await
+            .map_err(|source| StorageError::Io {
+                key: root.display().to_string(),
+                source,
+            })?;
         Ok(Self { root })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         let rel = Path::new(key);
-        let plain = !key.is_empty()
-            && rel
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
+        let plain = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
             return Err(StorageError::BadKey(key.to_string()));
         }
@@ -114,7 +113,9 @@ impl FileWriter for LocalWriter {
             file.flush().await.map_err(io_err(&key))?;
             file.sync_all().await.map_err(io_err(&key))?;
         }
-        fs::rename(&self.tmp, &self.dest).await.map_err(io_err(&key))?;
+        fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(io_err(&key))?;
         Ok(self.size)
     }
 }
@@ -148,21 +149,33 @@ impl FileStore for LocalFileStore {
 
     async fn open(&self, key: &str) -> Result<Pin<Box<dyn AsyncRead + Send>>, StorageError> {
         let file = fs::File::open(self.path(key)?).await.map_err(io_err(key))?;
-        Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, file)))
+        Ok(Box::pin(tokio::io::BufReader::with_capacity(
+            256 * 1024,
+            file,
+        )))
     }
 
     async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StorageError> {
         let mut file = fs::File::open(self.path(key)?).await.map_err(io_err(key))?;
-        file.seek(io::SeekFrom::Start(start)).await.map_err(io_err(key))?;
+        file.seek(io::SeekFrom::Start(start))
+            .await
+            .map_err(io_err(key))?;
         let len = end.saturating_sub(start);
         let mut buf = Vec::with_capacity(len as usize);
-        (&mut file).take(len).read_to_end(&mut buf).await.map_err(io_err(key))?;
+        (&mut file)
+            .take(len)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(io_err(key))?;
         if (buf.len() as u64) != len {
             return Err(StorageError::Io {
                 key: key.to_string(),
                 source: io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("wanted bytes {start}..{end}, the file ended after {}", start + buf.len() as u64),
+                    format!(
+                        "wanted bytes {start}..{end}, the file ended after {}",
+                        start + buf.len() as u64
+                    ),
                 ),
             });
         }
@@ -184,7 +197,9 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, LocalFileStore) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = LocalFileStore::new(dir.path()).await.unwrap_or_else(|e| panic!("{e}"));
+        let store = LocalFileStore::new(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         (dir, store)
     }
 
@@ -195,7 +210,10 @@ mod tests {
         w.write(b"hello ").await?;
         w.write(b"world").await?;
         assert_eq!(w.commit().await?, 11);
-        assert_eq!(&store.read_range("imports/a/file.csv", 6, 11).await?[..], b"world");
+        assert_eq!(
+            &store.read_range("imports/a/file.csv", 6, 11).await?[..],
+            b"world"
+        );
         let mut all = Vec::new();
         store
             .open("imports/a/file.csv")
@@ -219,7 +237,9 @@ mod tests {
         let mut w = store.create("x/partial.csv").await?;
         w.write(b"half").await?;
         drop(w);
-        let left = std::fs::read_dir(dir.path().join("x")).map(|d| d.count()).unwrap_or(0);
+        let left = std::fs::read_dir(dir.path().join("x"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert_eq!(left, 0);
         Ok(())
     }
@@ -228,7 +248,10 @@ mod tests {
     async fn keys_cannot_escape_the_root() {
         let (_dir, store) = store().await;
         for key in ["../etc/passwd", "/abs", "", "a/../../b"] {
-            assert!(matches!(store.create(key).await, Err(StorageError::BadKey(_))), "{key}");
+            assert!(
+                matches!(store.create(key).await, Err(StorageError::BadKey(_))),
+                "{key}"
+            );
         }
     }
 }

@@ -59,9 +59,8 @@ fn sqlx_transient(e: &sqlx::Error) -> bool {
 fn orm_transient(e: &DbErr) -> bool {
     match e {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
-            sqlx_transient(e)
-        }
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => sqlx_transient(e),
         _ => false,
     }
 }
@@ -71,7 +70,10 @@ fn orm_transient(e: &DbErr) -> bool {
 /// (too many connections).
 pub fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
-        || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014" | "53300")
+        || matches!(
+            code,
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014" | "53300"
+        )
 }
 
 /// The database, reachable through sea-orm and, for COPY and LISTEN, through

@@ -46,13 +46,19 @@ pub async fn load_job(db: &Db, chunk_id: i64) -> Result<Option<ChunkJob>, StoreE
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("chunk {chunk_id} has no import")))?;
     let def = catalog::find(&file.import_type).ok_or_else(|| {
-        StoreError::Corrupt(format!("file {} has unknown import type {}", file.id, file.import_type))
+        StoreError::Corrupt(format!(
+            "file {} has unknown import type {}",
+            file.id, file.import_type
+        ))
     })?;
     let headers: Vec<String> = serde_json::from_value(file.headers.clone())
         .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))?;
     let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
     let policy = FailurePolicy::parse(&import.failure_policy).ok_or_else(|| {
-        StoreError::Corrupt(format!("import {} has policy {}", import.id, import.failure_policy))
+        StoreError::Corrupt(format!(
+            "import {} has policy {}",
+            import.id, import.failure_policy
+        ))
     })?;
     Ok(Some(ChunkJob {
         chunk,
@@ -111,10 +117,12 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     let job = w.job;
     let org = job.import.organization_id;
     let mut tx = db.pool().begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))")
-        .bind(org)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
+    )
+    .bind(org)
+    .execute(&mut *tx)
+    .await?;
 
     let Some(row) = sqlx::query(
         "SELECT c.state, i.state AS import_state, i.queue_seq, f.position
@@ -135,10 +143,12 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
         return Ok(ChunkOutcome::AlreadyDone);
     }
     if ImportState::parse(&import_state).is_none_or(ImportState::is_terminal) {
-        sqlx::query("UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE id = $1")
-            .bind(job.chunk.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE id = $1",
+        )
+        .bind(job.chunk.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         return Ok(ChunkOutcome::Skipped);
     }
@@ -353,11 +363,15 @@ pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), Stor
 }
 
 /// The import's state once its files' states are as stored.
-async fn import_state_after(conn: &mut PgConnection, import_id: Uuid) -> Result<ImportState, StoreError> {
-    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM import_files WHERE import_id = $1")
-        .bind(import_id)
-        .fetch_all(conn)
-        .await?;
+async fn import_state_after(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+) -> Result<ImportState, StoreError> {
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM import_files WHERE import_id = $1")
+            .bind(import_id)
+            .fetch_all(conn)
+            .await?;
     let parsed: Vec<FileState> = states.iter().filter_map(|s| FileState::parse(s)).collect();
     let finished = |s: &FileState| {
         matches!(
@@ -376,7 +390,11 @@ async fn import_state_after(conn: &mut PgConnection, import_id: Uuid) -> Result<
     })
 }
 
-async fn stage_rows(conn: &mut PgConnection, def: &ImportTypeDef, copy_text: &[u8]) -> Result<(), StoreError> {
+async fn stage_rows(
+    conn: &mut PgConnection,
+    def: &ImportTypeDef,
+    copy_text: &[u8],
+) -> Result<(), StoreError> {
     let columns: Vec<String> = def
         .columns
         .iter()
@@ -437,14 +455,18 @@ async fn resolve_references(
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {STAGE} WHERE {ROW_COLUMN} = ANY($1)"
         )))
-            .bind(&rows)
-            .execute(&mut *conn)
-            .await?;
+        .bind(&rows)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(failed_rows.len() as i64)
 }
 
-async fn insert_row_errors(conn: &mut PgConnection, job: &ChunkJob, problems: &[RowProblem]) -> Result<(), StoreError> {
+async fn insert_row_errors(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    problems: &[RowProblem],
+) -> Result<(), StoreError> {
     if problems.is_empty() {
         return Ok(());
     }

@@ -98,7 +98,9 @@ pub async fn create_import(
                 .filter(imports::Column::RequestId.eq(new.request_id))
                 .one(db)
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("import insert conflicted with nothing".into()))?;
+                .ok_or_else(|| {
+                    StoreError::Corrupt("import insert conflicted with nothing".into())
+                })?;
             Ok((existing, false))
         }
         Err(e) => Err(e.into()),
@@ -152,13 +154,11 @@ pub async fn list_imports(
     }
     if let Some((at, id)) = cursor {
         q = q.filter(
-            Condition::any()
-                .add(imports::Column::CreatedAt.lt(at))
-                .add(
-                    Condition::all()
-                        .add(imports::Column::CreatedAt.eq(at))
-                        .add(imports::Column::Id.lt(id)),
-                ),
+            Condition::any().add(imports::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(imports::Column::CreatedAt.eq(at))
+                    .add(imports::Column::Id.lt(id)),
+            ),
         );
     }
     Ok(q.order_by_desc(imports::Column::CreatedAt)
@@ -178,7 +178,10 @@ pub async fn queue_position(
     };
     Ok(imports::Entity::find()
         .filter(imports::Column::OrganizationId.eq(import.organization_id))
-        .filter(imports::Column::State.is_in([ImportState::Queued.as_str(), ImportState::Running.as_str()]))
+        .filter(
+            imports::Column::State
+                .is_in([ImportState::Queued.as_str(), ImportState::Running.as_str()]),
+        )
         .filter(imports::Column::QueueSeq.lt(seq))
         .count(db)
         .await?)
@@ -301,7 +304,10 @@ pub async fn missing_prerequisites(
 
 /// Serialises the StartImport calls of one organization for the rest of the
 /// transaction, so their chunks reach the broker in the order they queue.
-pub async fn lock_org_queue(db: &impl ConnectionTrait, organization_id: i64) -> Result<(), StoreError> {
+pub async fn lock_org_queue(
+    db: &impl ConnectionTrait,
+    organization_id: i64,
+) -> Result<(), StoreError> {
     db.execute_raw(stmt(
         "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.queue:' || $1::text, 0))",
         vec![organization_id.into()],
@@ -327,7 +333,10 @@ pub async fn queue_import(
         .transpose()?
         .ok_or_else(|| StoreError::Corrupt("nextval returned nothing".into()))?;
     let updated = imports::Entity::update_many()
-        .col_expr(imports::Column::State, Expr::value(ImportState::Queued.as_str()))
+        .col_expr(
+            imports::Column::State,
+            Expr::value(ImportState::Queued.as_str()),
+        )
         .col_expr(imports::Column::QueueSeq, Expr::value(seq))
         .col_expr(imports::Column::QueuedAt, Expr::value(at))
         .col_expr(imports::Column::UpdatedAt, Expr::value(at))
@@ -343,8 +352,14 @@ pub async fn queue_import(
         let plan: Vec<ChunkRange> = serde_json::from_value(file.chunk_plan.clone())
             .map_err(|e| StoreError::Corrupt(format!("chunk plan of file {}: {e}", file.id)))?;
         import_files::Entity::update_many()
-            .col_expr(import_files::Column::State, Expr::value(FileState::Queued.as_str()))
-            .col_expr(import_files::Column::ChunksTotal, Expr::value(plan.len() as i32))
+            .col_expr(
+                import_files::Column::State,
+                Expr::value(FileState::Queued.as_str()),
+            )
+            .col_expr(
+                import_files::Column::ChunksTotal,
+                Expr::value(plan.len() as i32),
+            )
             .col_expr(import_files::Column::UpdatedAt, Expr::value(at))
             .filter(import_files::Column::Id.eq(file.id))
             .exec(db)
@@ -404,7 +419,10 @@ pub async fn ensure_demo_organization(
     for location in locations {
         let exists = locations::Entity::find()
             .filter(locations::Column::OrganizationId.eq(id))
-            .filter(Expr::cust_with_values("lower(name) = lower($1)", [*location]))
+            .filter(Expr::cust_with_values(
+                "lower(name) = lower($1)",
+                [*location],
+            ))
             .one(db)
             .await?
             .is_some();
