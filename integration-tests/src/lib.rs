@@ -191,6 +191,20 @@ impl TestEnv {
         client::connect(&self.url(), &self.token(&ADMIN)).await
     }
 
+    /// A client of a second server replica of this test's service (its own
+    /// database pool and change listener).
+    pub async fn second_replica(&self) -> anyhow::Result<Client> {
+        let app = App::build(self.config.clone(), self.shutdown.clone()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(passare_imports_service::server::serve(
+            app,
+            listener,
+            self.shutdown.clone(),
+        ));
+        client::connect(&format!("http://{addr}"), &self.token(&ADMIN)).await
+    }
+
     /// Environment of a child process of this test's service.
     pub fn child_env(&self) -> Vec<(String, String)> {
         let c = &self.config;
@@ -231,6 +245,31 @@ impl TestEnv {
         let pid = child.id();
         self.workers.push(child);
         Ok(pid)
+    }
+
+    /// Waits for a worker process started by [`spawn_worker_process`] to exit.
+    pub fn wait_worker_exit(
+        &mut self,
+        pid: u32,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let index = self
+            .workers
+            .iter()
+            .position(|w| w.id() == pid)
+            .context("no such worker process")?;
+        let mut child = self.workers.remove(index);
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                anyhow::bail!("worker {pid} did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Creates an import, uploads `csv` as a Cases file; returns the import id.

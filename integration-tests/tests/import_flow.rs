@@ -40,7 +40,17 @@ async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress(
         state(&started),
         pb::ImportState::Queued | pb::ImportState::Running | pb::ImportState::Completed
     ));
-    let events = watch_all(&mut client, &id).await?;
+    // Two watchers of one import, the second on another server replica.
+    let mut other = env.second_replica().await?;
+    let (events, others) = tokio::join!(watch_all(&mut client, &id), watch_all(&mut other, &id));
+    let (events, others) = (events?, others?);
+    assert_eq!(
+        others
+            .last()
+            .and_then(|e| e.import.as_ref()?.progress)
+            .map(|p| p.rows_created),
+        Some(100_000)
+    );
     assert_eq!(
         events.first().map(|e| e.kind),
         Some(pb::WatchEventKind::Snapshot as i32)

@@ -58,6 +58,30 @@ pub struct ChunkLayout<'a> {
     pub first_row: u64,
     /// Dates after this day fail `NotInFuture` checks.
     pub today: NaiveDate,
+    /// The organization's setup records the type's references point to.
+    pub setup: &'a SetupIndex,
+}
+
+/// Ids of an organization's setup records (locations, staff users, …) by the
+/// lower-cased value a reference matches, one map per referenced column.
+#[derive(Debug, Clone, Default)]
+pub struct SetupIndex {
+    ids: HashMap<&'static str, HashMap<String, i64>>,
+}
+
+impl SetupIndex {
+    /// Records that `value` of the reference in `column` names record `id`.
+    pub fn insert(&mut self, column: &'static str, value: &str, id: i64) {
+        self.ids
+            .entry(column)
+            .or_default()
+            .entry(value.to_lowercase())
+            .or_insert(id);
+    }
+
+    pub fn find(&self, column: &str, value: &str) -> Option<i64> {
+        self.ids.get(column)?.get(&value.to_lowercase()).copied()
+    }
 }
 
 /// Parses the records of one chunk.
@@ -145,38 +169,32 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
                 }
                 (DataType::Date32, Arc::new(b.finish()))
             }
-            ValueKind::Enum(options) => {
-                let mut b = StringBuilder::with_capacity(values.len(), values.len() * 8);
-                for (i, v) in values.iter().enumerate() {
-                    match v.map(|s| parse_enum(s, options)) {
-                        None => b.append_null(),
-                        Some(Ok(canonical)) => b.append_value(canonical),
-                        Some(Err(reason)) => {
-                            b.append_null();
-                            fail(i, v.unwrap_or_default(), reason);
-                        }
-                    }
-                }
-                (DataType::Utf8, Arc::new(b.finish()))
-            }
-            ValueKind::Email => {
-                let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
-                for (i, v) in values.iter().enumerate() {
-                    match v.map(parse_email) {
-                        None => b.append_null(),
-                        Some(Ok(email)) => b.append_value(email),
-                        Some(Err(reason)) => {
-                            b.append_null();
-                            fail(i, v.unwrap_or_default(), reason);
-                        }
-                    }
-                }
-                (DataType::Utf8, Arc::new(b.finish()))
-            }
+            ValueKind::Enum(options) => (
+                DataType::Utf8,
+                Arc::new(normalised(
+                    values,
+                    |v| parse_enum(v, options).map(str::to_string),
+                    &mut fail,
+                )),
+            ),
+            ValueKind::Email => (
+                DataType::Utf8,
+                Arc::new(normalised(values, parse_email, &mut fail)),
+            ),
         };
         fields.push(Field::new(col.name, data_type, true));
         columns.push(array);
     }
+    resolve_references(
+        def,
+        layout.setup,
+        &raw,
+        &rows,
+        &mut valid,
+        &mut problems,
+        &mut fields,
+        &mut columns,
+    );
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
 
     check_rows(&batch, def, layout.today, &mut valid, &mut problems);
@@ -187,6 +205,71 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
         valid,
         problems,
     })
+}
+
+/// Adds one Int64 column per reference (named after the target column that
+/// stores the id) and fails the rows whose reference names nothing.
+#[allow(clippy::too_many_arguments)]
+fn resolve_references(
+    def: &ImportTypeDef,
+    setup: &SetupIndex,
+    raw: &[StringArray],
+    rows: &Int64Array,
+    valid: &mut [bool],
+    problems: &mut Vec<RowProblem>,
+    fields: &mut Vec<Field>,
+    columns: &mut Vec<ArrayRef>,
+) {
+    for r in def.references {
+        let Some(values) = def
+            .columns
+            .iter()
+            .position(|c| c.name == r.column)
+            .and_then(|i| raw.get(i))
+        else {
+            continue;
+        };
+        let mut ids = Int64Builder::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            match v.map(|v| (v, setup.find(r.column, v))) {
+                None => ids.append_null(),
+                Some((_, Some(id))) => ids.append_value(id),
+                Some((v, None)) => {
+                    ids.append_null();
+                    valid[i] = false;
+                    problems.push(RowProblem {
+                        row: rows.value(i) as u64,
+                        column: r.column.into(),
+                        value: v.to_string(),
+                        reason: format!("no {} matches {v:?}", r.describes),
+                    });
+                }
+            }
+        }
+        fields.push(Field::new(r.store_id_as, DataType::Int64, true));
+        columns.push(Arc::new(ids.finish()));
+    }
+}
+
+/// Parses every present value of a text column into its normalised form;
+/// failures are reported and become nulls.
+fn normalised(
+    values: &StringArray,
+    parse: impl Fn(&str) -> Result<String, String>,
+    fail: &mut impl FnMut(usize, &str, String),
+) -> StringArray {
+    let mut b = StringBuilder::with_capacity(values.len(), values.len() * 12);
+    for (i, v) in values.iter().enumerate() {
+        match v.map(&parse) {
+            None => b.append_null(),
+            Some(Ok(normal)) => b.append_value(normal),
+            Some(Err(reason)) => {
+                b.append_null();
+                fail(i, v.unwrap_or_default(), reason);
+            }
+        }
+    }
+    b.finish()
 }
 
 fn shown(sensitive: bool, value: &str) -> String {
@@ -313,6 +396,13 @@ mod tests {
     use super::*;
     use crate::catalog::CASES;
 
+    fn setup() -> SetupIndex {
+        let mut s = SetupIndex::default();
+        s.insert("location_name", "Main Chapel", 7);
+        s.insert("director_email", "dana@x.com", 9);
+        s
+    }
+
     fn parse(text: &str, headers: &[&str]) -> ParsedChunk {
         let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
         let layout = ChunkLayout {
@@ -321,6 +411,7 @@ mod tests {
             delimiter: b',',
             first_row: 10,
             today: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+            setup: &setup(),
         };
         parse_chunk(text.as_bytes(), layout).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -328,7 +419,7 @@ mod tests {
     #[test]
     fn values_are_typed_and_normalised() {
         let p = parse(
-            "C1,Ann,Lee,3/7/1950,2020-01-02,At Need,DANA@X.COM\n",
+            "C1,Ann,Lee,3/7/1950,2020-01-02,At Need,DANA@X.COM,main chapel\n",
             &[
                 "Case #",
                 "First Name",
@@ -337,6 +428,7 @@ mod tests {
                 "DOD",
                 "Type",
                 "Director",
+                "Location",
             ],
         );
         assert_eq!(p.problems, vec![]);
@@ -351,6 +443,16 @@ mod tests {
         };
         assert_eq!(text("case_type").as_deref(), Some("at_need"));
         assert_eq!(text("director_email").as_deref(), Some("dana@x.com"));
+        let id = |name: &str| {
+            p.batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .map(|a| a.value(0))
+        };
+        assert_eq!(
+            (id("location_id"), id("director_user_id")),
+            (Some(7), Some(9))
+        );
         assert_eq!(
             row_numbers(&p.batch).map(|r| r.value(0)),
             Some(10),
@@ -361,16 +463,17 @@ mod tests {
     #[test]
     fn failing_rows_are_located_with_column_value_and_reason() {
         let p = parse(
-            "C1,Ann,Lee,1950-01-01,1940-01-01\n,,,,\nC2,,Ray,notadate,\nC1,Bo,Li,,2030-01-01\n",
+            "C1,Ann,Lee,1950-01-01,1940-01-01,\n,,,,,\nC2,,Ray,notadate,,\nC1,Bo,Li,,2030-01-01,\nC5,Al,Bo,,,Nowhere\n",
             &[
                 "case_number",
                 "deceased_first_name",
                 "deceased_last_name",
                 "dob",
                 "dod",
+                "location",
             ],
         );
-        assert_eq!(p.valid, vec![false, false, false]);
+        assert_eq!(p.valid, vec![false, false, false, false]);
         let found: Vec<(u64, &str)> = p
             .problems
             .iter()
@@ -383,7 +486,8 @@ mod tests {
                 (12, "deceased_first_name"),
                 (12, "date_of_birth"),
                 (13, "date_of_death"),
-                (13, "case_number")
+                (13, "case_number"),
+                (14, "location_name")
             ]
         );
         assert_eq!(p.problems[2].value, "notadate");

@@ -5,19 +5,30 @@ use arrow_array::{Array, Date32Array, Int64Array, RecordBatch, StringArray};
 
 use crate::chunk::date_from_days;
 
-/// Appends every row of `batch` whose `valid` flag is set, all columns in
-/// batch order, to `out` as COPY text (tab-separated, `\N` for null).
-pub fn encode_copy_text(batch: &RecordBatch, valid: &[bool], out: &mut Vec<u8>) {
+/// Appends one COPY text line (tab-separated, `\N` for null) per row in
+/// `rows`: `prefix`, the values of `columns` (by name, in that order), then
+/// `suffix`. Prefix and suffix are already-encoded constant columns, each
+/// ending or starting with its tab.
+pub fn encode_copy_rows(
+    batch: &RecordBatch,
+    columns: &[&str],
+    rows: impl Iterator<Item = usize>,
+    prefix: &[u8],
+    suffix: &[u8],
+    out: &mut Vec<u8>,
+) {
     enum Col<'a> {
         Int(&'a Int64Array),
         Text(&'a StringArray),
         Date(&'a Date32Array),
         Other,
     }
-    let cols: Vec<Col<'_>> = batch
-        .columns()
+    let cols: Vec<Col<'_>> = columns
         .iter()
-        .map(|c| {
+        .map(|name| {
+            let Some(c) = batch.column_by_name(name) else {
+                return Col::Other;
+            };
             let any = c.as_any();
             if let Some(a) = any.downcast_ref::<Int64Array>() {
                 Col::Int(a)
@@ -30,10 +41,8 @@ pub fn encode_copy_text(batch: &RecordBatch, valid: &[bool], out: &mut Vec<u8>) 
             }
         })
         .collect();
-    for (row, keep) in valid.iter().enumerate().take(batch.num_rows()) {
-        if !keep {
-            continue;
-        }
+    for row in rows.filter(|r| *r < batch.num_rows()) {
+        out.extend_from_slice(prefix);
         for (i, col) in cols.iter().enumerate() {
             if i > 0 {
                 out.push(b'\t');
@@ -52,6 +61,7 @@ pub fn encode_copy_text(batch: &RecordBatch, valid: &[bool], out: &mut Vec<u8>) 
                 _ => out.extend_from_slice(b"\\N"),
             }
         }
+        out.extend_from_slice(suffix);
         out.push(b'\n');
     }
 }
@@ -77,17 +87,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_specials_writes_nulls_and_skips_invalid_rows() {
+    fn escapes_specials_writes_nulls_and_only_the_chosen_rows_and_columns() {
         let rows: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let text: ArrayRef = Arc::new(StringArray::from(vec![Some("a\tb\\c\nd"), None, Some("x")]));
         let dates: ArrayRef = Arc::new(Date32Array::from(vec![Some(0), Some(1), None]));
         let batch = RecordBatch::try_from_iter([("r", rows), ("t", text), ("d", dates)])
             .unwrap_or_else(|e| panic!("{e}"));
         let mut out = Vec::new();
-        encode_copy_text(&batch, &[true, false, true], &mut out);
+        encode_copy_rows(
+            &batch,
+            &["t", "d", "r"],
+            [0, 2].into_iter(),
+            b"42\t",
+            b"\tz",
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "1\ta\\tb\\\\c\\nd\t1970-01-01\n3\tx\t\\N\n"
+            "42\ta\\tb\\\\c\\nd\t1970-01-01\t1\tz\n42\tx\t\\N\t3\tz\n"
         );
     }
 }

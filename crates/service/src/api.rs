@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use passare_imports_domain::catalog::{self, CATALOG};
-use passare_imports_domain::scan::{ScanReport, scan};
+use passare_imports_domain::scan::scan;
 use passare_imports_domain::{ChunkMessage, FileState, ImportState};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
@@ -212,6 +212,17 @@ impl ImportService for ImportApi {
         let file_id = Uuid::now_v7();
         let key = format!("imports/{import_id}/{file_id}");
         let mut writer = self.app.files.create(&key).await.map_err(ApiError::from)?;
+        // The structural scan reads the bytes as they arrive, on a blocking
+        // thread, so the file is stored and scanned in one pass.
+        let (scan_tx, scan_rx) = mpsc::channel::<bytes::Bytes>(16);
+        let chunk_rows = self.app.config.chunk_rows;
+        let scanner = tokio::task::spawn_blocking(move || {
+            scan(
+                std::io::BufReader::new(ChannelReader::new(scan_rx)),
+                def,
+                chunk_rows,
+            )
+        });
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         while let Some(msg) = stream.message().await? {
@@ -227,6 +238,8 @@ impl ImportService for ImportApi {
                     }
                     hasher.update(&bytes);
                     writer.write(&bytes).await.map_err(ApiError::from)?;
+                    // The scanner stops early only for files it rejects outright.
+                    let _ = scan_tx.send(bytes::Bytes::from(bytes)).await;
                 }
                 Some(Payload::Header(_)) => {
                     return Err(ApiError::invalid(
@@ -245,10 +258,14 @@ impl ImportService for ImportApi {
             )
             .into());
         }
+        drop(scan_tx);
+        let report = scanner
+            .await
+            .map_err(|e| ApiError::Internal(format!("scan task: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("scanning the upload: {e}")))?;
         let size = writer.commit().await.map_err(ApiError::from)?;
         let sha256 = hex::encode(hasher.finalize());
 
-        let report = self.scan_stored(&key, def).await?;
         let state = if report.is_valid() {
             FileState::Ready
         } else {
@@ -515,6 +532,35 @@ impl ImportService for ImportApi {
     }
 }
 
+/// A blocking reader over the byte chunks of an upload, for the scanner thread.
+struct ChannelReader {
+    rx: mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<bytes::Bytes>) -> Self {
+        Self {
+            rx,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(next) => self.current = next,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
 fn not_a_draft(state: &str) -> ApiError {
     ApiError::FailedPrecondition {
         reason: "IMPORT_NOT_DRAFT",
@@ -529,21 +575,6 @@ fn not_a_draft(state: &str) -> ApiError {
 }
 
 impl ImportApi {
-    /// Streams a stored file through the structural scan on a blocking thread.
-    async fn scan_stored(
-        &self,
-        key: &str,
-        def: &'static catalog::ImportTypeDef,
-    ) -> Result<ScanReport, ApiError> {
-        let reader = self.app.files.open(key).await?;
-        let bridge = tokio_util::io::SyncIoBridge::new(reader);
-        let chunk_rows = self.app.config.chunk_rows;
-        tokio::task::spawn_blocking(move || scan(std::io::BufReader::new(bridge), def, chunk_rows))
-            .await
-            .map_err(|e| ApiError::Internal(format!("scan task: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("reading the stored file: {e}")))
-    }
-
     /// Refuses to start an import that cannot succeed: no files, broken files,
     /// or missing organization setup.
     async fn check_startable(&self, view: &ImportView) -> Result<(), ApiError> {

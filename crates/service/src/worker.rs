@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use passare_imports_domain::ChunkMessage;
 use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
-use passare_imports_domain::copy::encode_copy_text;
 use passare_imports_queue::{self as queue, QueueConfig, QueueError, TakenChunk, WorkChannel};
 use passare_imports_storage::{FileStore, LocalFileStore, StorageError};
 use passare_imports_store::loader::{self, ChunkOutcome, ChunkWrite};
@@ -307,22 +306,20 @@ impl Worker {
                 job.chunk.byte_end as u64,
             )
             .await?;
+        let setup = loader::load_setup(&self.db, job.import.organization_id, job.def).await?;
         let headers = job.headers.clone();
         let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
         let today = Utc::now().date_naive();
-        let (parsed, copy_text) = tokio::task::spawn_blocking(move || {
+        let parsed = tokio::task::spawn_blocking(move || {
             let layout = ChunkLayout {
                 def,
                 headers: &headers,
                 delimiter,
                 first_row,
                 today,
+                setup: &setup,
             };
-            let parsed =
-                parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))?;
-            let mut copy_text = Vec::with_capacity(bytes.len() + bytes.len() / 4);
-            encode_copy_text(&parsed.batch, &parsed.valid, &mut copy_text);
-            Ok::<_, ChunkError>((parsed, copy_text))
+            parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
         })
         .await
         .map_err(|e| ChunkError::Parse(e.to_string()))??;
@@ -331,7 +328,6 @@ impl Worker {
             ChunkWrite {
                 job: &job,
                 parsed: &parsed,
-                copy_text: &copy_text,
                 started_at,
                 worker: &self.name,
             },

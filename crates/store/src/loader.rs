@@ -7,7 +7,10 @@
 
 use chrono::{DateTime, Utc};
 use passare_imports_domain::catalog::{self, ImportTypeDef};
-use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN};
+use std::collections::HashSet;
+
+use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, SetupIndex, date_from_days};
+use passare_imports_domain::copy::encode_copy_rows;
 use passare_imports_domain::{FailurePolicy, FileState, ImportState, RowProblem};
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -103,14 +106,49 @@ pub enum ChunkOutcome {
 pub struct ChunkWrite<'a> {
     pub job: &'a ChunkJob,
     pub parsed: &'a ParsedChunk,
-    /// COPY text of the parsed batch's valid rows, columns in batch order.
-    pub copy_text: &'a [u8],
     /// When the worker took the chunk from the queue.
     pub started_at: DateTime<Utc>,
     pub worker: &'a str,
 }
 
 const STAGE: &str = "passare_stage";
+
+/// The organization's setup records that `def`'s references point to.
+pub async fn load_setup(
+    db: &Db,
+    organization_id: i64,
+    def: &ImportTypeDef,
+) -> Result<SetupIndex, StoreError> {
+    let mut index = SetupIndex::default();
+    for r in def.references {
+        let sql = format!(
+            "SELECT id, {m} AS value FROM {table} WHERE organization_id = $1",
+            m = r.match_column,
+            table = r.table
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(organization_id)
+            .fetch_all(db.pool())
+            .await?;
+        for row in rows {
+            index.insert(
+                r.column,
+                &row.try_get::<String, _>("value")?,
+                row.try_get("id")?,
+            );
+        }
+    }
+    Ok(index)
+}
+
+/// Target columns written for each row, in COPY order after `organization_id`.
+fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
+    def.columns
+        .iter()
+        .filter_map(|c| c.target)
+        .chain(def.references.iter().map(|r| r.store_id_as))
+        .collect()
+}
 
 /// Writes a chunk; see the module documentation.
 pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, StoreError> {
@@ -174,13 +212,11 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     let write_started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
         .await?;
-    stage_rows(&mut tx, job.def, w.copy_text).await?;
-    let mut problems = w.parsed.problems.clone();
-    let unresolved = resolve_references(&mut tx, job, &mut problems).await?;
-    insert_row_errors(&mut tx, job, &problems).await?;
+    let problems = &w.parsed.problems;
+    insert_row_errors(&mut tx, job, problems).await?;
 
     let processed = w.parsed.batch.num_rows() as i64;
-    let failed = w.parsed.failed_rows() as i64 + unresolved;
+    let failed = w.parsed.failed_rows() as i64;
     let stop = job.policy == FailurePolicy::StopOnFirstError && failed > 0;
     let mut counts = ChunkCounts {
         processed,
@@ -188,7 +224,7 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
         ..ChunkCounts::default()
     };
     if !stop {
-        let (created, updated) = merge(&mut tx, job).await?;
+        let (created, updated) = merge(&mut tx, job, w.parsed).await?;
         counts.created = created;
         counts.updated = updated;
         counts.unchanged = processed - failed - created - updated;
@@ -390,78 +426,6 @@ async fn import_state_after(
     })
 }
 
-async fn stage_rows(
-    conn: &mut PgConnection,
-    def: &ImportTypeDef,
-    copy_text: &[u8],
-) -> Result<(), StoreError> {
-    let columns: Vec<String> = def
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.kind.sql_type()))
-        .collect();
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TEMP TABLE {STAGE} ({ROW_COLUMN} bigint PRIMARY KEY, {}) ON COMMIT DROP",
-        columns.join(", ")
-    )))
-    .execute(&mut *conn)
-    .await?;
-    let mut copy = conn
-        .copy_in_raw(&format!("COPY {STAGE} FROM STDIN (FORMAT text)"))
-        .await?;
-    if let Err(e) = copy.send(copy_text).await {
-        copy.abort("staging failed").await.ok();
-        return Err(e.into());
-    }
-    copy.finish().await?;
-    Ok(())
-}
-
-/// Fails the staged rows whose references resolve to nothing in the
-/// organization, removing them from the stage. Returns how many rows failed.
-async fn resolve_references(
-    conn: &mut PgConnection,
-    job: &ChunkJob,
-    problems: &mut Vec<RowProblem>,
-) -> Result<i64, StoreError> {
-    let mut failed_rows = std::collections::BTreeSet::new();
-    for r in job.def.references {
-        let sql = format!(
-            "SELECT s.{ROW_COLUMN} AS row_number, s.{col} AS value FROM {STAGE} s
-              WHERE s.{col} IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM {table} t WHERE t.organization_id = $1 AND lower(t.{m}) = lower(s.{col}))",
-            col = r.column,
-            table = r.table,
-            m = r.match_column,
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(job.import.organization_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            let row_number: i64 = row.try_get("row_number")?;
-            let value: String = row.try_get("value")?;
-            failed_rows.insert(row_number);
-            problems.push(RowProblem {
-                row: row_number as u64,
-                column: r.column.to_string(),
-                reason: format!("no {} matches {value:?}", r.describes),
-                value,
-            });
-        }
-    }
-    if !failed_rows.is_empty() {
-        let rows: Vec<i64> = failed_rows.iter().copied().collect();
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {STAGE} WHERE {ROW_COLUMN} = ANY($1)"
-        )))
-        .bind(&rows)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(failed_rows.len() as i64)
-}
-
 async fn insert_row_errors(
     conn: &mut PgConnection,
     job: &ChunkJob,
@@ -491,65 +455,192 @@ async fn insert_row_errors(
     Ok(())
 }
 
-/// Merges the stage into the target table: new keys are created, changed rows
-/// updated, identical rows left alone. Returns (created, updated).
-async fn merge(conn: &mut PgConnection, job: &ChunkJob) -> Result<(i64, i64), StoreError> {
+/// Writes the chunk's valid rows: keys new to the organization go straight
+/// into the target table with COPY; rows whose key exists are staged and
+/// updated where a value differs (identical rows are left alone, provenance
+/// included). The organization's write fence makes the split safe: no other
+/// transaction writes this organization's rows meanwhile. Returns (created,
+/// updated).
+async fn merge(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    parsed: &ParsedChunk,
+) -> Result<(i64, i64), StoreError> {
     let def = job.def;
-    let mut targets: Vec<String> = Vec::new();
-    let mut sources: Vec<String> = Vec::new();
-    for c in def.columns {
-        if let Some(t) = c.target {
-            targets.push(t.to_string());
-            sources.push(format!("s.{}", c.name));
-        }
+    let batch = &parsed.batch;
+    let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
+    if valid.is_empty() {
+        return Ok((0, 0));
     }
-    for r in def.references {
-        targets.push(r.store_id_as.to_string());
-        sources.push(format!(
-            "(SELECT t.id FROM {table} t WHERE t.organization_id = $1 AND lower(t.{m}) = lower(s.{col}) ORDER BY t.id LIMIT 1)",
-            table = r.table,
-            m = r.match_column,
-            col = r.column
-        ));
-    }
-    let key_targets: Vec<&str> = def
-        .key_columns
-        .iter()
-        .filter_map(|k| def.column(k).and_then(|c| c.target))
-        .collect();
-    let compared: Vec<&String> = targets
-        .iter()
-        .filter(|t| !key_targets.contains(&t.as_str()))
-        .collect();
-    let set: Vec<String> = compared
-        .iter()
-        .map(|t| format!("{t} = EXCLUDED.{t}"))
-        .collect();
-    let sql = format!(
-        "WITH merged AS (
-            INSERT INTO {table} AS t (organization_id, {cols}, source_import_id, source_file_id, source_row)
-            SELECT $1, {vals}, $2, $3, s.{ROW_COLUMN} FROM {STAGE} s
-            ON CONFLICT (organization_id, {keys}) DO UPDATE SET {set},
-                source_import_id = EXCLUDED.source_import_id,
-                source_file_id = EXCLUDED.source_file_id,
-                source_row = EXCLUDED.source_row,
-                updated_at = now()
-            WHERE ({old}) IS DISTINCT FROM ({new})
-            RETURNING (xmax = 0) AS created)
-         SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated FROM merged",
-        table = def.target_table,
-        cols = targets.join(", "),
-        vals = sources.join(", "),
-        keys = key_targets.join(", "),
-        set = set.join(", "),
-        old = compared.iter().map(|t| format!("t.{t}")).collect::<Vec<_>>().join(", "),
-        new = compared.iter().map(|t| format!("EXCLUDED.{t}")).collect::<Vec<_>>().join(", "),
+    let keys: Vec<&str> = def.key_columns.to_vec();
+    let key_values: Vec<Vec<Option<String>>> =
+        keys.iter().map(|k| text_values(batch, k, &valid)).collect();
+    let existing = existing_keys(conn, job, &keys, &key_values).await?;
+    let (old, new): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
+        valid.iter().copied().enumerate().partition(|(n, _)| {
+            existing.contains(
+                &key_values
+                    .iter()
+                    .map(|col| col[*n].clone())
+                    .collect::<Vec<_>>(),
+            )
+        });
+
+    let columns = written_columns(def);
+    let mut encoded: Vec<&str> = columns.clone();
+    encoded.push(ROW_COLUMN);
+    let prefix = format!("{}\t", job.import.organization_id);
+    let suffix = format!("\t{}\t{}", job.import.id, job.file.id);
+    let list = format!(
+        "organization_id, {}, source_row, source_import_id, source_file_id",
+        columns.join(", ")
     );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.import.organization_id)
-        .bind(job.import.id)
-        .bind(job.file.id)
-        .fetch_one(conn)
+    let mut text = Vec::with_capacity(new.len() * 160);
+
+    let mut created = 0;
+    if !new.is_empty() {
+        encode_copy_rows(
+            batch,
+            &encoded,
+            new.iter().map(|(_, i)| *i),
+            prefix.as_bytes(),
+            suffix.as_bytes(),
+            &mut text,
+        );
+        created = copy_in(
+            conn,
+            &format!(
+                "COPY {} ({list}) FROM STDIN (FORMAT text)",
+                def.target_table
+            ),
+            &text,
+        )
         .await?;
-    Ok((row.try_get("created")?, row.try_get("updated")?))
+    }
+    let mut updated = 0;
+    if !old.is_empty() {
+        text.clear();
+        encode_copy_rows(
+            batch,
+            &encoded,
+            old.iter().map(|(_, i)| *i),
+            prefix.as_bytes(),
+            suffix.as_bytes(),
+            &mut text,
+        );
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {list} FROM {} WITH NO DATA",
+            def.target_table
+        )))
+        .execute(&mut *conn)
+        .await?;
+        copy_in(
+            conn,
+            &format!("COPY {STAGE} ({list}) FROM STDIN (FORMAT text)"),
+            &text,
+        )
+        .await?;
+        let compared: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| !keys.contains(c))
+            .collect();
+        let set: Vec<String> = compared.iter().map(|c| format!("{c} = s.{c}")).collect();
+        let matched: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+        let sql = format!(
+            "UPDATE {table} t SET {set}, source_row = s.source_row, source_import_id = s.source_import_id,
+                    source_file_id = s.source_file_id, updated_at = now()
+               FROM {STAGE} s
+              WHERE t.organization_id = s.organization_id AND {matched}
+                AND ({old}) IS DISTINCT FROM ({new})",
+            table = def.target_table,
+            set = set.join(", "),
+            matched = matched.join(" AND "),
+            old = compared.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+            new = compared.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "),
+        );
+        updated = sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected() as i64;
+    }
+    Ok((created, updated))
+}
+
+async fn copy_in(conn: &mut PgConnection, statement: &str, text: &[u8]) -> Result<i64, StoreError> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(text).await {
+        copy.abort("the chunk could not be sent").await.ok();
+        return Err(e.into());
+    }
+    Ok(copy.finish().await? as i64)
+}
+
+/// A key column's values for the given rows, as text (dates as YYYY-MM-DD).
+fn text_values(
+    batch: &arrow_array::RecordBatch,
+    column: &str,
+    rows: &[usize],
+) -> Vec<Option<String>> {
+    use arrow_array::{Array, Date32Array, StringArray};
+    let Some(array) = batch.column_by_name(column) else {
+        return vec![None; rows.len()];
+    };
+    if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
+        rows.iter()
+            .map(|r| a.is_valid(*r).then(|| a.value(*r).to_string()))
+            .collect()
+    } else if let Some(a) = array.as_any().downcast_ref::<Date32Array>() {
+        rows.iter()
+            .map(|r| {
+                a.is_valid(*r)
+                    .then(|| date_from_days(a.value(*r)).to_string())
+            })
+            .collect()
+    } else {
+        vec![None; rows.len()]
+    }
+}
+
+/// Which of the given keys the organization already has.
+async fn existing_keys(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    keys: &[&str],
+    values: &[Vec<Option<String>>],
+) -> Result<HashSet<Vec<Option<String>>>, StoreError> {
+    let def = job.def;
+    let unnest: Vec<String> = (0..keys.len())
+        .map(|i| format!("${}::text[]", i + 2))
+        .collect();
+    let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+    let on: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let kind = def.column(k).map_or("text", |c| c.kind.sql_type());
+            format!("t.{k} = u.k{i}::{kind}")
+        })
+        .collect();
+    let out: Vec<String> = keys.iter().map(|k| format!("t.{k}::text")).collect();
+    let sql = format!(
+        "SELECT {out} FROM {table} t JOIN UNNEST({unnest}) AS u({names}) ON {on} WHERE t.organization_id = $1",
+        out = out.join(", "),
+        table = def.target_table,
+        unnest = unnest.join(", "),
+        names = names.join(", "),
+        on = on.join(" AND "),
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(job.import.organization_id);
+    for column in values {
+        query = query.bind(column.clone());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| {
+            (0..keys.len())
+                .map(|i| r.try_get::<Option<String>, _>(i).map_err(StoreError::from))
+                .collect()
+        })
+        .collect()
 }

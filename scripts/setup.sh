@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a clean checkout needs to build and test Passare Imports:
+# rustfmt and clippy, cargo-nextest when missing, the PostgreSQL client (psql,
+# used by the benchmark), and the Node packages of the grpc-web test client
+# (which also bring the buf CLI) with its generated code. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$installed" || rustup component add "$c"
+  done
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+client=integration-tests/grpc-web
+want=$(sha256sum "$client/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$client/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$want" ]; then
+  npm ci --prefix "$client" --no-audit --no-fund --loglevel=error
+  echo "$want" >"$client/node_modules/.installed-lock-sha256"
+fi
+npm --prefix "$client" run --silent generate

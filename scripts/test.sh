@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: formatting, clippy, buf lint, and every test (unit and
+# integration, against the real PostgreSQL and RabbitMQ on this machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/passare-imports/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+scripts/setup.sh
+scripts/services.sh
+
+# Databases of test runs that crashed more than an hour ago.
+psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "
+  SELECT datname FROM pg_database
+   WHERE datname ~ '^pi_test_[0-9]{14}_'
+     AND to_timestamp(substr(datname, 9, 14), 'YYYYMMDDHH24MISS') < now() - interval '1 hour'" |
+  while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== buf lint"
+(cd integration-tests/grpc-web && node_modules/.bin/buf lint ../..)
+echo "== tests"
+# Integration tests start `passare-imports work` processes: build the binary first.
+cargo build -p passare-imports-cli --locked
+cargo nextest run --workspace --locked --no-fail-fast
