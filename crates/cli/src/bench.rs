@@ -30,7 +30,8 @@ pub struct BenchArgs {
     /// Working directory for the generated file and uploads.
     #[arg(long, default_value = "/tmp/passare-imports-bench")]
     pub workdir: PathBuf,
-    #[arg(long, default_value_t = 5_000)]
+    /// Rows per chunk (the service's default).
+    #[arg(long, default_value_t = 10_000)]
     pub chunk_rows: u64,
 }
 

@@ -3,6 +3,10 @@
 
 use arrow_array::{Array, Date32Array, Int64Array, RecordBatch, StringArray};
 
+use std::io::Write;
+
+use chrono::Datelike;
+
 use crate::chunk::date_from_days;
 
 /// Appends one COPY text line (tab-separated, `\N` for null) per row in
@@ -49,15 +53,13 @@ pub fn encode_copy_rows(
             }
             match col {
                 Col::Int(a) if a.is_valid(row) => {
-                    out.extend_from_slice(a.value(row).to_string().as_bytes())
+                    let _ = write!(out, "{}", a.value(row));
                 }
                 Col::Text(a) if a.is_valid(row) => escape_into(a.value(row), out),
-                Col::Date(a) if a.is_valid(row) => out.extend_from_slice(
-                    date_from_days(a.value(row))
-                        .format("%Y-%m-%d")
-                        .to_string()
-                        .as_bytes(),
-                ),
+                Col::Date(a) if a.is_valid(row) => {
+                    let d = date_from_days(a.value(row));
+                    let _ = write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
+                }
                 _ => out.extend_from_slice(b"\\N"),
             }
         }

@@ -44,19 +44,30 @@ impl ValueKind {
     }
 }
 
-/// Parses a date as `YYYY-MM-DD` or `M/D/YYYY`.
+/// Parses a date as `YYYY-MM-DD` or `M/D/YYYY` (a four-digit year either way).
 pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     let s = raw.trim();
-    let parsed = if s.contains('-') {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    let parts = if s.contains('-') {
+        split3(s, '-')
     } else {
-        NaiveDate::parse_from_str(s, "%m/%d/%Y")
+        split3(s, '/').map(|(m, d, y)| (y, m, d))
     };
-    match parsed {
-        // chrono accepts two-digit years for %Y; a year before 1000 is a typo here.
-        Ok(d) if s.len() >= 8 && d.format("%Y").to_string().len() == 4 => Ok(d),
-        _ => Err("is not a date (expected YYYY-MM-DD or M/D/YYYY)".into()),
-    }
+    parts
+        .filter(|(y, _, _)| y.len() == 4)
+        .and_then(|(y, m, d)| {
+            let number = |t: &str, max_len: usize| {
+                (!t.is_empty() && t.len() <= max_len && t.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| t.parse::<u32>().ok())
+                    .flatten()
+            };
+            NaiveDate::from_ymd_opt(number(y, 4)? as i32, number(m, 2)?, number(d, 2)?)
+        })
+        .ok_or_else(|| "is not a date (expected YYYY-MM-DD or M/D/YYYY)".to_string())
+}
+
+fn split3(s: &str, sep: char) -> Option<(&str, &str, &str)> {
+    let mut it = s.splitn(3, sep);
+    Some((it.next()?, it.next()?, it.next()?))
 }
 
 /// Matches an enum value or one of its aliases.
@@ -133,6 +144,9 @@ mod tests {
         assert!(parse_date("1950-02-30").is_err());
         assert!(parse_date("yesterday").is_err());
         assert!(parse_date("3/7/50").is_err());
+        assert!(parse_date("1950-3-7x").is_err());
+        assert!(parse_date("+950-03-07").is_err());
+        assert!(parse_date("13/1/1950").is_err());
     }
 
     #[test]

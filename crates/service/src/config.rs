@@ -69,7 +69,7 @@ impl Default for Config {
             gateway_allowed_origins: "http://localhost:3000".into(),
             storage_dir: PathBuf::from("data/uploads"),
             jwt_secret: String::new(),
-            chunk_rows: 5_000,
+            chunk_rows: 10_000,
             worker_concurrency: 2,
             worker_drain_max_secs: 300,
             max_file_bytes: 2 * 1024 * 1024 * 1024,

@@ -298,6 +298,7 @@ impl Worker {
         if job.chunk.state != "queued" {
             return Ok(ChunkOutcome::AlreadyDone);
         }
+        let read_at = std::time::Instant::now();
         let bytes = self
             .files
             .read_range(
@@ -323,6 +324,7 @@ impl Worker {
         })
         .await
         .map_err(|e| ChunkError::Parse(e.to_string()))??;
+        let parsed_at = std::time::Instant::now();
         let outcome = loader::write_chunk(
             &self.db,
             ChunkWrite {
@@ -335,7 +337,10 @@ impl Worker {
         .await?;
         tracing::info!(
             import_id = %job.import.id, org_id = job.import.organization_id, file_id = %job.file.id,
-            chunk = job.chunk.seq, ?outcome, "chunk processed"
+            chunk = job.chunk.seq, ?outcome,
+            read_parse_ms = (parsed_at - read_at).as_millis() as u64,
+            write_ms = parsed_at.elapsed().as_millis() as u64,
+            "chunk processed"
         );
         Ok(outcome)
     }

@@ -155,6 +155,13 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     let job = w.job;
     let org = job.import.organization_id;
     let mut tx = db.pool().begin().await?;
+    // Key lookups and updates touch a few thousand rows of a table that may
+    // have grown by millions since its statistics were taken: probe the
+    // primary key row by row rather than trust a stale estimate into a hash
+    // join over the organization's whole table.
+    sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
     )
@@ -473,6 +480,51 @@ async fn merge(
         return Ok((0, 0));
     }
     let keys: Vec<&str> = def.key_columns.to_vec();
+    let columns = written_columns(def);
+    let mut encoded: Vec<&str> = columns.clone();
+    encoded.push(ROW_COLUMN);
+    let prefix = format!("{}\t", job.import.organization_id);
+    let suffix = format!("\t{}\t{}", job.import.id, job.file.id);
+    let list = format!(
+        "organization_id, {}, source_row, source_import_id, source_file_id",
+        columns.join(", ")
+    );
+    let copy_target = format!(
+        "COPY {} ({list}) FROM STDIN (FORMAT text)",
+        def.target_table
+    );
+    let mut text = Vec::with_capacity(valid.len() * 160);
+
+    // Optimistic path, the common one when onboarding a client: no key of the
+    // chunk exists yet, and the rows go straight in with COPY. A key that does
+    // exist makes COPY fail on the primary key; the savepoint undoes it and the
+    // chunk takes the careful path below.
+    encode_copy_rows(
+        batch,
+        &encoded,
+        valid.iter().copied(),
+        prefix.as_bytes(),
+        suffix.as_bytes(),
+        &mut text,
+    );
+    sqlx::query("SAVEPOINT passare_copy")
+        .execute(&mut *conn)
+        .await?;
+    match copy_in(conn, &copy_target, &text).await {
+        Ok(created) => {
+            sqlx::query("RELEASE SAVEPOINT passare_copy")
+                .execute(&mut *conn)
+                .await?;
+            return Ok((created, 0));
+        }
+        Err(StoreError::Sqlx(sqlx::Error::Database(e))) if e.code().as_deref() == Some("23505") => {
+            sqlx::query("ROLLBACK TO SAVEPOINT passare_copy")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Err(e) => return Err(e),
+    }
+
     let key_values: Vec<Vec<Option<String>>> =
         keys.iter().map(|k| text_values(batch, k, &valid)).collect();
     let existing = existing_keys(conn, job, &keys, &key_values).await?;
@@ -486,19 +538,9 @@ async fn merge(
             )
         });
 
-    let columns = written_columns(def);
-    let mut encoded: Vec<&str> = columns.clone();
-    encoded.push(ROW_COLUMN);
-    let prefix = format!("{}\t", job.import.organization_id);
-    let suffix = format!("\t{}\t{}", job.import.id, job.file.id);
-    let list = format!(
-        "organization_id, {}, source_row, source_import_id, source_file_id",
-        columns.join(", ")
-    );
-    let mut text = Vec::with_capacity(new.len() * 160);
-
     let mut created = 0;
     if !new.is_empty() {
+        text.clear();
         encode_copy_rows(
             batch,
             &encoded,
@@ -507,15 +549,7 @@ async fn merge(
             suffix.as_bytes(),
             &mut text,
         );
-        created = copy_in(
-            conn,
-            &format!(
-                "COPY {} ({list}) FROM STDIN (FORMAT text)",
-                def.target_table
-            ),
-            &text,
-        )
-        .await?;
+        created = copy_in(conn, &copy_target, &text).await?;
     }
     let mut updated = 0;
     if !old.is_empty() {
