@@ -528,15 +528,16 @@ async fn merge(
     let key_values: Vec<Vec<Option<String>>> =
         keys.iter().map(|k| text_values(batch, k, &valid)).collect();
     let existing = existing_keys(conn, job, &keys, &key_values).await?;
-    let (old, new): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
-        valid.iter().copied().enumerate().partition(|(n, _)| {
-            existing.contains(
-                &key_values
-                    .iter()
-                    .map(|col| col[*n].clone())
-                    .collect::<Vec<_>>(),
-            )
-        });
+    // Batch rows whose key the organization already has, and the others.
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for (n, row) in valid.iter().copied().enumerate() {
+        let key: Vec<Option<String>> = key_values.iter().map(|col| col[n].clone()).collect();
+        if existing.contains(&key) {
+            old.push(row);
+        } else {
+            new.push(row);
+        }
+    }
 
     let mut created = 0;
     if !new.is_empty() {
@@ -544,7 +545,7 @@ async fn merge(
         encode_copy_rows(
             batch,
             &encoded,
-            new.iter().map(|(_, i)| *i),
+            new.iter().copied(),
             prefix.as_bytes(),
             suffix.as_bytes(),
             &mut text,
@@ -557,7 +558,7 @@ async fn merge(
         encode_copy_rows(
             batch,
             &encoded,
-            old.iter().map(|(_, i)| *i),
+            old.iter().copied(),
             prefix.as_bytes(),
             suffix.as_bytes(),
             &mut text,
