@@ -184,6 +184,48 @@ async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<
         "rows changed on re-import"
     );
 
+    // One changed row, and keys new to the organization mixed with known ones.
+    let text = String::from_utf8(csv.clone())?;
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut fields: Vec<String> = lines[1].split(',').map(String::from).collect();
+    fields[1] = format!("Renamed{}", fields[1]);
+    let changed_first = fields[1].clone();
+    lines[1] = fields.join(",");
+    for i in 0..5 {
+        lines.push(format!("N{i:05},Nova,,Reyes,,1960-01-01,2020-02-02,,,,,,"));
+    }
+    let (third, _) = env
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            "b.csv",
+            (lines.join("\n") + "\n").as_bytes(),
+        )
+        .await?;
+    start(&mut client, &third).await?;
+    let mixed = wait_terminal(&mut client, &third).await?;
+    assert_eq!(state(&mixed), pb::ImportState::Completed);
+    let p = mixed.progress.unwrap_or_default();
+    assert_eq!(
+        (p.rows_created, p.rows_updated, p.rows_unchanged),
+        (5, 1, 9_999)
+    );
+    assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 10_005);
+    let renamed = count(
+        &env.db,
+        &format!(
+            "SELECT count(*) FROM cases WHERE case_number = 'C00000001' AND deceased_first_name = '{}' AND source_import_id = '{third}'",
+            changed_first.replace('\'', "''")
+        ),
+    )
+    .await?;
+    assert_eq!(
+        renamed, 1,
+        "the changed row is updated and knows its import"
+    );
+    let before = count(&env.db, fingerprint).await?;
+
     // A chunk processed again (a redelivery) has no second effect.
     let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
     let chunk: i64 = count(&env.db, "SELECT min(id) FROM chunks").await?;
