@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use csv::{ByteRecord, ReaderBuilder};
 
 use crate::catalog::{ImportTypeDef, RowCheck};
-use crate::model::{RowProblem, mask};
+use crate::model::{RowProblem, excerpt, mask};
 use crate::scan::is_blank;
 use crate::values::{ValueKind, parse_date, parse_email, parse_enum};
 
@@ -115,19 +115,30 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
         let mut bad = false;
         for (ci, (col, source)) in def.columns.iter().zip(&sources).enumerate() {
             let field = source.and_then(|i| record.get(i)).unwrap_or_default();
-            match std::str::from_utf8(field) {
-                Ok(s) if !s.trim().is_empty() => raw[ci].append_value(s.trim()),
-                Ok(_) => raw[ci].append_null(),
-                Err(_) => {
-                    bad = true;
+            let is_key = def.key_columns.contains(&col.name);
+            let unstorable = match std::str::from_utf8(field) {
+                Ok(s) if s.trim().is_empty() => {
                     raw[ci].append_null();
-                    problems.push(RowProblem {
-                        row: this_row,
-                        column: col.name.into(),
-                        value: shown(col.sensitive, &String::from_utf8_lossy(field)),
-                        reason: "not valid UTF-8".into(),
-                    });
+                    None
                 }
+                Ok(s) => match unstorable(s.trim(), is_key) {
+                    None => {
+                        raw[ci].append_value(s.trim());
+                        None
+                    }
+                    Some(reason) => Some(reason),
+                },
+                Err(_) => Some("not valid UTF-8".to_string()),
+            };
+            if let Some(reason) = unstorable {
+                bad = true;
+                raw[ci].append_null();
+                problems.push(RowProblem {
+                    row: this_row,
+                    column: col.name.into(),
+                    value: shown(col.sensitive, &String::from_utf8_lossy(field)),
+                    reason,
+                });
             }
         }
         utf8_failed.push(bad);
@@ -272,11 +283,31 @@ fn normalised(
     b.finish()
 }
 
+/// Longest value of a key column, and of any other column, that is stored.
+pub const MAX_KEY_CHARS: usize = 256;
+pub const MAX_VALUE_CHARS: usize = 10_000;
+
+/// Why a value cannot be stored as text, if it cannot.
+fn unstorable(value: &str, is_key: bool) -> Option<String> {
+    let limit = if is_key {
+        MAX_KEY_CHARS
+    } else {
+        MAX_VALUE_CHARS
+    };
+    if value.contains('\0') {
+        Some("contains a NUL character, which cannot be stored".into())
+    } else if value.chars().count() > limit {
+        Some(format!("is longer than {limit} characters"))
+    } else {
+        None
+    }
+}
+
 fn shown(sensitive: bool, value: &str) -> String {
     if sensitive {
         mask(value)
     } else {
-        value.to_string()
+        excerpt(value)
     }
 }
 
@@ -374,6 +405,10 @@ fn check_duplicate_keys(
     let mut seen: HashMap<Vec<&str>, i64> = HashMap::with_capacity(batch.num_rows());
     for (i, ok) in valid.iter_mut().enumerate() {
         if keys.iter().any(|k| k.is_null(i)) {
+            continue;
+        }
+        if !*ok {
+            // A row that failed already claims no key.
             continue;
         }
         let key: Vec<&str> = keys.iter().map(|k| k.value(i)).collect();
@@ -486,12 +521,37 @@ mod tests {
                 (12, "deceased_first_name"),
                 (12, "date_of_birth"),
                 (13, "date_of_death"),
-                (13, "case_number"),
                 (14, "location_name")
             ]
         );
         assert_eq!(p.problems[2].value, "notadate");
-        assert!(p.problems[4].reason.contains("row 10"));
+    }
+
+    #[test]
+    fn a_key_repeated_in_a_chunk_fails_the_later_valid_row_only() {
+        let p = parse(
+            "C1,Ann,Lee\nC1,,Lee\nC1,Bo,Li\n",
+            &["case_number", "deceased_first_name", "deceased_last_name"],
+        );
+        // Row 11 failed for its own reason and claims no key; row 12 repeats row 10.
+        assert_eq!(p.valid, vec![true, false, false]);
+        let dup = p.problems.iter().find(|x| x.row == 12).cloned();
+        assert_eq!(dup.as_ref().map(|d| d.column.as_str()), Some("case_number"));
+        assert!(dup.is_some_and(|d| d.reason.contains("row 10")));
+    }
+
+    #[test]
+    fn values_postgres_cannot_store_fail_their_row_only() {
+        let long_key = "K".repeat(300);
+        let p = parse(
+            &format!("C1,Ann\0e,Lee\n{long_key},Bo,Li\nC3,Cy,Do\n"),
+            &["case_number", "deceased_first_name", "deceased_last_name"],
+        );
+        assert_eq!(p.valid, vec![false, false, true]);
+        assert!(p.problems[0].reason.contains("NUL"), "{:?}", p.problems);
+        assert!(!p.problems[0].value.contains('\0'));
+        assert!(p.problems[1].reason.contains("longer than 256"));
+        assert!(p.problems[1].value.chars().count() <= 201);
     }
 
     #[test]

@@ -142,6 +142,21 @@ pub enum OrgReady {
     V1 { organization_id: i64 },
 }
 
+/// A value as shown in problems and error files: at most 200 characters, and
+/// NUL (which PostgreSQL text cannot hold) replaced.
+pub fn excerpt(value: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = value
+        .chars()
+        .take(MAX)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect();
+    if value.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Masks a sensitive value to its last four characters.
 pub fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
@@ -172,6 +187,13 @@ mod tests {
         assert_eq!(ImportState::parse("bogus"), None);
         assert!(ImportState::Stopped.is_terminal());
         assert!(!ImportState::Running.is_terminal());
+    }
+
+    #[test]
+    fn excerpts_are_short_and_storable() {
+        assert_eq!(excerpt("a\0b"), "a\u{FFFD}b");
+        let long = "x".repeat(500);
+        assert_eq!(excerpt(&long).chars().count(), 201);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use csv::{ByteRecord, ReaderBuilder};
 
 use crate::catalog::ImportTypeDef;
-use crate::model::{ChunkRange, FileFormat, RowProblem};
+use crate::model::{ChunkRange, FileFormat, RowProblem, excerpt};
 
 /// At most this many problems are kept; the count of all is kept too.
 pub const MAX_PROBLEMS: usize = 100;
@@ -118,15 +118,24 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
     }
     for (i, field) in record.iter().enumerate() {
         match std::str::from_utf8(field) {
+            Ok(h) if h.contains('\0') => {
+                report.headers.push(excerpt(h.trim()));
+                report.problem(RowProblem {
+                    row: 0,
+                    column: format!("column {}", i + 1),
+                    value: excerpt(h),
+                    reason: "header contains a NUL character".into(),
+                });
+            }
             Ok(h) => report.headers.push(h.trim().to_string()),
             Err(_) => {
                 report
                     .headers
-                    .push(String::from_utf8_lossy(field).trim().to_string());
+                    .push(excerpt(String::from_utf8_lossy(field).trim()));
                 report.problem(RowProblem {
                     row: 0,
                     column: format!("column {}", i + 1),
-                    value: String::from_utf8_lossy(field).into_owned(),
+                    value: excerpt(&String::from_utf8_lossy(field)),
                     reason: "header is not valid UTF-8; save the file as CSV UTF-8".into(),
                 });
             }
@@ -194,7 +203,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                         .get(i)
                         .cloned()
                         .unwrap_or_else(|| format!("column {}", i + 1)),
-                    value: String::from_utf8_lossy(field).into_owned(),
+                    value: excerpt(&String::from_utf8_lossy(field)),
                     reason: format!(
                         "not valid UTF-8 (byte {} of the value); save the file as CSV UTF-8",
                         e.valid_up_to() + 1

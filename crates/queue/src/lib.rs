@@ -18,11 +18,12 @@ use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, ConnectionProperties, Consumer};
 use passare_imports_domain::{ChunkMessage, OrgReady};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+pub use lapin::Connection;
 pub use lapin::message::Delivery;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,18 @@ async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<(), 
     Ok(())
 }
 
+/// Longest wait for the broker to confirm what we published.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A publish counts only when the broker acked it and did not return it as
+/// unroutable (the queue is missing).
+fn confirmed(confirmation: lapin::Confirmation, queue: &str) -> Result<(), QueueError> {
+    match confirmation {
+        lapin::Confirmation::Ack(None) => Ok(()),
+        _ => Err(QueueError::NotConfirmed(queue.to_string())),
+    }
+}
+
 fn persistent() -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -188,7 +201,12 @@ impl Publisher {
         chunks: &[ChunkMessage],
     ) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
-        let result = self.publish_locked(&mut guard, org, chunks).await;
+        let result = tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.publish_locked(&mut guard, org, chunks),
+        )
+        .await
+        .unwrap_or(Err(QueueError::Timeout(PUBLISH_TIMEOUT)));
         if result.is_err() {
             // Start over on a fresh connection next time.
             *guard = None;
@@ -224,22 +242,16 @@ impl Publisher {
             confirms.push(publish_confirmed(&channel, &queue, chunk).await?);
         }
         for confirm in confirms {
-            if !confirm.await?.is_ack() {
-                return Err(QueueError::NotConfirmed(queue));
-            }
+            confirmed(confirm.await?, &queue)?;
         }
         let ready = self.config.ready_queue();
         let notice = OrgReady::V1 {
             organization_id: org,
         };
-        if !publish_confirmed(&channel, &ready, &notice)
-            .await?
-            .await?
-            .is_ack()
-        {
-            return Err(QueueError::NotConfirmed(ready));
-        }
-        Ok(())
+        confirmed(
+            publish_confirmed(&channel, &ready, &notice).await?.await?,
+            &ready,
+        )
     }
 }
 
@@ -360,15 +372,15 @@ impl WorkChannel {
         let notice = OrgReady::V1 {
             organization_id: org,
         };
-        if publish_confirmed(&self.channel, &ready, &notice)
-            .await?
-            .await?
-            .is_ack()
-        {
-            Ok(())
-        } else {
-            Err(QueueError::NotConfirmed(ready))
-        }
+        let confirmation = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            publish_confirmed(&self.channel, &ready, &notice)
+                .await?
+                .await
+                .map_err(QueueError::from)
+        })
+        .await
+        .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))??;
+        confirmed(confirmation, &ready)
     }
 
     pub async fn close(&self) {

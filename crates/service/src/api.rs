@@ -29,11 +29,15 @@ const MAX_PAGE_SIZE: u64 = 500;
 
 pub struct ImportApi {
     app: App,
+    uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl ImportApi {
     pub fn new(app: App) -> Self {
-        Self { app }
+        let uploads = std::sync::Arc::new(tokio::sync::Semaphore::new(
+            app.config.max_concurrent_uploads,
+        ));
+        Self { app, uploads }
     }
 
     async fn view(&self, id: Uuid) -> Result<ImportView, ApiError> {
@@ -159,8 +163,24 @@ impl ImportService for ImportApi {
         request: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::UploadFileResponse>, Status> {
         caller(&request)?;
+        let _upload = self.uploads.clone().try_acquire_owned().map_err(|_| {
+            ApiError::ResourceExhausted(format!(
+                "this server already receives {} uploads (IMPORTS_MAX_CONCURRENT_UPLOADS); try again shortly",
+                self.app.config.max_concurrent_uploads
+            ))
+        })?;
+        let idle = Duration::from_secs(self.app.config.upload_idle_secs);
         let mut stream = request.into_inner();
-        let header = match stream.message().await? {
+        let idle_error = || {
+            ApiError::DeadlineExceeded(format!(
+                "the upload sent nothing for {}s (IMPORTS_UPLOAD_IDLE_SECS); start it again",
+                idle.as_secs()
+            ))
+        };
+        let header = match tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| idle_error())??
+        {
             Some(pb::UploadFileRequest {
                 payload: Some(Payload::Header(h)),
             }) => h,
@@ -225,7 +245,10 @@ impl ImportService for ImportApi {
         });
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
-        while let Some(msg) = stream.message().await? {
+        while let Some(msg) = tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| idle_error())??
+        {
             match msg.payload {
                 Some(Payload::Chunk(bytes)) => {
                     received += bytes.len() as u64;
@@ -325,16 +348,38 @@ impl ImportService for ImportApi {
                 import: Some((&view).into()),
             }));
         }
-        self.check_startable(&view).await?;
-
         let org = view.import.organization_id;
-        let db = self.app.db.orm();
-        let txn = db.begin().await.map_err(ApiError::from)?;
+
+        // Queue under the organization's queue lock and the import's row lock,
+        // checking the files as they are now: an upload that raced this call
+        // is either in the list or refused.
+        let txn = self.app.db.orm().begin().await.map_err(ApiError::from)?;
         repo::lock_org_queue(&txn, org)
             .await
             .map_err(ApiError::from)?;
-        let files: Vec<_> = view.files.iter().map(|f| f.file.clone()).collect();
-        let Some(chunks) = repo::queue_import(&txn, &view.import, &files)
+        let import = repo::lock_import(&txn, id).await.map_err(ApiError::from)?;
+        let Some(import) = import.filter(|i| i.state == ImportState::Draft.as_str()) else {
+            txn.rollback().await.ok();
+            let view = self.view(id).await?;
+            return Ok(Response::new(pb::StartImportResponse {
+                import: Some((&view).into()),
+            }));
+        };
+        let files = repo::import_files(&txn, id).await.map_err(ApiError::from)?;
+        let fresh = ImportView {
+            import: import.clone(),
+            files: self
+                .app
+                .file_views(files.clone())
+                .await
+                .map_err(ApiError::from)?,
+            queue_position: 0,
+        };
+        if let Err(e) = self.check_startable(&fresh).await {
+            txn.rollback().await.ok();
+            return Err(e.into());
+        }
+        let Some(chunks) = repo::queue_import(&txn, &import, &files)
             .await
             .map_err(ApiError::from)?
         else {
@@ -344,6 +389,12 @@ impl ImportService for ImportApi {
                 import: Some((&view).into()),
             }));
         };
+        txn.commit().await.map_err(ApiError::from)?;
+
+        // The chunk rows are committed: workers take them in database order,
+        // and the messages below wake them. If the broker cannot take the
+        // messages now, the import stays queued and the workers' sweep
+        // announces it once the broker is back; nothing is lost.
         let messages: Vec<ChunkMessage> = chunks
             .iter()
             .map(|c| ChunkMessage::V1 {
@@ -354,12 +405,15 @@ impl ImportService for ImportApi {
                 seq: c.seq as u32,
             })
             .collect();
-        if let Err(e) = self.app.publisher.publish_chunks(org, &messages).await {
-            txn.rollback().await.ok();
-            return Err(ApiError::from(e).into());
+        match self.app.publisher.publish_chunks(org, &messages).await {
+            Ok(()) => {
+                tracing::info!(import_id = %id, org_id = org, chunks = messages.len(), "import queued")
+            }
+            Err(e) => tracing::warn!(
+                import_id = %id, org_id = org, error = %e,
+                "import queued, but its chunk messages could not be published; the worker sweep will announce it"
+            ),
         }
-        txn.commit().await.map_err(ApiError::from)?;
-        tracing::info!(import_id = %id, org_id = org, chunks = messages.len(), "import queued");
         let view = self.view(id).await?;
         Ok(Response::new(pb::StartImportResponse {
             import: Some((&view).into()),

@@ -43,6 +43,12 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// Longest time a worker keeps draining one organization before handing it back.
     pub worker_drain_max_secs: u64,
+    /// How often a worker re-announces organizations whose chunks have waited this long.
+    pub worker_sweep_secs: u64,
+    /// Uploads one server process accepts at the same time.
+    pub max_concurrent_uploads: usize,
+    /// An upload that sends nothing for this long is abandoned.
+    pub upload_idle_secs: u64,
     /// Largest accepted upload, in bytes.
     pub max_file_bytes: u64,
     /// Serve gRPC server reflection.
@@ -72,6 +78,9 @@ impl Default for Config {
             chunk_rows: 10_000,
             worker_concurrency: 2,
             worker_drain_max_secs: 300,
+            worker_sweep_secs: 15,
+            max_concurrent_uploads: 32,
+            upload_idle_secs: 120,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
             reflection: true,
             watch_poll_ms: 1_000,
@@ -147,6 +156,16 @@ impl Config {
         }
         if self.worker_concurrency == 0 {
             return bad("IMPORTS_WORKER_CONCURRENCY must be at least 1");
+        }
+        if (self.database_max_connections as usize) < 2 * self.worker_concurrency + 1 {
+            return bad(
+                "IMPORTS_DATABASE_MAX_CONNECTIONS must be at least 2 × IMPORTS_WORKER_CONCURRENCY + 1 (a drain lease and a write per slot, plus one)",
+            );
+        }
+        if self.max_concurrent_uploads == 0 || self.upload_idle_secs == 0 {
+            return bad(
+                "IMPORTS_MAX_CONCURRENT_UPLOADS and IMPORTS_UPLOAD_IDLE_SECS must be at least 1",
+            );
         }
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");

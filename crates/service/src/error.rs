@@ -50,6 +50,10 @@ pub enum ApiError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -75,6 +79,8 @@ impl ApiError {
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::PermissionDenied(_) => "NOT_SUPER_ADMIN",
+            ApiError::ResourceExhausted(_) => "LIMIT_REACHED",
+            ApiError::DeadlineExceeded(_) => "UPLOAD_IDLE",
             ApiError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }

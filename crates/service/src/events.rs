@@ -45,7 +45,10 @@ impl EventHub {
                     };
                 if let Err(e) = listener.listen(EVENTS_CHANNEL).await {
                     tracing::warn!(error = %e, "listen failed; retrying");
-                    continue;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
                 }
                 // Anything may have changed while we were not listening.
                 let _ = tx.send(None);

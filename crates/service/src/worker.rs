@@ -1,7 +1,9 @@
 //! The chunk worker. Each slot consumes "organization ready" notices; for a
 //! notice it takes the organization's drain lease (a PostgreSQL session
-//! advisory lock) and loads that organization's chunks one at a time, in queue
-//! order, until its queue is empty. The write of every chunk also takes the
+//! advisory lock) and loads that organization's chunks one at a time, in the
+//! order the database gives (imports by start, files by position, chunks by
+//! sequence), one per message taken from the organization's queue, until
+//! nothing is left. The write of every chunk also takes the
 //! organization's transaction-scoped write fence, so the guarantee holds even
 //! when a worker lost its lease or the broker redelivered a chunk still being
 //! written. See docs/per-organization-concurrency.md.
@@ -10,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use passare_imports_domain::ChunkMessage;
 use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
 use passare_imports_queue::{self as queue, QueueConfig, QueueError, TakenChunk, WorkChannel};
 use passare_imports_storage::{FileStore, LocalFileStore, StorageError};
 use passare_imports_store::loader::{self, ChunkOutcome, ChunkWrite};
-use passare_imports_store::{Db, StoreError};
+use passare_imports_store::{Db, StoreError, repo};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -46,6 +47,17 @@ impl ChunkError {
             _ => false,
         }
     }
+
+    /// What users are told; the cause itself is only logged.
+    fn public_reason(&self) -> &'static str {
+        match self {
+            ChunkError::Storage(StorageError::NotFound(_) | StorageError::Truncated { .. }) => {
+                "the stored file is missing or shorter than when it was uploaded"
+            }
+            ChunkError::Parse(_) => "the chunk's bytes could not be read as the file's format",
+            _ => "the chunk could not be loaded; the service logged the cause",
+        }
+    }
 }
 
 /// What a worker process needs.
@@ -57,6 +69,8 @@ pub struct Worker {
     pub name: String,
     pub concurrency: usize,
     pub drain_max: Duration,
+    /// How often waiting organizations are re-announced.
+    pub sweep_every: Duration,
 }
 
 impl Worker {
@@ -68,12 +82,14 @@ impl Worker {
             name: worker_name(),
             concurrency: config.worker_concurrency,
             drain_max: Duration::from_secs(config.worker_drain_max_secs.max(1)),
+            sweep_every: Duration::from_secs(config.worker_sweep_secs.max(1)),
         })
     }
 
-    /// Runs until `shutdown`: connects to the broker, runs the slots, and
-    /// reconnects with backoff whenever the connection is lost. On shutdown the
-    /// chunk in hand is finished; every other message stays with the broker.
+    /// Runs until `shutdown`: connects to the broker, runs the slots and the
+    /// sweep, and reconnects with backoff whenever the connection is lost. On
+    /// shutdown the chunk in hand is finished; every other message stays with
+    /// the broker.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
@@ -96,28 +112,37 @@ impl Worker {
             };
             tracing::info!(worker = %self.name, slots = self.concurrency, "worker connected to the broker");
             backoff = Duration::from_millis(200);
+            let cycle = shutdown.child_token();
             let mut slots = tokio::task::JoinSet::new();
-            for slot in 0..self.concurrency {
-                let channel = match WorkChannel::open(self.queue.clone(), &conn).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "opening a worker channel failed");
-                        break;
-                    }
-                };
+            let mut sweep = None;
+            if let Ok(channel) = WorkChannel::open(self.queue.clone(), &conn).await {
                 let worker = self.clone();
-                let stop = shutdown.clone();
-                slots.spawn(async move { worker.run_slot(slot, channel, stop).await });
+                let stop = cycle.clone();
+                sweep = Some(tokio::spawn(
+                    async move { worker.sweep(channel, stop).await },
+                ));
             }
+            for slot in 0..self.concurrency {
+                self.spawn_slot(&mut slots, &conn, slot, &cycle).await;
+            }
+            // A slot whose channel closed is replaced while the connection
+            // lives; when the connection is gone, the others finish their
+            // chunk and the cycle starts over.
             while let Some(ended) = slots.join_next().await {
-                if let Ok(Err(e)) = ended {
-                    tracing::warn!(error = %e, "worker slot ended");
+                if let Ok((slot, Err(e))) = &ended {
+                    tracing::warn!(slot, error = %e, "worker slot ended");
                 }
-                // One slot losing its channel usually means the connection is gone:
-                // let the others finish their chunk, then start over.
-                if !shutdown.is_cancelled() && !conn.status().connected() {
-                    continue;
+                if let Ok((slot, _)) = ended
+                    && !shutdown.is_cancelled()
+                    && conn.status().connected()
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.spawn_slot(&mut slots, &conn, slot, &cycle).await;
                 }
+            }
+            cycle.cancel();
+            if let Some(sweep) = sweep {
+                let _ = sweep.await;
             }
             let _ = conn.close(200, "worker stopping".into()).await;
             if !shutdown.is_cancelled() {
@@ -127,6 +152,55 @@ impl Worker {
         }
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
+    }
+
+    async fn spawn_slot(
+        &self,
+        slots: &mut tokio::task::JoinSet<(usize, Result<(), QueueError>)>,
+        conn: &queue::Connection,
+        slot: usize,
+        stop: &CancellationToken,
+    ) {
+        match WorkChannel::open(self.queue.clone(), conn).await {
+            Ok(channel) => {
+                let worker = self.clone();
+                let stop = stop.clone();
+                slots.spawn(async move { (slot, worker.run_slot(slot, channel, stop).await) });
+            }
+            Err(e) => tracing::warn!(slot, error = %e, "opening a worker channel failed"),
+        }
+    }
+
+    /// Every `sweep_every`, re-announces the organizations whose chunks have
+    /// waited a while: a notice dropped while another worker held the lease,
+    /// a message the broker never took, a worker that died with its lease —
+    /// none of them leaves an organization stuck.
+    async fn sweep(&self, channel: WorkChannel, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(self.sweep_every) => {}
+            }
+            let orgs = match repo::organizations_with_waiting_chunks(
+                self.db.orm(),
+                self.sweep_every,
+            )
+            .await
+            {
+                Ok(orgs) => orgs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep could not read waiting chunks");
+                    continue;
+                }
+            };
+            for org in orgs {
+                self.hand_back(&channel, org).await;
+            }
+            if !channel.is_open() {
+                break;
+            }
+        }
+        channel.close().await;
     }
 
     async fn run_slot(
@@ -162,14 +236,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Loads an organization's chunks while holding its drain lease.
+    /// Loads an organization's chunks, in database order, while holding its
+    /// drain lease. Each message taken from the organization's queue leads to
+    /// one load; when the queue is empty, chunks still queued in the database
+    /// (their message was lost) are loaded too.
     async fn drain(&self, channel: &WorkChannel, org: i64, shutdown: &CancellationToken) {
         let mut lease = match self.db.pool().acquire().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(org_id = org, error = %e, "no database connection for the drain lease");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                self.hand_back(channel, org).await;
                 return;
             }
         };
@@ -181,12 +256,11 @@ impl Worker {
         .await;
         match got {
             Ok(true) => {}
-            // Another worker drains this organization; it will see our chunks.
+            // Another worker drains this organization; it will see our chunks,
+            // and the sweep covers the case where it dies first.
             Ok(false) => return,
             Err(e) => {
                 tracing::warn!(org_id = org, error = %e, "taking the drain lease failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                self.hand_back(channel, org).await;
                 return;
             }
         }
@@ -194,19 +268,45 @@ impl Worker {
         let mut pause = None;
         while !shutdown.is_cancelled() && Instant::now() < deadline && channel.is_open() {
             let taken = match channel.take_chunk(org).await {
-                Ok(Some(t)) => t,
-                Ok(None) => break,
+                Ok(t) => t,
                 Err(e) => {
-                    tracing::warn!(org_id = org, error = %e, "taking a chunk failed");
+                    tracing::warn!(org_id = org, error = %e, "taking a chunk message failed");
                     break;
                 }
             };
-            match self.handle(taken).await {
-                Ok(()) => {}
-                Err(wait) => {
-                    pause = Some(wait);
+            let taken = match taken {
+                Some(t) if t.message.is_err() => {
+                    tracing::error!("dead-lettering an unreadable chunk message");
+                    let _ = t.dead_letter().await;
+                    continue;
+                }
+                other => other,
+            };
+            let next = match loader::next_pending_chunk(&self.db, org).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(org_id = org, error = %e, "finding the next chunk failed");
+                    if let Some(t) = taken {
+                        let _ = t.requeue().await;
+                    }
+                    pause = Some(Duration::from_secs(1));
                     break;
                 }
+            };
+            let Some(chunk_id) = next else {
+                // Nothing left to load: the message was a duplicate, or its
+                // chunk was loaded while the message was delayed.
+                match taken {
+                    Some(t) => {
+                        let _ = t.ack().await;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            if let Err(wait) = self.load(chunk_id, taken).await {
+                pause = Some(wait);
+                break;
             }
         }
         if let Some(wait) = pause {
@@ -223,8 +323,8 @@ impl Worker {
             lease.close_on_drop();
         }
         drop(lease);
-        // A chunk published after our last look, whose notice another worker
-        // dropped while we held the lease, must not be stranded.
+        // Anything published after our last look, whose notice another worker
+        // dropped while we held the lease, is announced again.
         match channel.org_depth(org).await {
             Ok(0) => {}
             Ok(_) => self.hand_back(channel, org).await,
@@ -240,46 +340,44 @@ impl Worker {
         }
     }
 
-    /// Processes one taken chunk and settles its message. `Err(wait)` asks the
-    /// drain to stop and pause: the chunk went back to the queue.
-    async fn handle(&self, taken: TakenChunk) -> Result<(), Duration> {
-        let chunk_id = match &taken.message {
-            Ok(ChunkMessage::V1 { chunk_id, .. }) => *chunk_id,
-            Err(e) => {
-                tracing::error!(error = %e, "dead-lettering an unreadable chunk message");
-                let _ = taken.dead_letter().await;
-                return Ok(());
+    /// Loads one chunk and settles the message that woke it, if any.
+    /// `Err(wait)` asks the drain to stop and pause; the message went back to
+    /// the queue.
+    async fn load(&self, chunk_id: i64, taken: Option<TakenChunk>) -> Result<(), Duration> {
+        let settle = |ok: bool| async move {
+            if let Some(t) = taken {
+                let _ = if ok { t.ack().await } else { t.requeue().await };
             }
         };
         match self.process_chunk(chunk_id).await {
             Ok(ChunkOutcome::NotYourTurn) => {
                 tracing::info!(
                     chunk_id,
-                    "an earlier chunk of the organization is pending; requeued"
+                    "an earlier chunk of the organization is pending; retrying"
                 );
-                let _ = taken.requeue().await;
+                settle(false).await;
                 Err(Duration::from_millis(250))
             }
             Ok(outcome) => {
                 tracing::debug!(chunk_id, ?outcome, "chunk settled");
-                let _ = taken.ack().await;
+                settle(true).await;
                 Ok(())
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(chunk_id, error = %e, "chunk failed for a transient reason; requeued");
-                let _ = taken.requeue().await;
+                tracing::warn!(chunk_id, error = %e, "chunk failed for a transient reason; will retry");
+                settle(false).await;
                 Err(Duration::from_secs(1))
             }
             Err(e) => {
-                tracing::error!(chunk_id, error = %e, "chunk failed permanently");
-                match loader::fail_chunk(&self.db, chunk_id, &e.to_string()).await {
+                tracing::error!(chunk_id, error = %e, "chunk cannot be loaded");
+                match loader::fail_chunk(&self.db, chunk_id, e.public_reason()).await {
                     Ok(()) => {
-                        let _ = taken.ack().await;
+                        settle(true).await;
                         Ok(())
                     }
                     Err(store) => {
-                        tracing::warn!(chunk_id, error = %store, "recording the failure failed; requeued");
-                        let _ = taken.requeue().await;
+                        tracing::warn!(chunk_id, error = %store, "recording the failure failed; will retry");
+                        settle(false).await;
                         Err(Duration::from_secs(1))
                     }
                 }

@@ -18,6 +18,13 @@ pub enum StorageError {
     NotFound(String),
     #[error("storage key {0} is not a relative path of plain names")]
     BadKey(String),
+    #[error("stored file {key} ends at byte {ends}, before the wanted range {start}..{end}")]
+    Truncated {
+        key: String,
+        start: u64,
+        end: u64,
+        ends: u64,
+    },
     #[error("storage i/o failed for {key}: {source}")]
     Io {
         key: String,

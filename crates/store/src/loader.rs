@@ -74,6 +74,23 @@ pub async fn load_job(db: &Db, chunk_id: i64) -> Result<Option<ChunkJob>, StoreE
     }))
 }
 
+/// The organization's next chunk to load: the first still queued in the order
+/// imports were started, files were added and chunks were cut. Workers load
+/// this one whatever message woke them, so order never depends on the broker.
+pub async fn next_pending_chunk(db: &Db, organization_id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT c.id FROM chunks c
+           JOIN imports i ON i.id = c.import_id
+           JOIN import_files f ON f.id = c.file_id
+          WHERE c.organization_id = $1 AND c.state = 'queued'
+          ORDER BY i.queue_seq, f.position, c.seq
+          LIMIT 1",
+    )
+    .bind(organization_id)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
 /// Row counts of one written chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChunkCounts {
@@ -354,6 +371,20 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
 /// and the import's remaining chunks are skipped.
 pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), StoreError> {
     let mut tx = db.pool().begin().await?;
+    let org: Option<i64> = sqlx::query_scalar("SELECT organization_id FROM chunks WHERE id = $1")
+        .bind(chunk_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(org) = org else {
+        return Ok(());
+    };
+    // The same fence as a write: the failure lands between two chunk writes.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
+    )
+    .bind(org)
+    .execute(&mut *tx)
+    .await?;
     let Some(row) = sqlx::query(
         "UPDATE chunks SET state = 'failed', attempts = attempts + 1, finished_at = clock_timestamp()
           WHERE id = $1 AND state = 'queued'

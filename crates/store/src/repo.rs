@@ -114,6 +114,38 @@ pub async fn find_import(
     Ok(imports::Entity::find_by_id(id).one(db).await?)
 }
 
+/// The import, locked for the rest of the transaction.
+pub async fn lock_import(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<imports::Model>, StoreError> {
+    Ok(imports::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await?)
+}
+
+/// Organizations with chunks that have waited at least `min_age` (for the
+/// workers' sweep, which re-announces them).
+pub async fn organizations_with_waiting_chunks(
+    db: &impl ConnectionTrait,
+    min_age: std::time::Duration,
+) -> Result<Vec<i64>, StoreError> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT DISTINCT organization_id FROM chunks
+              WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1)",
+            vec![min_age.as_secs_f64().into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<i64>("", "organization_id")
+                .map_err(StoreError::from)
+        })
+        .collect()
+}
+
 pub async fn import_files(
     db: &impl ConnectionTrait,
     import_id: Uuid,
