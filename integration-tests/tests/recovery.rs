@@ -1,0 +1,50 @@
+//! Messages are wake-ups, the database is the truth: chunks whose messages the
+//! broker lost are still loaded, in order, once the workers' sweep announces
+//! their organization.
+
+use lapin::options::QueuePurgeOptions;
+use passare_imports_integration_tests::*;
+use passare_imports_proto::v1 as pb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        chunk_rows: 1_000,
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
+    let mut client = env.client().await?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            "cases.csv",
+            &cases_csv(5_000, 8)?,
+        )
+        .await?;
+    start(&mut client, &id).await?;
+
+    // The broker loses every message of the import before any worker runs.
+    let queue = env.config.queue();
+    let conn = passare_imports_queue::connect(&queue, "test").await?;
+    let channel = conn.create_channel().await?;
+    for name in [queue.org_queue(1042), queue.ready_queue()] {
+        channel
+            .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+            .await?;
+    }
+    conn.close(200, "done".into()).await?;
+
+    let mut config = env.config.clone();
+    config.worker_sweep_secs = 1;
+    let worker = passare_imports_service::worker::Worker::build(&config).await?;
+    tokio::spawn(worker.run(env.shutdown.clone()));
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(done.state, pb::ImportState::Completed as i32);
+    let p = done.progress.unwrap_or_default();
+    assert_eq!((p.rows_created, p.chunks_done), (5_000, 5));
+    assert_serial_per_org(&chunk_intervals(&env.db).await?)?;
+    env.finish().await
+}
