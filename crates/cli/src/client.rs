@@ -266,7 +266,10 @@ pub fn parse_policy(text: &str) -> anyhow::Result<pb::FailurePolicy> {
     }
 }
 
-pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    // Progress bars need a terminal; logs and pipes get one line per event.
+    args.plain |= !std::io::stderr().is_terminal();
     let token = token(args.token.clone())?;
     let mut client = connect(&args.server, &token).await?;
     let created = client

@@ -44,11 +44,15 @@ pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
     );
     let mut routes = Routes::new(health_service).add_service(api);
     if app.config.reflection {
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        routes = routes.add_service(reflection);
+        // v1 for current clients, v1alpha for grpcurl 1.8 and other older ones.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        routes = routes
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
     }
     Ok((routes, health))
 }
