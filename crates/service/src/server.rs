@@ -49,6 +49,8 @@ pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc error details, so grpcurl can show ErrorInfo and friends.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         routes = routes
             .add_service(reflection().build_v1()?)
