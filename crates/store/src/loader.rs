@@ -179,12 +179,7 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
-    )
-    .bind(org)
-    .execute(&mut *tx)
-    .await?;
+    take_write_fence(&mut tx, org).await?;
 
     let Some(row) = sqlx::query(
         "SELECT c.state, i.state AS import_state, i.queue_seq, f.position
@@ -337,26 +332,9 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     .execute(&mut *tx)
     .await?;
     if stop {
-        sqlx::query(
-            "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp()
-              WHERE import_id = $1 AND state = 'queued'",
-        )
-        .bind(job.import.id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE import_files SET state = 'failed', updated_at = clock_timestamp()
-              WHERE import_id = $1 AND state IN ('queued', 'running')",
-        )
-        .bind(job.import.id)
-        .execute(&mut *tx)
-        .await?;
+        skip_the_rest(&mut tx, job.import.id).await?;
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENTS_CHANNEL)
-        .bind(job.import.id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    notify(&mut tx, job.import.id).await?;
     tx.commit().await?;
     tracing::debug!(file_state, import_state = %next_state, "chunk committed");
     Ok(if stop {
@@ -379,12 +357,7 @@ pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), Stor
         return Ok(());
     };
     // The same fence as a write: the failure lands between two chunk writes.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
-    )
-    .bind(org)
-    .execute(&mut *tx)
-    .await?;
+    take_write_fence(&mut tx, org).await?;
     let Some(row) = sqlx::query(
         "UPDATE chunks SET state = 'failed', attempts = attempts + 1, finished_at = clock_timestamp()
           WHERE id = $1 AND state = 'queued'
@@ -419,20 +392,49 @@ pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), Stor
     .bind(error)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE import_id = $1 AND state = 'queued'")
-        .bind(import_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE import_files SET state = 'failed', updated_at = clock_timestamp() WHERE import_id = $1 AND state IN ('queued', 'running')")
-        .bind(import_id)
-        .execute(&mut *tx)
-        .await?;
+    skip_the_rest(&mut tx, import_id).await?;
+    notify(&mut tx, import_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The organization's write fence, held until the transaction ends.
+async fn take_write_fence(conn: &mut PgConnection, org: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
+    )
+    .bind(org)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A failed import's chunks still queued are skipped and its unfinished files fail.
+async fn skip_the_rest(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp()
+          WHERE import_id = $1 AND state = 'queued'",
+    )
+    .bind(import_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE import_files SET state = 'failed', updated_at = clock_timestamp()
+          WHERE import_id = $1 AND state IN ('queued', 'running')",
+    )
+    .bind(import_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Tells watchers the import changed, when the transaction commits.
+async fn notify(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENTS_CHANNEL)
         .bind(import_id.to_string())
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
