@@ -3,7 +3,9 @@
 //! memory that does not grow with its size. Values are not parsed here; that
 //! happens per chunk (see `chunk`).
 
+use std::cell::Cell;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 use csv::{ByteRecord, ReaderBuilder};
 
@@ -14,6 +16,13 @@ use crate::model::{ChunkRange, FileFormat, RowProblem, excerpt};
 pub const MAX_PROBLEMS: usize = 100;
 
 const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Largest record the scan accepts. A larger one almost always means a quoted
+/// field whose closing quote is missing; holding it would make memory grow
+/// with the file.
+pub const MAX_RECORD_BYTES: u64 = 4 * 1024 * 1024;
+/// A chunk is closed at this size even before it has its rows.
+pub const MAX_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// What the scan learned about a file.
@@ -89,17 +98,21 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
         FileFormat::Csv
     };
 
-    let body = io::Cursor::new(head).chain(input);
-    let mut body = body;
+    let mut body = io::Cursor::new(head).chain(input);
     if bom > 0 {
         let mut skip = [0u8; 3];
         body.read_exact(&mut skip)?;
     }
+    let boundary = Rc::new(Cell::new(0));
     let mut reader = ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(body);
+        .from_reader(RecordGuard {
+            inner: body,
+            read: 0,
+            boundary: boundary.clone(),
+        });
 
     let mut report = ScanReport {
         format,
@@ -112,9 +125,16 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
     };
 
     let mut record = ByteRecord::new();
-    if !reader.read_byte_record(&mut record)? {
-        report.problem(RowProblem::file("the file is empty: no header row"));
-        return Ok(report);
+    match next_record(&mut reader, &mut record, &boundary)? {
+        Next::Record => {}
+        Next::End => {
+            report.problem(RowProblem::file("the file is empty: no header row"));
+            return Ok(report);
+        }
+        Next::TooLarge => {
+            report.problem(RowProblem::file(too_large(0)));
+            return Ok(report);
+        }
     }
     for (i, field) in record.iter().enumerate() {
         match std::str::from_utf8(field) {
@@ -157,7 +177,20 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
     let width = record.len();
     let mut row: u64 = 0;
     let mut current: Option<ChunkRange> = None;
-    while reader.read_byte_record(&mut record)? {
+    loop {
+        match next_record(&mut reader, &mut record, &boundary)? {
+            Next::Record => {}
+            Next::End => break,
+            Next::TooLarge => {
+                report.problem(RowProblem {
+                    row: row + 1,
+                    column: String::new(),
+                    value: String::new(),
+                    reason: too_large(row + 1),
+                });
+                return Ok(report);
+            }
+        }
         row += 1;
         let start = record.position().map_or(0, |p| p.byte()) + bom as u64;
         let chunk = current.get_or_insert(ChunkRange {
@@ -168,8 +201,9 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
             end: start,
         });
         chunk.rows += 1;
-        if chunk.rows == chunk_rows {
-            chunk.end = reader.position().byte() + bom as u64;
+        let end = reader.position().byte() + bom as u64;
+        if chunk.rows == chunk_rows || end - chunk.start >= MAX_CHUNK_BYTES {
+            chunk.end = end;
             report.chunks.extend(current.take());
         }
 
@@ -220,6 +254,81 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
         report.problem(RowProblem::file("the file has a header but no data rows"));
     }
     Ok(report)
+}
+
+enum Next {
+    Record,
+    End,
+    TooLarge,
+}
+
+/// Reads the next record, or says the record being read is too large.
+fn next_record<R: Read>(
+    reader: &mut csv::Reader<RecordGuard<R>>,
+    record: &mut ByteRecord,
+    boundary: &Cell<u64>,
+) -> io::Result<Next> {
+    match reader.read_byte_record(record) {
+        Ok(true) => {
+            boundary.set(reader.position().byte());
+            Ok(Next::Record)
+        }
+        Ok(false) => Ok(Next::End),
+        Err(e) => match e.kind() {
+            csv::ErrorKind::Io(io)
+                if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<RecordTooLarge>()) =>
+            {
+                Ok(Next::TooLarge)
+            }
+            _ => Err(e.into()),
+        },
+    }
+}
+
+fn too_large(row: u64) -> String {
+    format!(
+        "{} is larger than {} MiB; a quoted field is probably missing its closing quote",
+        if row == 0 {
+            "the header".to_string()
+        } else {
+            format!("row {row}")
+        },
+        MAX_RECORD_BYTES / (1024 * 1024)
+    )
+}
+
+#[derive(Debug)]
+struct RecordTooLarge;
+
+impl std::fmt::Display for RecordTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record too large")
+    }
+}
+
+impl std::error::Error for RecordTooLarge {}
+
+/// Stops reading when the record in progress has grown past
+/// [`MAX_RECORD_BYTES`] (the csv reader keeps a whole record in memory).
+struct RecordGuard<R> {
+    inner: R,
+    read: u64,
+    /// Where the last complete record ended, set by the scan.
+    boundary: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for RecordGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The reader's own buffer may hold up to its capacity beyond the record.
+        if self.read.saturating_sub(self.boundary.get()) > MAX_RECORD_BYTES + 64 * 1024 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, RecordTooLarge));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// A record whose every field is empty after trimming carries no row.
@@ -339,6 +448,16 @@ mod tests {
             "{:?}",
             r.problems
         );
+    }
+
+    #[test]
+    fn an_unclosed_quote_before_a_long_tail_stops_the_scan_with_its_row() {
+        let mut text = format!("{HEADER}C1,Ann,Lee\nC2,\"Bob,Ray\n").into_bytes();
+        text.extend(std::iter::repeat_n(b'x', 6 * 1024 * 1024));
+        let r = run(&text, 10);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert_eq!(r.problems[0].row, 2);
+        assert!(r.problems[0].reason.contains("closing quote"));
     }
 
     #[test]
