@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use passare_imports_service::App;
-use passare_imports_service::server::{layers, routes};
+use passare_imports_service::server::{layers, routes, until};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -58,21 +58,13 @@ pub async fn serve(
     let (routes, health) = routes(&app).await?;
     let origins = app.config.allowed_origins();
     tracing::info!(addr = %listener.local_addr()?, ?origins, "grpc-web gateway listening");
-    let stop = shutdown.clone();
     Server::builder()
         .accept_http1(true)
         .layer(cors(&origins))
         .layer(GrpcWebLayer::new())
         .layer(layers())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.cancelled().await;
-            health
-                .set_not_serving::<passare_imports_proto::v1::import_service_server::ImportServiceServer<
-                    passare_imports_service::api::ImportApi,
-                >>()
-                .await;
-        })
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), until(shutdown, health))
         .await?;
     tracing::info!("grpc-web gateway stopped");
     Ok(())

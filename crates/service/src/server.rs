@@ -86,6 +86,15 @@ pub fn layers() -> Layers {
         .layer(PropagateRequestIdLayer::x_request_id())
 }
 
+/// Resolves when `shutdown` is cancelled, after reporting NOT_SERVING so load
+/// balancers stop sending calls while the server drains the ones in flight.
+pub async fn until(shutdown: CancellationToken, health: HealthReporter) {
+    shutdown.cancelled().await;
+    health
+        .set_not_serving::<ImportServiceServer<ImportApi>>()
+        .await;
+}
+
 /// Serves plain gRPC on `listener` until `shutdown`; health turns NOT_SERVING first.
 pub async fn serve(
     app: App,
@@ -94,16 +103,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (routes, health) = routes(&app).await?;
     tracing::info!(addr = %listener.local_addr()?, "grpc server listening");
-    let stop = shutdown.clone();
     Server::builder()
         .layer(layers())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.cancelled().await;
-            health
-                .set_not_serving::<ImportServiceServer<ImportApi>>()
-                .await;
-        })
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), until(shutdown, health))
         .await?;
     app.db.close().await;
     tracing::info!("grpc server stopped");
