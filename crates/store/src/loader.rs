@@ -10,7 +10,7 @@ use passare_imports_domain::catalog::{self, ImportTypeDef};
 use std::collections::HashSet;
 
 use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, SetupIndex, date_from_days};
-use passare_imports_domain::copy::encode_copy_rows;
+use passare_imports_domain::copy::{Constant, encode_copy_binary};
 use passare_imports_domain::{FailurePolicy, FileState, ImportState, RowProblem};
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -516,34 +516,40 @@ async fn merge(
     let columns = written_columns(def);
     let mut encoded: Vec<&str> = columns.clone();
     encoded.push(ROW_COLUMN);
-    let prefix = format!("{}\t", job.import.organization_id);
-    let suffix = format!("\t{}\t{}", job.import.id, job.file.id);
+    let prefix = [Constant::Int8(job.import.organization_id)];
+    let suffix = [
+        Constant::Uuid(*job.import.id.as_bytes()),
+        Constant::Uuid(*job.file.id.as_bytes()),
+    ];
+    let encode = |rows: &[usize], out: &mut Vec<u8>| {
+        out.clear();
+        encode_copy_binary(batch, &encoded, rows.iter().copied(), &prefix, &suffix, out);
+    };
     let list = format!(
         "organization_id, {}, source_row, source_import_id, source_file_id",
         columns.join(", ")
     );
     let copy_target = format!(
-        "COPY {} ({list}) FROM STDIN (FORMAT text)",
+        "COPY {} ({list}) FROM STDIN (FORMAT binary)",
         def.target_table
     );
-    let mut text = Vec::with_capacity(valid.len() * 160);
+    let mut data = Vec::with_capacity(valid.len() * 160);
+    let key_values: Vec<Vec<Option<String>>> =
+        keys.iter().map(|k| text_values(batch, k, &valid)).collect();
 
-    // Optimistic path, the common one when onboarding a client: no key of the
-    // chunk exists yet, and the rows go straight in with COPY. A key that does
-    // exist makes COPY fail on the primary key; the savepoint undoes it and the
-    // chunk takes the careful path below.
-    encode_copy_rows(
-        batch,
-        &encoded,
-        valid.iter().copied(),
-        prefix.as_bytes(),
-        suffix.as_bytes(),
-        &mut text,
-    );
+    // The common case when onboarding a client: no key of the chunk exists
+    // yet, and the rows go straight in with COPY. When no stored key even
+    // falls within the chunk's key range, that is certain; otherwise COPY is
+    // tried under a savepoint, and a key that does exist sends the chunk down
+    // the careful path below.
+    encode(&valid, &mut data);
+    if !keys_in_range(conn, job, keys[0], &key_values[0]).await? {
+        return Ok((copy_in(conn, &copy_target, &data).await?, 0));
+    }
     sqlx::query("SAVEPOINT passare_copy")
         .execute(&mut *conn)
         .await?;
-    match copy_in(conn, &copy_target, &text).await {
+    match copy_in(conn, &copy_target, &data).await {
         Ok(created) => {
             sqlx::query("RELEASE SAVEPOINT passare_copy")
                 .execute(&mut *conn)
@@ -558,8 +564,6 @@ async fn merge(
         Err(e) => return Err(e),
     }
 
-    let key_values: Vec<Vec<Option<String>>> =
-        keys.iter().map(|k| text_values(batch, k, &valid)).collect();
     let existing = existing_keys(conn, job, &keys, &key_values).await?;
     // Batch rows whose key the organization already has, and the others.
     let (mut old, mut new) = (Vec::new(), Vec::new());
@@ -574,28 +578,12 @@ async fn merge(
 
     let mut created = 0;
     if !new.is_empty() {
-        text.clear();
-        encode_copy_rows(
-            batch,
-            &encoded,
-            new.iter().copied(),
-            prefix.as_bytes(),
-            suffix.as_bytes(),
-            &mut text,
-        );
-        created = copy_in(conn, &copy_target, &text).await?;
+        encode(&new, &mut data);
+        created = copy_in(conn, &copy_target, &data).await?;
     }
     let mut updated = 0;
     if !old.is_empty() {
-        text.clear();
-        encode_copy_rows(
-            batch,
-            &encoded,
-            old.iter().copied(),
-            prefix.as_bytes(),
-            suffix.as_bytes(),
-            &mut text,
-        );
+        encode(&old, &mut data);
         sqlx::query(AssertSqlSafe(format!(
             "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {list} FROM {} WITH NO DATA",
             def.target_table
@@ -604,8 +592,8 @@ async fn merge(
         .await?;
         copy_in(
             conn,
-            &format!("COPY {STAGE} ({list}) FROM STDIN (FORMAT text)"),
-            &text,
+            &format!("COPY {STAGE} ({list}) FROM STDIN (FORMAT binary)"),
+            &data,
         )
         .await?;
         let compared: Vec<&str> = columns
@@ -635,13 +623,35 @@ async fn merge(
     Ok((created, updated))
 }
 
-async fn copy_in(conn: &mut PgConnection, statement: &str, text: &[u8]) -> Result<i64, StoreError> {
+async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<i64, StoreError> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(e) = copy.send(text).await {
+    if let Err(e) = copy.send(data).await {
         copy.abort("the chunk could not be sent").await.ok();
         return Err(e.into());
     }
     Ok(copy.finish().await? as i64)
+}
+
+/// Whether the organization has any record whose first key column falls
+/// between the smallest and the largest of `values` (in the database's
+/// collation). When it has none, no key of the chunk can exist.
+async fn keys_in_range(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    column: &str,
+    values: &[Option<String>],
+) -> Result<bool, StoreError> {
+    let kind = job.def.column(column).map_or("text", |c| c.kind.sql_type());
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $1 AND t.{column} BETWEEN
+            (SELECT min(x::{kind}) FROM unnest($2::text[]) x) AND (SELECT max(x::{kind}) FROM unnest($2::text[]) x))",
+        table = job.def.target_table,
+    );
+    Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(job.import.organization_id)
+        .bind(values)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// A key column's values for the given rows, as text (dates as YYYY-MM-DD).
