@@ -62,6 +62,8 @@ pub type Client = ImportServiceClient<InterceptedService<Channel, BearerToken>>;
 pub async fn connect(server: &str, token: &str) -> anyhow::Result<Client> {
     let channel = Channel::from_shared(server.to_string())?
         .connect_timeout(Duration::from_secs(10))
+        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
         .connect()
         .await
         .with_context(|| format!("connecting to {server}"))?;

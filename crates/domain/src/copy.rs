@@ -113,7 +113,11 @@ mod tests {
     fn writes_header_chosen_rows_nulls_constants_and_trailer() {
         let rows: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let text: ArrayRef = Arc::new(StringArray::from(vec![Some("ab"), None, None]));
-        let dates: ArrayRef = Arc::new(Date32Array::from(vec![Some(PG_EPOCH_DAYS + 1), Some(0), None]));
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![
+            Some(PG_EPOCH_DAYS + 1),
+            Some(0),
+            None,
+        ]));
         let batch = RecordBatch::try_from_iter([("r", rows), ("t", text), ("d", dates)])
             .unwrap_or_else(|e| panic!("{e}"));
         let mut out = Vec::new();

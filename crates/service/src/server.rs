@@ -28,6 +28,9 @@ mod sea_orm_migration_reexport {
     pub use sea_orm_migration::MigratorTrait;
 }
 
+/// HTTP/2 flow-control window per upload stream.
+pub const UPLOAD_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 /// Largest gRPC message accepted (upload chunks are at most 4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -104,6 +107,10 @@ pub async fn serve(
     let (routes, health) = routes(&app).await?;
     tracing::info!(addr = %listener.local_addr()?, "grpc server listening");
     Server::builder()
+        // Uploads stream hundreds of MB: HTTP/2's default 64 KiB window would
+        // make every upload wait on acknowledgements.
+        .initial_stream_window_size(UPLOAD_WINDOW_BYTES)
+        .initial_connection_window_size(2 * UPLOAD_WINDOW_BYTES)
         .layer(layers())
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), until(shutdown, health))
