@@ -272,6 +272,23 @@ impl TestEnv {
         }
     }
 
+    /// A draft import of `org` with one generated Cases file of `rows` rows
+    /// (deterministic for `seed`); returns the import id.
+    pub async fn generated_draft(
+        &self,
+        client: &mut Client,
+        org: i64,
+        policy: pb::FailurePolicy,
+        rows: u64,
+        seed: u64,
+    ) -> anyhow::Result<String> {
+        let name = format!("cases-{rows}-{seed}.csv");
+        let (id, _) = self
+            .draft_with_file(client, org, policy, &name, &cases_csv(rows, seed)?)
+            .await?;
+        Ok(id)
+    }
+
     /// Creates an import, uploads `csv` as a Cases file; returns the import id.
     pub async fn draft_with_file(
         &self,

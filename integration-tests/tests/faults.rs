@@ -17,13 +17,13 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
     .await?;
     env.spawn_worker_process()?;
     let mut client = env.client().await?;
-    let (id, _) = env
-        .draft_with_file(
+    let id = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::StopOnFirstError,
-            "cases.csv",
-            &cases_csv(30_000, 21)?,
+            30_000,
+            21,
         )
         .await?;
     start(&mut client, &id).await?;

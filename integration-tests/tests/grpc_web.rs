@@ -105,13 +105,13 @@ async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> a
     }
 
     let mut client = env.client().await?;
-    let (id, _) = env
-        .draft_with_file(
+    let id = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::ImportValidRows,
-            "cases.csv",
-            &cases_csv(8_000, 9)?,
+            8_000,
+            9,
         )
         .await?;
     let base = vec![

@@ -10,31 +10,31 @@ use passare_imports_proto::v1 as pb;
 async fn run_three_imports(env: &TestEnv) -> anyhow::Result<Vec<Interval>> {
     env.organization(2001).await?;
     let mut client = env.client().await?;
-    let (a1, _) = env
-        .draft_with_file(
+    let a1 = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::ImportValidRows,
-            "a1.csv",
-            &cases_csv(12_000, 1)?,
+            12_000,
+            1,
         )
         .await?;
-    let (a2, _) = env
-        .draft_with_file(
+    let a2 = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::ImportValidRows,
-            "a2.csv",
-            &cases_csv(12_000, 2)?,
+            12_000,
+            2,
         )
         .await?;
-    let (b1, _) = env
-        .draft_with_file(
+    let b1 = env
+        .generated_draft(
             &mut client,
             2001,
             pb::FailurePolicy::ImportValidRows,
-            "b1.csv",
-            &cases_csv(12_000, 3)?,
+            12_000,
+            3,
         )
         .await?;
     let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client.clone());

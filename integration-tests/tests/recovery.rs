@@ -15,13 +15,13 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
     })
     .await?;
     let mut client = env.client().await?;
-    let (id, _) = env
-        .draft_with_file(
+    let id = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::StopOnFirstError,
-            "cases.csv",
-            &cases_csv(5_000, 8)?,
+            5_000,
+            8,
         )
         .await?;
     start(&mut client, &id).await?;

@@ -16,13 +16,13 @@ async fn a_worker_stopped_mid_import_hands_its_work_back() -> anyhow::Result<()>
     })
     .await?;
     let mut client = env.client().await?;
-    let (id, _) = env
-        .draft_with_file(
+    let id = env
+        .generated_draft(
             &mut client,
             1042,
             pb::FailurePolicy::StopOnFirstError,
-            "cases.csv",
-            &cases_csv(40_000, 4)?,
+            40_000,
+            4,
         )
         .await?;
     let first = env.spawn_worker_process()?;
