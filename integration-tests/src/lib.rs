@@ -122,8 +122,7 @@ impl TestEnv {
             db.orm(),
             1042,
             "Riverside Funeral Home",
-            generate::DEMO_LOCATIONS,
-            generate::DEMO_STAFF,
+            generate::DEMO_SETUP,
         )
         .await?;
 
@@ -152,14 +151,30 @@ impl TestEnv {
         })
     }
 
-    /// Creates an organization with the demo setup (locations and staff).
+    /// Creates an organization with exactly the setup given.
+    pub async fn organization_with(
+        &self,
+        id: i64,
+        setup: passare_imports_store::repo::OrgSetup<'_>,
+    ) -> anyhow::Result<()> {
+        passare_imports_store::repo::ensure_demo_organization(
+            self.db.orm(),
+            id,
+            &format!("Organization {id}"),
+            setup,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an organization with the demo setup (locations, staff, GL and
+    /// bank accounts).
     pub async fn organization(&self, id: i64) -> anyhow::Result<()> {
         passare_imports_store::repo::ensure_demo_organization(
             self.db.orm(),
             id,
             &format!("Organization {id}"),
-            generate::DEMO_LOCATIONS,
-            generate::DEMO_STAFF,
+            generate::DEMO_SETUP,
         )
         .await?;
         Ok(())
@@ -423,6 +438,7 @@ pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, t
     client
         .start_import(pb::StartImportRequest {
             import_id: import_id.into(),
+            failure_policy: 0,
         })
         .await?
         .into_inner()

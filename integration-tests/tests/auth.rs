@@ -29,6 +29,7 @@ async fn codes(url: &str, token: &str) -> anyhow::Result<Vec<(&'static str, Code
             file_name: "x.csv".into(),
             import_type: "cases".into(),
             declared_size_bytes: 1,
+            ..Default::default()
         })),
     };
     out.push((
@@ -44,6 +45,7 @@ async fn codes(url: &str, token: &str) -> anyhow::Result<Vec<(&'static str, Code
         code(
             c.start_import(pb::StartImportRequest {
                 import_id: id.clone(),
+                failure_policy: 0,
             })
             .await
             .map(|_| ()),
@@ -147,6 +149,7 @@ async fn every_rpc_refuses_missing_bad_expired_and_non_admin_tokens() -> anyhow:
                     "StartImport",
                     c.start_import(pb::StartImportRequest {
                         import_id: "x".into(),
+                        failure_policy: 0,
                     })
                     .await
                     .err()

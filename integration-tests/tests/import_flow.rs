@@ -256,12 +256,6 @@ async fn malformed_files_get_located_errors_and_import_nothing() -> anyhow::Resu
             2,
             "closing quote",
         ),
-        (
-            "latin1.csv",
-            [header.as_bytes(), b"C1,Ann,Lee\nC2,Jos\xE9,Diaz\n"].concat(),
-            2,
-            "not valid UTF-8",
-        ),
     ];
     for (name, bytes, row, reason) in cases {
         let (id, file) = env
@@ -369,16 +363,32 @@ async fn bad_values_are_row_errors_or_fail_the_import_by_policy() -> anyhow::Res
             csv.as_bytes(),
         )
         .await?;
-    start(&mut client, &stop).await?;
-    let failed = wait_terminal(&mut client, &stop).await?;
-    assert_eq!(state(&failed), pb::ImportState::Failed);
-    let error = failed.error.ok_or_else(|| anyhow::anyhow!("no error"))?;
-    assert_eq!(error.reason, "ROW_FAILED");
-    assert_eq!(error.file_name, "mixed.csv");
+    // Stopping at the first error, the import is doomed: analysis blocks it
+    // before anything runs, naming every failing row.
+    let refused = start(&mut client, &stop)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a doomed import started"))?;
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let details = refused.get_error_details();
     assert_eq!(
-        error.problem.map(|p| (p.row, p.column)),
-        Some((2, "date_of_birth".to_string()))
+        details.error_info().map(|i| i.reason.as_str()),
+        Some("BLOCKING_FINDINGS")
     );
+    let fields: Vec<String> = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        fields,
+        vec![
+            "files[mixed.csv].rows[2].date_of_birth".to_string(),
+            "files[mixed.csv].rows[3].location_name".to_string()
+        ]
+    );
+    let draft = get(&mut client, &stop).await?;
+    assert_eq!(state(&draft), pb::ImportState::Draft);
+    assert!(draft.analysis.is_some_and(|a| a.blocking));
     assert_eq!(
         count(
             &env.db,

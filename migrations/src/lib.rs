@@ -9,10 +9,16 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(SqlMigration {
-            name: "m0001_foundation",
-            up: include_str!("../sql/0001_foundation.sql"),
-        })]
+        vec![
+            Box::new(SqlMigration {
+                name: "m0001_foundation",
+                up: include_str!("../sql/0001_foundation.sql"),
+            }),
+            Box::new(SqlMigration {
+                name: "m0002_import_types",
+                up: include_str!("../sql/0002_import_types.sql"),
+            }),
+        ]
     }
 }
 

@@ -169,6 +169,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let uploaded = t0.elapsed();
     api.start_import(pb::StartImportRequest {
         import_id: import.id.clone(),
+        failure_policy: 0,
     })
     .await
     .map_err(client::describe)?;

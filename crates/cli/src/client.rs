@@ -117,6 +117,7 @@ pub async fn upload(
             file_name: name,
             import_type: import_type.to_string(),
             declared_size_bytes: size as i64,
+            ..Default::default()
         })),
     };
     let reader = tokio::spawn(async move {
@@ -322,6 +323,7 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
     client
         .start_import(pb::StartImportRequest {
             import_id: created.id.clone(),
+            failure_policy: 0,
         })
         .await
         .map_err(describe)?;

@@ -15,6 +15,25 @@ pub const DEMO_STAFF: &[(&str, &str)] = &[
     ("arranger@riverside.example", "Alex Arranger"),
 ];
 
+pub const DEMO_GL_ACCOUNTS: &[(&str, &str)] = &[
+    ("4000", "Professional services revenue"),
+    ("4100", "Merchandise revenue"),
+    ("4200", "Cash advances"),
+];
+pub const DEMO_BANK_ACCOUNTS: &[(&str, &str)] = &[
+    ("100200300", "Operating account"),
+    ("100200400", "Trust account"),
+];
+
+/// The demo organization's setup: everything every import type needs.
+pub const DEMO_SETUP: passare_imports_store::repo::OrgSetup<'static> =
+    passare_imports_store::repo::OrgSetup {
+        locations: DEMO_LOCATIONS,
+        staff: DEMO_STAFF,
+        gl_accounts: DEMO_GL_ACCOUNTS,
+        bank_accounts: DEMO_BANK_ACCOUNTS,
+    };
+
 pub const CASES_HEADER: [&str; 13] = [
     "case_number",
     "deceased_first_name",

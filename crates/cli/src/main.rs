@@ -157,8 +157,7 @@ async fn main() -> anyhow::Result<()> {
                 db.orm(),
                 id,
                 &name,
-                generate::DEMO_LOCATIONS,
-                generate::DEMO_STAFF,
+                generate::DEMO_SETUP,
             )
             .await?;
             println!("organization {id} ({name}) is ready");

@@ -2,10 +2,15 @@
 //! fastest way into a table: the server takes integers, dates and UUIDs as
 //! they are instead of parsing their text.
 
-use arrow_array::{Array, Date32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 
 /// Days from 1970-01-01 (Arrow's Date32 epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 /// A value that is the same for every row of a COPY.
@@ -46,6 +51,9 @@ pub fn encode_copy_binary(
         Int(&'a Int64Array),
         Text(&'a StringArray),
         Date(&'a Date32Array),
+        Time(&'a TimestampMicrosecondArray),
+        Money(&'a Decimal128Array),
+        Bool(&'a BooleanArray),
         Missing,
     }
     let cols: Vec<Col<'_>> = columns
@@ -61,6 +69,12 @@ pub fn encode_copy_binary(
                 Col::Text(a)
             } else if let Some(a) = any.downcast_ref::<Date32Array>() {
                 Col::Date(a)
+            } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+                Col::Time(a)
+            } else if let Some(a) = any.downcast_ref::<Decimal128Array>() {
+                Col::Money(a)
+            } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+                Col::Bool(a)
             } else {
                 Col::Missing
             }
@@ -91,6 +105,15 @@ pub fn encode_copy_binary(
                     out.extend_from_slice(&4i32.to_be_bytes());
                     out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes());
                 }
+                Col::Time(a) if a.is_valid(row) => {
+                    out.extend_from_slice(&8i32.to_be_bytes());
+                    out.extend_from_slice(&(a.value(row) - PG_EPOCH_MICROS).to_be_bytes());
+                }
+                Col::Money(a) if a.is_valid(row) => write_numeric(out, a.value(row), a.scale()),
+                Col::Bool(a) if a.is_valid(row) => {
+                    out.extend_from_slice(&1i32.to_be_bytes());
+                    out.push(u8::from(a.value(row)));
+                }
                 _ => out.extend_from_slice(&(-1i32).to_be_bytes()),
             }
         }
@@ -101,6 +124,45 @@ pub fn encode_copy_binary(
     out.extend_from_slice(&(-1i16).to_be_bytes());
 }
 
+/// Writes a decimal (`unscaled` × 10^-`scale`, scale 0 to 4) as PostgreSQL's
+/// binary `numeric`: base-10000 digits, a weight, a sign and a display scale.
+fn write_numeric(out: &mut Vec<u8>, unscaled: i128, scale: i8) {
+    let scale = scale.clamp(0, 4) as u32;
+    let abs = unscaled.unsigned_abs();
+    let int = abs / 10u128.pow(scale);
+    // The fraction as one base-10000 digit (scale ≤ 4 fits in one).
+    let frac = (abs % 10u128.pow(scale)) * 10u128.pow(4 - scale);
+    let mut digits: Vec<i16> = Vec::new();
+    let mut x = int;
+    while x > 0 {
+        digits.push((x % 10_000) as i16);
+        x /= 10_000;
+    }
+    digits.reverse();
+    let weight = digits.len() as i16 - 1;
+    if frac != 0 {
+        digits.push(frac as i16);
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    let (weight, sign) = if digits.is_empty() {
+        (0, 0u16)
+    } else if unscaled < 0 {
+        (weight, 0x4000)
+    } else {
+        (weight, 0)
+    };
+    out.extend_from_slice(&(8 + 2 * digits.len() as i32).to_be_bytes());
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(scale as i16).to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -108,6 +170,29 @@ mod tests {
     use arrow_array::ArrayRef;
 
     use super::*;
+
+    fn numeric(unscaled: i128) -> Vec<i16> {
+        let mut out = Vec::new();
+        write_numeric(&mut out, unscaled, 2);
+        out[4..]
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn numerics_in_base_10000() {
+        // [ndigits, weight, sign, dscale, digits…]
+        assert_eq!(numeric(123_456), vec![2, 0, 0, 2, 1234, 5600]);
+        assert_eq!(numeric(-1200), vec![1, 0, 0x4000, 2, 12]);
+        assert_eq!(numeric(5), vec![1, -1, 0, 2, 500]);
+        assert_eq!(numeric(0), vec![0, 0, 0, 2]);
+        assert_eq!(numeric(1_000_000), vec![1, 1, 0, 2, 1]);
+        assert_eq!(
+            numeric(99_999_999_999_999),
+            vec![4, 2, 0, 2, 9999, 9999, 9999, 9900]
+        );
+    }
 
     #[test]
     fn writes_header_chosen_rows_nulls_constants_and_trailer() {

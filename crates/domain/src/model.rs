@@ -84,6 +84,59 @@ string_enum! {
     }
 }
 
+/// What kind of problem a finding is; analysis groups findings by kind.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The file cannot be read as a table (broken quoting, an unreadable workbook, …).
+    #[default]
+    Structure,
+    /// A required column has no header in the file.
+    MissingColumn,
+    /// A header that is no column of the type (ignored).
+    UnknownColumn,
+    /// A value that is not of its column's kind.
+    TypeError,
+    /// A missing required value, or a row check that fails.
+    Constraint,
+    /// A key seen earlier in the same file.
+    DuplicateInFile,
+    /// A key seen in an earlier file of the same import.
+    DuplicateInRequest,
+    /// A reference that names nothing, in the database or earlier in the import.
+    UnresolvedReference,
+    /// Organization setup the type needs is missing.
+    MissingPrerequisite,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Structure => "structure",
+            FindingKind::MissingColumn => "missing_column",
+            FindingKind::UnknownColumn => "unknown_column",
+            FindingKind::TypeError => "type_error",
+            FindingKind::Constraint => "constraint",
+            FindingKind::DuplicateInFile => "duplicate_in_file",
+            FindingKind::DuplicateInRequest => "duplicate_in_request",
+            FindingKind::UnresolvedReference => "unresolved_reference",
+            FindingKind::MissingPrerequisite => "missing_prerequisite",
+        }
+    }
+
+    /// Findings about a whole file or organization, which block an import
+    /// whatever its failure policy; row findings block only imports that
+    /// stop on the first error.
+    pub fn is_file_level(self) -> bool {
+        matches!(
+            self,
+            FindingKind::Structure | FindingKind::MissingColumn | FindingKind::MissingPrerequisite
+        )
+    }
+}
+
 /// A problem located in a file. `row` counts data records after the header
 /// from 1 (a quoted field spanning lines still counts once); 0 means the file
 /// as a whole.
@@ -93,6 +146,8 @@ pub struct RowProblem {
     pub column: String,
     pub value: String,
     pub reason: String,
+    #[serde(default)]
+    pub kind: FindingKind,
 }
 
 impl RowProblem {
@@ -102,6 +157,7 @@ impl RowProblem {
             column: String::new(),
             value: String::new(),
             reason: reason.into(),
+            kind: FindingKind::Structure,
         }
     }
 }

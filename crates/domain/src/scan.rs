@@ -10,7 +10,7 @@ use std::rc::Rc;
 use csv::{ByteRecord, ReaderBuilder};
 
 use crate::catalog::ImportTypeDef;
-use crate::model::{ChunkRange, FileFormat, RowProblem, excerpt};
+use crate::model::{ChunkRange, FileFormat, FindingKind, RowProblem, excerpt};
 
 /// At most this many problems are kept; the count of all is kept too.
 pub const MAX_PROBLEMS: usize = 100;
@@ -37,6 +37,8 @@ pub struct ScanReport {
     /// Structural problems (the first [`MAX_PROBLEMS`]); any makes the file invalid.
     pub problems: Vec<RowProblem>,
     pub problem_count: u64,
+    /// Bytes that are not UTF-8 were seen: the file is likely Windows-1252.
+    pub invalid_utf8: bool,
 }
 
 impl ScanReport {
@@ -51,7 +53,8 @@ impl ScanReport {
         }
     }
 
-    fn rejected(format: FileFormat, reason: impl Into<String>) -> Self {
+    /// A report for a file that cannot be read at all.
+    pub fn rejected(format: FileFormat, reason: impl Into<String>) -> Self {
         let mut r = Self {
             format,
             delimiter: b',',
@@ -60,15 +63,33 @@ impl ScanReport {
             chunks: Vec::new(),
             problems: Vec::new(),
             problem_count: 0,
+            invalid_utf8: false,
         };
         r.problem(RowProblem::file(reason));
         r
     }
 }
 
-/// Scans a delimited text file for `def`, cutting chunks of `chunk_rows` records.
-pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::Result<ScanReport> {
-    let chunk_rows = chunk_rows.max(1);
+/// How a file is to be read.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions<'a> {
+    /// Explicit mapping of file header to column, ahead of names and aliases.
+    pub explicit: &'a [(String, String)],
+    /// The delimiter, when the request gives it; sniffed otherwise.
+    pub delimiter: Option<u8>,
+    /// Records per chunk.
+    pub chunk_rows: u64,
+}
+
+/// Scans a delimited text file for `def`, cutting chunks of
+/// `options.chunk_rows` records.
+pub fn scan<R: Read>(
+    mut input: R,
+    def: &ImportTypeDef,
+    options: &ScanOptions<'_>,
+) -> io::Result<ScanReport> {
+    let chunk_rows = options.chunk_rows.max(1);
+    let explicit = options.explicit;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut input)
         .take(SNIFF_BYTES as u64)
@@ -91,7 +112,9 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
     } else {
         0
     };
-    let delimiter = sniff_delimiter(&head[bom..]);
+    let delimiter = options
+        .delimiter
+        .unwrap_or_else(|| sniff_delimiter(&head[bom..]));
     let format = if delimiter == b'\t' {
         FileFormat::Tsv
     } else {
@@ -122,6 +145,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
         chunks: Vec::new(),
         problems: Vec::new(),
         problem_count: 0,
+        invalid_utf8: false,
     };
 
     let mut record = ByteRecord::new();
@@ -145,6 +169,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                     column: format!("column {}", i + 1),
                     value: excerpt(h),
                     reason: "header contains a NUL character".into(),
+                    kind: FindingKind::Structure,
                 });
             }
             Ok(h) => report.headers.push(h.trim().to_string()),
@@ -157,11 +182,25 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                     column: format!("column {}", i + 1),
                     value: excerpt(&String::from_utf8_lossy(field)),
                     reason: "header is not valid UTF-8; save the file as CSV UTF-8".into(),
+                    kind: FindingKind::Structure,
                 });
+                report.invalid_utf8 = true;
             }
         }
     }
-    let mapped = def.map_headers(&report.headers);
+    let (mapped, unknown) = def.map_headers_with(&report.headers, explicit);
+    for column in unknown {
+        report.problem(RowProblem {
+            row: 0,
+            column: column.clone(),
+            value: String::new(),
+            reason: format!(
+                "the column mapping names {column:?}, which is not a column of {}",
+                def.display_name
+            ),
+            kind: FindingKind::MissingColumn,
+        });
+    }
     for missing in def.missing_required(&mapped) {
         report.problem(RowProblem {
             row: 0,
@@ -171,6 +210,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                 "required column {missing} is missing from the header ({})",
                 report.headers.join(", ")
             ),
+            kind: FindingKind::MissingColumn,
         });
     }
 
@@ -187,6 +227,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                     column: String::new(),
                     value: String::new(),
                     reason: too_large(row + 1),
+                    kind: FindingKind::Structure,
                 });
                 return Ok(report);
             }
@@ -226,6 +267,7 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                         ""
                     }
                 ),
+                kind: FindingKind::Structure,
             });
         }
         for (i, field) in record.iter().enumerate() {
@@ -242,7 +284,9 @@ pub fn scan<R: Read>(mut input: R, def: &ImportTypeDef, chunk_rows: u64) -> io::
                         "not valid UTF-8 (byte {} of the value); save the file as CSV UTF-8",
                         e.valid_up_to() + 1
                     ),
+                    kind: FindingKind::Structure,
                 });
+                report.invalid_utf8 = true;
             }
         }
     }
@@ -369,7 +413,16 @@ mod tests {
     const HEADER: &str = "case_number,deceased_first_name,deceased_last_name\n";
 
     fn run(text: &[u8], chunk_rows: u64) -> ScanReport {
-        scan(text, &CASES, chunk_rows).unwrap_or_else(|e| panic!("{e}"))
+        scan(
+            text,
+            &CASES,
+            &ScanOptions {
+                explicit: &[],
+                delimiter: None,
+                chunk_rows,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use passare_imports_domain::catalog::{self, CATALOG};
-use passare_imports_domain::scan::scan;
+use passare_imports_domain::decode::{self, Encoding, Sniffed};
+use passare_imports_domain::scan::{ScanOptions, ScanReport, scan};
 use passare_imports_domain::{ChunkMessage, FileState, ImportState};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
@@ -218,6 +219,7 @@ impl ImportService for ImportApi {
             .into());
         }
         let declared = header.declared_size_bytes as u64;
+        let reading = ReadOptions::from_header(def, &header)?;
         let import = repo::find_import(self.app.db.orm(), import_id)
             .await
             .map_err(ApiError::from)?
@@ -236,13 +238,19 @@ impl ImportService for ImportApi {
         // thread, so the file is stored and scanned in one pass.
         let (scan_tx, scan_rx) = mpsc::channel::<bytes::Bytes>(16);
         let chunk_rows = self.app.config.chunk_rows;
+        let (explicit, delimiter) = (reading.mapping.clone(), reading.delimiter);
         let scanner = tokio::task::spawn_blocking(move || {
             scan(
                 std::io::BufReader::new(ChannelReader::new(scan_rx)),
                 def,
-                chunk_rows,
+                &ScanOptions {
+                    explicit: &explicit,
+                    delimiter,
+                    chunk_rows,
+                },
             )
         });
+        let mut head: Vec<u8> = Vec::with_capacity(HEAD_BYTES);
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         while let Some(msg) = tokio::time::timeout(idle, stream.message())
@@ -260,6 +268,10 @@ impl ImportService for ImportApi {
                         .into());
                     }
                     hasher.update(&bytes);
+                    if head.len() < HEAD_BYTES {
+                        let take = (HEAD_BYTES - head.len()).min(bytes.len());
+                        head.extend_from_slice(&bytes[..take]);
+                    }
                     writer.write(&bytes).await.map_err(ApiError::from)?;
                     // The scanner stops early only for files it rejects outright.
                     let _ = scan_tx.send(bytes::Bytes::from(bytes)).await;
@@ -288,6 +300,15 @@ impl ImportService for ImportApi {
             .map_err(|e| ApiError::Internal(format!("scanning the upload: {e}")))?;
         let size = writer.commit().await.map_err(ApiError::from)?;
         let sha256 = hex::encode(hasher.finalize());
+        let read = self
+            .read_as_text(&key, size, &head, report, def, &reading)
+            .await
+            .inspect_err(|_| {
+                let files = self.app.files.clone();
+                let key = key.clone();
+                tokio::spawn(async move { files.delete(&key).await });
+            })?;
+        let report = read.report;
 
         let state = if report.is_valid() {
             FileState::Ready
@@ -313,12 +334,20 @@ impl ImportService for ImportApi {
                 chunk_plan: report.chunks.clone(),
                 state,
                 problems,
+                encoding: read.encoding,
+                sheet_name: read.sheet,
+                data_key: read.data_key.clone(),
+                column_mapping: reading.mapping.clone(),
+                load_order: def.load_rank(),
             },
         )
         .await
         .map_err(ApiError::from)?;
         let Some(model) = added else {
             self.app.files.delete(&key).await.ok();
+            if let Some(data) = &read.data_key {
+                self.app.files.delete(data).await.ok();
+            }
             return Err(not_a_draft("queued").into());
         };
         tracing::info!(
@@ -341,12 +370,30 @@ impl ImportService for ImportApi {
     ) -> Result<Response<pb::StartImportResponse>, Status> {
         caller(&request)?;
         let id = parse_uuid("import_id", &request.get_ref().import_id)?;
-        let view = self.view(id).await?;
+        let policy = convert::policy_from_pb(
+            pb::FailurePolicy::try_from(request.get_ref().failure_policy)
+                .unwrap_or(pb::FailurePolicy::Unspecified),
+        );
+        let mut view = self.view(id).await?;
         if view.import.state != ImportState::Draft.as_str() {
             // Starting a started import is a no-op that shows where it is.
             return Ok(Response::new(pb::StartImportResponse {
                 import: Some((&view).into()),
             }));
+        }
+        if let Some(policy) = policy
+            && policy.as_str() != view.import.failure_policy
+        {
+            repo::set_failure_policy(self.app.db.orm(), id, policy)
+                .await
+                .map_err(ApiError::from)?;
+            view = self.view(id).await?;
+        }
+        // An import never analysed is analysed now: a caller that uploads and
+        // starts gets the same protection as one that looks at the report.
+        if view.import.analysis.is_none() && !view.files.is_empty() {
+            crate::analysis::analyze(&self.app, &view.import).await?;
+            view = self.view(id).await?;
         }
         let org = view.import.organization_id;
 
@@ -417,6 +464,116 @@ impl ImportService for ImportApi {
         let view = self.view(id).await?;
         Ok(Response::new(pb::StartImportResponse {
             import: Some((&view).into()),
+        }))
+    }
+
+    async fn remove_file(
+        &self,
+        request: Request<pb::RemoveFileRequest>,
+    ) -> Result<Response<pb::RemoveFileResponse>, Status> {
+        caller(&request)?;
+        let import_id = parse_uuid("import_id", &request.get_ref().import_id)?;
+        let file_id = parse_uuid("file_id", &request.get_ref().file_id)?;
+        match repo::remove_file(self.app.db.orm(), import_id, file_id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            repo::Removed::Done(keys) => {
+                for key in keys {
+                    if let Err(e) = self.app.files.delete(&key).await {
+                        tracing::warn!(import_id = %import_id, key, error = %e, "deleting a removed file's bytes failed");
+                    }
+                }
+                tracing::info!(import_id = %import_id, file_id = %file_id, "file removed");
+            }
+            repo::Removed::NotDraft(state) => return Err(not_a_draft(&state).into()),
+            repo::Removed::NotFound => {
+                return Err(ApiError::NotFound {
+                    kind: "file",
+                    id: file_id.to_string(),
+                }
+                .into());
+            }
+        }
+        let view = self.view(import_id).await?;
+        Ok(Response::new(pb::RemoveFileResponse {
+            import: Some((&view).into()),
+        }))
+    }
+
+    async fn analyze_import(
+        &self,
+        request: Request<pb::AnalyzeImportRequest>,
+    ) -> Result<Response<pb::AnalyzeImportResponse>, Status> {
+        caller(&request)?;
+        let id = parse_uuid("import_id", &request.get_ref().import_id)?;
+        let view = self.view(id).await?;
+        if view.import.state != ImportState::Draft.as_str() {
+            return Err(ApiError::FailedPrecondition {
+                reason: "IMPORT_NOT_DRAFT",
+                message: format!(
+                    "only a draft import can be analysed; this import is {}",
+                    view.import.state
+                ),
+                preconditions: vec![Precondition {
+                    kind: "STATE".into(),
+                    subject: "import".into(),
+                    description: format!("import is {}, not draft", view.import.state),
+                }],
+                violations: vec![],
+            }
+            .into());
+        }
+        if view.files.is_empty() {
+            return Err(ApiError::FailedPrecondition {
+                reason: "NO_FILES",
+                message: "the import has no files; upload at least one before analysing".into(),
+                preconditions: vec![Precondition {
+                    kind: "FILES".into(),
+                    subject: "import".into(),
+                    description: "no files uploaded".into(),
+                }],
+                violations: vec![],
+            }
+            .into());
+        }
+        let report = crate::analysis::analyze(&self.app, &view.import).await?;
+        let view = self.view(id).await?;
+        Ok(Response::new(pb::AnalyzeImportResponse {
+            report: Some(convert::analysis(&report, view.policy(), false)),
+            import: Some((&view).into()),
+        }))
+    }
+
+    async fn list_import_types(
+        &self,
+        request: Request<pb::ListImportTypesRequest>,
+    ) -> Result<Response<pb::ListImportTypesResponse>, Status> {
+        caller(&request)?;
+        Ok(Response::new(pb::ListImportTypesResponse {
+            import_types: CATALOG.iter().map(|t| convert::import_type(t)).collect(),
+        }))
+    }
+
+    async fn get_import_template(
+        &self,
+        request: Request<pb::GetImportTemplateRequest>,
+    ) -> Result<Response<pb::GetImportTemplateResponse>, Status> {
+        caller(&request)?;
+        let key = &request.get_ref().import_type;
+        let def = catalog::find(key).ok_or_else(|| {
+            ApiError::invalid(
+                "import_type",
+                format!(
+                    "{key:?} is not an import type; known types: {}",
+                    known_types()
+                ),
+            )
+        })?;
+        Ok(Response::new(pb::GetImportTemplateResponse {
+            file_name: format!("{}.csv", def.key),
+            content_type: "text/csv; charset=utf-8".into(),
+            content: catalog::template_csv(def).into_bytes(),
         }))
     }
 
@@ -615,6 +772,225 @@ impl std::io::Read for ChannelReader {
     }
 }
 
+/// Bytes of an upload kept to tell its format and encoding.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// How the request says to read a file.
+#[derive(Debug, Clone)]
+struct ReadOptions {
+    encoding: Option<Encoding>,
+    sheet: Option<String>,
+    delimiter: Option<u8>,
+    mapping: Vec<(String, String)>,
+}
+
+impl ReadOptions {
+    fn from_header(
+        def: &'static catalog::ImportTypeDef,
+        h: &pb::FileHeader,
+    ) -> Result<Self, ApiError> {
+        let encoding = match h.encoding.trim() {
+            "" => None,
+            name => Some(Encoding::parse(name).ok_or_else(|| {
+                ApiError::invalid(
+                    "header.encoding",
+                    format!(
+                        "{name:?} is not a supported encoding; use utf-8, utf-16 or windows-1252, or leave it empty to detect"
+                    ),
+                )
+            })?),
+        };
+        let delimiter = match h.delimiter.as_str() {
+            "" => None,
+            "," => Some(b','),
+            "\t" | "\\t" | "tab" | "TAB" => Some(b'\t'),
+            ";" => Some(b';'),
+            "|" => Some(b'|'),
+            other => {
+                return Err(ApiError::invalid(
+                    "header.delimiter",
+                    format!("{other:?} is not a delimiter; use \",\", \"\\t\", \";\" or \"|\""),
+                ));
+            }
+        };
+        let mut mapping = Vec::new();
+        for (i, m) in h.column_mapping.iter().enumerate() {
+            if def
+                .columns
+                .iter()
+                .all(|c| catalog::normalize_header(c.name) != catalog::normalize_header(&m.column))
+            {
+                return Err(ApiError::invalid(
+                    &format!("header.column_mapping[{i}].column"),
+                    format!(
+                        "{:?} is not a column of {}; its columns are {}",
+                        m.column,
+                        def.display_name,
+                        def.columns
+                            .iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            mapping.push((m.header.clone(), m.column.clone()));
+        }
+        let sheet = Some(h.sheet_name.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(Self {
+            encoding,
+            sheet,
+            delimiter,
+            mapping,
+        })
+    }
+}
+
+/// A stored upload as the pipeline reads it.
+struct ReadFile {
+    report: ScanReport,
+    encoding: String,
+    sheet: Option<String>,
+    /// The UTF-8 CSV conversion the chunks index, when the original is not UTF-8 text.
+    data_key: Option<String>,
+}
+
+/// What a stored upload must become before the UTF-8 pipeline reads it.
+#[derive(Debug, Clone, Copy)]
+enum Conversion {
+    Workbook,
+    Text(Encoding),
+}
+
+impl ImportApi {
+    /// Decides how the stored upload is read: UTF-8 text as it is (the scan
+    /// made while it arrived stands); a workbook, UTF-16 or Windows-1252
+    /// (detected, or as the request says) converted to UTF-8 CSV, stored
+    /// beside the original and scanned again.
+    async fn read_as_text(
+        &self,
+        key: &str,
+        size: u64,
+        head: &[u8],
+        report: ScanReport,
+        def: &'static catalog::ImportTypeDef,
+        reading: &ReadOptions,
+    ) -> Result<ReadFile, ApiError> {
+        let sniffed = decode::sniff(head);
+        let conversion = match (sniffed, reading.encoding) {
+            (Sniffed::Xlsx, _) => Some(Conversion::Workbook),
+            (_, Some(e)) if decode::needs_conversion(e) => Some(Conversion::Text(e)),
+            (_, Some(e)) => {
+                return Ok(ReadFile {
+                    report,
+                    encoding: e.as_str().into(),
+                    sheet: None,
+                    data_key: None,
+                });
+            }
+            (Sniffed::Text(e), None) if decode::needs_conversion(e) => Some(Conversion::Text(e)),
+            (Sniffed::Text(_), None) if report.invalid_utf8 => {
+                Some(Conversion::Text(Encoding::Windows1252))
+            }
+            (Sniffed::Text(e), None) => {
+                return Ok(ReadFile {
+                    report,
+                    encoding: e.as_str().into(),
+                    sheet: None,
+                    data_key: None,
+                });
+            }
+        };
+        let Some(conversion) = conversion else {
+            return Err(ApiError::Internal("no conversion chosen".into()));
+        };
+        if head.starts_with(b"\xD0\xCF\x11\xE0") {
+            return Ok(ReadFile {
+                report: ScanReport::rejected(
+                    passare_imports_domain::FileFormat::Xlsx,
+                    "the file is a legacy .xls workbook or a password-protected one; save it as .xlsx without a password, or as CSV",
+                ),
+                encoding: String::new(),
+                sheet: None,
+                data_key: None,
+            });
+        }
+        let original = self.app.files.read_range(key, 0, size).await?;
+        let (sheet, delimiter, explicit, chunk_rows) = (
+            reading.sheet.clone(),
+            reading.delimiter,
+            reading.mapping.clone(),
+            self.app.config.chunk_rows,
+        );
+        let converted = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(original.len());
+            let (sheet, format) = match conversion {
+                Conversion::Workbook => {
+                    let done = decode::xlsx_to_csv(
+                        std::io::Cursor::new(&original[..]),
+                        sheet.as_deref(),
+                        &mut out,
+                    )?;
+                    (Some(done.sheet), passare_imports_domain::FileFormat::Xlsx)
+                }
+                Conversion::Text(e) => {
+                    decode::transcode(&original[..], e, &mut out)?;
+                    (None, passare_imports_domain::FileFormat::Csv)
+                }
+            };
+            let delimiter = match conversion {
+                Conversion::Workbook => Some(b','),
+                Conversion::Text(_) => delimiter,
+            };
+            let mut report = scan(
+                &out[..],
+                def,
+                &ScanOptions {
+                    explicit: &explicit,
+                    delimiter,
+                    chunk_rows,
+                },
+            )
+            .map_err(decode::DecodeError::from)?;
+            if format == passare_imports_domain::FileFormat::Xlsx {
+                report.format = format;
+            }
+            Ok::<_, decode::DecodeError>((out, report, sheet))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("conversion task: {e}")))?;
+        let encoding = match conversion {
+            Conversion::Workbook => "xlsx".to_string(),
+            Conversion::Text(e) => e.as_str().to_string(),
+        };
+        let (out, report, sheet) = match converted {
+            Ok(done) => done,
+            Err(e) => {
+                let format = match conversion {
+                    Conversion::Workbook => passare_imports_domain::FileFormat::Xlsx,
+                    Conversion::Text(_) => passare_imports_domain::FileFormat::Csv,
+                };
+                return Ok(ReadFile {
+                    report: ScanReport::rejected(format, e.to_string()),
+                    encoding,
+                    sheet: reading.sheet.clone(),
+                    data_key: None,
+                });
+            }
+        };
+        let data_key = format!("{key}.utf8.csv");
+        let mut writer = self.app.files.create(&data_key).await?;
+        writer.write(&out).await?;
+        writer.commit().await?;
+        Ok(ReadFile {
+            report,
+            encoding,
+            sheet,
+            data_key: Some(data_key),
+        })
+    }
+}
+
 fn not_a_draft(state: &str) -> ApiError {
     ApiError::FailedPrecondition {
         reason: "IMPORT_NOT_DRAFT",
@@ -675,43 +1051,98 @@ impl ImportApi {
                 violations,
             });
         }
-        let org = view.import.organization_id;
-        let mut missing: Vec<(&'static str, Vec<String>)> = Vec::new();
-        for f in &view.files {
-            let Some(def) = catalog::find(&f.file.import_type) else {
-                continue;
-            };
-            for m in repo::missing_prerequisites(self.app.db.orm(), org, def).await? {
-                match missing.iter_mut().find(|(what, _)| *what == m) {
-                    Some((_, files)) => files.push(f.file.file_name.clone()),
-                    None => missing.push((m, vec![f.file.file_name.clone()])),
-                }
-            }
-        }
-        if !missing.is_empty() {
-            let preconditions: Vec<Precondition> = missing
-                .iter()
-                .map(|(what, files)| Precondition {
-                    kind: "PREREQUISITE".into(),
-                    subject: format!("organizations/{org}"),
-                    description: format!(
-                        "organization {org} {what}; needed by {}",
-                        files.join(", ")
-                    ),
-                })
-                .collect();
+        let Some((report, stale)) = view.analysis() else {
             return Err(ApiError::FailedPrecondition {
-                reason: "MISSING_PREREQUISITE",
-                message: preconditions
-                    .iter()
-                    .map(|p| p.description.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                preconditions,
+                reason: "NOT_ANALYZED",
+                message: "the import has not been analysed; call AnalyzeImport".into(),
+                preconditions: vec![Precondition {
+                    kind: "ANALYSIS".into(),
+                    subject: "import".into(),
+                    description: "no analysis".into(),
+                }],
+                violations: vec![],
+            });
+        };
+        if stale {
+            return Err(ApiError::FailedPrecondition {
+                reason: "ANALYSIS_STALE",
+                message: format!(
+                    "the files changed since the analysis of {}; call AnalyzeImport again and review the report",
+                    report.analyzed_at.to_rfc3339()
+                ),
+                preconditions: vec![Precondition {
+                    kind: "ANALYSIS".into(),
+                    subject: "import".into(),
+                    description: "files changed since the last analysis".into(),
+                }],
                 violations: vec![],
             });
         }
-        Ok(())
+        let policy = view.policy();
+        let mut preconditions = Vec::new();
+        let mut violations = Vec::new();
+        for (file, f) in report.all_findings() {
+            if !f.blocks(policy) {
+                continue;
+            }
+            match file {
+                None => preconditions.push(Precondition {
+                    kind: "PREREQUISITE".into(),
+                    subject: format!("organizations/{}", view.import.organization_id),
+                    description: f.message.clone(),
+                }),
+                Some(file) => {
+                    for p in &f.samples {
+                        violations.push(FieldViolation {
+                            field: if p.row == 0 {
+                                format!("files[{}].{}", file.file_name, p.column)
+                            } else {
+                                format!("files[{}].rows[{}].{}", file.file_name, p.row, p.column)
+                            },
+                            description: format!(
+                                "{}: {}{}",
+                                f.kind.as_str(),
+                                if p.value.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("{:?} ", p.value)
+                                },
+                                p.reason
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if preconditions.is_empty() && violations.is_empty() {
+            return Ok(());
+        }
+        let mut message: Vec<String> = preconditions
+            .iter()
+            .map(|p| p.description.clone())
+            .collect();
+        let blocking: Vec<String> = report
+            .all_findings()
+            .filter(|(file, f)| file.is_some() && f.blocks(policy))
+            .map(|(file, f)| {
+                format!(
+                    "{}: {}",
+                    file.map_or("", |x| x.file_name.as_str()),
+                    f.message
+                )
+            })
+            .collect();
+        message.extend(blocking);
+        Err(ApiError::FailedPrecondition {
+            reason: if preconditions.is_empty() {
+                "BLOCKING_FINDINGS"
+            } else {
+                "MISSING_PREREQUISITE"
+            },
+            message: message.join("; "),
+            preconditions,
+            violations,
+        })
     }
 }
 

@@ -82,6 +82,8 @@ impl App {
                             row: e.row_number as u64,
                             column: e.column_name,
                             value: e.value,
+                            kind: serde_json::from_value(serde_json::Value::String(e.kind))
+                                .unwrap_or_default(),
                             reason: e.reason,
                         }),
                 );

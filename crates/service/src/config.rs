@@ -51,6 +51,8 @@ pub struct Config {
     pub upload_idle_secs: u64,
     /// Largest accepted upload, in bytes.
     pub max_file_bytes: u64,
+    /// Sample rows kept per finding of an analysis report.
+    pub analysis_samples: usize,
     /// Serve gRPC server reflection.
     pub reflection: bool,
     /// Interval at which watch streams re-read an import even without a notification.
@@ -82,6 +84,7 @@ impl Default for Config {
             max_concurrent_uploads: 32,
             upload_idle_secs: 120,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
+            analysis_samples: 20,
             reflection: true,
             watch_poll_ms: 1_000,
             log_format: "text".into(),

@@ -2,7 +2,11 @@
 //! where proto types meet the domain.
 
 use chrono::{DateTime, FixedOffset};
-use passare_imports_domain::{FailurePolicy, FileFormat, FileState, ImportState, RowProblem};
+use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding};
+use passare_imports_domain::catalog::{ImportTypeDef, RefTarget};
+use passare_imports_domain::{
+    FailurePolicy, FileFormat, FileState, FindingKind, ImportState, RowProblem,
+};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::entities::{import_files, imports};
 
@@ -82,6 +86,140 @@ pub fn problem(p: &RowProblem) -> pb::RowProblem {
         column: p.column.clone(),
         value: p.value.clone(),
         reason: p.reason.clone(),
+        kind: finding_kind(p.kind) as i32,
+    }
+}
+
+pub fn finding_kind(k: FindingKind) -> pb::FindingKind {
+    match k {
+        FindingKind::Structure => pb::FindingKind::Structure,
+        FindingKind::MissingColumn => pb::FindingKind::MissingColumn,
+        FindingKind::UnknownColumn => pb::FindingKind::UnknownColumn,
+        FindingKind::TypeError => pb::FindingKind::TypeError,
+        FindingKind::Constraint => pb::FindingKind::Constraint,
+        FindingKind::DuplicateInFile => pb::FindingKind::DuplicateInFile,
+        FindingKind::DuplicateInRequest => pb::FindingKind::DuplicateInRequest,
+        FindingKind::UnresolvedReference => pb::FindingKind::UnresolvedReference,
+        FindingKind::MissingPrerequisite => pb::FindingKind::MissingPrerequisite,
+    }
+}
+
+fn finding(f: &Finding, policy: FailurePolicy) -> pb::Finding {
+    pb::Finding {
+        kind: finding_kind(f.kind) as i32,
+        severity: if f.blocks(policy) {
+            pb::Severity::Blocking
+        } else {
+            pb::Severity::Warning
+        } as i32,
+        count: f.count as i64,
+        message: f.message.clone(),
+        samples: f.samples.iter().map(problem).collect(),
+        file_names: f.files.clone(),
+    }
+}
+
+fn file_analysis(f: &FileAnalysis, policy: FailurePolicy) -> pb::FileAnalysis {
+    pb::FileAnalysis {
+        file_id: f.file_id.to_string(),
+        file_name: f.file_name.clone(),
+        import_type: f.import_type.clone(),
+        rows: f.rows as i64,
+        format: file_format(FileFormat::parse(&f.format)) as i32,
+        encoding: f.encoding.clone(),
+        delimiter: f.delimiter.clone(),
+        sheet_name: f.sheet_name.clone().unwrap_or_default(),
+        columns: f
+            .columns
+            .iter()
+            .map(|(header, column)| pb::ColumnMapping {
+                header: header.clone(),
+                column: column.clone(),
+            })
+            .collect(),
+        load_order: f.load_order,
+        would_create: f.would_create as i64,
+        would_update: f.would_update as i64,
+        would_leave_unchanged: f.would_leave_unchanged as i64,
+        rows_failing: f.rows_failing as i64,
+        findings: f.findings.iter().map(|x| finding(x, policy)).collect(),
+    }
+}
+
+/// The report as the API shows it, for `policy`; `stale` when the import's
+/// files changed since.
+pub fn analysis(r: &AnalysisReport, policy: FailurePolicy, stale: bool) -> pb::AnalysisReport {
+    let sum = |get: fn(&FileAnalysis) -> u64| r.files.iter().map(get).sum::<u64>() as i64;
+    pb::AnalysisReport {
+        analyze_time: Some(prost_types::Timestamp {
+            seconds: r.analyzed_at.timestamp(),
+            nanos: r.analyzed_at.timestamp_subsec_nanos() as i32,
+        }),
+        duration_ms: r.duration_ms as i64,
+        blocking: stale || r.blocks(policy),
+        stale,
+        files: r.files.iter().map(|f| file_analysis(f, policy)).collect(),
+        findings: r.findings.iter().map(|f| finding(f, policy)).collect(),
+        would_create: sum(|f| f.would_create),
+        would_update: sum(|f| f.would_update),
+        would_leave_unchanged: sum(|f| f.would_leave_unchanged),
+        rows_failing: sum(|f| f.rows_failing),
+    }
+}
+
+impl ImportView {
+    /// The stored analysis and whether the files changed since it ran.
+    pub fn analysis(&self) -> Option<(AnalysisReport, bool)> {
+        let report: AnalysisReport = serde_json::from_value(self.import.analysis.clone()?).ok()?;
+        let files: Vec<import_files::Model> = self.files.iter().map(|f| f.file.clone()).collect();
+        let stale = report.fingerprint != crate::analysis::fingerprint(&files);
+        Some((report, stale))
+    }
+
+    pub fn policy(&self) -> FailurePolicy {
+        FailurePolicy::parse(&self.import.failure_policy).unwrap_or(FailurePolicy::StopOnFirstError)
+    }
+}
+
+/// One type of the catalog as the API shows it.
+pub fn import_type(def: &ImportTypeDef) -> pb::ImportType {
+    pb::ImportType {
+        key: def.key.into(),
+        display_name: def.display_name.into(),
+        columns: def
+            .columns
+            .iter()
+            .map(|c| pb::ColumnSpec {
+                name: c.name.into(),
+                kind: c.kind.name().into(),
+                required: c.required,
+                aliases: c.aliases.iter().map(|a| a.to_string()).collect(),
+                values: c.kind.values().into_iter().map(String::from).collect(),
+                sensitive: c.sensitive,
+                description: c.kind.describe(),
+            })
+            .collect(),
+        key_columns: def.key_columns.iter().map(|k| k.to_string()).collect(),
+        references: def
+            .references
+            .iter()
+            .map(|r| pb::ReferenceSpec {
+                column: r.column.into(),
+                describes: r.describes.into(),
+                import_type: match r.target {
+                    RefTarget::Records { type_key } => type_key.into(),
+                    RefTarget::Setup { .. } => String::new(),
+                },
+            })
+            .collect(),
+        prerequisites: def
+            .prerequisites
+            .iter()
+            .map(|p| p.missing.to_string())
+            .collect(),
+        dependencies: def.dependencies().into_iter().map(String::from).collect(),
+        row_checks: def.row_checks.iter().map(|c| c.describe()).collect(),
+        load_order: def.load_rank(),
     }
 }
 
@@ -115,7 +253,7 @@ pub fn file(v: &FileView) -> pb::ImportFile {
     let f = &v.file;
     let headers: Vec<String> = serde_json::from_value(f.headers.clone()).unwrap_or_default();
     let mapped = passare_imports_domain::catalog::find(&f.import_type)
-        .map(|def| def.map_headers(&headers))
+        .and_then(|def| passare_imports_store::loader::file_mapping(def, f).ok())
         .unwrap_or_default();
     pb::ImportFile {
         id: f.id.to_string(),
@@ -142,6 +280,10 @@ pub fn file(v: &FileView) -> pb::ImportFile {
             })
             .collect(),
         create_time: Some(timestamp(&f.created_at)),
+        encoding: f.encoding.clone(),
+        sheet_name: f.sheet_name.clone().unwrap_or_default(),
+        delimiter: f.delimiter.clone(),
+        load_order: f.load_order,
     }
 }
 
@@ -191,6 +333,9 @@ impl From<&ImportView> for pb::Import {
             } else {
                 0
             },
+            analysis: v
+                .analysis()
+                .map(|(r, stale)| analysis(&r, v.policy(), stale)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! configuration and identity. Binaries and tests start it through
 //! [`server::serve`] and [`worker::Worker::run`].
 
+pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod auth;

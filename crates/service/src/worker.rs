@@ -400,28 +400,30 @@ impl Worker {
         let bytes = self
             .files
             .read_range(
-                &job.file.storage_key,
+                job.data_key(),
                 job.chunk.byte_start as u64,
                 job.chunk.byte_end as u64,
             )
             .await?;
-        let setup = loader::load_setup(&self.db, job.import.organization_id, job.def).await?;
-        let headers = job.headers.clone();
+        let mapping = job.mapping.clone();
         let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
         let today = Utc::now().date_naive();
-        let parsed = tokio::task::spawn_blocking(move || {
+        let mut parsed = tokio::task::spawn_blocking(move || {
             let layout = ChunkLayout {
                 def,
-                headers: &headers,
+                mapping: &mapping,
                 delimiter,
                 first_row,
                 today,
-                setup: &setup,
             };
             parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
         })
         .await
         .map_err(|e| ChunkError::Parse(e.to_string()))??;
+        // References resolve against what is stored: earlier files of the
+        // import were loaded before this one (files load in dependency order).
+        loader::check_against_stored(&self.db, job.import.organization_id, def, &mut parsed, None)
+            .await?;
         let parsed_at = std::time::Instant::now();
         let outcome = loader::write_chunk(
             &self.db,

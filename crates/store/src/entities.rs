@@ -81,6 +81,9 @@ pub mod imports {
         pub started_at: Option<DateTimeWithTimeZone>,
         pub finished_at: Option<DateTimeWithTimeZone>,
         pub updated_at: DateTimeWithTimeZone,
+        pub analysis: Option<Json>,
+        pub analysis_fingerprint: Option<String>,
+        pub analyzed_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -121,6 +124,11 @@ pub mod import_files {
         pub rows_failed: i64,
         pub created_at: DateTimeWithTimeZone,
         pub updated_at: DateTimeWithTimeZone,
+        pub encoding: String,
+        pub sheet_name: Option<String>,
+        pub data_key: Option<String>,
+        pub column_mapping: Json,
+        pub load_order: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -180,6 +188,7 @@ pub mod row_errors {
         pub value: String,
         pub reason: String,
         pub created_at: DateTimeWithTimeZone,
+        pub kind: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,7 +9,11 @@ use chrono::{DateTime, Utc};
 use passare_imports_domain::catalog::{self, ImportTypeDef};
 use std::collections::HashSet;
 
-use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, SetupIndex, date_from_days};
+use passare_imports_domain::FindingKind;
+use passare_imports_domain::catalog::{RefTarget, ReferenceDef, RowCheck};
+use passare_imports_domain::chunk::{
+    ParsedChunk, ROW_COLUMN, RefHit, ReferenceIndex, ReferenceLookup,
+};
 use passare_imports_domain::copy::{Constant, encode_copy_binary};
 use passare_imports_domain::{FailurePolicy, FileState, ImportState, RowProblem};
 use sea_orm::EntityTrait;
@@ -29,9 +33,33 @@ pub struct ChunkJob {
     pub file: import_files::Model,
     pub import: imports::Model,
     pub def: &'static ImportTypeDef,
-    pub headers: Vec<String>,
+    /// Canonical column of each field of the file's records.
+    pub mapping: Vec<Option<&'static str>>,
     pub delimiter: u8,
     pub policy: FailurePolicy,
+}
+
+impl ChunkJob {
+    /// The stored object the chunk's byte range points into.
+    pub fn data_key(&self) -> &str {
+        self.file
+            .data_key
+            .as_deref()
+            .unwrap_or(&self.file.storage_key)
+    }
+}
+
+/// The header mapping a file was uploaded with: its headers, matched by name
+/// and alias, with the request's explicit mapping taking precedence.
+pub fn file_mapping(
+    def: &ImportTypeDef,
+    file: &import_files::Model,
+) -> Result<Vec<Option<&'static str>>, StoreError> {
+    let headers: Vec<String> = serde_json::from_value(file.headers.clone())
+        .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))?;
+    let explicit: Vec<(String, String)> = serde_json::from_value(file.column_mapping.clone())
+        .map_err(|e| StoreError::Corrupt(format!("column mapping of file {}: {e}", file.id)))?;
+    Ok(def.map_headers_with(&headers, &explicit).0)
 }
 
 /// Loads what a worker needs to process a chunk; `None` when the chunk does not
@@ -54,8 +82,7 @@ pub async fn load_job(db: &Db, chunk_id: i64) -> Result<Option<ChunkJob>, StoreE
             file.id, file.import_type
         ))
     })?;
-    let headers: Vec<String> = serde_json::from_value(file.headers.clone())
-        .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))?;
+    let mapping = file_mapping(def, &file)?;
     let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
     let policy = FailurePolicy::parse(&import.failure_policy).ok_or_else(|| {
         StoreError::Corrupt(format!(
@@ -68,7 +95,7 @@ pub async fn load_job(db: &Db, chunk_id: i64) -> Result<Option<ChunkJob>, StoreE
         file,
         import,
         def,
-        headers,
+        mapping,
         delimiter,
         policy,
     }))
@@ -83,7 +110,7 @@ pub async fn next_pending_chunk(db: &Db, organization_id: i64) -> Result<Option<
            JOIN imports i ON i.id = c.import_id
            JOIN import_files f ON f.id = c.file_id
           WHERE c.organization_id = $1 AND c.state = 'queued'
-          ORDER BY i.queue_seq, f.position, c.seq
+          ORDER BY i.queue_seq, f.load_order, f.position, c.seq
           LIMIT 1",
     )
     .bind(organization_id)
@@ -130,32 +157,149 @@ pub struct ChunkWrite<'a> {
 
 const STAGE: &str = "passare_stage";
 
-/// The organization's setup records that `def`'s references point to.
-pub async fn load_setup(
-    db: &Db,
+/// Looks up the records the chunk's references name, one query per
+/// reference: setup by its matched column ignoring case, other types' records
+/// by their key, with the columns the reference must agree with.
+pub async fn reference_index(
+    conn: &mut PgConnection,
     organization_id: i64,
     def: &ImportTypeDef,
-) -> Result<SetupIndex, StoreError> {
-    let mut index = SetupIndex::default();
-    for r in def.references {
-        let sql = format!(
-            "SELECT id, {m} AS value FROM {table} WHERE organization_id = $1",
-            m = r.match_column,
-            table = r.table
-        );
+    parsed: &ParsedChunk,
+) -> Result<ReferenceIndex, StoreError> {
+    let mut index = ReferenceIndex::default();
+    for (r, values) in def.references.iter().zip(parsed.reference_values(def)) {
+        if values.is_empty() {
+            continue;
+        }
+        let sql = match r.target {
+            RefTarget::Setup {
+                table,
+                match_column,
+            } => format!(
+                "SELECT id, lower({match_column}) AS value FROM {table}
+                  WHERE organization_id = $1 AND lower({match_column}) = ANY($2)"
+            ),
+            RefTarget::Records { type_key } => {
+                let target = catalog::find(type_key).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{} refers to unknown type {type_key}", def.key))
+                })?;
+                let key = target.key_columns.first().copied().unwrap_or("id");
+                let agrees: String = r
+                    .agrees
+                    .iter()
+                    .map(|(_, theirs)| format!(", {theirs}::text"))
+                    .collect();
+                format!(
+                    "SELECT NULL::bigint AS id, {key} AS value{agrees} FROM {table}
+                      WHERE organization_id = $1 AND {key} = ANY($2)",
+                    table = target.target_table
+                )
+            }
+        };
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(organization_id)
-            .fetch_all(db.pool())
+            .bind(&values)
+            .fetch_all(&mut *conn)
             .await?;
         for row in rows {
+            let agrees = (0..r.agrees.len())
+                .map(|j| row.try_get::<Option<String>, _>(2 + j))
+                .collect::<Result<Vec<_>, _>>()?;
             index.insert(
-                r.column,
+                r,
                 &row.try_get::<String, _>("value")?,
-                row.try_get("id")?,
+                RefHit {
+                    id: row.try_get("id")?,
+                    agrees,
+                },
             );
         }
     }
     Ok(index)
+}
+
+/// Finishes a parsed chunk against what the organization has stored:
+/// resolves its references (in the database, else through `earlier`, the
+/// records of earlier files of the same import), fails repeated keys and
+/// flags, and checks flags against stored records.
+pub async fn check_against_stored(
+    db: &Db,
+    organization_id: i64,
+    def: &ImportTypeDef,
+    parsed: &mut ParsedChunk,
+    earlier: Option<&dyn ReferenceLookup>,
+) -> Result<(), StoreError> {
+    let mut conn = db.pool().acquire().await?;
+    let index = reference_index(&mut conn, organization_id, def, parsed).await?;
+    struct Either<'a>(ReferenceIndex, Option<&'a dyn ReferenceLookup>);
+    impl ReferenceLookup for Either<'_> {
+        fn find(&self, r: &ReferenceDef, value: &str) -> Option<RefHit> {
+            self.0
+                .find(r, value)
+                .or_else(|| self.1.and_then(|e| e.find(r, value)))
+        }
+    }
+    parsed
+        .finish(def, &Either(index, earlier))
+        .map_err(|e| StoreError::Corrupt(format!("finishing a parsed chunk: {e}")))?;
+    check_stored_flags(&mut conn, organization_id, def, parsed).await
+}
+
+/// Fails the rows that would give a group a second flagged record (a second
+/// next of kin of a case) next to one already stored under another key.
+pub async fn check_stored_flags(
+    conn: &mut PgConnection,
+    organization_id: i64,
+    def: &ImportTypeDef,
+    parsed: &mut ParsedChunk,
+) -> Result<(), StoreError> {
+    for check in def.row_checks {
+        let RowCheck::OneFlaggedPer { group, flag } = *check else {
+            continue;
+        };
+        let flagged: Vec<usize> = (0..parsed.batch.num_rows())
+            .filter(|i| parsed.valid[*i] && parsed.text(flag, *i).as_deref() == Some("true"))
+            .collect();
+        let groups: Vec<String> = flagged
+            .iter()
+            .filter_map(|i| parsed.text(group, *i))
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let key = def
+            .key_columns
+            .iter()
+            .map(|k| format!("{k}::text"))
+            .collect::<Vec<_>>()
+            .join(" || '+' || ");
+        let sql = format!(
+            "SELECT {group} AS g, {key} AS k FROM {table}
+              WHERE organization_id = $1 AND {flag} AND {group} = ANY($2)",
+            table = def.target_table
+        );
+        let stored: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(organization_id)
+            .bind(&groups)
+            .fetch_all(&mut *conn)
+            .await?;
+        for i in flagged {
+            let (Some(g), Some(k)) = (parsed.text(group, i), parsed.key(def, i)) else {
+                continue;
+            };
+            let k = k.join("+");
+            if let Some((_, other)) = stored.iter().find(|(sg, sk)| *sg == g && *sk != k) {
+                parsed.fail(
+                    i,
+                    FindingKind::Constraint,
+                    flag,
+                    "true".into(),
+                    format!("{group} {g:?} already has {flag}: {other}"),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Target columns written for each row, in COPY order after `organization_id`.
@@ -163,7 +307,7 @@ fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
     def.columns
         .iter()
         .filter_map(|c| c.target)
-        .chain(def.references.iter().map(|r| r.store_id_as))
+        .chain(def.references.iter().filter_map(|r| r.store_id_as))
         .collect()
 }
 
@@ -182,7 +326,7 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     take_write_fence(&mut tx, org).await?;
 
     let Some(row) = sqlx::query(
-        "SELECT c.state, i.state AS import_state, i.queue_seq, f.position
+        "SELECT c.state, i.state AS import_state, i.queue_seq, f.load_order, f.position
            FROM chunks c JOIN imports i ON i.id = c.import_id JOIN import_files f ON f.id = c.file_id
           WHERE c.id = $1 FOR UPDATE OF c",
     )
@@ -196,6 +340,7 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     let import_state: String = row.try_get("import_state")?;
     let queue_seq: Option<i64> = row.try_get("queue_seq")?;
     let position: i32 = row.try_get("position")?;
+    let load_order: i32 = row.try_get("load_order")?;
     if chunk_state != "queued" {
         return Ok(ChunkOutcome::AlreadyDone);
     }
@@ -215,13 +360,14 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
               JOIN imports i ON i.id = c.import_id
               JOIN import_files f ON f.id = c.file_id
              WHERE c.organization_id = $1 AND c.state = 'queued' AND c.id <> $2
-               AND (i.queue_seq, f.position, c.seq) < ($3, $4, $5))",
+               AND (i.queue_seq, f.load_order, f.position, c.seq) < ($3, $6, $4, $5))",
     )
     .bind(org)
     .bind(job.chunk.id)
     .bind(queue_seq.unwrap_or(i64::MAX))
     .bind(position)
     .bind(job.chunk.seq)
+    .bind(load_order)
     .fetch_one(&mut *tx)
     .await?;
     if earlier_pending {
@@ -478,10 +624,11 @@ async fn insert_row_errors(
     let columns: Vec<&str> = problems.iter().map(|p| p.column.as_str()).collect();
     let values: Vec<&str> = problems.iter().map(|p| p.value.as_str()).collect();
     let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+    let kinds: Vec<&str> = problems.iter().map(|p| p.kind.as_str()).collect();
     sqlx::query(
-        "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason)
-         SELECT $1, $2, $3, r, c, v, why
-           FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::text[]) AS e(r, c, v, why)",
+        "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind)
+         SELECT $1, $2, $3, r, c, v, why, k
+           FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(r, c, v, why, k)",
     )
     .bind(job.import.id)
     .bind(job.file.id)
@@ -490,9 +637,141 @@ async fn insert_row_errors(
     .bind(&columns)
     .bind(&values)
     .bind(&reasons)
+    .bind(&kinds)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Where a chunk's rows go: the type's table, rows of one organization,
+/// written by one file of one import.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub def: &'a ImportTypeDef,
+    pub organization_id: i64,
+    pub import_id: Uuid,
+    pub file_id: Uuid,
+}
+
+impl<'a> Target<'a> {
+    pub fn of(job: &'a ChunkJob) -> Self {
+        Self {
+            def: job.def,
+            organization_id: job.import.organization_id,
+            import_id: job.import.id,
+            file_id: job.file.id,
+        }
+    }
+
+    /// Columns in COPY order: organization, the written columns, provenance.
+    fn list(&self) -> String {
+        format!(
+            "organization_id, {}, source_row, source_import_id, source_file_id",
+            written_columns(self.def).join(", ")
+        )
+    }
+
+    /// Encodes `rows` of the batch as a binary COPY stream in [`Target::list`] order.
+    fn encode(&self, batch: &arrow_array::RecordBatch, rows: &[usize], out: &mut Vec<u8>) {
+        let mut encoded = written_columns(self.def);
+        encoded.push(ROW_COLUMN);
+        out.clear();
+        encode_copy_binary(
+            batch,
+            &encoded,
+            rows.iter().copied(),
+            &[Constant::Int8(self.organization_id)],
+            &[
+                Constant::Uuid(*self.import_id.as_bytes()),
+                Constant::Uuid(*self.file_id.as_bytes()),
+            ],
+            out,
+        );
+    }
+
+    /// Copies `data` (from [`Target::encode`]) into a new temporary table of the
+    /// target's shape, dropped at commit.
+    async fn stage(&self, conn: &mut PgConnection, data: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {list} FROM {table} WITH NO DATA",
+            list = self.list(),
+            table = self.def.target_table
+        )))
+        .execute(&mut *conn)
+        .await?;
+        copy_in(
+            conn,
+            &format!("COPY {STAGE} ({}) FROM STDIN (FORMAT binary)", self.list()),
+            data,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The compared (non-key) columns and the SQL conditions joining the
+    /// target `t` to the stage `s` and telling rows that differ.
+    fn comparison(&self) -> (Vec<&'static str>, String, String) {
+        let keys = self.def.key_columns;
+        let compared: Vec<&'static str> = written_columns(self.def)
+            .into_iter()
+            .filter(|c| !keys.contains(c))
+            .collect();
+        let matched = keys
+            .iter()
+            .map(|k| format!("t.{k} = s.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let differs = format!(
+            "({}) IS DISTINCT FROM ({})",
+            compared
+                .iter()
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            compared
+                .iter()
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        (compared, matched, differs)
+    }
+}
+
+/// What writing a chunk would do, without writing it: (would create, would
+/// update, would leave unchanged) among the valid rows. Runs in its own
+/// transaction, which it rolls back.
+pub async fn compare_with_stored(
+    db: &Db,
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+) -> Result<(i64, i64, i64), StoreError> {
+    let batch = &parsed.batch;
+    let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
+    if valid.is_empty() {
+        return Ok((0, 0, 0));
+    }
+    let mut conn = db.pool().acquire().await?;
+    let first_key = target.def.key_columns.first().copied().unwrap_or_default();
+    let first_values: Vec<Option<String>> =
+        valid.iter().map(|i| parsed.text(first_key, *i)).collect();
+    if !keys_in_range(&mut conn, target, first_key, &first_values).await? {
+        return Ok((valid.len() as i64, 0, 0));
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut data = Vec::with_capacity(valid.len() * 160);
+    target.encode(batch, &valid, &mut data);
+    target.stage(&mut tx, &data).await?;
+    let (_, matched, differs) = target.comparison();
+    let (existing, changed): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT count(*), count(*) FILTER (WHERE {differs})
+           FROM {STAGE} s JOIN {table} t ON t.organization_id = s.organization_id AND {matched}",
+        table = target.def.target_table
+    )))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.rollback().await?;
+    Ok((valid.len() as i64 - existing, changed, existing - changed))
 }
 
 /// Writes the chunk's valid rows: keys new to the organization go straight
@@ -506,44 +785,30 @@ async fn merge(
     job: &ChunkJob,
     parsed: &ParsedChunk,
 ) -> Result<(i64, i64), StoreError> {
+    let target = Target::of(job);
     let def = job.def;
     let batch = &parsed.batch;
     let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
     if valid.is_empty() {
         return Ok((0, 0));
     }
-    let keys: Vec<&str> = def.key_columns.to_vec();
-    let columns = written_columns(def);
-    let mut encoded: Vec<&str> = columns.clone();
-    encoded.push(ROW_COLUMN);
-    let prefix = [Constant::Int8(job.import.organization_id)];
-    let suffix = [
-        Constant::Uuid(*job.import.id.as_bytes()),
-        Constant::Uuid(*job.file.id.as_bytes()),
-    ];
-    let encode = |rows: &[usize], out: &mut Vec<u8>| {
-        out.clear();
-        encode_copy_binary(batch, &encoded, rows.iter().copied(), &prefix, &suffix, out);
-    };
-    let list = format!(
-        "organization_id, {}, source_row, source_import_id, source_file_id",
-        columns.join(", ")
-    );
     let copy_target = format!(
-        "COPY {} ({list}) FROM STDIN (FORMAT binary)",
-        def.target_table
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        def.target_table,
+        target.list()
     );
     let mut data = Vec::with_capacity(valid.len() * 160);
-    let key_values: Vec<Vec<Option<String>>> =
-        keys.iter().map(|k| text_values(batch, k, &valid)).collect();
+    let first_key = def.key_columns.first().copied().unwrap_or_default();
+    let first_values: Vec<Option<String>> =
+        valid.iter().map(|i| parsed.text(first_key, *i)).collect();
 
     // The common case when onboarding a client: no key of the chunk exists
     // yet, and the rows go straight in with COPY. When no stored key even
     // falls within the chunk's key range, that is certain; otherwise COPY is
     // tried under a savepoint, and a key that does exist sends the chunk down
     // the careful path below.
-    encode(&valid, &mut data);
-    if !keys_in_range(conn, job, keys[0], &key_values[0]).await? {
+    target.encode(batch, &valid, &mut data);
+    if !keys_in_range(conn, target, first_key, &first_values).await? {
         return Ok((copy_in(conn, &copy_target, &data).await?, 0));
     }
     sqlx::query("SAVEPOINT passare_copy")
@@ -564,56 +829,28 @@ async fn merge(
         Err(e) => return Err(e),
     }
 
-    let existing = existing_keys(conn, job, &keys, &key_values).await?;
-    // Batch rows whose key the organization already has, and the others.
-    let (mut old, mut new) = (Vec::new(), Vec::new());
-    for (n, row) in valid.iter().copied().enumerate() {
-        let key: Vec<Option<String>> = key_values.iter().map(|col| col[n].clone()).collect();
-        if existing.contains(&key) {
-            old.push(row);
-        } else {
-            new.push(row);
-        }
-    }
+    let existing = existing_rows(conn, target, parsed, &valid).await?;
+    let (old, new): (Vec<usize>, Vec<usize>) =
+        valid.iter().copied().partition(|i| existing.contains(i));
 
     let mut created = 0;
     if !new.is_empty() {
-        encode(&new, &mut data);
+        target.encode(batch, &new, &mut data);
         created = copy_in(conn, &copy_target, &data).await?;
     }
     let mut updated = 0;
     if !old.is_empty() {
-        encode(&old, &mut data);
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {list} FROM {} WITH NO DATA",
-            def.target_table
-        )))
-        .execute(&mut *conn)
-        .await?;
-        copy_in(
-            conn,
-            &format!("COPY {STAGE} ({list}) FROM STDIN (FORMAT binary)"),
-            &data,
-        )
-        .await?;
-        let compared: Vec<&str> = columns
-            .iter()
-            .copied()
-            .filter(|c| !keys.contains(c))
-            .collect();
+        target.encode(batch, &old, &mut data);
+        target.stage(conn, &data).await?;
+        let (compared, matched, differs) = target.comparison();
         let set: Vec<String> = compared.iter().map(|c| format!("{c} = s.{c}")).collect();
-        let matched: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
         let sql = format!(
             "UPDATE {table} t SET {set}, source_row = s.source_row, source_import_id = s.source_import_id,
                     source_file_id = s.source_file_id, updated_at = now()
                FROM {STAGE} s
-              WHERE t.organization_id = s.organization_id AND {matched}
-                AND ({old}) IS DISTINCT FROM ({new})",
+              WHERE t.organization_id = s.organization_id AND {matched} AND {differs}",
             table = def.target_table,
             set = set.join(", "),
-            matched = matched.join(" AND "),
-            old = compared.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-            new = compared.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "),
         );
         updated = sqlx::query(AssertSqlSafe(sql))
             .execute(&mut *conn)
@@ -632,93 +869,68 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Resul
     Ok(copy.finish().await? as i64)
 }
 
+/// SQL type a key column's text is cast to.
+fn sql_type(def: &ImportTypeDef, column: &str) -> &'static str {
+    def.column(column).map_or("text", |c| c.kind.sql_type())
+}
+
 /// Whether the organization has any record whose first key column falls
 /// between the smallest and the largest of `values` (in the database's
 /// collation). When it has none, no key of the chunk can exist.
 async fn keys_in_range(
     conn: &mut PgConnection,
-    job: &ChunkJob,
+    target: Target<'_>,
     column: &str,
     values: &[Option<String>],
 ) -> Result<bool, StoreError> {
-    let kind = job.def.column(column).map_or("text", |c| c.kind.sql_type());
+    let kind = sql_type(target.def, column);
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $1 AND t.{column} BETWEEN
             (SELECT min(x::{kind}) FROM unnest($2::text[]) x) AND (SELECT max(x::{kind}) FROM unnest($2::text[]) x))",
-        table = job.def.target_table,
+        table = target.def.target_table,
     );
     Ok(sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(job.import.organization_id)
+        .bind(target.organization_id)
         .bind(values)
         .fetch_one(&mut *conn)
         .await?)
 }
 
-/// A key column's values for the given rows, as text (dates as YYYY-MM-DD).
-fn text_values(
-    batch: &arrow_array::RecordBatch,
-    column: &str,
-    rows: &[usize],
-) -> Vec<Option<String>> {
-    use arrow_array::{Array, Date32Array, StringArray};
-    let Some(array) = batch.column_by_name(column) else {
-        return vec![None; rows.len()];
-    };
-    if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
-        rows.iter()
-            .map(|r| a.is_valid(*r).then(|| a.value(*r).to_string()))
-            .collect()
-    } else if let Some(a) = array.as_any().downcast_ref::<Date32Array>() {
-        rows.iter()
-            .map(|r| {
-                a.is_valid(*r)
-                    .then(|| date_from_days(a.value(*r)).to_string())
-            })
-            .collect()
-    } else {
-        vec![None; rows.len()]
-    }
-}
-
-/// Which of the given keys the organization already has.
-async fn existing_keys(
+/// Which of the given batch rows have a key the organization already has.
+async fn existing_rows(
     conn: &mut PgConnection,
-    job: &ChunkJob,
-    keys: &[&str],
-    values: &[Vec<Option<String>>],
-) -> Result<HashSet<Vec<Option<String>>>, StoreError> {
-    let def = job.def;
-    let unnest: Vec<String> = (0..keys.len())
-        .map(|i| format!("${}::text[]", i + 2))
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+    rows: &[usize],
+) -> Result<HashSet<usize>, StoreError> {
+    let def = target.def;
+    let keys = def.key_columns;
+    let unnest: Vec<String> = std::iter::once("$2::int8[]".to_string())
+        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 3)))
         .collect();
-    let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+    let names: Vec<String> = std::iter::once("i".to_string())
+        .chain((0..keys.len()).map(|i| format!("k{i}")))
+        .collect();
     let on: Vec<String> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| {
-            let kind = def.column(k).map_or("text", |c| c.kind.sql_type());
-            format!("t.{k} = u.k{i}::{kind}")
-        })
+        .map(|(i, k)| format!("t.{k} = u.k{i}::{}", sql_type(def, k)))
         .collect();
-    let out: Vec<String> = keys.iter().map(|k| format!("t.{k}::text")).collect();
     let sql = format!(
-        "SELECT {out} FROM {table} t JOIN UNNEST({unnest}) AS u({names}) ON {on} WHERE t.organization_id = $1",
-        out = out.join(", "),
-        table = def.target_table,
+        "SELECT u.i FROM UNNEST({unnest}) AS u({names}) JOIN {table} t ON t.organization_id = $1 AND {on}",
         unnest = unnest.join(", "),
         names = names.join(", "),
+        table = def.target_table,
         on = on.join(" AND "),
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(job.import.organization_id);
-    for column in values {
-        query = query.bind(column.clone());
+    let indexes: Vec<i64> = rows.iter().map(|r| *r as i64).collect();
+    let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(target.organization_id)
+        .bind(indexes);
+    for k in keys {
+        let values: Vec<Option<String>> = rows.iter().map(|r| parsed.text(k, *r)).collect();
+        query = query.bind(values);
     }
-    let rows = query.fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| {
-            (0..keys.len())
-                .map(|i| r.try_get::<Option<String>, _>(i).map_err(StoreError::from))
-                .collect()
-        })
-        .collect()
+    let found: Vec<i64> = query.fetch_all(&mut *conn).await?;
+    Ok(found.into_iter().map(|i| i as usize).collect())
 }

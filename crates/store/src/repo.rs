@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::entities::{chunks, import_files, imports, locations, organizations, staff_users};
+use crate::entities::{chunks, import_files, imports, organizations};
 use crate::{EVENTS_CHANNEL, StoreError};
 
 pub type Timestamp = DateTime<FixedOffset>;
@@ -84,6 +84,9 @@ pub async fn create_import(
         started_at: Set(None),
         finished_at: Set(None),
         updated_at: Set(at),
+        analysis: Set(None),
+        analysis_fingerprint: Set(None),
+        analyzed_at: Set(None),
     };
     let inserted = imports::Entity::insert(model)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -237,6 +240,16 @@ pub struct NewFile {
     pub chunk_plan: Vec<ChunkRange>,
     pub state: FileState,
     pub problems: serde_json::Value,
+    /// Encoding the file arrived in ("utf-8", "windows-1252", …).
+    pub encoding: String,
+    /// Sheet read from a workbook.
+    pub sheet_name: Option<String>,
+    /// Stored UTF-8 conversion the chunks index, when the original is not UTF-8 text.
+    pub data_key: Option<String>,
+    /// Explicit header mapping of the request (file header, column).
+    pub column_mapping: Vec<(String, String)>,
+    /// Loading order of the file's type (see `ImportTypeDef::load_rank`).
+    pub load_order: i32,
 }
 
 /// Adds a file to a draft import. Fails with `Ok(None)` when the import is no
@@ -295,6 +308,11 @@ pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
         rows_failed: Set(0),
         created_at: Set(at),
         updated_at: Set(at),
+        encoding: Set(file.encoding),
+        sheet_name: Set(file.sheet_name),
+        data_key: Set(file.data_key),
+        column_mapping: Set(serde_json::json!(file.column_mapping)),
+        load_order: Set(file.load_order),
     }
     .insert(&txn)
     .await?;
@@ -306,6 +324,92 @@ pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
     notify(&txn, model.import_id).await?;
     txn.commit().await?;
     Ok(Some(model))
+}
+
+/// Changes a draft import's failure policy.
+pub async fn set_failure_policy(
+    db: &impl ConnectionTrait,
+    import_id: Uuid,
+    policy: passare_imports_domain::FailurePolicy,
+) -> Result<(), StoreError> {
+    db.execute_raw(stmt(
+        "UPDATE imports SET failure_policy = $2, updated_at = now() WHERE id = $1 AND state = 'draft'",
+        vec![import_id.into(), policy.as_str().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// What became of a request to remove a file.
+#[derive(Debug)]
+pub enum Removed {
+    /// Removed; the storage keys of its bytes, to delete.
+    Done(Vec<String>),
+    NotDraft(String),
+    NotFound,
+}
+
+/// Removes a file from a draft import, under the import's row lock so a
+/// concurrent StartImport either sees it or does not.
+pub async fn remove_file<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    import_id: Uuid,
+    file_id: Uuid,
+) -> Result<Removed, StoreError> {
+    let txn = db.begin().await?;
+    let state = txn
+        .query_one_raw(stmt(
+            "SELECT state FROM imports WHERE id = $1 FOR UPDATE",
+            vec![import_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<String>("", "state"))
+        .transpose()?;
+    let Some(state) = state else {
+        return Ok(Removed::NotFound);
+    };
+    if state != ImportState::Draft.as_str() {
+        return Ok(Removed::NotDraft(state));
+    }
+    let Some(file) = import_files::Entity::find_by_id(file_id)
+        .filter(import_files::Column::ImportId.eq(import_id))
+        .one(&txn)
+        .await?
+    else {
+        return Ok(Removed::NotFound);
+    };
+    import_files::Entity::delete_by_id(file_id)
+        .exec(&txn)
+        .await?;
+    txn.execute_raw(stmt(
+        "UPDATE imports SET updated_at = now() WHERE id = $1",
+        vec![import_id.into()],
+    ))
+    .await?;
+    notify(&txn, import_id).await?;
+    txn.commit().await?;
+    Ok(Removed::Done(
+        std::iter::once(file.storage_key)
+            .chain(file.data_key)
+            .collect(),
+    ))
+}
+
+/// Stores an import's analysis report and the fingerprint of its files.
+pub async fn store_analysis(
+    db: &impl ConnectionTrait,
+    import_id: Uuid,
+    report: serde_json::Value,
+    fingerprint: &str,
+) -> Result<(), StoreError> {
+    db.execute_raw(stmt(
+        "UPDATE imports SET analysis = $2, analysis_fingerprint = $3, analyzed_at = now(),
+                updated_at = now() WHERE id = $1",
+        vec![import_id.into(), report.into(), fingerprint.into()],
+    ))
+    .await?;
+    notify(db, import_id).await?;
+    Ok(())
 }
 
 /// Organization setup that `def` needs and the organization lacks.
@@ -434,57 +538,55 @@ pub async fn notify(db: &impl ConnectionTrait, import_id: Uuid) -> Result<(), St
     Ok(())
 }
 
-/// Creates an organization with one location and one staff user if it does
-/// not exist (for demos and tests; production setup is managed by Passare).
+/// Organization setup for demos and tests (Passare manages the real one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrgSetup<'a> {
+    pub locations: &'a [&'a str],
+    /// (e-mail, name)
+    pub staff: &'a [(&'a str, &'a str)],
+    /// (code, name)
+    pub gl_accounts: &'a [(&'a str, &'a str)],
+    /// (number, name)
+    pub bank_accounts: &'a [(&'a str, &'a str)],
+}
+
+/// Creates an organization and the setup given, leaving what exists alone.
 pub async fn ensure_demo_organization(
     db: &impl ConnectionTrait,
     id: i64,
     name: &str,
-    locations: &[&str],
-    staff: &[(&str, &str)],
+    setup: OrgSetup<'_>,
 ) -> Result<(), StoreError> {
     db.execute_raw(stmt(
         "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
         vec![id.into(), name.into()],
     ))
     .await?;
-    for location in locations {
-        let exists = locations::Entity::find()
-            .filter(locations::Column::OrganizationId.eq(id))
-            .filter(Expr::cust_with_values(
-                "lower(name) = lower($1)",
-                [*location],
-            ))
-            .one(db)
-            .await?
-            .is_some();
-        if !exists {
-            locations::ActiveModel {
-                organization_id: Set(id),
-                name: Set(location.to_string()),
-                created_at: Set(now()),
-                ..Default::default()
-            }
-            .insert(db)
-            .await?;
-        }
+    for location in setup.locations {
+        db.execute_raw(stmt(
+            "INSERT INTO locations (organization_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            vec![id.into(), (*location).into()],
+        ))
+        .await?;
     }
-    for (email, name) in staff {
-        let exists = staff_users::Entity::find()
-            .filter(staff_users::Column::OrganizationId.eq(id))
-            .filter(Expr::cust_with_values("lower(email) = lower($1)", [*email]))
-            .one(db)
-            .await?
-            .is_some();
-        if !exists {
-            staff_users::ActiveModel {
-                organization_id: Set(id),
-                email: Set(email.to_string()),
-                name: Set(name.to_string()),
-                created_at: Set(now()),
-                ..Default::default()
-            }
-            .insert(db)
+    let pairs = [
+        ("staff_users (organization_id, email, name)", setup.staff),
+        (
+            "gl_accounts (organization_id, code, name)",
+            setup.gl_accounts,
+        ),
+        (
+            "bank_accounts (organization_id, number, name)",
+            setup.bank_accounts,
+        ),
+    ];
+    for (table, rows) in pairs {
+        for (a, b) in rows {
+            // Table names are the constants above, never input.
+            db.execute_raw(stmt(
+                &format!("INSERT INTO {table} VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
+                vec![id.into(), (*a).into(), (*b).into()],
+            ))
             .await?;
         }
     }
