@@ -62,7 +62,9 @@ rows=${QUICKSTART_ROWS:-100000}
 sample="$data/samples/cases-$rows.csv"
 [ -s "$sample" ] || "$bin" generate --rows "$rows" --out "$sample"
 echo "== importing $sample into organization 1042"
-"$bin" import "$sample" --org 1042 --server "http://$IMPORTS_GRPC_ADDR"
+"$bin" import "$sample" --type cases --org 1042 --server "http://$IMPORTS_GRPC_ADDR"
+echo "== importing the sample of every import type (samples/) in one import"
+"$bin" import samples/*.csv --org 1042 --policy stop-on-first-error --server "http://$IMPORTS_GRPC_ADDR"
 
 cat <<MSG
 

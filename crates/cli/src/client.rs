@@ -17,8 +17,9 @@ use tonic::transport::Channel;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// The file to import.
-    pub file: PathBuf,
+    /// The files to import, in one import (loaded in dependency order).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     /// gRPC address of the service.
     #[arg(
         long,
@@ -29,9 +30,10 @@ pub struct ImportArgs {
     /// Organization whose data this is.
     #[arg(long, default_value_t = 1042)]
     pub org: i64,
-    /// Import type key.
-    #[arg(long = "type", default_value = "cases")]
-    pub import_type: String,
+    /// Import type key of every file; without it, each file's name (without
+    /// extension) must be a type key, as in `samples/payments.csv`.
+    #[arg(long = "type")]
+    pub import_type: Option<String>,
     /// stop-on-first-error or import-valid-rows.
     #[arg(long, default_value = "import-valid-rows")]
     pub policy: String,
@@ -292,32 +294,94 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
         created.id, created.organization_id
     );
 
-    let size = std::fs::metadata(&args.file)?.len();
     let style = |template: &str| {
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
     };
-    let upload_bar = (!args.plain).then(|| {
-        ProgressBar::new(size).with_style(style(
-            "upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
-        ))
-    });
-    let file = upload(
-        &mut client,
-        &created.id,
-        &args.file,
-        &args.import_type,
-        upload_bar.clone(),
-    )
-    .await?;
-    if let Some(bar) = upload_bar {
-        bar.finish();
+    let mut rows_total: i64 = 0;
+    for path in &args.files {
+        let import_type = match &args.import_type {
+            Some(t) => t.clone(),
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|stem| passare_imports_domain::catalog::find(stem).is_some())
+                .with_context(|| {
+                    format!(
+                        "cannot tell the import type of {}: pass --type, or name the file after its type (cases.csv, payments.csv, …)",
+                        path.display()
+                    )
+                })?,
+        };
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let upload_bar = (!args.plain).then(|| {
+            ProgressBar::new(size).with_style(style(
+                "upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+            ))
+        });
+        let file = upload(
+            &mut client,
+            &created.id,
+            path,
+            &import_type,
+            upload_bar.clone(),
+        )
+        .await?;
+        if let Some(bar) = upload_bar {
+            bar.finish();
+        }
+        rows_total += file.row_count;
+        println!(
+            "uploaded {} as {import_type} ({} bytes, {} rows, encoding {}, sha256 {})",
+            file.name, file.size_bytes, file.row_count, file.encoding, file.sha256
+        );
+        for p in &file.problems {
+            println!("  row {} {}: {} ({:?})", p.row, p.column, p.reason, p.value);
+        }
     }
+
+    let report = client
+        .analyze_import(pb::AnalyzeImportRequest {
+            import_id: created.id.clone(),
+        })
+        .await
+        .map_err(describe)?
+        .into_inner()
+        .report
+        .context("no analysis returned")?;
     println!(
-        "uploaded {} ({} bytes, {} rows, sha256 {})",
-        file.name, file.size_bytes, file.row_count, file.sha256
+        "analysed in {} ms: would create {}, update {}, leave unchanged {}; {} rows failing",
+        report.duration_ms,
+        report.would_create,
+        report.would_update,
+        report.would_leave_unchanged,
+        report.rows_failing
     );
-    for p in &file.problems {
-        println!("  row {} {}: {} ({:?})", p.row, p.column, p.reason, p.value);
+    let severity = |s: i32| {
+        if s == pb::Severity::Blocking as i32 {
+            "BLOCKING"
+        } else {
+            "warning"
+        }
+    };
+    for f in &report.findings {
+        println!("  {}: {}", severity(f.severity), f.message);
+    }
+    for file in &report.files {
+        for f in &file.findings {
+            println!(
+                "  {} {}: {}",
+                file.file_name,
+                severity(f.severity),
+                f.message
+            );
+        }
+    }
+    if report.blocking {
+        bail!(
+            "analysis found blocking problems; fix the files (or choose --policy import-valid-rows for row problems) and import again"
+        );
     }
 
     client
@@ -328,7 +392,7 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
         .await
         .map_err(describe)?;
     let rows_bar = (!args.plain).then(|| {
-        ProgressBar::new(file.row_count.max(1) as u64)
+        ProgressBar::new(rows_total.max(1) as u64)
             .with_style(style("import  [{bar:40}] {pos}/{len} rows {per_sec} {msg}"))
     });
     let done = watch(&mut client, &created.id, rows_bar).await?;

@@ -34,7 +34,7 @@ enum Command {
     Work,
     /// Run the grpc-web gateway for browsers (IMPORTS_GATEWAY_ADDR).
     Gateway,
-    /// Create an organization with locations and staff users, for demos and tests.
+    /// Create an organization with locations, staff users, GL and bank accounts, for demos and tests.
     DemoOrg {
         #[arg(long, default_value_t = 1042)]
         id: i64,
@@ -64,6 +64,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the import types as the README lists them (Markdown).
+    Catalog,
     /// Import a file through the API and follow its progress.
     Import(client::ImportArgs),
     /// Benchmark an end-to-end import against PostgreSQL's own COPY.
@@ -119,6 +121,10 @@ async fn main() -> anyhow::Result<()> {
     // Client commands need no server configuration.
     match cli.command {
         Command::Generate { rows, seed, out } => return generate::write_cases(&out, rows, seed),
+        Command::Catalog => {
+            print!("{}", passare_imports_domain::catalog::markdown());
+            return Ok(());
+        }
         Command::Import(args) => return client::run(args).await,
         Command::Bench(args) => return bench::run(args).await,
         _ => {}
@@ -180,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             })?;
             println!("{token}");
         }
-        Command::Generate { .. } | Command::Import(_) | Command::Bench(_) => {}
+        Command::Generate { .. } | Command::Catalog | Command::Import(_) | Command::Bench(_) => {}
     }
     Ok(())
 }

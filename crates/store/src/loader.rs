@@ -303,7 +303,7 @@ pub async fn check_stored_flags(
 }
 
 /// Target columns written for each row, in COPY order after `organization_id`.
-fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
+pub fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
     def.columns
         .iter()
         .filter_map(|c| c.target)
