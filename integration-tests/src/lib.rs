@@ -18,6 +18,7 @@ use passare_imports_service::{App, Config};
 use passare_imports_store::Db;
 use tokio_util::sync::CancellationToken;
 
+pub mod files;
 pub use passare_imports_cli::generate;
 
 /// The PostgreSQL server the tests use (trust auth on this machine).

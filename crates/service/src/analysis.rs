@@ -41,6 +41,9 @@ pub fn fingerprint(files: &[import_files::Model]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Flagged group → (file index, row, key), per type and flag column.
+type Flagged = HashMap<(&'static str, &'static str), HashMap<String, (usize, u64, String)>>;
+
 fn key_hash(parts: &[String]) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     parts.hash(&mut h);
@@ -191,8 +194,7 @@ pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisRepor
     // Key hash → (file index, row) per type, across the whole import.
     let mut seen: HashMap<&'static str, HashMap<u64, (usize, u64)>> = HashMap::new();
     // Flagged group → (file index, row, key) per type and check.
-    let mut flagged: HashMap<(&'static str, &'static str), HashMap<String, (usize, u64, String)>> =
-        HashMap::new();
+    let mut flagged: Flagged = HashMap::new();
     let mut sums: HashMap<&'static str, Sums> = HashMap::new();
     let mut reports: Vec<FileAnalysis> = Vec::with_capacity(files.len());
     let mut sets: Vec<FindingSet> = Vec::with_capacity(files.len());
@@ -371,7 +373,7 @@ fn across_chunks(
     files: &[import_files::Model],
     parsed: &mut ParsedChunk,
     seen: &mut HashMap<&'static str, HashMap<u64, (usize, u64)>>,
-    flagged: &mut HashMap<(&'static str, &'static str), HashMap<String, (usize, u64, String)>>,
+    flagged: &mut Flagged,
 ) {
     let keys = seen.entry(def.key).or_default();
     for i in 0..parsed.batch.num_rows() {

@@ -424,6 +424,7 @@ impl Worker {
         // import were loaded before this one (files load in dependency order).
         loader::check_against_stored(&self.db, job.import.organization_id, def, &mut parsed, None)
             .await?;
+        loader::check_repeated_in_import(&self.db, loader::Target::of(&job), &mut parsed).await?;
         let parsed_at = std::time::Instant::now();
         let outcome = loader::write_chunk(
             &self.db,

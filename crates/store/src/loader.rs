@@ -245,6 +245,55 @@ pub async fn check_against_stored(
     check_stored_flags(&mut conn, organization_id, def, parsed).await
 }
 
+/// Fails the rows whose key an earlier chunk or file of the same import
+/// already wrote: a key repeated within an import is a duplicate (as the
+/// analysis reports it), never a silent overwrite of the earlier row.
+pub async fn check_repeated_in_import(
+    db: &Db,
+    target: Target<'_>,
+    parsed: &mut ParsedChunk,
+) -> Result<(), StoreError> {
+    let rows: Vec<usize> = (0..parsed.batch.num_rows())
+        .filter(|i| parsed.valid[*i])
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db.pool().acquire().await?;
+    let found = key_matches(&mut conn, target, parsed, &rows, true).await?;
+    let def = target.def;
+    for (i, file, row) in found {
+        let Some(key) = parsed.key(def, i) else {
+            continue;
+        };
+        let (kind, reason) = if file == Some(target.file_id) {
+            (
+                FindingKind::DuplicateInFile,
+                format!(
+                    "duplicate key: the same key is already at row {}",
+                    row.unwrap_or_default()
+                ),
+            )
+        } else {
+            (
+                FindingKind::DuplicateInRequest,
+                format!(
+                    "duplicate key: the same key was loaded from row {} of an earlier file of this import",
+                    row.unwrap_or_default()
+                ),
+            )
+        };
+        parsed.fail(
+            i,
+            kind,
+            &def.key_columns.join("+"),
+            passare_imports_domain::excerpt(&key.join("+")),
+            reason,
+        );
+    }
+    Ok(())
+}
+
 /// Fails the rows that would give a group a second flagged record (a second
 /// next of kin of a case) next to one already stored under another key.
 pub async fn check_stored_flags(
@@ -903,10 +952,27 @@ async fn existing_rows(
     parsed: &ParsedChunk,
     rows: &[usize],
 ) -> Result<HashSet<usize>, StoreError> {
+    Ok(key_matches(conn, target, parsed, rows, false)
+        .await?
+        .into_iter()
+        .map(|(i, _, _)| i)
+        .collect())
+}
+
+/// The given batch rows whose key is stored (only records last written by
+/// the target's import when `same_import`), with the file and row that wrote
+/// each.
+async fn key_matches(
+    conn: &mut PgConnection,
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+    rows: &[usize],
+    same_import: bool,
+) -> Result<Vec<(usize, Option<Uuid>, Option<i64>)>, StoreError> {
     let def = target.def;
     let keys = def.key_columns;
-    let unnest: Vec<String> = std::iter::once("$2::int8[]".to_string())
-        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 3)))
+    let unnest: Vec<String> = std::iter::once("$3::int8[]".to_string())
+        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 4)))
         .collect();
     let names: Vec<String> = std::iter::once("i".to_string())
         .chain((0..keys.len()).map(|i| format!("k{i}")))
@@ -917,20 +983,28 @@ async fn existing_rows(
         .map(|(i, k)| format!("t.{k} = u.k{i}::{}", sql_type(def, k)))
         .collect();
     let sql = format!(
-        "SELECT u.i FROM UNNEST({unnest}) AS u({names}) JOIN {table} t ON t.organization_id = $1 AND {on}",
+        "SELECT u.i, t.source_file_id, t.source_row FROM UNNEST({unnest}) AS u({names})
+           JOIN {table} t ON t.organization_id = $1 AND {on}
+          WHERE NOT $2 OR t.source_import_id = $4_import",
         unnest = unnest.join(", "),
         names = names.join(", "),
         table = def.target_table,
         on = on.join(" AND "),
-    );
+    )
+    .replace("$4_import", &format!("${}", keys.len() + 4));
     let indexes: Vec<i64> = rows.iter().map(|r| *r as i64).collect();
-    let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
+    let mut query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(target.organization_id)
+        .bind(same_import)
         .bind(indexes);
     for k in keys {
         let values: Vec<Option<String>> = rows.iter().map(|r| parsed.text(k, *r)).collect();
         query = query.bind(values);
     }
-    let found: Vec<i64> = query.fetch_all(&mut *conn).await?;
-    Ok(found.into_iter().map(|i| i as usize).collect())
+    let found: Vec<(i64, Option<Uuid>, Option<i64>)> =
+        query.bind(target.import_id).fetch_all(&mut *conn).await?;
+    Ok(found
+        .into_iter()
+        .map(|(i, f, r)| (i as usize, f, r))
+        .collect())
 }
