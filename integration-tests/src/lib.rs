@@ -314,23 +314,13 @@ impl TestEnv {
         name: &str,
         csv: &[u8],
     ) -> anyhow::Result<(String, pb::ImportFile)> {
-        let import = client
-            .create_import(pb::CreateImportRequest {
-                organization_id: org.to_string(),
-                failure_policy: policy as i32,
-                note: String::new(),
-                request_id: String::new(),
-            })
-            .await?
-            .into_inner()
-            .import
-            .context("no import")?;
+        let import_id = files::create_draft(client, org, policy).await?;
         let dir = self.sources.path().join(uuid::Uuid::new_v4().to_string());
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
         std::fs::write(&path, csv)?;
-        let file = client::upload(client, &import.id, &path, "cases", None).await?;
-        Ok((import.id, file))
+        let file = client::upload(client, &import_id, &path, "cases", None).await?;
+        Ok((import_id, file))
     }
 
     /// Stops in-process tasks and worker processes and drops the database.

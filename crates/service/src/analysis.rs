@@ -79,6 +79,8 @@ fn record_columns(type_key: &str) -> Vec<&'static str> {
 struct EarlierRecords {
     /// type key → record key → values of its `record_columns`.
     records: HashMap<&'static str, HashMap<String, Vec<Option<String>>>>,
+    /// type key → its `record_columns`, computed once per type.
+    columns: HashMap<&'static str, Vec<&'static str>>,
 }
 
 impl EarlierRecords {
@@ -94,7 +96,10 @@ impl EarlierRecords {
         if !Self::wants(def.key) {
             return;
         }
-        let columns = record_columns(def.key);
+        let columns = self
+            .columns
+            .entry(def.key)
+            .or_insert_with(|| record_columns(def.key));
         let map = self.records.entry(def.key).or_default();
         for i in 0..parsed.batch.num_rows() {
             if !parsed.valid[i] {
@@ -108,7 +113,11 @@ impl EarlierRecords {
     }
 
     fn column(&self, type_key: &str, key: &str, column: &str) -> Option<String> {
-        let i = record_columns(type_key).iter().position(|c| *c == column)?;
+        let i = self
+            .columns
+            .get(type_key)?
+            .iter()
+            .position(|c| *c == column)?;
         self.records
             .get(type_key)?
             .get(key)?
