@@ -18,6 +18,10 @@ impl MigratorTrait for Migrator {
                 name: "m0002_import_types",
                 up: include_str!("../sql/0002_import_types.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0003_running_safely",
+                up: include_str!("../sql/0003_running_safely.sql"),
+            }),
         ]
     }
 }

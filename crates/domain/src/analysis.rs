@@ -97,6 +97,7 @@ fn summary(f: &Finding) -> String {
         FindingKind::DuplicateInRequest => "key repeated from an earlier file",
         FindingKind::UnresolvedReference => "unresolved reference",
         FindingKind::MissingPrerequisite => "missing prerequisite",
+        FindingKind::NotLoaded => "rows whose chunk could not be loaded",
     };
     let first = f.samples.first().map(|p| {
         let at = if p.row == 0 {
@@ -141,6 +142,10 @@ pub struct FileAnalysis {
     pub would_create: u64,
     pub would_update: u64,
     pub would_leave_unchanged: u64,
+    /// Rows older than the stored record (by `source_updated_at`), which
+    /// would leave it alone.
+    #[serde(default)]
+    pub would_skip_stale: u64,
     /// Rows that fail a check and would not be written.
     pub rows_failing: u64,
     pub findings: Vec<Finding>,

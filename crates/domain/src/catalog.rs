@@ -347,6 +347,19 @@ const fn lookup_only(mut c: ColumnDef) -> ColumnDef {
     c
 }
 
+/// The source system's last-modified time of a record, which every type
+/// accepts: a row older than the stored record is `stale` and leaves it alone.
+pub const SOURCE_UPDATED_AT: ColumnDef = aliases(
+    col("source_updated_at", ValueKind::DateTime),
+    &[
+        "updated at",
+        "last updated",
+        "last modified",
+        "modified at",
+        "date modified",
+    ],
+);
+
 /// Cases: one row per case (a death and the services around it).
 pub const CASES: ImportTypeDef = ImportTypeDef {
     key: "cases",
@@ -434,6 +447,7 @@ pub const CASES: ImportTypeDef = ImportTypeDef {
             col("opened_on", ValueKind::Date),
             &["opened", "open date", "date opened"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["case_number"],
     references: &[
@@ -563,6 +577,7 @@ pub const BASIC_INFORMATION: ImportTypeDef = ImportTypeDef {
             col("mother_maiden_name", ValueKind::Text),
             &["mother", "mother's maiden name", "mother maiden name"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["case_number"],
     references: &[case_number_ref()],
@@ -620,6 +635,7 @@ pub const VETERAN_INFORMATION: ImportTypeDef = ImportTypeDef {
             col("headstone_requested", ValueKind::Bool),
             &["headstone", "marker requested"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["case_number"],
     references: &[case_number_ref()],
@@ -679,6 +695,7 @@ pub const FAMILY_AND_FRIENDS: ImportTypeDef = ImportTypeDef {
         col("city", ValueKind::Text),
         aliases(col("state", ValueKind::UsState), STATE_ALIASES),
         aliases(col("zip", ValueKind::Zip), ZIP_ALIASES),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["case_number", "first_name", "last_name"],
     references: &[case_number_ref()],
@@ -733,6 +750,7 @@ pub const EVENTS: ImportTypeDef = ImportTypeDef {
             &["clergy", "officiated by"],
         ),
         aliases(col("notes", ValueKind::Text), &["note", "comments"]),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["case_number", "event_type", "starts_at"],
     references: &[case_number_ref()],
@@ -795,6 +813,7 @@ pub const CONTRACT_INFORMATION: ImportTypeDef = ImportTypeDef {
             ),
             &["contract status"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["contract_number"],
     references: &[case_number_ref()],
@@ -872,6 +891,7 @@ pub const PAYMENTS: ImportTypeDef = ImportTypeDef {
             &["payer", "paid by name", "received from"],
         ),
         aliases(col("case_number", ValueKind::Text), CASE_NUMBER_ALIASES),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["contract_number", "reference"],
     references: &[ReferenceDef {
@@ -942,6 +962,7 @@ pub const ROLODEX: ImportTypeDef = ImportTypeDef {
         aliases(col("zip", ValueKind::Zip), ZIP_ALIASES),
         aliases(col("website", ValueKind::Text), &["web", "url", "web site"]),
         aliases(col("notes", ValueKind::Text), &["note", "comments"]),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["name", "category"],
     references: &[],
@@ -989,6 +1010,7 @@ pub const PRICE_LIST: ImportTypeDef = ImportTypeDef {
             &["gl account", "gl code", "gl", "account"],
         )),
         aliases(col("active", ValueKind::Bool), &["is active", "enabled"]),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["item_code"],
     references: &[ReferenceDef {
@@ -1041,6 +1063,7 @@ pub const CLIENT_SERVICE_TYPES: ImportTypeDef = ImportTypeDef {
             &["case type"],
         ),
         aliases(col("active", ValueKind::Bool), &["is active", "enabled"]),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["code"],
     references: &[],
@@ -1088,6 +1111,7 @@ pub const CHECKS: ImportTypeDef = ImportTypeDef {
             ),
             &["check status"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["bank_account_number", "check_number"],
     references: &[
@@ -1152,6 +1176,7 @@ pub const BANK_TRANSACTIONS: ImportTypeDef = ImportTypeDef {
             ),
             &["transaction type", "dr/cr"],
         ),
+        SOURCE_UPDATED_AT,
     ],
     key_columns: &["bank_account_number", "reference"],
     references: &[ReferenceDef {

@@ -72,6 +72,8 @@ string_enum! {
         Completed => "completed",
         CompletedWithErrors => "completed_with_errors",
         Failed => "failed",
+        /// Its import was stopped before the file finished.
+        Stopped => "stopped",
     }
 }
 
@@ -109,6 +111,10 @@ pub enum FindingKind {
     UnresolvedReference,
     /// Organization setup the type needs is missing.
     MissingPrerequisite,
+    /// The row's chunk could not be loaded at all (it failed past the retry
+    /// limit, or its stored bytes could not be read); the row was not
+    /// examined and may be retried.
+    NotLoaded,
 }
 
 impl FindingKind {
@@ -123,6 +129,7 @@ impl FindingKind {
             FindingKind::DuplicateInRequest => "duplicate_in_request",
             FindingKind::UnresolvedReference => "unresolved_reference",
             FindingKind::MissingPrerequisite => "missing_prerequisite",
+            FindingKind::NotLoaded => "not_loaded",
         }
     }
 
@@ -196,6 +203,23 @@ pub enum ChunkMessage {
 pub enum OrgReady {
     #[serde(rename = "1")]
     V1 { organization_id: i64 },
+}
+
+/// A chunk the workers gave up on, as published to the dead-letter queue
+/// (`{prefix}.dead`) for inspection: which chunk, after how many attempts,
+/// and the last error. The import itself fails or continues by its policy;
+/// `ListChunkFailures` has every attempt in detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "version")]
+pub enum DeadChunk {
+    #[serde(rename = "1")]
+    V1 {
+        chunk: ChunkMessage,
+        attempts: u32,
+        error_kind: String,
+        message: String,
+        worker: String,
+    },
 }
 
 /// A value as shown in problems and error files: at most 200 characters, and

@@ -19,7 +19,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ConnectionProperties, Consumer};
-use passare_imports_domain::{ChunkMessage, OrgReady};
+use passare_imports_domain::{ChunkMessage, DeadChunk, OrgReady};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -214,13 +214,30 @@ impl Publisher {
         result
     }
 
-    async fn publish_locked(
+    /// Announces organizations whose chunks wait (after a pause is lifted),
+    /// confirmed.
+    pub async fn announce(&self, orgs: &[i64]) -> Result<(), QueueError> {
+        let mut guard = self.channel.lock().await;
+        let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            let channel = self.channel_locked(&mut guard).await?;
+            for org in orgs {
+                notify_ready(&self.config, &channel, *org).await?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(QueueError::Timeout(PUBLISH_TIMEOUT)));
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+
+    async fn channel_locked(
         &self,
         guard: &mut Option<(Connection, Channel)>,
-        org: i64,
-        chunks: &[ChunkMessage],
-    ) -> Result<(), QueueError> {
-        let channel = match guard {
+    ) -> Result<Channel, QueueError> {
+        Ok(match guard {
             Some((conn, channel)) if conn.status().connected() && channel.status().connected() => {
                 channel.clone()
             }
@@ -234,7 +251,16 @@ impl Publisher {
                 *guard = Some((conn, channel.clone()));
                 channel
             }
-        };
+        })
+    }
+
+    async fn publish_locked(
+        &self,
+        guard: &mut Option<(Connection, Channel)>,
+        org: i64,
+        chunks: &[ChunkMessage],
+    ) -> Result<(), QueueError> {
+        let channel = self.channel_locked(guard).await?;
         declare_org(&self.config, &channel, org).await?;
         let queue = self.config.org_queue(org);
         let mut confirms = Vec::with_capacity(chunks.len());
@@ -244,19 +270,25 @@ impl Publisher {
         for confirm in confirms {
             confirmed(confirm.await?, &queue)?;
         }
-        let ready = self.config.ready_queue();
-        let notice = OrgReady::V1 {
-            organization_id: org,
-        };
-        confirmed(
-            publish_confirmed(&channel, &ready, &notice).await?.await?,
-            &ready,
-        )
+        notify_ready(&self.config, &channel, org).await
     }
+}
+
+/// Publishes a ready notice for an organization and waits for its confirm.
+async fn notify_ready(config: &QueueConfig, channel: &Channel, org: i64) -> Result<(), QueueError> {
+    let ready = config.ready_queue();
+    let notice = OrgReady::V1 {
+        organization_id: org,
+    };
+    confirmed(
+        publish_confirmed(channel, &ready, &notice).await?.await?,
+        &ready,
+    )
 }
 
 /// One worker slot's channel: consumes ready notices and drains organization
 /// queues with `basic.get`, one chunk at a time.
+#[derive(Clone)]
 pub struct WorkChannel {
     config: QueueConfig,
     channel: Channel,
@@ -368,19 +400,28 @@ impl WorkChannel {
 
     /// Publishes a ready notice for an organization (confirmed).
     pub async fn notify_ready(&self, org: i64) -> Result<(), QueueError> {
-        let ready = self.config.ready_queue();
-        let notice = OrgReady::V1 {
-            organization_id: org,
-        };
-        let confirmation = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            publish_confirmed(&self.channel, &ready, &notice)
-                .await?
-                .await
-                .map_err(QueueError::from)
+        tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            notify_ready(&self.config, &self.channel, org),
+        )
+        .await
+        .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))?
+    }
+
+    /// Publishes a chunk the workers gave up on to the dead-letter queue, for
+    /// inspection (confirmed).
+    pub async fn dead_letter(&self, dead: &DeadChunk) -> Result<(), QueueError> {
+        let queue = self.config.dead_queue();
+        tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            confirmed(
+                publish_confirmed(&self.channel, &queue, dead)
+                    .await?
+                    .await?,
+                &queue,
+            )
         })
         .await
-        .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))??;
-        confirmed(confirmation, &ready)
+        .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))?
     }
 
     pub async fn close(&self) {

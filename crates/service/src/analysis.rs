@@ -250,6 +250,7 @@ pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisRepor
             would_create: 0,
             would_update: 0,
             would_leave_unchanged: 0,
+            would_skip_stale: 0,
             rows_failing: 0,
             findings: Vec::new(),
         };
@@ -317,11 +318,11 @@ pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisRepor
                     sums.keys.push((reference, key.join("+")));
                 }
             }
-            let (create, update, same) =
-                loader::compare_with_stored(&app.db, target, &parsed).await?;
-            report.would_create += create as u64;
-            report.would_update += update as u64;
-            report.would_leave_unchanged += same as u64;
+            let would = loader::compare_with_stored(&app.db, target, &parsed).await?;
+            report.would_create += would.created as u64;
+            report.would_update += would.updated as u64;
+            report.would_leave_unchanged += would.unchanged as u64;
+            report.would_skip_stale += would.stale as u64;
             report.rows_failing += parsed.failed_rows();
             earlier.remember(def, &parsed);
             for p in parsed.problems {

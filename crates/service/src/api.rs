@@ -12,6 +12,8 @@ use passare_imports_domain::{ChunkMessage, FileState, ImportState};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
 use passare_imports_proto::v1::upload_file_request::Payload;
+use passare_imports_store::control::{self, Stopped};
+use passare_imports_store::failures;
 use passare_imports_store::repo::{self, NewFile, NewImport, Requester, Timestamp};
 use sea_orm::TransactionTrait;
 use sha2::{Digest, Sha256};
@@ -21,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::caller;
+use crate::auth::{Caller, caller};
 use crate::convert::{self, ImportView};
 use crate::error::{ApiError, FieldViolation, Precondition};
 
@@ -39,6 +41,22 @@ impl ImportApi {
             app.config.max_concurrent_uploads,
         ));
         Self { app, uploads }
+    }
+
+    /// The organization a pause or resume is about: `None` for every
+    /// organization; an organization that does not exist is NOT_FOUND.
+    async fn scope(&self, organization_id: &str) -> Result<Option<i64>, ApiError> {
+        if organization_id.trim().is_empty() {
+            return Ok(None);
+        }
+        let org = parse_org(organization_id)?;
+        if repo::organization(self.app.db.orm(), org).await?.is_none() {
+            return Err(ApiError::NotFound {
+                kind: "organization",
+                id: org.to_string(),
+            });
+        }
+        Ok(Some(org))
     }
 
     async fn view(&self, id: Uuid) -> Result<ImportView, ApiError> {
@@ -87,6 +105,49 @@ fn decode_token(token: &str) -> Result<(Timestamp, Uuid), ApiError> {
             Uuid::parse_str(id).map_err(|_| bad())?,
         )),
         _ => Err(bad()),
+    }
+}
+
+/// `page_size` of a list request: 0 means the default.
+fn page_size(requested: i32) -> Result<u64, ApiError> {
+    match requested {
+        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok((n as u64).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// Opaque page token of lists ordered by a numeric id, newest first.
+fn encode_id_token(id: i64) -> String {
+    hex::encode(format!("v1|id|{id}"))
+}
+
+fn decode_id_token(token: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::invalid("page_token", "is not a token this service issued");
+    let raw = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    raw.strip_prefix("v1|id|")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// Free text of a request, trimmed, at most `max` characters.
+fn bounded_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("is longer than {max} characters"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// The requester as stored, from the caller's token.
+fn requester(who: &Caller) -> Requester {
+    Requester {
+        id: who.id.clone(),
+        name: who.name.clone(),
+        email: who.email.clone(),
     }
 }
 
@@ -143,11 +204,7 @@ impl ImportService for ImportApi {
                 failure_policy: policy,
                 note: req.note,
                 request_id,
-                requested_by: Requester {
-                    id: who.id,
-                    name: who.name,
-                    email: who.email,
-                },
+                requested_by: requester(&who),
             },
         )
         .await
@@ -421,6 +478,9 @@ impl ImportService for ImportApi {
                 .await
                 .map_err(ApiError::from)?,
             queue_position: 0,
+            pause: None,
+            chunk_failures: Vec::new(),
+            chunk_failure_count: 0,
         };
         if let Err(e) = self.check_startable(&fresh).await {
             txn.rollback().await.ok();
@@ -600,11 +660,7 @@ impl ImportService for ImportApi {
         } else {
             Some(parse_org(&req.organization_id)?)
         };
-        let page_size = match req.page_size {
-            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative").into()),
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as u64).min(MAX_PAGE_SIZE),
-        };
+        let page_size = page_size(req.page_size)?;
         let cursor = if req.page_token.is_empty() {
             None
         } else {
@@ -629,15 +685,12 @@ impl ImportService for ImportApi {
             let (mine, rest): (Vec<_>, Vec<_>) =
                 files.into_iter().partition(|f| f.import_id == import.id);
             files = rest;
-            let queue_position = repo::queue_position(db, &import)
+            let view = self
+                .app
+                .view_of(import, mine)
                 .await
                 .map_err(ApiError::from)?;
-            let views = self.app.file_views(mine).await.map_err(ApiError::from)?;
-            imports.push(pb::Import::from(&ImportView {
-                import,
-                files: views,
-                queue_position,
-            }));
+            imports.push(pb::Import::from(&view));
         }
         Ok(Response::new(pb::ListImportsResponse {
             imports,
@@ -740,6 +793,157 @@ impl ImportService for ImportApi {
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as WatchStream
         ))
+    }
+
+    async fn stop_import(
+        &self,
+        request: Request<pb::StopImportRequest>,
+    ) -> Result<Response<pb::StopImportResponse>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_uuid("import_id", &req.import_id)?;
+        let reason = bounded_text("reason", &req.reason, 2000)?;
+        match control::stop_import(&self.app.db, id, &requester(&who), &reason)
+            .await
+            .map_err(ApiError::from)?
+        {
+            Stopped::Now => {
+                tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped")
+            }
+            Stopped::Already => {}
+            Stopped::Finished(state) => {
+                return Err(ApiError::FailedPrecondition {
+                    reason: "IMPORT_FINISHED",
+                    message: format!("the import already ended {state}; there is nothing to stop"),
+                    preconditions: vec![Precondition {
+                        kind: "STATE".into(),
+                        subject: format!("imports/{id}"),
+                        description: format!("import is {state}"),
+                    }],
+                    violations: vec![],
+                }
+                .into());
+            }
+            Stopped::NotFound => {
+                return Err(ApiError::NotFound {
+                    kind: "import",
+                    id: id.to_string(),
+                }
+                .into());
+            }
+        }
+        let view = self.view(id).await?;
+        Ok(Response::new(pb::StopImportResponse {
+            import: Some((&view).into()),
+        }))
+    }
+
+    async fn pause_imports(
+        &self,
+        request: Request<pb::PauseImportsRequest>,
+    ) -> Result<Response<pb::PauseImportsResponse>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let org = self.scope(&req.organization_id).await?;
+        let reason = bounded_text("reason", &req.reason, 2000)?;
+        if reason.is_empty() {
+            return Err(ApiError::invalid(
+                "reason",
+                "is required: say why, it is shown on every paused import",
+            )
+            .into());
+        }
+        let pause = control::pause(&self.app.db, org, &reason, &requester(&who))
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(org_id = ?org, by = %who.id, reason = %reason, "imports paused");
+        Ok(Response::new(pb::PauseImportsResponse {
+            pause: Some(convert::pause(&pause)),
+        }))
+    }
+
+    async fn resume_imports(
+        &self,
+        request: Request<pb::ResumeImportsRequest>,
+    ) -> Result<Response<pb::ResumeImportsResponse>, Status> {
+        let who = caller(&request)?;
+        let org = self.scope(&request.get_ref().organization_id).await?;
+        let (lifted, waking) = control::resume(&self.app.db, org)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(org_id = ?org, by = %who.id, lifted = lifted.is_some(), organizations = waking.len(), "imports resumed");
+        // Wake the workers now; if the broker cannot take the notices, their
+        // sweep finds the waiting chunks.
+        if !waking.is_empty()
+            && let Err(e) = self.app.publisher.announce(&waking).await
+        {
+            tracing::warn!(error = %e, "announcing resumed organizations failed; the worker sweep will");
+        }
+        let pauses = control::pauses(&self.app.db)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ResumeImportsResponse {
+            lifted: lifted.as_ref().map(convert::pause),
+            pauses: pauses.iter().map(convert::pause).collect(),
+        }))
+    }
+
+    async fn list_pauses(
+        &self,
+        request: Request<pb::ListPausesRequest>,
+    ) -> Result<Response<pb::ListPausesResponse>, Status> {
+        caller(&request)?;
+        let pauses = control::pauses(&self.app.db)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListPausesResponse {
+            pauses: pauses.iter().map(convert::pause).collect(),
+        }))
+    }
+
+    async fn list_chunk_failures(
+        &self,
+        request: Request<pb::ListChunkFailuresRequest>,
+    ) -> Result<Response<pb::ListChunkFailuresResponse>, Status> {
+        caller(&request)?;
+        let req = request.into_inner();
+        let filter = failures::Filter {
+            import_id: match req.import_id.trim() {
+                "" => None,
+                id => Some(parse_uuid("import_id", id)?),
+            },
+            organization_id: match req.organization_id.trim() {
+                "" => None,
+                org => Some(parse_org(org)?),
+            },
+        };
+        let page_size = page_size(req.page_size)?;
+        let before = match req.page_token.as_str() {
+            "" => None,
+            token => Some(decode_id_token(token)?),
+        };
+        let mut rows = failures::list(&self.app.db, &filter, before, page_size + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => encode_id_token(last.id),
+            _ => String::new(),
+        };
+        let file_ids: Vec<Uuid> = rows.iter().map(|f| f.file_id).collect();
+        let names = repo::file_names(self.app.db.orm(), &file_ids)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListChunkFailuresResponse {
+            chunk_failures: rows
+                .iter()
+                .map(|f| {
+                    convert::chunk_failure(f, names.get(&f.file_id).map_or("", String::as_str))
+                })
+                .collect(),
+            next_page_token,
+        }))
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use passare_imports_domain::RowProblem;
 use passare_imports_queue::Publisher;
 use passare_imports_storage::{FileStore, LocalFileStore};
-use passare_imports_store::{Db, StoreError, repo};
+use passare_imports_store::entities::imports;
+use passare_imports_store::{Db, StoreError, control, failures, repo};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -17,6 +18,9 @@ use crate::events::EventHub;
 
 /// Row errors shown with each file in `Import` messages.
 pub const PROBLEMS_SHOWN: u64 = 20;
+
+/// Failed chunk attempts shown in `Import` messages.
+pub const FAILURES_SHOWN: u64 = 10;
 
 #[derive(Clone)]
 pub struct App {
@@ -56,13 +60,45 @@ impl App {
             return Ok(None);
         };
         let files = repo::import_files(self.db.orm(), id).await?;
-        let views = self.file_views(files).await?;
+        Ok(Some(self.view_of(import, files).await?))
+    }
+
+    /// Everything an import's message shows, around its stored row and files.
+    pub async fn view_of(
+        &self,
+        import: imports::Model,
+        files: Vec<passare_imports_store::entities::import_files::Model>,
+    ) -> Result<ImportView, StoreError> {
+        let files = self.file_views(files).await?;
         let queue_position = repo::queue_position(self.db.orm(), &import).await?;
-        Ok(Some(ImportView {
+        let pause = if matches!(import.state.as_str(), "queued" | "running") {
+            control::pause_of(&self.db, import.organization_id).await?
+        } else {
+            None
+        };
+        let chunk_failure_count = failures::count_for_import(&self.db, import.id).await?;
+        let chunk_failures = if chunk_failure_count > 0 {
+            failures::list(
+                &self.db,
+                &failures::Filter {
+                    import_id: Some(import.id),
+                    organization_id: None,
+                },
+                None,
+                FAILURES_SHOWN,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(ImportView {
             import,
-            files: views,
+            files,
             queue_position,
-        }))
+            pause,
+            chunk_failures,
+            chunk_failure_count,
+        })
     }
 
     pub async fn file_views(

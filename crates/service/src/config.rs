@@ -45,6 +45,16 @@ pub struct Config {
     pub worker_drain_max_secs: u64,
     /// How often a worker re-announces organizations whose chunks have waited this long.
     pub worker_sweep_secs: u64,
+    /// Attempts at a chunk that fails for a transient reason before it is
+    /// dead-lettered (the import then fails or goes on, by its policy).
+    pub retry_max_attempts: u32,
+    /// Wait before the second attempt; each further wait doubles, plus jitter.
+    pub retry_base_ms: u64,
+    /// Longest wait between two attempts (before jitter, which adds up to as much again).
+    pub retry_max_delay_ms: u64,
+    /// Longest a chunk's write may take (each statement, lock waits included);
+    /// past it the attempt fails as a transient `timeout` and is retried.
+    pub chunk_timeout_ms: u64,
     /// Uploads one server process accepts at the same time.
     pub max_concurrent_uploads: usize,
     /// An upload that sends nothing for this long is abandoned.
@@ -81,6 +91,10 @@ impl Default for Config {
             worker_concurrency: 2,
             worker_drain_max_secs: 300,
             worker_sweep_secs: 15,
+            retry_max_attempts: 10,
+            retry_base_ms: 500,
+            retry_max_delay_ms: 60_000,
+            chunk_timeout_ms: 600_000,
             max_concurrent_uploads: 32,
             upload_idle_secs: 120,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
@@ -169,6 +183,19 @@ impl Config {
             return bad(
                 "IMPORTS_MAX_CONCURRENT_UPLOADS and IMPORTS_UPLOAD_IDLE_SECS must be at least 1",
             );
+        }
+        if self.retry_max_attempts == 0 {
+            return bad("IMPORTS_RETRY_MAX_ATTEMPTS must be at least 1");
+        }
+        if self.retry_base_ms == 0 || self.retry_max_delay_ms < self.retry_base_ms {
+            return bad(
+                "IMPORTS_RETRY_BASE_MS must be at least 1 and IMPORTS_RETRY_MAX_DELAY_MS at least IMPORTS_RETRY_BASE_MS",
+            );
+        }
+        // The broker takes back a message unacknowledged for 30 minutes; a
+        // chunk (twice its write limit, see the worker) must end well before.
+        if self.chunk_timeout_ms < 100 || self.chunk_timeout_ms > 12 * 60 * 1000 {
+            return bad("IMPORTS_CHUNK_TIMEOUT_MS must be between 100 and 720000 (12 minutes)");
         }
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");

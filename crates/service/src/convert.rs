@@ -8,7 +8,7 @@ use passare_imports_domain::{
     FailurePolicy, FileFormat, FileState, FindingKind, ImportState, RowProblem,
 };
 use passare_imports_proto::v1 as pb;
-use passare_imports_store::entities::{import_files, imports};
+use passare_imports_store::entities::{chunk_failures, import_files, import_pauses, imports};
 
 /// An import with everything its message shows.
 #[derive(Debug, Clone)]
@@ -16,6 +16,12 @@ pub struct ImportView {
     pub import: imports::Model,
     pub files: Vec<FileView>,
     pub queue_position: u64,
+    /// The pause holding the import's organization, when the import is
+    /// queued or running.
+    pub pause: Option<import_pauses::Model>,
+    /// The latest failed chunk attempts, and how many there are in all.
+    pub chunk_failures: Vec<chunk_failures::Model>,
+    pub chunk_failure_count: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +74,7 @@ fn file_state(s: FileState) -> pb::FileState {
         FileState::Completed => pb::FileState::Completed,
         FileState::CompletedWithErrors => pb::FileState::CompletedWithErrors,
         FileState::Failed => pb::FileState::Failed,
+        FileState::Stopped => pb::FileState::Stopped,
     }
 }
 
@@ -101,6 +108,7 @@ pub fn finding_kind(k: FindingKind) -> pb::FindingKind {
         FindingKind::DuplicateInRequest => pb::FindingKind::DuplicateInRequest,
         FindingKind::UnresolvedReference => pb::FindingKind::UnresolvedReference,
         FindingKind::MissingPrerequisite => pb::FindingKind::MissingPrerequisite,
+        FindingKind::NotLoaded => pb::FindingKind::NotLoaded,
     }
 }
 
@@ -143,6 +151,7 @@ fn file_analysis(f: &FileAnalysis, policy: FailurePolicy) -> pb::FileAnalysis {
         would_leave_unchanged: f.would_leave_unchanged as i64,
         rows_failing: f.rows_failing as i64,
         findings: f.findings.iter().map(|x| finding(x, policy)).collect(),
+        would_skip_stale: f.would_skip_stale as i64,
     }
 }
 
@@ -164,6 +173,7 @@ pub fn analysis(r: &AnalysisReport, policy: FailurePolicy, stale: bool) -> pb::A
         would_update: sum(|f| f.would_update),
         would_leave_unchanged: sum(|f| f.would_leave_unchanged),
         rows_failing: sum(|f| f.rows_failing),
+        would_skip_stale: sum(|f| f.would_skip_stale),
     }
 }
 
@@ -234,6 +244,8 @@ fn progress(f: &import_files::Model) -> pb::Progress {
         chunks_done: f.chunks_done,
         chunks_total: f.chunks_total,
         rows_total: f.row_count,
+        rows_stale: f.rows_stale,
+        rows_rolled_back: f.rows_rolled_back,
     }
 }
 
@@ -247,6 +259,8 @@ fn add(total: &mut pb::Progress, p: &pb::Progress) {
     total.chunks_done += p.chunks_done;
     total.chunks_total += p.chunks_total;
     total.rows_total += p.rows_total;
+    total.rows_stale += p.rows_stale;
+    total.rows_rolled_back += p.rows_rolled_back;
 }
 
 pub fn file(v: &FileView) -> pb::ImportFile {
@@ -298,6 +312,8 @@ impl From<&ImportView> for pb::Import {
             }
         }
         let state = ImportState::parse(&i.state);
+        let paused =
+            v.pause.is_some() && matches!(state, Some(ImportState::Queued | ImportState::Running));
         let error = i.error.as_ref().map(|e| pb::ImportError {
             reason: e["reason"].as_str().unwrap_or_default().to_string(),
             message: e["message"].as_str().unwrap_or_default().to_string(),
@@ -310,7 +326,11 @@ impl From<&ImportView> for pb::Import {
         pb::Import {
             id: i.id.to_string(),
             organization_id: i.organization_id.to_string(),
-            state: state.map_or(pb::ImportState::Unspecified, import_state) as i32,
+            state: if paused {
+                pb::ImportState::Paused
+            } else {
+                state.map_or(pb::ImportState::Unspecified, import_state)
+            } as i32,
             failure_policy: FailurePolicy::parse(&i.failure_policy)
                 .map_or(pb::FailurePolicy::Unspecified, policy_to_pb)
                 as i32,
@@ -336,6 +356,79 @@ impl From<&ImportView> for pb::Import {
             analysis: v
                 .analysis()
                 .map(|(r, stale)| analysis(&r, v.policy(), stale)),
+            pause: v.pause.as_ref().filter(|_| paused).map(pause),
+            stopped_by: i.stopped_by_id.as_ref().map(|id| pb::User {
+                id: id.clone(),
+                name: i.stopped_by_name.clone().unwrap_or_default(),
+                email: i.stopped_by_email.clone().unwrap_or_default(),
+            }),
+            stop_time: i.stopped_at.as_ref().map(timestamp),
+            stop_reason: i.stop_reason.clone().unwrap_or_default(),
+            rollback_time: i.rolled_back_at.as_ref().map(timestamp),
+            chunk_failures: v
+                .chunk_failures
+                .iter()
+                .map(|f| {
+                    let name = v
+                        .files
+                        .iter()
+                        .find(|x| x.file.id == f.file_id)
+                        .map(|x| x.file.file_name.as_str())
+                        .unwrap_or_default();
+                    chunk_failure(f, name)
+                })
+                .collect(),
+            chunk_failure_count: v.chunk_failure_count.min(i32::MAX as i64) as i32,
         }
+    }
+}
+
+pub fn pause(p: &import_pauses::Model) -> pb::Pause {
+    pb::Pause {
+        organization_id: p.organization_id.map(|o| o.to_string()).unwrap_or_default(),
+        reason: p.reason.clone(),
+        paused_by: Some(pb::User {
+            id: p.paused_by_id.clone(),
+            name: p.paused_by_name.clone(),
+            email: p.paused_by_email.clone(),
+        }),
+        pause_time: Some(timestamp(&p.paused_at)),
+    }
+}
+
+fn failure_outcome(outcome: &str) -> pb::ChunkFailureOutcome {
+    match outcome {
+        "retry_scheduled" => pb::ChunkFailureOutcome::RetryScheduled,
+        "dead_lettered" => pb::ChunkFailureOutcome::DeadLettered,
+        "failed" => pb::ChunkFailureOutcome::Failed,
+        _ => pb::ChunkFailureOutcome::Unspecified,
+    }
+}
+
+/// A failed chunk attempt as the API shows it.
+pub fn chunk_failure(f: &chunk_failures::Model, file_name: &str) -> pb::ChunkFailure {
+    pb::ChunkFailure {
+        id: f.id.to_string(),
+        import_id: f.import_id.to_string(),
+        organization_id: f.organization_id.to_string(),
+        file_id: f.file_id.to_string(),
+        file_name: file_name.to_string(),
+        chunk_seq: f.chunk_seq,
+        first_row: f.first_row,
+        last_row: f.last_row,
+        attempt: f.attempt,
+        error_kind: f.error_kind.clone(),
+        transient: f.transient,
+        message: f.message.clone(),
+        causes: serde_json::from_value(f.causes.clone()).unwrap_or_default(),
+        backtrace: f.backtrace.clone(),
+        worker_host: f.worker_host.clone(),
+        worker_pid: f.worker_pid,
+        outcome: failure_outcome(&f.outcome) as i32,
+        retry_time: f.retry_at.as_ref().map(timestamp),
+        queue_time: Some(timestamp(&f.queued_at)),
+        read_start_time: f.read_started_at.as_ref().map(timestamp),
+        write_start_time: f.write_started_at.as_ref().map(timestamp),
+        fail_time: Some(timestamp(&f.failed_at)),
     }
 }

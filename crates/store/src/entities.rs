@@ -84,6 +84,12 @@ pub mod imports {
         pub analysis: Option<Json>,
         pub analysis_fingerprint: Option<String>,
         pub analyzed_at: Option<DateTimeWithTimeZone>,
+        pub stopped_by_id: Option<String>,
+        pub stopped_by_name: Option<String>,
+        pub stopped_by_email: Option<String>,
+        pub stopped_at: Option<DateTimeWithTimeZone>,
+        pub stop_reason: Option<String>,
+        pub rolled_back_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -129,6 +135,8 @@ pub mod import_files {
         pub data_key: Option<String>,
         pub column_mapping: Json,
         pub load_order: i32,
+        pub rows_stale: i64,
+        pub rows_rolled_back: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -164,6 +172,8 @@ pub mod chunks {
         pub started_at: Option<DateTimeWithTimeZone>,
         pub write_started_at: Option<DateTimeWithTimeZone>,
         pub finished_at: Option<DateTimeWithTimeZone>,
+        pub rows_stale: i64,
+        pub not_before: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -189,6 +199,67 @@ pub mod row_errors {
         pub reason: String,
         pub created_at: DateTimeWithTimeZone,
         pub kind: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod import_pauses {
+    use sea_orm::entity::prelude::*;
+
+    /// One paused scope: an organization, or all of them (`organization_id` NULL).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_pauses")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub organization_id: Option<i64>,
+        pub reason: String,
+        pub paused_by_id: String,
+        pub paused_by_name: String,
+        pub paused_by_email: String,
+        pub paused_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chunk_failures {
+    use sea_orm::entity::prelude::*;
+
+    /// One failed attempt at a chunk, with what a developer needs to tell why.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunk_failures")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub chunk_id: i64,
+        pub import_id: Uuid,
+        pub file_id: Uuid,
+        pub organization_id: i64,
+        pub chunk_seq: i32,
+        pub first_row: i64,
+        pub last_row: i64,
+        pub attempt: i32,
+        pub error_kind: String,
+        pub transient: bool,
+        pub message: String,
+        pub causes: Json,
+        pub backtrace: String,
+        pub worker_host: String,
+        pub worker_pid: i32,
+        pub outcome: String,
+        pub retry_at: Option<DateTimeWithTimeZone>,
+        pub queued_at: DateTimeWithTimeZone,
+        pub read_started_at: Option<DateTimeWithTimeZone>,
+        pub write_started_at: Option<DateTimeWithTimeZone>,
+        pub failed_at: DateTimeWithTimeZone,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

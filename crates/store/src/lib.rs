@@ -4,7 +4,9 @@
 //! Every query is scoped by what the caller may see; transaction boundaries
 //! are chosen by the service layer.
 
+pub mod control;
 pub mod entities;
+pub mod failures;
 pub mod loader;
 pub mod repo;
 
@@ -41,6 +43,43 @@ impl StoreError {
             StoreError::Corrupt(_) => false,
         }
     }
+
+    /// A stable name of what went wrong, for failure records and logs:
+    /// `database_connection`, `database_busy`, `serialization_failure`,
+    /// `deadlock`, `timeout`, `lock_timeout`, `database` or `corrupt_state`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Sqlx(e) => sqlx_kind(e),
+            StoreError::Orm(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => "database_connection",
+            StoreError::Orm(
+                DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+                | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)),
+            ) => sqlx_kind(e),
+            StoreError::Orm(_) => "database",
+            StoreError::Corrupt(_) => "corrupt_state",
+        }
+    }
+}
+
+fn sqlx_kind(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => "database_connection",
+        sqlx::Error::PoolTimedOut => "database_busy",
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("40001") => "serialization_failure",
+            Some("40P01") => "deadlock",
+            Some("57014") => "timeout",
+            Some("55P03") => "lock_timeout",
+            Some("53300") => "database_busy",
+            Some(c) if c.starts_with("08") || c.starts_with("57P") => "database_connection",
+            _ => "database",
+        },
+        _ => "database",
+    }
 }
 
 fn sqlx_transient(e: &sqlx::Error) -> bool {
@@ -66,13 +105,13 @@ fn orm_transient(e: &DbErr) -> bool {
 }
 
 /// SQLSTATEs worth a retry: class 08 (connection), 40001, 40P01, 57P01–57P03
-/// (shutdown, crash, cannot connect now), 57014 (statement cancelled), 53300
-/// (too many connections).
+/// (shutdown, crash, cannot connect now), 57014 (statement timeout or
+/// cancelled), 55P03 (lock timeout), 53300 (too many connections).
 pub fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014" | "53300"
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300"
         )
 }
 
@@ -114,7 +153,7 @@ mod tests {
 
     #[test]
     fn sqlstates_are_classified_once() {
-        for code in ["08006", "40001", "40P01", "57P01", "57014"] {
+        for code in ["08006", "40001", "40P01", "57P01", "57014", "55P03"] {
             assert!(transient_sqlstate(code), "{code}");
         }
         for code in ["23505", "23503", "42P01", "22007"] {

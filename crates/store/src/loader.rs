@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::entities::{chunks, import_files, imports};
-use crate::{Db, EVENTS_CHANNEL, StoreError};
+use crate::{Db, EVENTS_CHANNEL, StoreError, control, failures};
 
 /// A chunk with the file and import it belongs to.
 #[derive(Debug, Clone)]
@@ -102,11 +102,16 @@ pub async fn load_job(db: &Db, chunk_id: i64) -> Result<Option<ChunkJob>, StoreE
 }
 
 /// The organization's next chunk to load: the first still queued in the order
-/// imports were started, files were added and chunks were cut. Workers load
-/// this one whatever message woke them, so order never depends on the broker.
-pub async fn next_pending_chunk(db: &Db, organization_id: i64) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT c.id FROM chunks c
+/// imports were started, files were added and chunks were cut, with the time
+/// before which it must not be tried (after a transient failure). Workers
+/// load this one whatever message woke them, so order never depends on the
+/// broker.
+pub async fn next_pending_chunk(
+    db: &Db,
+    organization_id: i64,
+) -> Result<Option<(i64, Option<DateTime<Utc>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.not_before FROM chunks c
            JOIN imports i ON i.id = c.import_id
            JOIN import_files f ON f.id = c.file_id
           WHERE c.organization_id = $1 AND c.state = 'queued'
@@ -126,6 +131,8 @@ pub struct ChunkCounts {
     pub updated: i64,
     pub unchanged: i64,
     pub failed: i64,
+    /// Rows older than the stored record (`source_updated_at`), not written.
+    pub stale: i64,
 }
 
 /// What became of a chunk.
@@ -153,6 +160,8 @@ pub struct ChunkWrite<'a> {
     /// When the worker took the chunk from the queue.
     pub started_at: DateTime<Utc>,
     pub worker: &'a str,
+    /// Longest any statement of the write may take, lock waits included.
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 const STAGE: &str = "passare_stage";
@@ -372,55 +381,13 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         .execute(&mut *tx)
         .await?;
+    if let Some(limit) = w.statement_timeout {
+        set_statement_timeout(&mut tx, limit).await?;
+    }
     take_write_fence(&mut tx, org).await?;
-
-    let Some(row) = sqlx::query(
-        "SELECT c.state, i.state AS import_state, i.queue_seq, f.load_order, f.position
-           FROM chunks c JOIN imports i ON i.id = c.import_id JOIN import_files f ON f.id = c.file_id
-          WHERE c.id = $1 FOR UPDATE OF c",
-    )
-    .bind(job.chunk.id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(ChunkOutcome::Gone);
-    };
-    let chunk_state: String = row.try_get("state")?;
-    let import_state: String = row.try_get("import_state")?;
-    let queue_seq: Option<i64> = row.try_get("queue_seq")?;
-    let position: i32 = row.try_get("position")?;
-    let load_order: i32 = row.try_get("load_order")?;
-    if chunk_state != "queued" {
-        return Ok(ChunkOutcome::AlreadyDone);
-    }
-    if ImportState::parse(&import_state).is_none_or(ImportState::is_terminal) {
-        sqlx::query(
-            "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE id = $1",
-        )
-        .bind(job.chunk.id)
-        .execute(&mut *tx)
-        .await?;
+    if let Turn::Settled(outcome) = claim_turn(&mut tx, job.chunk.id, org).await? {
         tx.commit().await?;
-        return Ok(ChunkOutcome::Skipped);
-    }
-    let earlier_pending: bool = sqlx::query_scalar(
-        "SELECT EXISTS (
-            SELECT 1 FROM chunks c
-              JOIN imports i ON i.id = c.import_id
-              JOIN import_files f ON f.id = c.file_id
-             WHERE c.organization_id = $1 AND c.state = 'queued' AND c.id <> $2
-               AND (i.queue_seq, f.load_order, f.position, c.seq) < ($3, $6, $4, $5))",
-    )
-    .bind(org)
-    .bind(job.chunk.id)
-    .bind(queue_seq.unwrap_or(i64::MAX))
-    .bind(position)
-    .bind(job.chunk.seq)
-    .bind(load_order)
-    .fetch_one(&mut *tx)
-    .await?;
-    if earlier_pending {
-        return Ok(ChunkOutcome::NotYourTurn);
+        return Ok(outcome);
     }
 
     let write_started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
@@ -438,16 +405,18 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
         ..ChunkCounts::default()
     };
     if !stop {
-        let (created, updated) = merge(&mut tx, job, w.parsed).await?;
-        counts.created = created;
-        counts.updated = updated;
-        counts.unchanged = processed - failed - created - updated;
+        let merged = merge(&mut tx, job, w.parsed).await?;
+        counts.created = merged.created;
+        counts.updated = merged.updated;
+        counts.stale = merged.stale;
+        counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
     }
 
     sqlx::query(
         "UPDATE chunks SET state = $2, attempts = attempts + 1, worker = $3,
                 rows_created = $4, rows_updated = $5, rows_unchanged = $6, rows_failed = $7,
-                started_at = $8, write_started_at = $9, finished_at = clock_timestamp()
+                rows_stale = $10, started_at = $8, write_started_at = $9,
+                finished_at = clock_timestamp()
           WHERE id = $1",
     )
     .bind(job.chunk.id)
@@ -459,42 +428,14 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     .bind(counts.failed)
     .bind(w.started_at)
     .bind(write_started)
+    .bind(counts.stale)
     .execute(&mut *tx)
     .await?;
+    add_file_progress(&mut tx, job.file.id, &counts, stop).await?;
 
-    let file_state: String = sqlx::query_scalar(
-        "UPDATE import_files SET
-                chunks_done = chunks_done + 1,
-                rows_processed = rows_processed + $2, rows_created = rows_created + $3,
-                rows_updated = rows_updated + $4, rows_unchanged = rows_unchanged + $5,
-                rows_failed = rows_failed + $6,
-                state = CASE
-                    WHEN $7 THEN 'failed'
-                    WHEN chunks_done + 1 >= chunks_total AND rows_failed + $6 > 0 THEN 'completed_with_errors'
-                    WHEN chunks_done + 1 >= chunks_total THEN 'completed'
-                    ELSE 'running' END,
-                updated_at = clock_timestamp()
-          WHERE id = $1
-      RETURNING state",
-    )
-    .bind(job.file.id)
-    .bind(counts.processed)
-    .bind(counts.created)
-    .bind(counts.updated)
-    .bind(counts.unchanged)
-    .bind(counts.failed)
-    .bind(stop)
-    .fetch_one(&mut *tx)
-    .await?;
-
-    let next_state = if stop {
-        ImportState::Failed
-    } else {
-        import_state_after(&mut tx, job.import.id).await?
-    };
-    let error = stop.then(|| {
+    if stop {
         let first = problems.iter().min_by_key(|p| p.row);
-        json!({
+        let error = json!({
             "reason": "ROW_FAILED",
             "message": match first {
                 Some(p) => format!(
@@ -509,29 +450,23 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
             "file_id": job.file.id,
             "file_name": job.file.file_name,
             "problem": first,
-        })
-    });
-    sqlx::query(
-        "UPDATE imports SET state = $2,
-                started_at = COALESCE(started_at, $3),
-                finished_at = CASE WHEN $4 THEN clock_timestamp() ELSE finished_at END,
-                error = COALESCE($5, error),
-                updated_at = clock_timestamp()
-          WHERE id = $1",
-    )
-    .bind(job.import.id)
-    .bind(next_state.as_str())
-    .bind(w.started_at)
-    .bind(next_state.is_terminal())
-    .bind(error)
-    .execute(&mut *tx)
-    .await?;
-    if stop {
-        skip_the_rest(&mut tx, job.import.id).await?;
+        });
+        control::end_import(
+            &mut tx,
+            control::Ending {
+                import_id: job.import.id,
+                organization_id: org,
+                policy: job.policy,
+                how: control::How::Failed(error),
+                first_start: Some(w.started_at),
+            },
+        )
+        .await?;
+    } else {
+        settle_import(&mut tx, job.import.id, job.policy, w.started_at).await?;
     }
     notify(&mut tx, job.import.id).await?;
     tx.commit().await?;
-    tracing::debug!(file_state, import_state = %next_state, "chunk committed");
     Ok(if stop {
         ChunkOutcome::FailedImport(counts)
     } else {
@@ -539,62 +474,275 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
     })
 }
 
-/// Records that a chunk cannot be loaded at all (its file is gone, its bytes
-/// cannot be parsed): the chunk, its file and its import fail with `reason`,
-/// and the import's remaining chunks are skipped.
-pub async fn fail_chunk(db: &Db, chunk_id: i64, reason: &str) -> Result<(), StoreError> {
-    let mut tx = db.pool().begin().await?;
-    let org: Option<i64> = sqlx::query_scalar("SELECT organization_id FROM chunks WHERE id = $1")
-        .bind(chunk_id)
-        .fetch_optional(&mut *tx)
+/// Limits every statement of the transaction (lock waits included), so a
+/// write stuck behind a lock fails as a retryable timeout instead of holding
+/// the organization for ever.
+async fn set_statement_timeout(
+    conn: &mut PgConnection,
+    limit: std::time::Duration,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", limit.as_millis().max(1)))
+        .execute(conn)
         .await?;
-    let Some(org) = org else {
-        return Ok(());
-    };
-    // The same fence as a write: the failure lands between two chunk writes.
-    take_write_fence(&mut tx, org).await?;
+    Ok(())
+}
+
+/// Whether a chunk may be written now, decided behind the organization's
+/// write fence.
+enum Turn {
+    Go,
+    /// Nothing to write; commit and report this.
+    Settled(ChunkOutcome),
+}
+
+/// Locks the chunk and checks that it is still queued, that its import has
+/// not ended (if it has, the chunk is marked skipped) and that no earlier
+/// chunk of the organization is pending.
+async fn claim_turn(conn: &mut PgConnection, chunk_id: i64, org: i64) -> Result<Turn, StoreError> {
     let Some(row) = sqlx::query(
-        "UPDATE chunks SET state = 'failed', attempts = attempts + 1, finished_at = clock_timestamp()
-          WHERE id = $1 AND state = 'queued'
-      RETURNING import_id, file_id, organization_id",
+        "SELECT c.state, c.seq, i.state AS import_state, i.queue_seq, f.load_order, f.position
+           FROM chunks c JOIN imports i ON i.id = c.import_id JOIN import_files f ON f.id = c.file_id
+          WHERE c.id = $1 FOR UPDATE OF c",
+    )
+    .bind(chunk_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(Turn::Settled(ChunkOutcome::Gone));
+    };
+    let chunk_state: String = row.try_get("state")?;
+    let import_state: String = row.try_get("import_state")?;
+    let queue_seq: Option<i64> = row.try_get("queue_seq")?;
+    let seq: i32 = row.try_get("seq")?;
+    let position: i32 = row.try_get("position")?;
+    let load_order: i32 = row.try_get("load_order")?;
+    if chunk_state != "queued" {
+        return Ok(Turn::Settled(ChunkOutcome::AlreadyDone));
+    }
+    if ImportState::parse(&import_state).is_none_or(ImportState::is_terminal) {
+        sqlx::query(
+            "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp() WHERE id = $1",
+        )
+        .bind(chunk_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Turn::Settled(ChunkOutcome::Skipped));
+    }
+    let earlier_pending: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM chunks c
+              JOIN imports i ON i.id = c.import_id
+              JOIN import_files f ON f.id = c.file_id
+             WHERE c.organization_id = $1 AND c.state = 'queued' AND c.id <> $2
+               AND (i.queue_seq, f.load_order, f.position, c.seq) < ($3, $6, $4, $5))",
+    )
+    .bind(org)
+    .bind(chunk_id)
+    .bind(queue_seq.unwrap_or(i64::MAX))
+    .bind(position)
+    .bind(seq)
+    .bind(load_order)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(if earlier_pending {
+        Turn::Settled(ChunkOutcome::NotYourTurn)
+    } else {
+        Turn::Go
+    })
+}
+
+/// Adds a settled chunk's counts to its file and moves the file's state on.
+async fn add_file_progress(
+    conn: &mut PgConnection,
+    file_id: Uuid,
+    counts: &ChunkCounts,
+    failed: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE import_files SET
+                chunks_done = chunks_done + 1,
+                rows_processed = rows_processed + $2, rows_created = rows_created + $3,
+                rows_updated = rows_updated + $4, rows_unchanged = rows_unchanged + $5,
+                rows_failed = rows_failed + $6, rows_stale = rows_stale + $8,
+                state = CASE
+                    WHEN $7 THEN 'failed'
+                    WHEN chunks_done + 1 >= chunks_total AND rows_failed + $6 > 0 THEN 'completed_with_errors'
+                    WHEN chunks_done + 1 >= chunks_total THEN 'completed'
+                    ELSE 'running' END,
+                updated_at = clock_timestamp()
+          WHERE id = $1",
+    )
+    .bind(file_id)
+    .bind(counts.processed)
+    .bind(counts.created)
+    .bind(counts.updated)
+    .bind(counts.unchanged)
+    .bind(counts.failed)
+    .bind(failed)
+    .bind(counts.stale)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a running import to the state its files now add up to. An
+/// all-or-nothing import that completes no longer needs its before-images.
+async fn settle_import(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    policy: FailurePolicy,
+    first_start: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let next_state = import_state_after(&mut *conn, import_id).await?;
+    sqlx::query(
+        "UPDATE imports SET state = $2,
+                started_at = COALESCE(started_at, $3),
+                finished_at = CASE WHEN $4 THEN clock_timestamp() ELSE finished_at END,
+                updated_at = clock_timestamp()
+          WHERE id = $1",
+    )
+    .bind(import_id)
+    .bind(next_state.as_str())
+    .bind(first_start)
+    .bind(next_state.is_terminal())
+    .execute(&mut *conn)
+    .await?;
+    if next_state.is_terminal() && policy == FailurePolicy::StopOnFirstError {
+        control::forget_undo(conn, import_id).await?;
+    }
+    Ok(())
+}
+
+/// What became of a chunk the workers gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GaveUp {
+    /// STOP_ON_FIRST_ERROR: the import failed and what it wrote was rolled back.
+    ImportFailed,
+    /// IMPORT_VALID_ROWS: the chunk's rows are recorded as failed and the
+    /// import goes on with its next chunk.
+    RowsFailed(i64),
+    /// Nothing to do: the chunk was settled meanwhile (done, skipped, gone)
+    /// or is not next.
+    Nothing(ChunkOutcome),
+}
+
+/// Gives up on a chunk that cannot be loaded: it failed permanently (its
+/// stored bytes are gone or unreadable) or failed for a transient reason
+/// past the retry limit. The attempt is recorded in `chunk_failures`; then,
+/// by the import's policy, the import fails (and is rolled back) or the
+/// chunk's rows are recorded as failed rows and the import continues. All in
+/// one transaction behind the organization's write fence.
+pub async fn give_up_chunk(
+    db: &Db,
+    chunk_id: i64,
+    public_reason: &str,
+    failure: &failures::NewFailure,
+) -> Result<GaveUp, StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let Some(row) = sqlx::query(
+        "SELECT c.organization_id, c.import_id, c.file_id, c.first_row, c.row_count,
+                i.failure_policy, f.file_name
+           FROM chunks c JOIN imports i ON i.id = c.import_id JOIN import_files f ON f.id = c.file_id
+          WHERE c.id = $1",
     )
     .bind(chunk_id)
     .fetch_optional(&mut *tx)
     .await?
     else {
-        return Ok(());
+        return Ok(GaveUp::Nothing(ChunkOutcome::Gone));
     };
+    let org: i64 = row.try_get("organization_id")?;
     let import_id: Uuid = row.try_get("import_id")?;
     let file_id: Uuid = row.try_get("file_id")?;
-    let file_name: String = sqlx::query_scalar(
-        "UPDATE import_files SET state = 'failed', updated_at = clock_timestamp() WHERE id = $1 RETURNING file_name",
-    )
-    .bind(file_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let error = json!({
-        "reason": "CHUNK_FAILED",
-        "message": format!("{file_name}: {reason}"),
-        "file_id": file_id,
-        "file_name": file_name,
-    });
+    let first_row: i64 = row.try_get("first_row")?;
+    let rows: i64 = row.try_get("row_count")?;
+    let file_name: String = row.try_get("file_name")?;
+    let policy_name: String = row.try_get("failure_policy")?;
+    let policy = FailurePolicy::parse(&policy_name).ok_or_else(|| {
+        StoreError::Corrupt(format!("import {import_id} has policy {policy_name}"))
+    })?;
+    // The same fence as a write: the failure lands between two chunk writes.
+    take_write_fence(&mut tx, org).await?;
+    if let Turn::Settled(outcome) = claim_turn(&mut tx, chunk_id, org).await? {
+        tx.commit().await?;
+        return Ok(GaveUp::Nothing(outcome));
+    }
     sqlx::query(
-        "UPDATE imports SET state = 'failed', error = $2, finished_at = clock_timestamp(),
-                started_at = COALESCE(started_at, clock_timestamp()), updated_at = clock_timestamp()
-          WHERE id = $1 AND state NOT IN ('completed', 'completed_with_errors', 'failed', 'stopped')",
+        "UPDATE chunks SET state = 'failed', attempts = attempts + 1, not_before = NULL,
+                rows_failed = row_count, finished_at = clock_timestamp()
+          WHERE id = $1",
     )
-    .bind(import_id)
-    .bind(error)
+    .bind(chunk_id)
     .execute(&mut *tx)
     .await?;
-    skip_the_rest(&mut tx, import_id).await?;
+    failures::insert(&mut tx, failure).await?;
+    let last_row = first_row + rows - 1;
+    let range = if rows > 1 {
+        format!("rows {first_row}–{last_row}")
+    } else {
+        format!("row {first_row}")
+    };
+    let counts = ChunkCounts {
+        processed: rows,
+        failed: rows,
+        ..ChunkCounts::default()
+    };
+    let outcome = match policy {
+        FailurePolicy::StopOnFirstError => {
+            add_file_progress(&mut tx, file_id, &counts, true).await?;
+            let error = json!({
+                "reason": "CHUNK_FAILED",
+                "message": format!("{file_name}: {range} could not be loaded: {public_reason}"),
+                "file_id": file_id,
+                "file_name": file_name,
+            });
+            control::end_import(
+                &mut tx,
+                control::Ending {
+                    import_id,
+                    organization_id: org,
+                    policy,
+                    how: control::How::Failed(error),
+                    first_start: None,
+                },
+            )
+            .await?;
+            GaveUp::ImportFailed
+        }
+        FailurePolicy::ImportValidRows => {
+            let reason = format!(
+                "not loaded: the chunk of {range} failed after {} attempts: {public_reason}",
+                failure.attempt
+            );
+            sqlx::query(
+                "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind)
+                 SELECT $1, $2, $3, r, '', '', $4, $5 FROM generate_series($6::bigint, $7::bigint) AS r",
+            )
+            .bind(import_id)
+            .bind(file_id)
+            .bind(chunk_id)
+            .bind(&reason)
+            .bind(FindingKind::NotLoaded.as_str())
+            .bind(first_row)
+            .bind(last_row)
+            .execute(&mut *tx)
+            .await?;
+            add_file_progress(&mut tx, file_id, &counts, false).await?;
+            let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&mut *tx)
+                .await?;
+            settle_import(&mut tx, import_id, policy, now).await?;
+            GaveUp::RowsFailed(rows)
+        }
+    };
     notify(&mut tx, import_id).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(outcome)
 }
 
 /// The organization's write fence, held until the transaction ends.
-async fn take_write_fence(conn: &mut PgConnection, org: i64) -> Result<(), StoreError> {
+pub(crate) async fn take_write_fence(conn: &mut PgConnection, org: i64) -> Result<(), StoreError> {
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('passare_imports.write:' || $1::text, 0))",
     )
@@ -604,27 +752,8 @@ async fn take_write_fence(conn: &mut PgConnection, org: i64) -> Result<(), Store
     Ok(())
 }
 
-/// A failed import's chunks still queued are skipped and its unfinished files fail.
-async fn skip_the_rest(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE chunks SET state = 'skipped', finished_at = clock_timestamp()
-          WHERE import_id = $1 AND state = 'queued'",
-    )
-    .bind(import_id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE import_files SET state = 'failed', updated_at = clock_timestamp()
-          WHERE import_id = $1 AND state IN ('queued', 'running')",
-    )
-    .bind(import_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Tells watchers the import changed, when the transaction commits.
-async fn notify(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn notify(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(EVENTS_CHANNEL)
         .bind(import_id.to_string())
@@ -757,13 +886,14 @@ impl<'a> Target<'a> {
         Ok(())
     }
 
-    /// The compared (non-key) columns and the SQL conditions joining the
-    /// target `t` to the stage `s` and telling rows that differ.
-    fn comparison(&self) -> (Vec<&'static str>, String, String) {
+    /// The compared columns (neither key nor `source_updated_at`) and the SQL
+    /// conditions joining the target `t` to the stage `s`, telling rows that
+    /// differ, and telling stale rows (older than the stored record).
+    fn comparison(&self) -> Comparison {
         let keys = self.def.key_columns;
         let compared: Vec<&'static str> = written_columns(self.def)
             .into_iter()
-            .filter(|c| !keys.contains(c))
+            .filter(|c| !keys.contains(c) && *c != SOURCE_UPDATED_AT)
             .collect();
         let matched = keys
             .iter()
@@ -783,63 +913,105 @@ impl<'a> Target<'a> {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        (compared, matched, differs)
+        let stale = if written_columns(self.def).contains(&SOURCE_UPDATED_AT) {
+            "COALESCE(s.source_updated_at < t.source_updated_at, false)".to_string()
+        } else {
+            "false".to_string()
+        };
+        Comparison {
+            compared,
+            matched,
+            differs,
+            stale,
+        }
     }
 }
 
-/// What writing a chunk would do, without writing it: (would create, would
-/// update, would leave unchanged) among the valid rows. Runs in its own
-/// transaction, which it rolls back.
+/// See [`Target::comparison`].
+struct Comparison {
+    compared: Vec<&'static str>,
+    matched: String,
+    differs: String,
+    stale: String,
+}
+
+/// The column every type accepts for the source system's last-modified time.
+const SOURCE_UPDATED_AT: &str = "source_updated_at";
+
+/// What writing rows does (or would do) to the stored records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub stale: i64,
+}
+
+/// What writing a chunk would do, without writing it, among the valid rows.
+/// Runs in its own transaction, which it rolls back.
 pub async fn compare_with_stored(
     db: &Db,
     target: Target<'_>,
     parsed: &ParsedChunk,
-) -> Result<(i64, i64, i64), StoreError> {
+) -> Result<Merged, StoreError> {
     let batch = &parsed.batch;
     let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
     if valid.is_empty() {
-        return Ok((0, 0, 0));
+        return Ok(Merged::default());
     }
     let mut conn = db.pool().acquire().await?;
     let first_key = target.def.key_columns.first().copied().unwrap_or_default();
     let first_values: Vec<Option<String>> =
         valid.iter().map(|i| parsed.text(first_key, *i)).collect();
     if !keys_in_range(&mut conn, target, first_key, &first_values).await? {
-        return Ok((valid.len() as i64, 0, 0));
+        return Ok(Merged {
+            created: valid.len() as i64,
+            ..Merged::default()
+        });
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let mut data = Vec::with_capacity(valid.len() * 160);
     target.encode(batch, &valid, &mut data);
     target.stage(&mut tx, &data).await?;
-    let (_, matched, differs) = target.comparison();
-    let (existing, changed): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT count(*), count(*) FILTER (WHERE {differs})
+    let c = target.comparison();
+    let (existing, changed, stale): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT count(*), count(*) FILTER (WHERE {differs} AND NOT {stale}), count(*) FILTER (WHERE {stale})
            FROM {STAGE} s JOIN {table} t ON t.organization_id = s.organization_id AND {matched}",
+        differs = c.differs,
+        stale = c.stale,
+        matched = c.matched,
         table = target.def.target_table
     )))
     .fetch_one(&mut *tx)
     .await?;
     tx.rollback().await?;
-    Ok((valid.len() as i64 - existing, changed, existing - changed))
+    Ok(Merged {
+        created: valid.len() as i64 - existing,
+        updated: changed,
+        unchanged: existing - changed - stale,
+        stale,
+    })
 }
 
 /// Writes the chunk's valid rows: keys new to the organization go straight
 /// into the target table with COPY; rows whose key exists are staged and
 /// updated where a value differs (identical rows are left alone, provenance
-/// included). The organization's write fence makes the split safe: no other
-/// transaction writes this organization's rows meanwhile. Returns (created,
-/// updated).
+/// included; rows older than the stored record are stale and left alone
+/// too). An all-or-nothing import first keeps a before-image of every record
+/// it updates, so a failure or a stop can put it back. The organization's
+/// write fence makes the split safe: no other transaction writes this
+/// organization's rows meanwhile. `unchanged` is left for the caller.
 async fn merge(
     conn: &mut PgConnection,
     job: &ChunkJob,
     parsed: &ParsedChunk,
-) -> Result<(i64, i64), StoreError> {
+) -> Result<Merged, StoreError> {
     let target = Target::of(job);
     let def = job.def;
     let batch = &parsed.batch;
     let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
     if valid.is_empty() {
-        return Ok((0, 0));
+        return Ok(Merged::default());
     }
     let copy_target = format!(
         "COPY {} ({}) FROM STDIN (FORMAT binary)",
@@ -850,6 +1022,10 @@ async fn merge(
     let first_key = def.key_columns.first().copied().unwrap_or_default();
     let first_values: Vec<Option<String>> =
         valid.iter().map(|i| parsed.text(first_key, *i)).collect();
+    let created_only = |created| Merged {
+        created,
+        ..Merged::default()
+    };
 
     // The common case when onboarding a client: no key of the chunk exists
     // yet, and the rows go straight in with COPY. When no stored key even
@@ -858,7 +1034,7 @@ async fn merge(
     // the careful path below.
     target.encode(batch, &valid, &mut data);
     if !keys_in_range(conn, target, first_key, &first_values).await? {
-        return Ok((copy_in(conn, &copy_target, &data).await?, 0));
+        return Ok(created_only(copy_in(conn, &copy_target, &data).await?));
     }
     sqlx::query("SAVEPOINT passare_copy")
         .execute(&mut *conn)
@@ -868,7 +1044,7 @@ async fn merge(
             sqlx::query("RELEASE SAVEPOINT passare_copy")
                 .execute(&mut *conn)
                 .await?;
-            return Ok((created, 0));
+            return Ok(created_only(created));
         }
         Err(StoreError::Sqlx(sqlx::Error::Database(e))) if e.code().as_deref() == Some("23505") => {
             sqlx::query("ROLLBACK TO SAVEPOINT passare_copy")
@@ -882,31 +1058,67 @@ async fn merge(
     let (old, new): (Vec<usize>, Vec<usize>) =
         valid.iter().copied().partition(|i| existing.contains(i));
 
-    let mut created = 0;
+    let mut merged = Merged::default();
     if !new.is_empty() {
         target.encode(batch, &new, &mut data);
-        created = copy_in(conn, &copy_target, &data).await?;
+        merged.created = copy_in(conn, &copy_target, &data).await?;
     }
-    let mut updated = 0;
     if !old.is_empty() {
         target.encode(batch, &old, &mut data);
         target.stage(conn, &data).await?;
-        let (compared, matched, differs) = target.comparison();
-        let set: Vec<String> = compared.iter().map(|c| format!("{c} = s.{c}")).collect();
+        let c = target.comparison();
+        let mut set: Vec<String> = c
+            .compared
+            .iter()
+            .map(|col| format!("{col} = s.{col}"))
+            .collect();
+        if c.stale != "false" {
+            set.push(format!(
+                "{SOURCE_UPDATED_AT} = COALESCE(s.{SOURCE_UPDATED_AT}, t.{SOURCE_UPDATED_AT})"
+            ));
+        }
+        let row_key = def
+            .key_columns
+            .iter()
+            .map(|k| format!("t.{k}::text"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // One statement, one snapshot: the before-images are the records as
+        // they were when the update began.
         let sql = format!(
-            "UPDATE {table} t SET {set}, source_row = s.source_row, source_import_id = s.source_import_id,
-                    source_file_id = s.source_file_id, updated_at = now()
-               FROM {STAGE} s
-              WHERE t.organization_id = s.organization_id AND {matched} AND {differs}",
+            "WITH undo AS (
+                 INSERT INTO import_undo (import_id, target_table, row_key, before)
+                 SELECT $1, '{table}', concat_ws(E'\\x1f', {row_key}), to_jsonb(t)
+                   FROM {table} t JOIN {STAGE} s ON t.organization_id = s.organization_id AND {matched}
+                  WHERE $2 AND {differs} AND NOT {stale}
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1),
+             updated AS (
+                 UPDATE {table} t SET {set}, source_row = s.source_row,
+                        source_import_id = s.source_import_id, source_file_id = s.source_file_id,
+                        updated_at = now()
+                   FROM {STAGE} s
+                  WHERE t.organization_id = s.organization_id AND {matched} AND {differs} AND NOT {stale}
+                 RETURNING 1)
+             SELECT (SELECT count(*) FROM updated),
+                    (SELECT count(*) FROM {STAGE} s JOIN {table} t
+                        ON t.organization_id = s.organization_id AND {matched} WHERE {stale}),
+                    (SELECT count(*) FROM undo)",
             table = def.target_table,
             set = set.join(", "),
+            matched = c.matched,
+            differs = c.differs,
+            stale = c.stale,
         );
-        updated = sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected() as i64;
+        let (updated, stale, _undo): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(job.import.id)
+            .bind(job.policy == FailurePolicy::StopOnFirstError)
+            .fetch_one(&mut *conn)
+            .await?;
+        merged.updated = updated;
+        merged.stale = stale;
     }
-    Ok((created, updated))
+    Ok(merged)
 }
 
 async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<i64, StoreError> {

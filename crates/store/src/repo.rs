@@ -87,6 +87,12 @@ pub async fn create_import(
         analysis: Set(None),
         analysis_fingerprint: Set(None),
         analyzed_at: Set(None),
+        stopped_by_id: Set(None),
+        stopped_by_name: Set(None),
+        stopped_by_email: Set(None),
+        stopped_at: Set(None),
+        stop_reason: Set(None),
+        rolled_back_at: Set(None),
     };
     let inserted = imports::Entity::insert(model)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -128,16 +134,20 @@ pub async fn lock_import(
         .await?)
 }
 
-/// Organizations with chunks that have waited at least `min_age` (for the
-/// workers' sweep, which re-announces them).
+/// Organizations not paused with chunks that have waited at least `min_age`
+/// (since they were queued, or since their retry came due), for the
+/// workers' sweep, which re-announces them.
 pub async fn organizations_with_waiting_chunks(
     db: &impl ConnectionTrait,
     min_age: std::time::Duration,
 ) -> Result<Vec<i64>, StoreError> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT DISTINCT organization_id FROM chunks
-              WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1)",
+            "SELECT DISTINCT c.organization_id FROM chunks c
+              WHERE c.state = 'queued'
+                AND COALESCE(c.not_before, c.queued_at) < now() - make_interval(secs => $1)
+                AND NOT EXISTS (SELECT 1 FROM import_pauses p
+                                 WHERE p.organization_id IS NULL OR p.organization_id = c.organization_id)",
             vec![min_age.as_secs_f64().into()],
         ))
         .await?;
@@ -313,6 +323,8 @@ pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
         data_key: Set(file.data_key),
         column_mapping: Set(serde_json::json!(file.column_mapping)),
         load_order: Set(file.load_order),
+        rows_stale: Set(0),
+        rows_rolled_back: Set(0),
     }
     .insert(&txn)
     .await?;
@@ -619,4 +631,21 @@ pub async fn first_row_errors(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// File names by id (for lists that show files of several imports).
+pub async fn file_names(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(import_files::Entity::find()
+        .filter(import_files::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f.file_name))
+        .collect())
 }

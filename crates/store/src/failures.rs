@@ -1,0 +1,153 @@
+//! Failed chunk attempts: what a developer needs to tell why a chunk failed
+//! (kind, message, cause chain, backtrace, attempt, file, rows, worker,
+//! timestamps), recorded as each attempt fails, and read back newest first.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::entities::chunk_failures;
+use crate::{Db, StoreError};
+
+/// What the worker did about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Transient: tried again after a backoff.
+    RetryScheduled,
+    /// Transient, but past the retry limit: given up and dead-lettered.
+    DeadLettered,
+    /// Permanent: given up at once.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::RetryScheduled => "retry_scheduled",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One failed attempt, as the worker saw it. The chunk's own facts (import,
+/// file, rows, queue time) are read from its row when the record is written.
+#[derive(Debug, Clone)]
+pub struct NewFailure {
+    pub chunk_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub error_kind: String,
+    pub transient: bool,
+    pub message: String,
+    /// The error and its sources, outermost first.
+    pub causes: Vec<String>,
+    pub backtrace: String,
+    pub worker_host: String,
+    pub worker_pid: i32,
+    pub outcome: Outcome,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub read_started_at: Option<DateTime<Utc>>,
+    pub write_started_at: Option<DateTime<Utc>>,
+}
+
+/// Records a failed attempt (in the caller's transaction).
+pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO chunk_failures (chunk_id, import_id, file_id, organization_id, chunk_seq,
+                first_row, last_row, attempt, error_kind, transient, message, causes, backtrace,
+                worker_host, worker_pid, outcome, retry_at, queued_at, read_started_at, write_started_at)
+         SELECT c.id, c.import_id, c.file_id, c.organization_id, c.seq,
+                c.first_row, c.first_row + GREATEST(c.row_count, 1) - 1, $2, $3, $4, $5, $6, $7,
+                $8, $9, $10, $11, c.queued_at, $12, $13
+           FROM chunks c WHERE c.id = $1",
+    )
+    .bind(f.chunk_id)
+    .bind(f.attempt)
+    .bind(&f.error_kind)
+    .bind(f.transient)
+    .bind(&f.message)
+    .bind(serde_json::json!(f.causes))
+    .bind(&f.backtrace)
+    .bind(&f.worker_host)
+    .bind(f.worker_pid)
+    .bind(f.outcome.as_str())
+    .bind(f.retry_at)
+    .bind(f.read_started_at)
+    .bind(f.write_started_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a transient failure and holds the chunk back until `retry_at`
+/// (its place in the organization's order is kept: nothing of the
+/// organization loads before it). Returns `false` when the chunk was no
+/// longer queued (settled meanwhile), in which case nothing is recorded.
+pub async fn schedule_retry(db: &Db, f: &NewFailure) -> Result<bool, StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let held = sqlx::query(
+        "UPDATE chunks SET attempts = attempts + 1, not_before = $2
+          WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(f.chunk_id)
+    .bind(f.retry_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if held {
+        insert(&mut tx, f).await?;
+        // Watchers see the failure count move.
+        let import_id: Uuid = sqlx::query_scalar("SELECT import_id FROM chunks WHERE id = $1")
+            .bind(f.chunk_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        crate::loader::notify(&mut tx, import_id).await?;
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+/// Which failures to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub import_id: Option<Uuid>,
+    pub organization_id: Option<i64>,
+}
+
+/// A page of failures, newest first, strictly older than `before` (an id).
+pub async fn list(
+    db: &Db,
+    filter: &Filter,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<chunk_failures::Model>, StoreError> {
+    let mut cond = Condition::all();
+    if let Some(import_id) = filter.import_id {
+        cond = cond.add(chunk_failures::Column::ImportId.eq(import_id));
+    }
+    if let Some(org) = filter.organization_id {
+        cond = cond.add(chunk_failures::Column::OrganizationId.eq(org));
+    }
+    if let Some(id) = before {
+        cond = cond.add(chunk_failures::Column::Id.lt(id));
+    }
+    Ok(chunk_failures::Entity::find()
+        .filter(cond)
+        .order_by_desc(chunk_failures::Column::Id)
+        .limit(limit)
+        .all(db.orm())
+        .await?)
+}
+
+/// How many attempts of an import failed.
+pub async fn count_for_import(db: &Db, import_id: Uuid) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM chunk_failures WHERE import_id = $1")
+            .bind(import_id)
+            .fetch_one(db.pool())
+            .await?,
+    )
+}
