@@ -75,6 +75,16 @@ pub struct Options {
     pub in_process_workers: usize,
     pub chunk_rows: u64,
     pub worker_concurrency: usize,
+    /// Attempts at a chunk failing for a transient reason (IMPORTS_RETRY_MAX_ATTEMPTS).
+    pub retry_max_attempts: u32,
+    /// First retry wait (IMPORTS_RETRY_BASE_MS); doubles up to 2 s in tests.
+    pub retry_base_ms: u64,
+    /// Longest a chunk write statement may take (IMPORTS_CHUNK_TIMEOUT_MS).
+    pub chunk_timeout_ms: u64,
+    /// How often workers re-announce waiting organizations (IMPORTS_WORKER_SWEEP_SECS).
+    pub sweep_secs: u64,
+    /// Longest a worker drains one organization (IMPORTS_WORKER_DRAIN_MAX_SECS).
+    pub drain_max_secs: u64,
 }
 
 impl Default for Options {
@@ -83,6 +93,11 @@ impl Default for Options {
             in_process_workers: 1,
             chunk_rows: 5_000,
             worker_concurrency: 2,
+            retry_max_attempts: 10,
+            retry_base_ms: 100,
+            chunk_timeout_ms: 60_000,
+            sweep_secs: 15,
+            drain_max_secs: 300,
         }
     }
 }
@@ -112,6 +127,12 @@ impl TestEnv {
             chunk_rows: options.chunk_rows,
             worker_concurrency: options.worker_concurrency,
             watch_poll_ms: 500,
+            retry_max_attempts: options.retry_max_attempts,
+            retry_base_ms: options.retry_base_ms,
+            retry_max_delay_ms: 2_000.max(options.retry_base_ms),
+            chunk_timeout_ms: options.chunk_timeout_ms,
+            worker_sweep_secs: options.sweep_secs,
+            worker_drain_max_secs: options.drain_max_secs,
             ..Config::default()
         };
         config.validate()?;
@@ -244,6 +265,27 @@ impl TestEnv {
                 c.worker_concurrency.to_string(),
             ),
             (
+                "IMPORTS_RETRY_MAX_ATTEMPTS".into(),
+                c.retry_max_attempts.to_string(),
+            ),
+            ("IMPORTS_RETRY_BASE_MS".into(), c.retry_base_ms.to_string()),
+            (
+                "IMPORTS_RETRY_MAX_DELAY_MS".into(),
+                c.retry_max_delay_ms.to_string(),
+            ),
+            (
+                "IMPORTS_CHUNK_TIMEOUT_MS".into(),
+                c.chunk_timeout_ms.to_string(),
+            ),
+            (
+                "IMPORTS_WORKER_SWEEP_SECS".into(),
+                c.worker_sweep_secs.to_string(),
+            ),
+            (
+                "IMPORTS_WORKER_DRAIN_MAX_SECS".into(),
+                c.worker_drain_max_secs.to_string(),
+            ),
+            (
                 "IMPORTS_LOG".into(),
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             ),
@@ -261,6 +303,40 @@ impl TestEnv {
         let pid = child.id();
         self.workers.push(child);
         Ok(pid)
+    }
+
+    /// Kills a worker process with SIGKILL (no chance to finish anything)
+    /// and reaps it.
+    pub fn kill_worker_process(&mut self, pid: u32) -> anyhow::Result<()> {
+        let index = self
+            .workers
+            .iter()
+            .position(|w| w.id() == pid)
+            .context("no such worker process")?;
+        let mut child = self.workers.remove(index);
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// The name of this test's database.
+    pub fn database_name(&self) -> &str {
+        &self.database
+    }
+
+    /// Cuts every connection to this test's database but the caller's
+    /// (`pg_terminate_backend`); returns how many were cut.
+    pub async fn cut_database_connections(&self) -> anyhow::Result<i64> {
+        let admin = Db::connect(&format!("{}/postgres", postgres_server()), 1).await?;
+        let n: i64 = passare_imports_store::sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.database)
+        .fetch_one(admin.pool())
+        .await?;
+        admin.close().await;
+        Ok(n)
     }
 
     /// Waits for a worker process started by [`spawn_worker_process`] to exit.
@@ -435,6 +511,107 @@ pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, t
         .into_inner()
         .import
         .ok_or_else(|| tonic::Status::internal("no import"))
+}
+
+/// StopImport with a reason.
+pub async fn stop(
+    client: &mut Client,
+    import_id: &str,
+    reason: &str,
+) -> Result<pb::Import, tonic::Status> {
+    client
+        .stop_import(pb::StopImportRequest {
+            import_id: import_id.into(),
+            reason: reason.into(),
+        })
+        .await?
+        .into_inner()
+        .import
+        .ok_or_else(|| tonic::Status::internal("no import"))
+}
+
+/// PauseImports of one organization (`Some`) or of all (`None`).
+pub async fn pause(
+    client: &mut Client,
+    org: Option<i64>,
+    reason: &str,
+) -> Result<pb::Pause, tonic::Status> {
+    client
+        .pause_imports(pb::PauseImportsRequest {
+            organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
+            reason: reason.into(),
+        })
+        .await?
+        .into_inner()
+        .pause
+        .ok_or_else(|| tonic::Status::internal("no pause"))
+}
+
+/// ResumeImports of one organization (`Some`) or of all (`None`).
+pub async fn resume(
+    client: &mut Client,
+    org: Option<i64>,
+) -> Result<pb::ResumeImportsResponse, tonic::Status> {
+    Ok(client
+        .resume_imports(pb::ResumeImportsRequest {
+            organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Every failed chunk attempt of an import, newest first (all pages).
+pub async fn chunk_failures(
+    client: &mut Client,
+    import_id: &str,
+) -> anyhow::Result<Vec<pb::ChunkFailure>> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_chunk_failures(pb::ListChunkFailuresRequest {
+                import_id: import_id.into(),
+                organization_id: String::new(),
+                page_size: 100,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        out.extend(page.chunk_failures);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until `check` holds for the import (polling GetImport), for at most
+/// `within`.
+pub async fn wait_until(
+    client: &mut Client,
+    import_id: &str,
+    within: Duration,
+    check: impl Fn(&pb::Import) -> bool,
+) -> anyhow::Result<pb::Import> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let import = get(client, import_id).await?;
+        if check(&import) {
+            return Ok(import);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "import {import_id} did not reach the awaited condition within {within:?}; it is {:?} with {:?}",
+            pb::ImportState::try_from(import.state),
+            import.progress
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Chunks of the import done so far (from its progress).
+pub fn chunks_done(import: &pb::Import) -> i32 {
+    import.progress.as_ref().map_or(0, |p| p.chunks_done)
 }
 
 pub async fn get(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Import> {

@@ -13,6 +13,7 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
         chunk_rows: 500,
         worker_concurrency: 1,
         in_process_workers: 0,
+        ..Options::default()
     })
     .await?;
     env.spawn_worker_process()?;

@@ -95,6 +95,7 @@ async fn imports_of_one_organization_never_overlap_while_other_organizations_run
         chunk_rows: 1_000,
         worker_concurrency: 2,
         in_process_workers: 1,
+        ..Options::default()
     })
     .await?;
     run_three_imports(&env).await?;
@@ -107,6 +108,7 @@ async fn with_two_worker_processes_the_same_holds() -> anyhow::Result<()> {
         chunk_rows: 1_000,
         worker_concurrency: 1,
         in_process_workers: 0,
+        ..Options::default()
     })
     .await?;
     env.spawn_worker_process()?;

@@ -13,6 +13,7 @@ async fn a_worker_stopped_mid_import_hands_its_work_back() -> anyhow::Result<()>
         chunk_rows: 1_000,
         worker_concurrency: 1,
         in_process_workers: 0,
+        ..Options::default()
     })
     .await?;
     let mut client = env.client().await?;
