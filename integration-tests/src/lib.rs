@@ -247,7 +247,10 @@ impl TestEnv {
         let c = &self.config;
         vec![
             ("IMPORTS_DATABASE_URL".into(), c.database_url.clone()),
-            ("IMPORTS_DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+            (
+                "IMPORTS_DATABASE_MAX_CONNECTIONS".into(),
+                (2 * c.worker_concurrency + 2).to_string(),
+            ),
             ("IMPORTS_AMQP_URL".into(), c.amqp_url.clone()),
             ("IMPORTS_QUEUE_PREFIX".into(), c.queue_prefix.clone()),
             (
@@ -314,8 +317,10 @@ impl TestEnv {
             .position(|w| w.id() == pid)
             .context("no such worker process")?;
         let mut child = self.workers.remove(index);
-        child.kill()?;
+        // Reaped even when the kill fails (it had exited already).
+        let killed = child.kill();
         child.wait()?;
+        killed?;
         Ok(())
     }
 
@@ -728,4 +733,102 @@ pub fn orgs_overlap(intervals: &[Interval], a: i64, b: i64) -> bool {
                 .filter(|y| y.organization_id == b)
                 .any(|y| x.started < y.finished && y.started < x.finished)
         })
+}
+
+/// One Cases record as tests compare it: the 13 columns of
+/// [`generate::CASES_HEADER`] in that order, dates as `YYYY-MM-DD`, a missing
+/// value as the empty string.
+pub type CaseValues = [String; 13];
+
+/// A date of a generated file (`YYYY-MM-DD` or `M/D/YYYY`) as `YYYY-MM-DD`.
+pub fn iso_date(text: &str) -> String {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [m, d, y] => format!(
+            "{y}-{:02}-{:02}",
+            m.parse::<u32>().unwrap_or_default(),
+            d.parse::<u32>().unwrap_or_default()
+        ),
+        _ => text.to_string(),
+    }
+}
+
+/// A row as written to a file, with its dates as stored.
+pub fn normalized(row: &CaseValues) -> CaseValues {
+    let mut out = row.clone();
+    for i in [5, 6, 12] {
+        out[i] = iso_date(&out[i]);
+    }
+    out
+}
+
+/// The rows [`cases_csv`]`(rows, seed)` holds, in file order, as written
+/// (dates not normalized; see [`normalized`]).
+pub fn generated_rows(rows: u64, seed: u64) -> Vec<CaseValues> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (1..=rows)
+        .map(|i| generate::case_row(&mut rng, i))
+        .collect()
+}
+
+/// A Cases CSV of the given rows (whose values hold no delimiter or quote).
+pub fn cases_csv_of(rows: &[CaseValues]) -> Vec<u8> {
+    let mut out = generate::CASES_HEADER.join(",");
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r.join(","));
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// A stored case: its values and the import that last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCase {
+    pub values: CaseValues,
+    pub source_import_id: Option<uuid::Uuid>,
+}
+
+/// Every case of an organization, by case number, with the location and
+/// director it refers to by name and e-mail.
+pub async fn stored_cases(
+    db: &Db,
+    organization_id: i64,
+) -> anyhow::Result<std::collections::BTreeMap<String, StoredCase>> {
+    use passare_imports_store::sqlx::Row;
+    let rows = passare_imports_store::sqlx::query(
+        "SELECT c.case_number, c.deceased_first_name, COALESCE(c.deceased_middle_name, '') AS middle,
+                c.deceased_last_name, COALESCE(c.suffix, '') AS suffix,
+                COALESCE(to_char(c.date_of_birth, 'YYYY-MM-DD'), '') AS dob,
+                COALESCE(to_char(c.date_of_death, 'YYYY-MM-DD'), '') AS dod,
+                COALESCE(c.case_type, '') AS case_type, COALESCE(c.case_status, '') AS case_status,
+                COALESCE(c.disposition, '') AS disposition, COALESCE(l.name, '') AS location,
+                COALESCE(s.email, '') AS director, COALESCE(to_char(c.opened_on, 'YYYY-MM-DD'), '') AS opened,
+                c.source_import_id
+           FROM cases c
+           LEFT JOIN locations l ON l.id = c.location_id
+           LEFT JOIN staff_users s ON s.id = c.director_user_id
+          WHERE c.organization_id = $1",
+    )
+    .bind(organization_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let mut values: CaseValues = Default::default();
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = r.try_get::<String, _>(i)?;
+        }
+        let key = values[0].clone();
+        let stored = StoredCase {
+            values,
+            source_import_id: r.try_get("source_import_id")?,
+        };
+        anyhow::ensure!(
+            out.insert(key.clone(), stored).is_none(),
+            "case {key} is stored twice"
+        );
+    }
+    Ok(out)
 }

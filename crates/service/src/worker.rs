@@ -607,31 +607,36 @@ impl Worker {
         };
         let attempt = (of.attempts_before + 1).max(1) as u32;
         let transient = e.error.error.is_transient();
-        let retry_at = (transient && self.retry.retries(attempt)).then(|| {
-            Utc::now()
-                + chrono::Duration::from_std(self.retry.delay_after(attempt))
-                    .unwrap_or_else(|_| chrono::Duration::seconds(60))
-        });
-        let outcome = match (retry_at, transient) {
-            (Some(_), _) => Outcome::RetryScheduled,
-            (None, true) => Outcome::DeadLettered,
-            (None, false) => Outcome::Failed,
-        };
-        let failure = NewFailure {
+        let mut failure = NewFailure {
             chunk_id,
             attempt: attempt as i32,
             error_kind: e.error.error.kind().to_string(),
             transient,
             message: e.error.error.to_string(),
             causes: e.causes(),
+            // Symbolizing takes a moment (long in debug builds): before the
+            // retry time is set, so the wait is not eaten by it.
             backtrace: e.error.backtrace.to_string(),
             worker_host: worker_host(),
             worker_pid: std::process::id() as i32,
-            outcome,
-            retry_at,
+            outcome: if transient {
+                Outcome::DeadLettered
+            } else {
+                Outcome::Failed
+            },
+            retry_at: None,
             read_started_at: e.read_started_at,
             write_started_at: e.write_started_at,
         };
+        if transient && self.retry.retries(attempt) {
+            failure.outcome = Outcome::RetryScheduled;
+            failure.retry_at = Some(
+                Utc::now()
+                    + chrono::Duration::from_std(self.retry.delay_after(attempt))
+                        .unwrap_or_else(|_| chrono::Duration::seconds(60)),
+            );
+        }
+        let (outcome, retry_at) = (failure.outcome, failure.retry_at);
         tracing::warn!(
             import_id = %of.import_id, org_id = of.organization_id, file_id = %of.file_id,
             chunk = of.seq, chunk_id, attempt, error_kind = %failure.error_kind, transient,
@@ -651,8 +656,14 @@ impl Worker {
                 }
             };
         }
-        match loader::give_up_chunk(&self.db, chunk_id, e.error.error.public_reason(), &failure)
-            .await
+        match loader::give_up_chunk(
+            &self.db,
+            chunk_id,
+            e.error.error.public_reason(),
+            &failure,
+            Some(self.chunk_timeout),
+        )
+        .await
         {
             Ok(gave_up) => {
                 tracing::error!(

@@ -31,7 +31,9 @@ pub struct Ending {
     pub organization_id: i64,
     pub policy: FailurePolicy,
     pub how: How,
-    /// When its first chunk began, if this ending is that chunk.
+    /// When the chunk that ends it began, if a chunk does: the import's
+    /// start time, unless an earlier chunk set it. A stop leaves it unset:
+    /// an import stopped while queued never started.
     pub first_start: Option<DateTime<Utc>>,
 }
 
@@ -53,8 +55,7 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
                 stopped_by_id = $4, stopped_by_name = $5, stopped_by_email = $6,
                 stopped_at = CASE WHEN $4 IS NULL THEN NULL ELSE clock_timestamp() END,
                 stop_reason = $7,
-                started_at = CASE WHEN state = 'draft' THEN started_at
-                                  ELSE COALESCE(started_at, $8, clock_timestamp()) END,
+                started_at = COALESCE(started_at, $8),
                 finished_at = clock_timestamp(), updated_at = clock_timestamp()
           WHERE id = $1",
     )

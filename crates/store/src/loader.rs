@@ -638,8 +638,12 @@ pub async fn give_up_chunk(
     chunk_id: i64,
     public_reason: &str,
     failure: &failures::NewFailure,
+    statement_timeout: Option<std::time::Duration>,
 ) -> Result<GaveUp, StoreError> {
     let mut tx = db.pool().begin().await?;
+    if let Some(limit) = statement_timeout {
+        set_statement_timeout(&mut tx, limit).await?;
+    }
     let Some(row) = sqlx::query(
         "SELECT c.organization_id, c.import_id, c.file_id, c.first_row, c.row_count,
                 i.failure_policy, f.file_name
@@ -704,7 +708,7 @@ pub async fn give_up_chunk(
                     organization_id: org,
                     policy,
                     how: control::How::Failed(error),
-                    first_start: None,
+                    first_start: Some(Utc::now()),
                 },
             )
             .await?;

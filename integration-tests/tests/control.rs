@@ -1,0 +1,437 @@
+//! Stopping and pausing: a stopped queued import never starts, a running one
+//! stops after the chunk in hand — keeping what it committed, or leaving
+//! nothing behind when it is all-or-nothing; the pause switch holds across
+//! worker restarts, shows on every queued and running import, and resume
+//! continues exactly where work stopped.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use passare_imports_cli::client::Client;
+use passare_imports_integration_tests::*;
+use passare_imports_proto::v1 as pb;
+use passare_imports_store::sqlx;
+use tonic_types::StatusExt;
+
+async fn cases_fingerprint(env: &TestEnv, org: i64) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(md5(string_agg(t::text, '|' ORDER BY case_number)), 'none')
+           FROM cases t WHERE organization_id = $1",
+    )
+    .bind(org)
+    .fetch_one(env.db.pool())
+    .await?)
+}
+
+async fn rows_of(env: &TestEnv, import_id: &str) -> anyhow::Result<i64> {
+    count(
+        &env.db,
+        &format!("SELECT count(*) FROM cases WHERE source_import_id = '{import_id}'"),
+    )
+    .await
+}
+
+fn state(import: &pb::Import) -> pb::ImportState {
+    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
+}
+
+/// (state, count) of an import's chunks.
+async fn chunk_states(env: &TestEnv, import_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT state, count(*) FROM chunks WHERE import_id = $1::uuid GROUP BY state ORDER BY state",
+    )
+    .bind(import_id)
+    .fetch_all(env.db.pool())
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_its_chunk()
+-> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        chunk_rows: 500,
+        ..Options::default()
+    })
+    .await?;
+    let mut client = env.client().await?;
+    let running = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            40_000,
+            1,
+        )
+        .await?;
+    let queued = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            2_000,
+            2,
+        )
+        .await?;
+    start(&mut client, &running).await?;
+    wait_until(&mut client, &running, Duration::from_secs(60), |i| {
+        chunks_done(i) >= 3
+    })
+    .await?;
+    let waiting = start(&mut client, &queued).await?;
+    assert_eq!(state(&waiting), pb::ImportState::Queued);
+    assert_eq!(
+        waiting.queue_position, 1,
+        "one import of the organization runs before it"
+    );
+
+    // A queued import never starts.
+    let stopped = stop(&mut client, &queued, "wrong file").await?;
+    assert_eq!(state(&stopped), pb::ImportState::Stopped);
+    let by = stopped.stopped_by.clone().context("who stopped it")?;
+    assert_eq!(
+        (by.id.as_str(), by.email.as_str()),
+        ("admin-1", "admin-1@passare.com")
+    );
+    assert_eq!(stopped.stop_reason, "wrong file");
+    assert!(stopped.stop_time.is_some() && stopped.end_time.is_some());
+    assert!(stopped.start_time.is_none(), "it never started");
+    assert_eq!(stopped.files[0].state, pb::FileState::Stopped as i32);
+    // Stopping again changes nothing.
+    let again = stop(&mut client, &queued, "twice").await?;
+    assert_eq!(
+        (again.stop_time, again.stop_reason.as_str()),
+        (stopped.stop_time, "wrong file")
+    );
+
+    // A running import stops after the chunk in hand; what it committed stays.
+    let ended = stop(&mut client, &running, "client asked to wait").await?;
+    assert_eq!(state(&ended), pb::ImportState::Stopped);
+    let p = ended.progress.clone().unwrap_or_default();
+    assert!(
+        p.chunks_done >= 3 && p.chunks_done < p.chunks_total,
+        "stopped mid-way: {p:?}"
+    );
+    assert_eq!(p.rows_created, i64::from(p.chunks_done) * 500);
+    assert_eq!(rows_of(&env, &running).await?, p.rows_created);
+    assert_eq!(
+        p.rows_rolled_back, 0,
+        "import-valid-rows keeps what it wrote"
+    );
+    // Nothing moves after the stop returned.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = get(&mut client, &running).await?;
+    assert_eq!(later.progress, ended.progress);
+    assert_eq!(rows_of(&env, &running).await?, p.rows_created);
+    let states = chunk_states(&env, &running).await?;
+    assert_eq!(
+        states,
+        vec![
+            ("done".to_string(), i64::from(p.chunks_done)),
+            (
+                "skipped".to_string(),
+                i64::from(p.chunks_total - p.chunks_done)
+            ),
+        ]
+    );
+    let stop_time = ended.stop_time.context("stop time")?;
+    let last_finish: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT max(finished_at) FROM chunks WHERE import_id = $1::uuid AND state = 'done'",
+    )
+    .bind(&running)
+    .fetch_one(env.db.pool())
+    .await?;
+    assert!(
+        last_finish.timestamp_micros()
+            <= stop_time.seconds * 1_000_000 + i64::from(stop_time.nanos / 1_000),
+        "no chunk finished after the stop"
+    );
+    assert_eq!(rows_of(&env, &queued).await?, 0);
+    assert_eq!(
+        chunk_states(&env, &queued).await?,
+        vec![("skipped".to_string(), 4)]
+    );
+
+    // A finished import cannot be stopped; an unknown one is not found.
+    assert_eq!(
+        state(&stop(&mut client, &running, "").await?),
+        pb::ImportState::Stopped
+    );
+    let small = env
+        .generated_draft(&mut client, 1042, pb::FailurePolicy::ImportValidRows, 10, 3)
+        .await?;
+    start(&mut client, &small).await?;
+    wait_terminal(&mut client, &small).await?;
+    let refused = stop(&mut client, &small, "too late")
+        .await
+        .err()
+        .context("a completed import cannot be stopped")?;
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        refused
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.as_str()),
+        Some("IMPORT_FINISHED")
+    );
+    let missing = stop(&mut client, &uuid::Uuid::now_v7().to_string(), "")
+        .await
+        .err()
+        .context("unknown import")?;
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        chunk_rows: 500,
+        ..Options::default()
+    })
+    .await?;
+    let mut client = env.client().await?;
+    let first = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            1_000,
+            1,
+        )
+        .await?;
+    start(&mut client, &first).await?;
+    wait_terminal(&mut client, &first).await?;
+    let before = cases_fingerprint(&env, 1042).await?;
+
+    // Updates the 1,000 cases and adds 29,000.
+    let strict = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            30_000,
+            2,
+        )
+        .await?;
+    start(&mut client, &strict).await?;
+    wait_until(&mut client, &strict, Duration::from_secs(60), |i| {
+        chunks_done(i) >= 4
+    })
+    .await?;
+    let stopped = stop(&mut client, &strict, "wrong organization").await?;
+    assert_eq!(state(&stopped), pb::ImportState::Stopped);
+    assert!(stopped.rollback_time.is_some());
+    let p = stopped.progress.clone().unwrap_or_default();
+    assert!(
+        p.chunks_done >= 4 && p.chunks_done < p.chunks_total,
+        "{p:?}"
+    );
+    assert_eq!(
+        (p.rows_created, p.rows_updated, p.rows_unchanged),
+        (0, 0, 0)
+    );
+    let wrote: i64 = sqlx::query_scalar(
+        "SELECT sum(rows_created + rows_updated)::bigint FROM chunks WHERE import_id = $1::uuid",
+    )
+    .bind(&strict)
+    .fetch_one(env.db.pool())
+    .await?;
+    assert!(
+        wrote > 1_000,
+        "it had written the updates and more: {wrote}"
+    );
+    assert_eq!(p.rows_rolled_back, wrote);
+    assert_eq!(rows_of(&env, &strict).await?, 0);
+    assert_eq!(
+        cases_fingerprint(&env, 1042).await?,
+        before,
+        "the organization's cases are exactly as before the stopped import"
+    );
+    assert_eq!(count(&env.db, "SELECT count(*) FROM import_undo").await?, 0);
+    env.finish().await
+}
+
+/// Follows an import and returns every event until it ends.
+async fn watch_events(mut client: Client, id: String) -> anyhow::Result<Vec<pb::Import>> {
+    Ok(watch_all(&mut client, &id)
+        .await?
+        .into_iter()
+        .filter_map(|e| e.import)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_where_work_stopped()
+-> anyhow::Result<()> {
+    let mut env = TestEnv::start(Options {
+        chunk_rows: 500,
+        worker_concurrency: 2,
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
+    env.organization(2001).await?;
+    let worker = env.spawn_worker_process()?;
+    let mut client = env.client().await?;
+    let held = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            25_000,
+            1,
+        )
+        .await?;
+    let other = env
+        .generated_draft(
+            &mut client,
+            2001,
+            pb::FailurePolicy::ImportValidRows,
+            10_000,
+            2,
+        )
+        .await?;
+    let watcher = tokio::spawn(watch_events(client.clone(), held.clone()));
+    start(&mut client, &held).await?;
+    wait_until(&mut client, &held, Duration::from_secs(60), |i| {
+        chunks_done(i) >= 2
+    })
+    .await?;
+
+    // Pause one organization: the chunk in hand finishes, nothing new starts.
+    let paused = pause(&mut client, Some(1042), "checking the client's data").await?;
+    assert_eq!(paused.organization_id, "1042");
+    let shown = wait_until(&mut client, &held, Duration::from_secs(10), |i| {
+        state(i) == pb::ImportState::Paused
+    })
+    .await?;
+    let pause_shown = shown.pause.clone().context("the pause is shown")?;
+    assert_eq!(pause_shown.reason, "checking the client's data");
+    assert_eq!(
+        pause_shown.paused_by.map(|u| u.id),
+        Some("admin-1".to_string())
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = chunks_done(&get(&mut client, &held).await?);
+
+    // The other organization is not paused and finishes meanwhile.
+    start(&mut client, &other).await?;
+    let other_done = wait_terminal(&mut client, &other).await?;
+    assert_eq!(other_done.state, pb::ImportState::Completed as i32);
+
+    // A worker killed and started again while paused starts nothing.
+    env.kill_worker_process(worker)?;
+    env.spawn_worker_process()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = get(&mut client, &held).await?;
+    assert_eq!(state(&still), pb::ImportState::Paused);
+    assert_eq!(
+        chunks_done(&still),
+        settled,
+        "no chunk started while paused"
+    );
+
+    // Every organization paused, for another reason; an import started now
+    // queues and shows the pause too.
+    pause(&mut client, None, "deploying a fix").await?;
+    let pauses = client
+        .list_pauses(pb::ListPausesRequest {})
+        .await?
+        .into_inner()
+        .pauses;
+    let scopes: Vec<&str> = pauses.iter().map(|p| p.organization_id.as_str()).collect();
+    assert_eq!(
+        scopes,
+        vec!["", "1042"],
+        "the pause of every organization first"
+    );
+    let queued = env
+        .generated_draft(
+            &mut client,
+            2001,
+            pb::FailurePolicy::ImportValidRows,
+            1_000,
+            3,
+        )
+        .await?;
+    let queued_view = start(&mut client, &queued).await?;
+    assert_eq!(state(&queued_view), pb::ImportState::Paused);
+    assert_eq!(
+        queued_view.pause.map(|p| p.reason),
+        Some("deploying a fix".to_string())
+    );
+
+    // Lifting one organization's pause leaves the pause of every one.
+    let lifted = resume(&mut client, Some(1042)).await?;
+    assert_eq!(
+        lifted.lifted.map(|p| p.reason),
+        Some("checking the client's data".to_string())
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held_now = get(&mut client, &held).await?;
+    assert_eq!(state(&held_now), pb::ImportState::Paused);
+    assert_eq!(
+        held_now.pause.as_ref().map(|p| p.reason.clone()),
+        Some("deploying a fix".to_string())
+    );
+    assert_eq!(chunks_done(&held_now), settled);
+
+    // Resuming every organization continues exactly where work stopped.
+    let resumed_at = chrono::Utc::now();
+    let all = resume(&mut client, None).await?;
+    assert!(all.pauses.is_empty(), "{:?}", all.pauses);
+    let done = wait_terminal(&mut client, &held).await?;
+    assert_eq!(done.state, pb::ImportState::Completed as i32);
+    let p = done.progress.unwrap_or_default();
+    assert_eq!((p.rows_created, p.chunks_done), (25_000, 50));
+    assert_eq!(rows_of(&env, &held).await?, 25_000);
+    let queued_done = wait_terminal(&mut client, &queued).await?;
+    assert_eq!(queued_done.state, pb::ImportState::Completed as i32);
+
+    // From the recorded chunk times: no chunk of the paused import started
+    // between the pause and the resume.
+    let paused_at = shown
+        .pause
+        .and_then(|p| p.pause_time)
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .context("pause time")?;
+    let intervals = chunk_intervals(&env.db).await?;
+    let held_id: uuid::Uuid = held.parse()?;
+    let during: Vec<&Interval> = intervals
+        .iter()
+        // A chunk taken in the instant the pause was committed is in hand.
+        .filter(|i| {
+            i.import_id == held_id && i.started > paused_at + chrono::Duration::milliseconds(200)
+        })
+        .filter(|i| i.started < resumed_at)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "chunks started while paused: {during:#?}"
+    );
+    assert_serial_per_org(&intervals)?;
+
+    // Watchers saw the pause and the end.
+    let events = tokio::time::timeout(Duration::from_secs(30), watcher).await???;
+    let seen: Vec<pb::ImportState> = events.iter().map(state).collect();
+    let paused_seen = seen.iter().position(|s| *s == pb::ImportState::Paused);
+    assert!(paused_seen.is_some(), "{seen:?}");
+    assert_eq!(seen.last(), Some(&pb::ImportState::Completed));
+
+    // Bad requests are told apart.
+    let no_reason = pause(&mut client, Some(1042), "  ")
+        .await
+        .err()
+        .context("a pause needs a reason")?;
+    assert_eq!(no_reason.code(), tonic::Code::InvalidArgument);
+    let unknown = pause(&mut client, Some(999_999), "x")
+        .await
+        .err()
+        .context("no such organization")?;
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let nothing = resume(&mut client, Some(1042)).await?;
+    assert!(
+        nothing.lifted.is_none(),
+        "resuming what is not paused changes nothing"
+    );
+    env.finish().await
+}
