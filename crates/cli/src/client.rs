@@ -231,11 +231,16 @@ pub async fn watch(
                     bar.set_length(p.rows_total.max(1) as u64);
                     bar.set_position(p.rows_processed as u64);
                     bar.set_message(format!(
-                        "{} · chunks {}/{} · failed {}",
+                        "{} · chunks {}/{} · failed {}{}",
                         state_name(import.state),
                         p.chunks_done,
                         p.chunks_total,
-                        p.rows_failed
+                        p.rows_failed,
+                        import
+                            .pause
+                            .as_ref()
+                            .map(|x| format!(" · paused: {}", x.reason))
+                            .unwrap_or_default()
                     ));
                 }
                 None => println!(
@@ -398,14 +403,20 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
     let done = watch(&mut client, &created.id, rows_bar).await?;
     let p = done.progress.unwrap_or_default();
     println!(
-        "import {} {}: {} rows processed, {} created, {} updated, {} unchanged, {} failed",
+        "import {} {}: {} rows processed, {} created, {} updated, {} unchanged, {} stale, {} failed{}",
         done.id,
         state_name(done.state),
         p.rows_processed,
         p.rows_created,
         p.rows_updated,
         p.rows_unchanged,
-        p.rows_failed
+        p.rows_stale,
+        p.rows_failed,
+        if done.rollback_time.is_some() {
+            format!(" ({} records rolled back)", p.rows_rolled_back)
+        } else {
+            String::new()
+        }
     );
     for f in &done.files {
         for e in f.problems.iter().take(10) {

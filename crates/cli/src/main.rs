@@ -1,8 +1,8 @@
 //! `passare-imports`: every process of the service (serve, work, gateway),
-//! its operations (migrate, demo-org, token) and developer tools (generate,
-//! import with progress bars, bench).
+//! its operations (migrate, demo-org, token, stop, pause, resume, pauses,
+//! failures) and developer tools (generate, import with progress bars, bench).
 
-use passare_imports_cli::{bench, client, generate};
+use passare_imports_cli::{bench, client, generate, ops};
 
 use std::path::PathBuf;
 
@@ -70,6 +70,9 @@ enum Command {
     Import(client::ImportArgs),
     /// Benchmark an end-to-end import against PostgreSQL's own COPY.
     Bench(bench::BenchArgs),
+    /// Stop, pause and resume imports; list pauses and chunk failures.
+    #[command(flatten)]
+    Op(ops::Op),
 }
 
 fn init_logging(config: &Config) {
@@ -127,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => return client::run(args).await,
         Command::Bench(args) => return bench::run(args).await,
+        Command::Op(op) => return ops::run(op).await,
         _ => {}
     }
     let config = Config::load()?;
@@ -186,7 +190,11 @@ async fn main() -> anyhow::Result<()> {
             })?;
             println!("{token}");
         }
-        Command::Generate { .. } | Command::Catalog | Command::Import(_) | Command::Bench(_) => {}
+        Command::Generate { .. }
+        | Command::Catalog
+        | Command::Import(_)
+        | Command::Bench(_)
+        | Command::Op(_) => {}
     }
     Ok(())
 }
