@@ -221,6 +221,9 @@ enum Drained {
     HandBack,
     /// The organization is paused: its chunks wait for the resume.
     Paused,
+    /// Another worker holds the organization's drain lease and will see its
+    /// chunks.
+    Busy,
     /// The next chunk waits for its retry time.
     WakeAt(DateTime<Utc>),
 }
@@ -394,7 +397,7 @@ impl Worker {
             };
             match queue::parse_ready(&delivery) {
                 Some(org) => match self.drain(&channel, org, &shutdown).await {
-                    Drained::HandBack | Drained::Paused => {}
+                    Drained::HandBack | Drained::Paused | Drained::Busy => {}
                     Drained::WakeAt(at) => self.wake_later(&channel, org, at, &shutdown),
                 },
                 None => {
@@ -462,7 +465,7 @@ impl Worker {
             Ok(true) => {}
             // Another worker drains this organization; it will see our chunks,
             // and the sweep covers the case where it dies first.
-            Ok(false) => return Drained::Paused,
+            Ok(false) => return Drained::Busy,
             Err(e) => {
                 tracing::warn!(org_id = org, error = %e, "taking the drain lease failed");
                 return Drained::HandBack;
