@@ -106,7 +106,7 @@ async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_i
     // A running import stops after the chunk in hand; what it committed stays.
     let ended = stop(&mut client, &running, "client asked to wait").await?;
     assert_eq!(state(&ended), pb::ImportState::Stopped);
-    let p = ended.progress.clone().unwrap_or_default();
+    let p = ended.progress.unwrap_or_default();
     assert!(
         p.chunks_done >= 3 && p.chunks_done < p.chunks_total,
         "stopped mid-way: {p:?}"
@@ -220,7 +220,7 @@ async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Re
     let stopped = stop(&mut client, &strict, "wrong organization").await?;
     assert_eq!(state(&stopped), pb::ImportState::Stopped);
     assert!(stopped.rollback_time.is_some());
-    let p = stopped.progress.clone().unwrap_or_default();
+    let p = stopped.progress.unwrap_or_default();
     assert!(
         p.chunks_done >= 4 && p.chunks_done < p.chunks_total,
         "{p:?}"

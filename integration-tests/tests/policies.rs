@@ -360,7 +360,7 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
     lock.release().await?;
     let done = wait_terminal(&mut client, &valid).await?;
     assert_eq!(done.state, pb::ImportState::CompletedWithErrors as i32);
-    let p = done.progress.clone().unwrap_or_default();
+    let p = done.progress.unwrap_or_default();
     assert_eq!(
         (
             p.rows_created,
