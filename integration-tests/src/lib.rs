@@ -49,11 +49,32 @@ fn init_tracing() {
 pub struct User<'a> {
     pub id: &'a str,
     pub super_admin: bool,
+    pub developer: bool,
+    /// The organization of a user who is neither super admin nor developer.
+    pub org: Option<i64>,
 }
 
 pub const ADMIN: User<'static> = User {
     id: "admin-1",
     super_admin: true,
+    developer: false,
+    org: None,
+};
+
+/// A Passare developer (the `developer` claim, without super admin).
+pub const DEVELOPER: User<'static> = User {
+    id: "dev-1",
+    super_admin: false,
+    developer: true,
+    org: None,
+};
+
+/// A user of organization 1042 who is neither super admin nor developer.
+pub const MEMBER: User<'static> = User {
+    id: "member-1",
+    super_admin: false,
+    developer: false,
+    org: Some(1042),
 };
 
 /// One test's world.
@@ -213,8 +234,10 @@ impl TestEnv {
                 name: format!("User {}", user.id),
                 email: format!("{}@passare.com", user.id),
                 super_admin: user.super_admin,
+                developer: user.developer,
+                org: user.org,
                 exp,
-                iat: 0,
+                ..Claims::default()
             })
             .unwrap_or_default()
     }

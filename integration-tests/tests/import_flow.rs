@@ -502,6 +502,7 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
                 organization_id: "1042".into(),
                 page_size: 2,
                 page_token: token,
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -22,6 +22,10 @@ impl MigratorTrait for Migrator {
                 name: "m0003_running_safely",
                 up: include_str!("../sql/0003_running_safely.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0004_history_and_access",
+                up: include_str!("../sql/0004_history_and_access.sql"),
+            }),
         ]
     }
 }

@@ -138,6 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 super_admin: true,
                 exp: chrono::Utc::now().timestamp() as u64 + 3600,
                 iat: 0,
+                ..Default::default()
             },
         )?,
     ))?;

@@ -92,6 +92,7 @@ pub fn token(given: Option<String>) -> anyhow::Result<String> {
         super_admin: true,
         exp: now + 12 * 3600,
         iat: now,
+        ..Default::default()
     })?)
 }
 

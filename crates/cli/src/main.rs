@@ -187,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
                 super_admin: !not_super_admin,
                 exp: now + ttl_hours * 3600,
                 iat: now,
+                ..Default::default()
             })?;
             println!("{token}");
         }

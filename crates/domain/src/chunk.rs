@@ -305,6 +305,9 @@ pub struct ChunkLayout<'a> {
     pub mapping: &'a [Option<&'static str>],
     pub delimiter: u8,
     pub first_row: u64,
+    /// The row number of each record, when the records are not consecutive
+    /// rows of a file (a retry of failed rows); `first_row` is then unused.
+    pub row_numbers: Option<&'a [u64]>,
     /// Dates after this day fail `NotInFuture` checks.
     pub today: NaiveDate,
 }
@@ -340,9 +343,14 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
     let mut record = ByteRecord::new();
     let mut row = layout.first_row;
     let mut unreadable: Vec<bool> = Vec::new();
+    let mut index = 0usize;
     while reader.read_byte_record(&mut record)? {
-        let this_row = row;
+        let this_row = match layout.row_numbers {
+            Some(numbers) => numbers.get(index).copied().unwrap_or(row),
+            None => row,
+        };
         row += 1;
+        index += 1;
         if is_blank(&record) {
             continue;
         }
@@ -820,6 +828,7 @@ mod tests {
             mapping: &mapping,
             delimiter: b',',
             first_row: 10,
+            row_numbers: None,
             today: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
         };
         let mut p = parse_chunk(text.as_bytes(), layout).unwrap_or_else(|e| panic!("{e}"));

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod decode;
 pub mod model;
 pub mod normal;
+pub mod results;
 pub mod scan;
 pub mod values;
 

@@ -381,7 +381,7 @@ pub fn is_blank(record: &ByteRecord) -> bool {
 }
 
 /// Picks the delimiter that occurs most often outside quotes in the first line.
-fn sniff_delimiter(head: &[u8]) -> u8 {
+pub fn sniff_delimiter(head: &[u8]) -> u8 {
     const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
     let mut counts = [0usize; 4];
     let mut quoted = false;

@@ -155,7 +155,11 @@ struct Sums {
 }
 
 /// Analyses every file of an import and stores the report with the import.
-pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisReport, ApiError> {
+pub async fn analyze(
+    app: &App,
+    import: &imports::Model,
+    by: &passare_imports_store::repo::Requester,
+) -> Result<AnalysisReport, ApiError> {
     let began = Instant::now();
     let org = import.organization_id;
     let mut files = repo::import_files(app.db.orm(), import.id).await?;
@@ -291,6 +295,7 @@ pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisRepor
                         mapping: &map,
                         delimiter,
                         first_row: range.first_row,
+                        row_numbers: None,
                         today,
                     },
                 )
@@ -354,11 +359,34 @@ pub async fn analyze(app: &App, import: &imports::Model) -> Result<AnalysisRepor
         findings: org_findings,
         fingerprint: print,
     };
+    let policy = passare_imports_domain::FailurePolicy::parse(&import.failure_policy)
+        .unwrap_or(passare_imports_domain::FailurePolicy::StopOnFirstError);
+    let findings: usize =
+        report.files.iter().map(|f| f.findings.len()).sum::<usize>() + report.findings.len();
+    let summary = format!(
+        "{} files, {findings} findings, {}; would create {}, update {}, leave {} unchanged; {} rows failing",
+        report.files.len(),
+        if report.blocks(policy) {
+            "blocking"
+        } else {
+            "not blocking"
+        },
+        report.files.iter().map(|f| f.would_create).sum::<u64>(),
+        report.files.iter().map(|f| f.would_update).sum::<u64>(),
+        report
+            .files
+            .iter()
+            .map(|f| f.would_leave_unchanged)
+            .sum::<u64>(),
+        report.files.iter().map(|f| f.rows_failing).sum::<u64>(),
+    );
     repo::store_analysis(
         app.db.orm(),
         import.id,
         serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?,
         &report.fingerprint,
+        by,
+        &summary,
     )
     .await?;
     tracing::info!(

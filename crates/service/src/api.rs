@@ -13,8 +13,10 @@ use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
 use passare_imports_proto::v1::upload_file_request::Payload;
 use passare_imports_store::control::{self, Stopped};
-use passare_imports_store::failures;
+use passare_imports_store::entities::chunks;
 use passare_imports_store::repo::{self, NewFile, NewImport, Requester, Timestamp};
+use passare_imports_store::results::{self, Retry};
+use passare_imports_store::{failures, history};
 use sea_orm::TransactionTrait;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -33,6 +35,110 @@ const MAX_PAGE_SIZE: u64 = 500;
 pub struct ImportApi {
     app: App,
     uploads: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Uploads running per user, in this process.
+    per_user: UploadsPerUser,
+}
+
+type UploadsPerUser = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+/// One running upload of a user; counted down when dropped.
+struct UserUpload {
+    user: String,
+    running: UploadsPerUser,
+}
+
+impl Drop for UserUpload {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some(n) = running.get_mut(&self.user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.user);
+            }
+        }
+    }
+}
+
+type DownloadStream =
+    Pin<Box<dyn Stream<Item = Result<pb::DownloadResultsResponse, Status>> + Send>>;
+
+/// Opaque page token of row errors: (file position, row, id).
+fn encode_row_token((position, row, id): (i32, i64, i64)) -> String {
+    hex::encode(format!("v1|row|{position}|{row}|{id}"))
+}
+
+fn decode_row_token(token: &str) -> Result<(i32, i64, i64), ApiError> {
+    let bad = || ApiError::invalid("page_token", "is not a token this service issued");
+    let raw = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    let mut parts = raw.strip_prefix("v1|row|").ok_or_else(bad)?.split('|');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(p), Some(r), Some(i), None) => Ok((
+            p.parse().map_err(|_| bad())?,
+            r.parse().map_err(|_| bad())?,
+            i.parse().map_err(|_| bad())?,
+        )),
+        _ => Err(bad()),
+    }
+}
+
+/// Opaque page token of organizations: (lower-case name, id).
+fn encode_name_token(name: &str, id: i64) -> String {
+    hex::encode(format!("v1|org|{id}|{name}"))
+}
+
+fn decode_name_token(token: &str) -> Result<(String, i64), ApiError> {
+    let bad = || ApiError::invalid("page_token", "is not a token this service issued");
+    let raw = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (id, name) = raw
+        .strip_prefix("v1|org|")
+        .and_then(|rest| rest.split_once('|'))
+        .ok_or_else(bad)?;
+    Ok((name.to_string(), id.parse().map_err(|_| bad())?))
+}
+
+fn not_retryable(state: &str) -> ApiError {
+    ApiError::FailedPrecondition {
+        reason: "IMPORT_NOT_RETRYABLE",
+        message: format!(
+            "only an import that completed with errors can have its failed rows edited or retried; this import is {state}"
+        ),
+        preconditions: vec![Precondition {
+            kind: "STATE".into(),
+            subject: "import".into(),
+            description: format!("import is {state}, not completed_with_errors"),
+        }],
+        violations: vec![],
+    }
+}
+
+fn purged(view: &ImportView) -> ApiError {
+    ApiError::FailedPrecondition {
+        reason: "RESULTS_PURGED",
+        message: "the import's uploaded files and row-level results were deleted by the retention policy (IMPORTS_RETENTION_DAYS); its summary remains".into(),
+        preconditions: vec![Precondition {
+            kind: "RETENTION".into(),
+            subject: format!("imports/{}", view.import.id),
+            description: "results purged".into(),
+        }],
+        violations: vec![],
+    }
+}
+
+/// The call's `x-request-id` (set by the request-id layer when absent).
+fn request_id<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn too_many_files(max: u64) -> ApiError {
+    ApiError::ResourceExhausted(format!(
+        "an import may hold at most {max} files (IMPORTS_MAX_FILES_PER_IMPORT); start another import for the rest"
+    ))
 }
 
 impl ImportApi {
@@ -40,7 +146,144 @@ impl ImportApi {
         let uploads = std::sync::Arc::new(tokio::sync::Semaphore::new(
             app.config.max_concurrent_uploads,
         ));
-        Self { app, uploads }
+        Self {
+            app,
+            uploads,
+            per_user: Default::default(),
+        }
+    }
+
+    /// A file of the import by id; NOT_FOUND when the import has none such.
+    fn file_of<'v>(
+        &self,
+        view: &'v ImportView,
+        file_id: &str,
+    ) -> Result<&'v convert::FileView, ApiError> {
+        let id = parse_uuid("file_id", file_id)?;
+        view.files
+            .iter()
+            .find(|f| f.file.id == id)
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "file",
+                id: id.to_string(),
+            })
+    }
+
+    /// Stores edits of failed rows, refusing rows that are not failed.
+    async fn apply_edits(
+        &self,
+        who: &Caller,
+        view: &ImportView,
+        f: &crate::results::FileResults,
+        edits: &[(i64, String, String)],
+        what: &str,
+    ) -> Result<usize, ApiError> {
+        if view.import.results_purged_at.is_some() {
+            return Err(purged(view));
+        }
+        match results::set_edits(
+            &self.app.db,
+            view.import.id,
+            f.file.id,
+            edits,
+            &requester(who),
+            what,
+        )
+        .await?
+        {
+            results::Edited::Rows(n) => Ok(n),
+            results::Edited::NotRetryable(state) => Err(not_retryable(&state)),
+            results::Edited::NotFailed(rows) => Err(ApiError::InvalidArgument {
+                reason: "ROWS_NOT_FAILED",
+                message: format!(
+                    "only failed rows can be edited; these rows of {} are not failed: {}",
+                    f.file.file_name,
+                    rows.iter()
+                        .take(20)
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                violations: rows
+                    .iter()
+                    .take(100)
+                    .map(|r| FieldViolation {
+                        field: format!("rows[{r}]"),
+                        description: "not a failed row of the file".into(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Records a state-changing call in the audit log. The change itself is
+    /// committed (and on the import's timeline) before this runs; a failure
+    /// to record is logged for the developers rather than failing the call.
+    async fn audit(
+        &self,
+        who: &Caller,
+        request_id: &str,
+        action: &'static str,
+        organization_id: Option<i64>,
+        import_id: Option<Uuid>,
+        details: serde_json::Value,
+    ) {
+        let event = history::NewAudit {
+            actor: requester(who),
+            action,
+            organization_id,
+            import_id,
+            request_id: request_id.to_string(),
+            details,
+        };
+        if let Err(e) = history::audit(&self.app.db, event).await {
+            tracing::error!(action, import_id = ?import_id, error = %e, "recording an audit event failed");
+        }
+    }
+
+    /// Publishes the messages of committed chunk rows. If the broker cannot
+    /// take them now, the import stays queued and the workers' sweep
+    /// announces it once the broker is back; nothing is lost.
+    async fn publish(&self, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
+        let messages: Vec<ChunkMessage> = chunks
+            .iter()
+            .map(|c| ChunkMessage::V1 {
+                chunk_id: c.id,
+                import_id: c.import_id,
+                file_id: c.file_id,
+                organization_id: c.organization_id,
+                seq: c.seq as u32,
+            })
+            .collect();
+        match self.app.publisher.publish_chunks(org, &messages).await {
+            Ok(()) => {
+                tracing::info!(import_id = %import_id, org_id = org, chunks = messages.len(), "import queued")
+            }
+            Err(e) => tracing::warn!(
+                import_id = %import_id, org_id = org, error = %e,
+                "import queued, but its chunk messages could not be published; the worker sweep will announce it"
+            ),
+        }
+    }
+
+    /// Counts an upload against its user's limit until the guard drops.
+    fn user_upload(&self, who: &Caller) -> Result<UserUpload, ApiError> {
+        let max = self.app.config.max_uploads_per_user;
+        let mut running = self
+            .per_user
+            .lock()
+            .map_err(|_| ApiError::Internal("the upload counter is poisoned".into()))?;
+        let n = running.entry(who.id.clone()).or_default();
+        if *n >= max {
+            return Err(ApiError::ResourceExhausted(format!(
+                "you already run {max} uploads, the most one user may (IMPORTS_MAX_UPLOADS_PER_USER); wait for one to finish"
+            )));
+        }
+        *n += 1;
+        Ok(UserUpload {
+            user: who.id.clone(),
+            running: self.per_user.clone(),
+        })
     }
 
     /// The organization a pause or resume is about: `None` for every
@@ -59,10 +302,39 @@ impl ImportApi {
         Ok(Some(org))
     }
 
-    async fn view(&self, id: Uuid) -> Result<ImportView, ApiError> {
+    /// The organization a read is filtered by: the one asked for (NOT_FOUND
+    /// when it does not exist or the caller may not see it), or — for a user
+    /// who is not staff and asked for none — their own.
+    async fn visible_org(
+        &self,
+        who: &Caller,
+        organization_id: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        let not_found = |org: i64| ApiError::NotFound {
+            kind: "organization",
+            id: org.to_string(),
+        };
+        if organization_id.trim().is_empty() {
+            return Ok(if who.is_staff() {
+                None
+            } else {
+                who.organization_id
+            });
+        }
+        let org = parse_org(organization_id)?;
+        if !who.sees(org) || repo::organization(self.app.db.orm(), org).await?.is_none() {
+            return Err(not_found(org));
+        }
+        Ok(Some(org))
+    }
+
+    /// The import as `who` may see it: one of an organization the caller may
+    /// not see is NOT_FOUND exactly like one that does not exist.
+    async fn view(&self, who: &Caller, id: Uuid) -> Result<ImportView, ApiError> {
         self.app
             .import_view(id)
             .await?
+            .filter(|v| who.sees(v.import.organization_id))
             .ok_or_else(|| ApiError::NotFound {
                 kind: "import",
                 id: id.to_string(),
@@ -142,6 +414,30 @@ fn bounded_text(field: &str, value: &str, max: usize) -> Result<String, ApiError
     Ok(value.to_string())
 }
 
+/// The import as the caller is shown it: developer details (backtraces and
+/// cause chains of failed chunk attempts) only for developers.
+fn shown(who: &Caller, view: &ImportView) -> pb::Import {
+    let mut import = pb::Import::from(view);
+    if !who.sees_developer_details() {
+        for f in &mut import.chunk_failures {
+            redact(f);
+        }
+    }
+    import
+}
+
+/// Strips what only developers see from a failed chunk attempt.
+fn redact(f: &mut pb::ChunkFailure) {
+    f.backtrace.clear();
+    f.causes.clear();
+}
+
+fn from_timestamp(t: &prost_types::Timestamp) -> Result<Timestamp, ApiError> {
+    chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+        .map(|t| t.fixed_offset())
+        .ok_or_else(|| ApiError::invalid("time", "is not a valid timestamp"))
+}
+
 /// The requester as stored, from the caller's token.
 fn requester(who: &Caller) -> Requester {
     Requester {
@@ -164,6 +460,8 @@ impl ImportService for ImportApi {
         request: Request<pb::CreateImportRequest>,
     ) -> Result<Response<pb::CreateImportResponse>, Status> {
         let who = caller(&request)?;
+        let call_id = request_id(&request);
+        who.must_manage()?;
         let req = request.into_inner();
         let organization_id = parse_org(&req.organization_id)?;
         let policy = pb::FailurePolicy::try_from(req.failure_policy)
@@ -210,9 +508,24 @@ impl ImportService for ImportApi {
         .await
         .map_err(ApiError::from)?;
         tracing::info!(import_id = %import.id, org_id = organization_id, created, "import created");
-        let view = self.view(import.id).await?;
+        if created {
+            self.audit(
+                &who,
+                &call_id,
+                "create_import",
+                Some(organization_id),
+                Some(import.id),
+                serde_json::json!({
+                    "failure_policy": import.failure_policy,
+                    "note": import.note,
+                    "request_id": import.request_id,
+                }),
+            )
+            .await;
+        }
+        let view = self.view(&who, import.id).await?;
         Ok(Response::new(pb::CreateImportResponse {
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -220,7 +533,10 @@ impl ImportService for ImportApi {
         &self,
         request: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::UploadFileResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
+        let _mine = self.user_upload(&who)?;
         let _upload = self.uploads.clone().try_acquire_owned().map_err(|_| {
             ApiError::ResourceExhausted(format!(
                 "this server already receives {} uploads (IMPORTS_MAX_CONCURRENT_UPLOADS); try again shortly",
@@ -286,6 +602,14 @@ impl ImportService for ImportApi {
             })?;
         if import.state != ImportState::Draft.as_str() {
             return Err(not_a_draft(&import.state).into());
+        }
+        let max_files = self.app.config.max_files_per_import;
+        if repo::file_count(self.app.db.orm(), import_id)
+            .await
+            .map_err(ApiError::from)?
+            >= max_files
+        {
+            return Err(too_many_files(max_files).into());
         }
 
         let file_id = Uuid::now_v7();
@@ -366,6 +690,21 @@ impl ImportService for ImportApi {
                 tokio::spawn(async move { files.delete(&key).await });
             })?;
         let report = read.report;
+        let max_rows = self.app.config.max_rows_per_file;
+        if report.row_count > max_rows {
+            self.app.files.delete(&key).await.ok();
+            if let Some(data) = &read.data_key {
+                self.app.files.delete(data).await.ok();
+            }
+            return Err(ApiError::invalid(
+                "chunk",
+                format!(
+                    "the file has {} rows; a file may hold at most {max_rows} (IMPORTS_MAX_ROWS_PER_FILE): split it into several files",
+                    report.row_count
+                ),
+            )
+            .into());
+        }
 
         let state = if report.is_valid() {
             FileState::Ready
@@ -397,20 +736,46 @@ impl ImportService for ImportApi {
                 column_mapping: reading.mapping.clone(),
                 load_order: def.load_rank(),
             },
+            &requester(&who),
+            max_files,
         )
         .await
         .map_err(ApiError::from)?;
-        let Some(model) = added else {
-            self.app.files.delete(&key).await.ok();
-            if let Some(data) = &read.data_key {
-                self.app.files.delete(data).await.ok();
+        let model = match added {
+            repo::Added::File(model) => *model,
+            refused => {
+                self.app.files.delete(&key).await.ok();
+                if let Some(data) = &read.data_key {
+                    self.app.files.delete(data).await.ok();
+                }
+                return Err(match refused {
+                    repo::Added::TooMany(_) => too_many_files(max_files),
+                    _ => not_a_draft("queued"),
+                }
+                .into());
             }
-            return Err(not_a_draft("queued").into());
         };
         tracing::info!(
             import_id = %import_id, file_id = %file_id, org_id = import.organization_id,
             bytes = size, rows = report.row_count, valid = report.is_valid(), "file uploaded"
         );
+        self.audit(
+            &who,
+            &request_id,
+            "upload_file",
+            Some(import.organization_id),
+            Some(import_id),
+            serde_json::json!({
+                "file_id": model.id,
+                "file_name": model.file_name,
+                "import_type": model.import_type,
+                "size_bytes": model.size_bytes,
+                "sha256": model.sha256,
+                "rows": model.row_count,
+                "state": model.state,
+            }),
+        )
+        .await;
         let views = self
             .app
             .file_views(vec![model])
@@ -425,17 +790,19 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::StartImportRequest>,
     ) -> Result<Response<pb::StartImportResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        let request_id = request_id(&request);
+        who.must_manage()?;
         let id = parse_uuid("import_id", &request.get_ref().import_id)?;
         let policy = convert::policy_from_pb(
             pb::FailurePolicy::try_from(request.get_ref().failure_policy)
                 .unwrap_or(pb::FailurePolicy::Unspecified),
         );
-        let mut view = self.view(id).await?;
+        let mut view = self.view(&who, id).await?;
         if view.import.state != ImportState::Draft.as_str() {
             // Starting a started import is a no-op that shows where it is.
             return Ok(Response::new(pb::StartImportResponse {
-                import: Some((&view).into()),
+                import: Some(shown(&who, &view)),
             }));
         }
         if let Some(policy) = policy
@@ -444,13 +811,13 @@ impl ImportService for ImportApi {
             repo::set_failure_policy(self.app.db.orm(), id, policy)
                 .await
                 .map_err(ApiError::from)?;
-            view = self.view(id).await?;
+            view = self.view(&who, id).await?;
         }
         // An import never analysed is analysed now: a caller that uploads and
         // starts gets the same protection as one that looks at the report.
         if view.import.analysis.is_none() && !view.files.is_empty() {
-            crate::analysis::analyze(&self.app, &view.import).await?;
-            view = self.view(id).await?;
+            crate::analysis::analyze(&self.app, &view.import, &requester(&who)).await?;
+            view = self.view(&who, id).await?;
         }
         let org = view.import.organization_id;
 
@@ -464,9 +831,9 @@ impl ImportService for ImportApi {
         let import = repo::lock_import(&txn, id).await.map_err(ApiError::from)?;
         let Some(import) = import.filter(|i| i.state == ImportState::Draft.as_str()) else {
             txn.rollback().await.ok();
-            let view = self.view(id).await?;
+            let view = self.view(&who, id).await?;
             return Ok(Response::new(pb::StartImportResponse {
-                import: Some((&view).into()),
+                import: Some(shown(&who, &view)),
             }));
         };
         let files = repo::import_files(&txn, id).await.map_err(ApiError::from)?;
@@ -481,49 +848,40 @@ impl ImportService for ImportApi {
             pause: None,
             chunk_failures: Vec::new(),
             chunk_failure_count: 0,
+            timeline: Vec::new(),
+            organization_name: String::new(),
         };
         if let Err(e) = self.check_startable(&fresh).await {
             txn.rollback().await.ok();
             return Err(e.into());
         }
-        let Some(chunks) = repo::queue_import(&txn, &import, &files)
+        let Some(chunks) = repo::queue_import(&txn, &import, &files, &requester(&who))
             .await
             .map_err(ApiError::from)?
         else {
             txn.rollback().await.ok();
-            let view = self.view(id).await?;
+            let view = self.view(&who, id).await?;
             return Ok(Response::new(pb::StartImportResponse {
-                import: Some((&view).into()),
+                import: Some(shown(&who, &view)),
             }));
         };
         txn.commit().await.map_err(ApiError::from)?;
-
-        // The chunk rows are committed: workers take them in database order,
-        // and the messages below wake them. If the broker cannot take the
-        // messages now, the import stays queued and the workers' sweep
-        // announces it once the broker is back; nothing is lost.
-        let messages: Vec<ChunkMessage> = chunks
-            .iter()
-            .map(|c| ChunkMessage::V1 {
-                chunk_id: c.id,
-                import_id: c.import_id,
-                file_id: c.file_id,
-                organization_id: c.organization_id,
-                seq: c.seq as u32,
-            })
-            .collect();
-        match self.app.publisher.publish_chunks(org, &messages).await {
-            Ok(()) => {
-                tracing::info!(import_id = %id, org_id = org, chunks = messages.len(), "import queued")
-            }
-            Err(e) => tracing::warn!(
-                import_id = %id, org_id = org, error = %e,
-                "import queued, but its chunk messages could not be published; the worker sweep will announce it"
-            ),
-        }
-        let view = self.view(id).await?;
+        self.publish(id, org, &chunks).await;
+        self.audit(
+            &who,
+            &request_id,
+            "start_import",
+            Some(org),
+            Some(id),
+            serde_json::json!({
+                "failure_policy": import.failure_policy,
+                "chunks": chunks.len(),
+            }),
+        )
+        .await;
+        let view = self.view(&who, id).await?;
         Ok(Response::new(pb::StartImportResponse {
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -531,10 +889,12 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::RemoveFileRequest>,
     ) -> Result<Response<pb::RemoveFileResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
         let import_id = parse_uuid("import_id", &request.get_ref().import_id)?;
         let file_id = parse_uuid("file_id", &request.get_ref().file_id)?;
-        match repo::remove_file(self.app.db.orm(), import_id, file_id)
+        match repo::remove_file(self.app.db.orm(), import_id, file_id, &requester(&who))
             .await
             .map_err(ApiError::from)?
         {
@@ -555,9 +915,18 @@ impl ImportService for ImportApi {
                 .into());
             }
         }
-        let view = self.view(import_id).await?;
+        let view = self.view(&who, import_id).await?;
+        self.audit(
+            &who,
+            &request_id,
+            "remove_file",
+            Some(view.import.organization_id),
+            Some(import_id),
+            serde_json::json!({ "file_id": file_id }),
+        )
+        .await;
         Ok(Response::new(pb::RemoveFileResponse {
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -565,9 +934,11 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::AnalyzeImportRequest>,
     ) -> Result<Response<pb::AnalyzeImportResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        let request_id = request_id(&request);
+        who.must_manage()?;
         let id = parse_uuid("import_id", &request.get_ref().import_id)?;
-        let view = self.view(id).await?;
+        let view = self.view(&who, id).await?;
         if view.import.state != ImportState::Draft.as_str() {
             return Err(ApiError::FailedPrecondition {
                 reason: "IMPORT_NOT_DRAFT",
@@ -597,11 +968,24 @@ impl ImportService for ImportApi {
             }
             .into());
         }
-        let report = crate::analysis::analyze(&self.app, &view.import).await?;
-        let view = self.view(id).await?;
+        let report = crate::analysis::analyze(&self.app, &view.import, &requester(&who)).await?;
+        self.audit(
+            &who,
+            &request_id,
+            "analyze_import",
+            Some(view.import.organization_id),
+            Some(id),
+            serde_json::json!({
+                "blocking": report.blocks(view.policy()),
+                "files": report.files.len(),
+                "duration_ms": report.duration_ms,
+            }),
+        )
+        .await;
+        let view = self.view(&who, id).await?;
         Ok(Response::new(pb::AnalyzeImportResponse {
             report: Some(convert::analysis(&report, view.policy(), false)),
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -641,11 +1025,11 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::GetImportRequest>,
     ) -> Result<Response<pb::GetImportResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
         let id = parse_uuid("import_id", &request.get_ref().import_id)?;
-        let view = self.view(id).await?;
+        let view = self.view(&who, id).await?;
         Ok(Response::new(pb::GetImportResponse {
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -653,21 +1037,67 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::ListImportsRequest>,
     ) -> Result<Response<pb::ListImportsResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
         let req = request.into_inner();
-        let org = if req.organization_id.trim().is_empty() {
-            None
-        } else {
-            Some(parse_org(&req.organization_id)?)
-        };
+        let org = self.visible_org(&who, &req.organization_id).await?;
         let page_size = page_size(req.page_size)?;
         let cursor = if req.page_token.is_empty() {
             None
         } else {
             Some(decode_token(&req.page_token)?)
         };
+        let state = pb::ImportState::try_from(req.state).map_err(|_| {
+            ApiError::invalid("state", format!("{} is not an import state", req.state))
+        })?;
+        let (states, paused) = match state {
+            pb::ImportState::Unspecified => (vec![], None),
+            pb::ImportState::Paused => {
+                (vec![ImportState::Queued, ImportState::Running], Some(true))
+            }
+            pb::ImportState::Queued => (vec![ImportState::Queued], Some(false)),
+            pb::ImportState::Running => (vec![ImportState::Running], Some(false)),
+            other => (vec![convert::import_state_from_pb(other)?], None),
+        };
+        let import_type = match req.import_type.trim() {
+            "" => None,
+            key => Some(
+                catalog::find(key)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "import_type",
+                            format!(
+                                "{key:?} is not an import type; known types: {}",
+                                known_types()
+                            ),
+                        )
+                    })?
+                    .key
+                    .to_string(),
+            ),
+        };
+        let filter = repo::ImportFilter {
+            organization_id: org,
+            import_type,
+            states,
+            paused,
+            requested_by: Some(req.requested_by.trim().to_string()).filter(|r| !r.is_empty()),
+            created_from: req
+                .create_time_after
+                .as_ref()
+                .map(from_timestamp)
+                .transpose()?,
+            created_before: req
+                .create_time_before
+                .as_ref()
+                .map(from_timestamp)
+                .transpose()?,
+        };
+        if !who.is_staff() && org.is_none() {
+            // A user of no organization sees no import.
+            return Ok(Response::new(pb::ListImportsResponse::default()));
+        }
         let db = self.app.db.orm();
-        let mut rows = repo::list_imports(db, org, cursor, page_size + 1)
+        let mut rows = repo::list_imports(db, &filter, cursor, page_size + 1)
             .await
             .map_err(ApiError::from)?;
         let more = rows.len() as u64 > page_size;
@@ -690,7 +1120,7 @@ impl ImportService for ImportApi {
                 .view_of(import, mine)
                 .await
                 .map_err(ApiError::from)?;
-            imports.push(pb::Import::from(&view));
+            imports.push(shown(&who, &view));
         }
         Ok(Response::new(pb::ListImportsResponse {
             imports,
@@ -704,16 +1134,16 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::WatchImportRequest>,
     ) -> Result<Response<Self::WatchImportStream>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
         let id = parse_uuid("import_id", &request.get_ref().import_id)?;
         // Subscribe before the snapshot so no change falls between the two.
         let mut changes = self.app.events.subscribe();
-        let first = self.view(id).await?;
+        let first = self.view(&who, id).await?;
         let app = self.app.clone();
         let poll = Duration::from_millis(app.config.watch_poll_ms.max(50));
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let mut last = pb::Import::from(&first);
+            let mut last = shown(&who, &first);
             let terminal = |i: &pb::Import| {
                 matches!(
                     pb::ImportState::try_from(i.state),
@@ -743,7 +1173,7 @@ impl ImportService for ImportApi {
                     },
                 }
                 let now = match app.import_view(id).await {
-                    Ok(Some(v)) => pb::Import::from(&v),
+                    Ok(Some(v)) => shown(&who, &v),
                     Ok(None) => {
                         let _ = tx
                             .send(Err(ApiError::NotFound {
@@ -800,6 +1230,8 @@ impl ImportService for ImportApi {
         request: Request<pb::StopImportRequest>,
     ) -> Result<Response<pb::StopImportResponse>, Status> {
         let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
         let req = request.into_inner();
         let id = parse_uuid("import_id", &req.import_id)?;
         let reason = bounded_text("reason", &req.reason, 2000)?;
@@ -808,7 +1240,17 @@ impl ImportService for ImportApi {
             .map_err(ApiError::from)?
         {
             Stopped::Now => {
-                tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped")
+                tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped");
+                let org = self.view(&who, id).await?.import.organization_id;
+                self.audit(
+                    &who,
+                    &request_id,
+                    "stop_import",
+                    Some(org),
+                    Some(id),
+                    serde_json::json!({ "reason": reason }),
+                )
+                .await;
             }
             Stopped::Already => {}
             Stopped::Finished(state) => {
@@ -832,9 +1274,9 @@ impl ImportService for ImportApi {
                 .into());
             }
         }
-        let view = self.view(id).await?;
+        let view = self.view(&who, id).await?;
         Ok(Response::new(pb::StopImportResponse {
-            import: Some((&view).into()),
+            import: Some(shown(&who, &view)),
         }))
     }
 
@@ -843,6 +1285,8 @@ impl ImportService for ImportApi {
         request: Request<pb::PauseImportsRequest>,
     ) -> Result<Response<pb::PauseImportsResponse>, Status> {
         let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
         let req = request.into_inner();
         let org = self.scope(&req.organization_id).await?;
         let reason = bounded_text("reason", &req.reason, 2000)?;
@@ -857,6 +1301,15 @@ impl ImportService for ImportApi {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(org_id = ?org, by = %who.id, reason = %reason, "imports paused");
+        self.audit(
+            &who,
+            &request_id,
+            "pause_imports",
+            org,
+            None,
+            serde_json::json!({ "reason": reason, "scope": org.map_or("every organization".to_string(), |o| format!("organization {o}")) }),
+        )
+        .await;
         Ok(Response::new(pb::PauseImportsResponse {
             pause: Some(convert::pause(&pause)),
         }))
@@ -867,11 +1320,25 @@ impl ImportService for ImportApi {
         request: Request<pb::ResumeImportsRequest>,
     ) -> Result<Response<pb::ResumeImportsResponse>, Status> {
         let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
         let org = self.scope(&request.get_ref().organization_id).await?;
-        let (lifted, waking) = control::resume(&self.app.db, org)
+        let (lifted, waking) = control::resume(&self.app.db, org, &requester(&who))
             .await
             .map_err(ApiError::from)?;
         tracing::info!(org_id = ?org, by = %who.id, lifted = lifted.is_some(), organizations = waking.len(), "imports resumed");
+        self.audit(
+            &who,
+            &request_id,
+            "resume_imports",
+            org,
+            None,
+            serde_json::json!({
+                "lifted": lifted.as_ref().map(|p| p.reason.clone()),
+                "organizations_woken": waking.len(),
+            }),
+        )
+        .await;
         // Wake the workers now; if the broker cannot take the notices, their
         // sweep finds the waiting chunks.
         if !waking.is_empty()
@@ -892,7 +1359,8 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::ListPausesRequest>,
     ) -> Result<Response<pb::ListPausesResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        who.must_be_staff()?;
         let pauses = control::pauses(&self.app.db)
             .await
             .map_err(ApiError::from)?;
@@ -905,7 +1373,8 @@ impl ImportService for ImportApi {
         &self,
         request: Request<pb::ListChunkFailuresRequest>,
     ) -> Result<Response<pb::ListChunkFailuresResponse>, Status> {
-        caller(&request)?;
+        let who = caller(&request)?;
+        who.must_be_staff()?;
         let req = request.into_inner();
         let filter = failures::Filter {
             import_id: match req.import_id.trim() {
@@ -940,6 +1409,422 @@ impl ImportService for ImportApi {
                 .iter()
                 .map(|f| {
                     convert::chunk_failure(f, names.get(&f.file_id).map_or("", String::as_str))
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_row_errors(
+        &self,
+        request: Request<pb::ListRowErrorsRequest>,
+    ) -> Result<Response<pb::ListRowErrorsResponse>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_uuid("import_id", &req.import_id)?;
+        let view = self.view(&who, id).await?;
+        let file_id = match req.file_id.trim() {
+            "" => None,
+            f => Some(self.file_of(&view, f)?.file.id),
+        };
+        let page_size = match req.page_size {
+            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative").into()),
+            0 => 100,
+            n => i64::from(n.min(1000)),
+        };
+        let after = match req.page_token.as_str() {
+            "" => None,
+            token => Some(decode_row_token(token)?),
+        };
+        let mut rows = results::list_row_errors(
+            &self.app.db,
+            id,
+            file_id,
+            req.include_retried,
+            after,
+            page_size + 1,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => encode_row_token((last.position, last.row, last.id)),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListRowErrorsResponse {
+            row_errors: rows.iter().map(convert::row_error).collect(),
+            next_page_token,
+        }))
+    }
+
+    type DownloadResultsStream = DownloadStream;
+
+    async fn download_results(
+        &self,
+        request: Request<pb::DownloadResultsRequest>,
+    ) -> Result<Response<Self::DownloadResultsStream>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_uuid("import_id", &req.import_id)?;
+        let view = self.view(&who, id).await?;
+        let file = self.file_of(&view, &req.file_id)?.file.clone();
+        if view.import.results_purged_at.is_some() {
+            return Err(purged(&view).into());
+        }
+        let kind = pb::ResultKind::try_from(req.kind).unwrap_or(pb::ResultKind::Unspecified);
+        let stem = file
+            .file_name
+            .rsplit_once('.')
+            .map_or(file.file_name.as_str(), |(stem, _)| stem)
+            .to_string();
+        let f = crate::results::FileResults::of(file)?;
+        let (name, mut bytes) = match kind {
+            pb::ResultKind::FailedRows => (
+                format!("{stem}.failed-rows.csv"),
+                crate::results::failed_rows_csv(self.app.clone(), f),
+            ),
+            pb::ResultKind::WrittenRows => (
+                format!("{stem}.written-rows.csv"),
+                crate::results::written_rows_csv(self.app.clone(), f, view.import.organization_id),
+            ),
+            pb::ResultKind::Unspecified => {
+                return Err(ApiError::invalid(
+                    "kind",
+                    "must be RESULT_KIND_FAILED_ROWS or RESULT_KIND_WRITTEN_ROWS",
+                )
+                .into());
+            }
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut first = Some((name, "text/csv; charset=utf-8".to_string()));
+            while let Some(piece) = bytes.recv().await {
+                let message = piece.map(|chunk| {
+                    let (file_name, content_type) = first.take().unwrap_or_default();
+                    pb::DownloadResultsResponse {
+                        file_name,
+                        content_type,
+                        chunk,
+                    }
+                });
+                let failed = message.is_err();
+                if tx.send(message.map_err(Status::from)).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as DownloadStream
+        ))
+    }
+
+    async fn update_rows(
+        &self,
+        request: Request<pb::UpdateRowsRequest>,
+    ) -> Result<Response<pb::UpdateRowsResponse>, Status> {
+        let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        let id = parse_uuid("import_id", &req.import_id)?;
+        let view = self.view(&who, id).await?;
+        let f = crate::results::FileResults::of(self.file_of(&view, &req.file_id)?.file.clone())?;
+        if req.rows.is_empty() {
+            return Err(ApiError::invalid("rows", "name at least one row to edit").into());
+        }
+        let mut edits = Vec::new();
+        for (i, r) in req.rows.iter().enumerate() {
+            if r.row < 1 {
+                return Err(
+                    ApiError::invalid(&format!("rows[{i}].row"), "must be a row number").into(),
+                );
+            }
+            if r.cells.is_empty() {
+                return Err(ApiError::invalid(
+                    &format!("rows[{i}].cells"),
+                    "set at least one cell",
+                )
+                .into());
+            }
+            let mut cells: Vec<(&String, &String)> = r.cells.iter().collect();
+            cells.sort();
+            for (column, value) in cells {
+                let field = format!("rows[{i}].cells[{column}]");
+                f.position(&field, column)?;
+                if value.chars().count() > passare_imports_domain::chunk::MAX_VALUE_CHARS {
+                    return Err(ApiError::invalid(&field, "is too long").into());
+                }
+                edits.push((r.row, column.clone(), value.clone()));
+            }
+        }
+        let rows = self
+            .apply_edits(
+                &who,
+                &view,
+                &f,
+                &edits,
+                &format!("{} rows of {} edited", req.rows.len(), f.file.file_name),
+            )
+            .await?;
+        self.audit(
+            &who,
+            &request_id,
+            "update_rows",
+            Some(view.import.organization_id),
+            Some(id),
+            serde_json::json!({
+                "file_id": f.file.id,
+                "rows": req.rows.iter().map(|r| r.row).collect::<Vec<_>>(),
+                "cells": edits.len(),
+            }),
+        )
+        .await;
+        let view = self.view(&who, id).await?;
+        Ok(Response::new(pb::UpdateRowsResponse {
+            rows_edited: rows as i32,
+            import: Some(shown(&who, &view)),
+        }))
+    }
+
+    async fn upload_corrections(
+        &self,
+        request: Request<pb::UploadCorrectionsRequest>,
+    ) -> Result<Response<pb::UploadCorrectionsResponse>, Status> {
+        let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
+        let req = request.into_inner();
+        let id = parse_uuid("import_id", &req.import_id)?;
+        let view = self.view(&who, id).await?;
+        let f = crate::results::FileResults::of(self.file_of(&view, &req.file_id)?.file.clone())?;
+        if req.content.is_empty() {
+            return Err(ApiError::invalid("content", "is empty").into());
+        }
+        let edits = crate::results::corrections(&f, &req.content)?;
+        if edits.is_empty() {
+            return Err(ApiError::invalid("content", "holds no corrected row").into());
+        }
+        let mut rows: Vec<i64> = edits.iter().map(|(r, _, _)| *r).collect();
+        rows.dedup();
+        let corrected = self
+            .apply_edits(
+                &who,
+                &view,
+                &f,
+                &edits,
+                &format!(
+                    "{} rows of {} corrected from a file",
+                    rows.len(),
+                    f.file.file_name
+                ),
+            )
+            .await?;
+        self.audit(
+            &who,
+            &request_id,
+            "upload_corrections",
+            Some(view.import.organization_id),
+            Some(id),
+            serde_json::json!({
+                "file_id": f.file.id,
+                "rows": rows,
+                "size_bytes": req.content.len(),
+                "sha256": hex::encode(Sha256::digest(&req.content)),
+            }),
+        )
+        .await;
+        let view = self.view(&who, id).await?;
+        Ok(Response::new(pb::UploadCorrectionsResponse {
+            rows_corrected: corrected as i32,
+            import: Some(shown(&who, &view)),
+        }))
+    }
+
+    async fn retry_failed_rows(
+        &self,
+        request: Request<pb::RetryFailedRowsRequest>,
+    ) -> Result<Response<pb::RetryFailedRowsResponse>, Status> {
+        let who = caller(&request)?;
+        who.must_manage()?;
+        let request_id = request_id(&request);
+        let id = parse_uuid("import_id", &request.get_ref().import_id)?;
+        let view = self.view(&who, id).await?;
+        if view.import.results_purged_at.is_some() {
+            return Err(purged(&view).into());
+        }
+        if view.import.state != ImportState::CompletedWithErrors.as_str() {
+            return Err(not_retryable(&view.import.state).into());
+        }
+        match crate::results::retry(&self.app, &view.import, &requester(&who)).await? {
+            Retry::Queued {
+                organization_id,
+                attempt,
+                rows,
+                chunks,
+            } => {
+                self.publish(id, organization_id, &chunks).await;
+                self.audit(
+                    &who,
+                    &request_id,
+                    "retry_failed_rows",
+                    Some(organization_id),
+                    Some(id),
+                    serde_json::json!({ "attempt": attempt, "rows": rows, "chunks": chunks.len() }),
+                )
+                .await;
+                let view = self.view(&who, id).await?;
+                Ok(Response::new(pb::RetryFailedRowsResponse {
+                    import: Some(shown(&who, &view)),
+                    rows_retried: rows,
+                }))
+            }
+            Retry::NotRetryable(state) => Err(not_retryable(&state).into()),
+            Retry::Changed => Err(ApiError::Aborted(
+                "failed rows were edited while the retry was prepared; retry again".into(),
+            )
+            .into()),
+        }
+    }
+
+    async fn get_record_source(
+        &self,
+        request: Request<pb::GetRecordSourceRequest>,
+    ) -> Result<Response<pb::GetRecordSourceResponse>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let Some(org) = self.visible_org(&who, &req.organization_id).await? else {
+            return Err(ApiError::invalid("organization_id", "is required").into());
+        };
+        let def = catalog::find(&req.import_type).ok_or_else(|| {
+            ApiError::invalid(
+                "import_type",
+                format!(
+                    "{:?} is not an import type; known types: {}",
+                    req.import_type,
+                    known_types()
+                ),
+            )
+        })?;
+        if req.key.len() != def.key_columns.len() {
+            return Err(ApiError::invalid(
+                "key",
+                format!(
+                    "{} is keyed by {} value(s): {}",
+                    def.display_name,
+                    def.key_columns.len(),
+                    def.key_columns.join(", ")
+                ),
+            )
+            .into());
+        }
+        let not_found = || ApiError::NotFound {
+            kind: "record",
+            id: format!("{}/{}", def.key, req.key.join("+")),
+        };
+        let source = repo::record_source(self.app.db.orm(), def, org, &req.key)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(not_found)?;
+        let import = repo::find_import(self.app.db.orm(), source.import_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(not_found)?;
+        let names = repo::file_names(self.app.db.orm(), &[source.file_id])
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetRecordSourceResponse {
+            import_id: import.id.to_string(),
+            file_id: source.file_id.to_string(),
+            file_name: names.get(&source.file_id).cloned().unwrap_or_default(),
+            row: source.row,
+            requested_by: Some(pb::User {
+                id: import.requested_by_id,
+                name: import.requested_by_name,
+                email: import.requested_by_email,
+            }),
+            import_create_time: Some(convert::timestamp(&import.created_at)),
+            record_update_time: Some(convert::timestamp(&source.updated_at)),
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let who = caller(&request)?;
+        who.must_be_staff()?;
+        let req = request.into_inner();
+        let filter = history::AuditFilter {
+            organization_id: match req.organization_id.trim() {
+                "" => None,
+                org => Some(parse_org(org)?),
+            },
+            actor: Some(req.actor.trim().to_string()).filter(|a| !a.is_empty()),
+            action: Some(req.action.trim().to_string()).filter(|a| !a.is_empty()),
+            import_id: match req.import_id.trim() {
+                "" => None,
+                id => Some(parse_uuid("import_id", id)?),
+            },
+            after: req.time_after.as_ref().map(from_timestamp).transpose()?,
+            before: req.time_before.as_ref().map(from_timestamp).transpose()?,
+        };
+        let page_size = page_size(req.page_size)?;
+        let before = match req.page_token.as_str() {
+            "" => None,
+            token => Some(decode_id_token(token)?),
+        };
+        let mut rows = history::list_audit(&self.app.db, &filter, before, page_size + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => encode_id_token(last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: rows.iter().map(convert::audit_event).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        let who = caller(&request)?;
+        let req = request.into_inner();
+        let only = if who.is_staff() {
+            None
+        } else {
+            match who.organization_id {
+                Some(org) => Some(org),
+                None => return Ok(Response::new(pb::ListOrganizationsResponse::default())),
+            }
+        };
+        let page_size = page_size(req.page_size)?;
+        let cursor = match req.page_token.as_str() {
+            "" => None,
+            token => Some(decode_name_token(token)?),
+        };
+        let query = bounded_text("query", &req.query, 200)?;
+        let mut rows =
+            repo::list_organizations(self.app.db.orm(), &query, only, cursor, page_size + 1)
+                .await
+                .map_err(ApiError::from)?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => encode_name_token(&last.name.to_lowercase(), last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListOrganizationsResponse {
+            organizations: rows
+                .into_iter()
+                .map(|o| pb::Organization {
+                    id: o.id.to_string(),
+                    name: o.name,
                 })
                 .collect(),
             next_page_token,

@@ -7,7 +7,7 @@ use passare_imports_domain::RowProblem;
 use passare_imports_queue::Publisher;
 use passare_imports_storage::{FileStore, LocalFileStore};
 use passare_imports_store::entities::imports;
-use passare_imports_store::{Db, StoreError, control, failures, repo};
+use passare_imports_store::{Db, StoreError, control, failures, history, repo};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -91,6 +91,11 @@ impl App {
         } else {
             Vec::new()
         };
+        let timeline = history::timeline(self.db.orm(), import.id).await?;
+        let organization_name = repo::organization(self.db.orm(), import.organization_id)
+            .await?
+            .map(|o| o.name)
+            .unwrap_or_default();
         Ok(ImportView {
             import,
             files,
@@ -98,6 +103,8 @@ impl App {
             pause,
             chunk_failures,
             chunk_failure_count,
+            timeline,
+            organization_name,
         })
     }
 

@@ -1,7 +1,11 @@
-//! Identity: every ImportService call carries `authorization: Bearer <jwt>`
-//! signed with the configured HS256 secret. The claims name the user; only
-//! super admins may use the service. The interceptor puts the [`Caller`] into
-//! the request's extensions.
+//! Identity and access: every ImportService call carries `authorization:
+//! Bearer <jwt>` signed with the configured HS256 secret. The interceptor
+//! checks the token and puts the [`Caller`] into the request's extensions;
+//! each RPC then asks what the caller may do. See docs/access-control.md:
+//! super admins and developers may do everything (developers also see
+//! backtraces and cause chains); any other user may only read the imports
+//! of their own organization, and anything of another organization is
+//! NOT_FOUND exactly like what does not exist.
 
 use std::sync::Arc;
 
@@ -9,8 +13,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
 
+use crate::error::ApiError;
+
 /// Claims of a Passare bearer token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Claims {
     /// User id.
     pub sub: String,
@@ -18,6 +24,17 @@ pub struct Claims {
     pub email: String,
     #[serde(default)]
     pub super_admin: bool,
+    /// A Passare developer: may do what super admins do, and sees developer
+    /// details (backtraces, cause chains).
+    #[serde(default)]
+    pub developer: bool,
+    /// Roles; `developer` counts as the claim of that name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The organization a user who is neither super admin nor developer
+    /// belongs to: the only one whose imports they may read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<i64>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
     #[serde(default)]
@@ -31,6 +48,49 @@ pub struct Caller {
     pub name: String,
     pub email: String,
     pub super_admin: bool,
+    pub developer: bool,
+    /// The caller's own organization (for users who are not staff).
+    pub organization_id: Option<i64>,
+}
+
+impl Caller {
+    /// Super admins and developers: Passare staff, who may do everything.
+    pub fn is_staff(&self) -> bool {
+        self.super_admin || self.developer
+    }
+
+    /// Refuses a caller who may not change imports.
+    pub fn must_manage(&self) -> Result<(), ApiError> {
+        if self.is_staff() {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(
+                "only Passare super admins may change imports".into(),
+            ))
+        }
+    }
+
+    /// Refuses a caller who is not Passare staff (the audit log, chunk
+    /// failures, the pauses of every organization).
+    pub fn must_be_staff(&self) -> Result<(), ApiError> {
+        if self.is_staff() {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(
+                "only Passare super admins and developers may see this".into(),
+            ))
+        }
+    }
+
+    /// Whether the caller may see this organization's imports.
+    pub fn sees(&self, organization_id: i64) -> bool {
+        self.is_staff() || self.organization_id == Some(organization_id)
+    }
+
+    /// Developer details (backtraces, cause chains) are for developers only.
+    pub fn sees_developer_details(&self) -> bool {
+        self.developer
+    }
 }
 
 /// Validates and issues tokens.
@@ -74,6 +134,8 @@ impl Auth {
             name: c.name,
             email: c.email,
             super_admin: c.super_admin,
+            developer: c.developer || c.roles.iter().any(|r| r == "developer"),
+            organization_id: c.org,
         })
     }
 
@@ -110,12 +172,6 @@ pub fn interceptor(auth: Arc<Auth>) -> impl Fn(Request<()>) -> Result<Request<()
                 .into_status()
             })?;
         let caller = auth.verify(token.trim())?;
-        if !caller.super_admin {
-            return Err(crate::error::ApiError::PermissionDenied(
-                "only Passare super admins may use the import service".into(),
-            )
-            .into_status());
-        }
         req.extensions_mut().insert(caller);
         Ok(req)
     }
@@ -140,7 +196,7 @@ mod tests {
             email: "dana@passare.com".into(),
             super_admin,
             exp,
-            iat: 0,
+            ..Claims::default()
         }
     }
 
@@ -154,7 +210,27 @@ mod tests {
         let token = auth.issue(&claims(true, later()))?;
         let caller = auth.verify(&token)?;
         assert_eq!(caller.email, "dana@passare.com");
-        assert!(caller.super_admin);
+        assert!(caller.super_admin && caller.is_staff());
+        assert!(!caller.sees_developer_details());
+        Ok(())
+    }
+
+    #[test]
+    fn a_developer_role_counts_and_a_plain_user_sees_only_their_organization()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let auth = Auth::new("0123456789abcdef-secret");
+        let dev = auth.verify(&auth.issue(&Claims {
+            roles: vec!["developer".into()],
+            ..claims(false, later())
+        })?)?;
+        assert!(dev.is_staff() && dev.sees_developer_details() && dev.sees(7));
+        let user = auth.verify(&auth.issue(&Claims {
+            org: Some(1042),
+            ..claims(false, later())
+        })?)?;
+        assert!(!user.is_staff());
+        assert!(user.sees(1042) && !user.sees(2001));
+        assert!(user.must_manage().is_err());
         Ok(())
     }
 

@@ -61,6 +61,17 @@ pub struct Config {
     pub upload_idle_secs: u64,
     /// Largest accepted upload, in bytes.
     pub max_file_bytes: u64,
+    /// Files one import may hold.
+    pub max_files_per_import: u64,
+    /// Data rows one file may hold.
+    pub max_rows_per_file: u64,
+    /// Uploads one user may run at once (per server process).
+    pub max_uploads_per_user: usize,
+    /// Days after an import ends (or a draft is created) before its uploaded
+    /// files and row-level results are deleted; 0 keeps them for ever.
+    pub retention_days: u64,
+    /// How often a worker looks for imports whose results are due for deletion.
+    pub retention_sweep_secs: u64,
     /// Sample rows kept per finding of an analysis report.
     pub analysis_samples: usize,
     /// Serve gRPC server reflection.
@@ -98,6 +109,11 @@ impl Default for Config {
             max_concurrent_uploads: 32,
             upload_idle_secs: 120,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
+            max_files_per_import: 50,
+            max_rows_per_file: 10_000_000,
+            max_uploads_per_user: 4,
+            retention_days: 90,
+            retention_sweep_secs: 3_600,
             analysis_samples: 20,
             reflection: true,
             watch_poll_ms: 1_000,
@@ -196,6 +212,17 @@ impl Config {
         // chunk (twice its write limit, see the worker) must end well before.
         if self.chunk_timeout_ms < 100 || self.chunk_timeout_ms > 12 * 60 * 1000 {
             return bad("IMPORTS_CHUNK_TIMEOUT_MS must be between 100 and 720000 (12 minutes)");
+        }
+        if self.max_files_per_import == 0
+            || self.max_rows_per_file == 0
+            || self.max_uploads_per_user == 0
+        {
+            return bad(
+                "IMPORTS_MAX_FILES_PER_IMPORT, IMPORTS_MAX_ROWS_PER_FILE and IMPORTS_MAX_UPLOADS_PER_USER must be at least 1",
+            );
+        }
+        if self.retention_sweep_secs == 0 {
+            return bad("IMPORTS_RETENTION_SWEEP_SECS must be at least 1");
         }
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");

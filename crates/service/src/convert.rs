@@ -8,7 +8,10 @@ use passare_imports_domain::{
     FailurePolicy, FileFormat, FileState, FindingKind, ImportState, RowProblem,
 };
 use passare_imports_proto::v1 as pb;
-use passare_imports_store::entities::{chunk_failures, import_files, import_pauses, imports};
+use passare_imports_store::entities::{
+    audit_events, chunk_failures, import_events, import_files, import_pauses, imports,
+};
+use passare_imports_store::results::RowErrorRow;
 
 /// An import with everything its message shows.
 #[derive(Debug, Clone)]
@@ -22,6 +25,9 @@ pub struct ImportView {
     /// The latest failed chunk attempts, and how many there are in all.
     pub chunk_failures: Vec<chunk_failures::Model>,
     pub chunk_failure_count: i64,
+    /// Every step of the import, oldest first.
+    pub timeline: Vec<import_events::Model>,
+    pub organization_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +54,26 @@ pub fn import_state(s: ImportState) -> pb::ImportState {
         ImportState::Failed => pb::ImportState::Failed,
         ImportState::Stopped => pb::ImportState::Stopped,
     }
+}
+
+/// A terminal or draft state asked for by a request (QUEUED, RUNNING and
+/// PAUSED are told apart by the pause switch; see `ListImports`).
+pub fn import_state_from_pb(s: pb::ImportState) -> Result<ImportState, crate::error::ApiError> {
+    Ok(match s {
+        pb::ImportState::Draft => ImportState::Draft,
+        pb::ImportState::Queued => ImportState::Queued,
+        pb::ImportState::Running => ImportState::Running,
+        pb::ImportState::Completed => ImportState::Completed,
+        pb::ImportState::CompletedWithErrors => ImportState::CompletedWithErrors,
+        pb::ImportState::Failed => ImportState::Failed,
+        pb::ImportState::Stopped => ImportState::Stopped,
+        pb::ImportState::Unspecified | pb::ImportState::Paused => {
+            return Err(crate::error::ApiError::invalid(
+                "state",
+                "is not a stored state",
+            ));
+        }
+    })
 }
 
 pub fn policy_to_pb(p: FailurePolicy) -> pb::FailurePolicy {
@@ -379,6 +405,10 @@ impl From<&ImportView> for pb::Import {
                 })
                 .collect(),
             chunk_failure_count: v.chunk_failure_count.min(i32::MAX as i64) as i32,
+            organization_name: v.organization_name.clone(),
+            timeline: v.timeline.iter().map(timeline_event).collect(),
+            attempt: i.attempt,
+            results_purge_time: i.results_purged_at.as_ref().map(timestamp),
         }
     }
 }
@@ -430,5 +460,51 @@ pub fn chunk_failure(f: &chunk_failures::Model, file_name: &str) -> pb::ChunkFai
         read_start_time: f.read_started_at.as_ref().map(timestamp),
         write_start_time: f.write_started_at.as_ref().map(timestamp),
         fail_time: Some(timestamp(&f.failed_at)),
+    }
+}
+
+fn timeline_event(e: &import_events::Model) -> pb::TimelineEvent {
+    pb::TimelineEvent {
+        kind: e.kind.clone(),
+        time: Some(timestamp(&e.at)),
+        actor: e.actor_id.as_ref().map(|id| pb::User {
+            id: id.clone(),
+            name: e.actor_name.clone().unwrap_or_default(),
+            email: e.actor_email.clone().unwrap_or_default(),
+        }),
+        detail: e.detail.clone(),
+    }
+}
+
+/// A row error as the API shows it (its value was masked when recorded).
+pub fn row_error(e: &RowErrorRow) -> pb::RowError {
+    pb::RowError {
+        file_id: e.file_id.to_string(),
+        file_name: e.file_name.clone(),
+        row: e.row,
+        column: e.column.clone(),
+        value: e.value.clone(),
+        reason: e.reason.clone(),
+        kind: serde_json::from_value::<FindingKind>(serde_json::Value::String(e.kind.clone()))
+            .map_or(pb::FindingKind::Unspecified, finding_kind) as i32,
+        attempt: e.attempt,
+        open: e.open,
+    }
+}
+
+pub fn audit_event(e: &audit_events::Model) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id.to_string(),
+        time: Some(timestamp(&e.at)),
+        actor: Some(pb::User {
+            id: e.actor_id.clone(),
+            name: e.actor_name.clone(),
+            email: e.actor_email.clone(),
+        }),
+        action: e.action.clone(),
+        organization_id: e.organization_id.map(|o| o.to_string()).unwrap_or_default(),
+        import_id: e.import_id.map(|i| i.to_string()).unwrap_or_default(),
+        request_id: e.request_id.clone(),
+        details: e.details.to_string(),
     }
 }

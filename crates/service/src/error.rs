@@ -55,6 +55,9 @@ pub enum ApiError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A concurrent change; the call may be retried as it is.
+    #[error("{0}")]
+    Aborted(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::ResourceExhausted(_) => "LIMIT_REACHED",
             ApiError::DeadlineExceeded(_) => "UPLOAD_IDLE",
             ApiError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
+            ApiError::Aborted(_) => "CONCURRENT_CHANGE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::Aborted(_) => Code::Aborted,
             ApiError::Internal(_) => Code::Internal,
         }
     }

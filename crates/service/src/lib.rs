@@ -10,6 +10,8 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod results;
+pub mod retention;
 pub mod server;
 pub mod worker;
 

@@ -243,6 +243,9 @@ pub struct Worker {
     /// Longest a chunk's write statement may take; an attempt as a whole may
     /// take twice as long.
     pub chunk_timeout: Duration,
+    /// Days before an ended import's files and row-level results are deleted (0: never).
+    pub retention_days: u64,
+    pub retention_every: Duration,
 }
 
 impl Worker {
@@ -257,6 +260,8 @@ impl Worker {
             sweep_every: Duration::from_secs(config.worker_sweep_secs.max(1)),
             retry: RetryPolicy::from_config(config),
             chunk_timeout: Duration::from_millis(config.chunk_timeout_ms),
+            retention_days: config.retention_days,
+            retention_every: Duration::from_secs(config.retention_sweep_secs),
         })
     }
 
@@ -265,6 +270,13 @@ impl Worker {
     /// shutdown the chunk in hand is finished; every other message stays with
     /// the broker.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let retention = tokio::spawn(crate::retention::run(
+            self.db.clone(),
+            self.files.clone(),
+            self.retention_days,
+            self.retention_every,
+            shutdown.clone(),
+        ));
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let conn = match queue::connect(
@@ -324,6 +336,7 @@ impl Worker {
                 tokio::time::sleep(backoff).await;
             }
         }
+        let _ = retention.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }
@@ -761,6 +774,7 @@ impl Worker {
             .await?;
         let mapping = job.mapping.clone();
         let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
+        let row_numbers = job.row_numbers();
         let today = Utc::now().date_naive();
         let mut parsed = tokio::task::spawn_blocking(move || {
             let layout = ChunkLayout {
@@ -768,6 +782,7 @@ impl Worker {
                 mapping: &mapping,
                 delimiter,
                 first_row,
+                row_numbers: row_numbers.as_deref(),
                 today,
             };
             parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))

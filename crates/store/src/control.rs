@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::entities::import_pauses;
 use crate::loader::{notify, take_write_fence, written_columns};
 use crate::repo::Requester;
-use crate::{Db, EVENTS_CHANNEL, StoreError};
+use crate::{Db, EVENTS_CHANNEL, StoreError, history};
 
 /// How an import ends before all its chunks were written.
 pub enum How {
@@ -61,11 +61,11 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
     )
     .bind(e.import_id)
     .bind(state)
-    .bind(error)
+    .bind(error.clone())
     .bind(by.as_ref().map(|b| b.id.clone()))
     .bind(by.as_ref().map(|b| b.name.clone()))
     .bind(by.as_ref().map(|b| b.email.clone()))
-    .bind(reason)
+    .bind(reason.clone())
     .bind(e.first_start)
     .execute(&mut *conn)
     .await?;
@@ -84,8 +84,33 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
     .bind(file_state)
     .execute(&mut *conn)
     .await?;
+    match (&by, &error) {
+        (Some(by), _) => {
+            history::event(
+                conn,
+                e.import_id,
+                "stopped",
+                Some(by),
+                reason.as_deref().unwrap_or(""),
+            )
+            .await?
+        }
+        (None, Some(error)) => {
+            let why = error["message"].as_str().unwrap_or_default();
+            history::event(conn, e.import_id, "failed", None, why).await?
+        }
+        (None, None) => {}
+    }
     if e.policy == FailurePolicy::StopOnFirstError {
-        roll_back(conn, e.import_id, e.organization_id).await?;
+        let undone = roll_back(conn, e.import_id, e.organization_id).await?;
+        history::event(
+            conn,
+            e.import_id,
+            "rolled_back",
+            None,
+            &format!("{undone} records put back"),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -298,6 +323,7 @@ pub async fn pause(
     .fetch_one(&mut *tx)
     .await?;
     let model = pause_model(&row)?;
+    history::event_in_scope(&mut tx, organization_id, "paused", by, reason).await?;
     notify_everyone(&mut tx).await?;
     tx.commit().await?;
     Ok(model)
@@ -310,6 +336,7 @@ pub async fn pause(
 pub async fn resume(
     db: &Db,
     organization_id: Option<i64>,
+    by: &Requester,
 ) -> Result<(Option<import_pauses::Model>, Vec<i64>), StoreError> {
     let mut tx = db.pool().begin().await?;
     let row = sqlx::query(
@@ -329,6 +356,9 @@ pub async fn resume(
     .bind(organization_id)
     .fetch_all(&mut *tx)
     .await?;
+    if let Some(p) = &lifted {
+        history::event_in_scope(&mut tx, organization_id, "resumed", by, &p.reason).await?;
+    }
     notify_everyone(&mut tx).await?;
     tx.commit().await?;
     Ok((lifted, waking))

@@ -90,6 +90,8 @@ pub mod imports {
         pub stopped_at: Option<DateTimeWithTimeZone>,
         pub stop_reason: Option<String>,
         pub rolled_back_at: Option<DateTimeWithTimeZone>,
+        pub attempt: i32,
+        pub results_purged_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -174,6 +176,11 @@ pub mod chunks {
         pub finished_at: Option<DateTimeWithTimeZone>,
         pub rows_stale: i64,
         pub not_before: Option<DateTimeWithTimeZone>,
+        pub attempt: i32,
+        /// The retry file the chunk reads, instead of the file's own data.
+        pub data_key: Option<String>,
+        /// For a retry chunk: the original row number of each of its records.
+        pub row_numbers: Option<Vec<i64>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -199,6 +206,8 @@ pub mod row_errors {
         pub reason: String,
         pub created_at: DateTimeWithTimeZone,
         pub kind: String,
+        pub attempt: i32,
+        pub superseded_at: Option<DateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -260,6 +269,56 @@ pub mod chunk_failures {
         pub read_started_at: Option<DateTimeWithTimeZone>,
         pub write_started_at: Option<DateTimeWithTimeZone>,
         pub failed_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod import_events {
+    use sea_orm::entity::prelude::*;
+
+    /// One step of an import's history.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub import_id: Uuid,
+        pub kind: String,
+        pub at: DateTimeWithTimeZone,
+        pub actor_id: Option<String>,
+        pub actor_name: Option<String>,
+        pub actor_email: Option<String>,
+        pub detail: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_events {
+    use sea_orm::entity::prelude::*;
+
+    /// One state-changing call.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: DateTimeWithTimeZone,
+        pub actor_id: String,
+        pub actor_name: String,
+        pub actor_email: String,
+        pub action: String,
+        pub organization_id: Option<i64>,
+        pub import_id: Option<Uuid>,
+        pub request_id: String,
+        pub details: Json,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

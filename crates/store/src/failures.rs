@@ -59,7 +59,9 @@ pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), Store
                 first_row, last_row, attempt, error_kind, transient, message, causes, backtrace,
                 worker_host, worker_pid, outcome, retry_at, queued_at, read_started_at, write_started_at)
          SELECT c.id, c.import_id, c.file_id, c.organization_id, c.seq,
-                c.first_row, c.first_row + GREATEST(c.row_count, 1) - 1, $2, $3, $4, $5, $6, $7,
+                COALESCE((SELECT min(r) FROM unnest(c.row_numbers) r), c.first_row),
+                COALESCE((SELECT max(r) FROM unnest(c.row_numbers) r), c.first_row + GREATEST(c.row_count, 1) - 1),
+                $2, $3, $4, $5, $6, $7,
                 $8, $9, $10, $11, c.queued_at, $12, $13
            FROM chunks c WHERE c.id = $1",
     )

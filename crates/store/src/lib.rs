@@ -7,8 +7,10 @@
 pub mod control;
 pub mod entities;
 pub mod failures;
+pub mod history;
 pub mod loader;
 pub mod repo;
+pub mod results;
 
 use std::time::Duration;
 

@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::entities::{chunks, import_files, imports};
-use crate::{Db, EVENTS_CHANNEL, StoreError, control, failures};
+use crate::{Db, EVENTS_CHANNEL, StoreError, control, failures, history};
 
 /// A chunk with the file and import it belongs to.
 #[derive(Debug, Clone)]
@@ -40,12 +40,22 @@ pub struct ChunkJob {
 }
 
 impl ChunkJob {
-    /// The stored object the chunk's byte range points into.
+    /// The stored object the chunk's byte range points into: a retry's own
+    /// file, else the file's UTF-8 data (its conversion, or the original).
     pub fn data_key(&self) -> &str {
-        self.file
+        self.chunk
             .data_key
             .as_deref()
+            .or(self.file.data_key.as_deref())
             .unwrap_or(&self.file.storage_key)
+    }
+
+    /// The original row number of each record of a retry chunk.
+    pub fn row_numbers(&self) -> Option<Vec<u64>> {
+        self.chunk
+            .row_numbers
+            .as_ref()
+            .map(|rows| rows.iter().map(|r| (*r).max(0) as u64).collect())
     }
 }
 
@@ -463,7 +473,7 @@ pub async fn write_chunk(db: &Db, w: ChunkWrite<'_>) -> Result<ChunkOutcome, Sto
         )
         .await?;
     } else {
-        settle_import(&mut tx, job.import.id, job.policy, w.started_at).await?;
+        settle_import(&mut tx, job.import.id, job.policy, w.started_at, w.worker).await?;
     }
     notify(&mut tx, job.import.id).await?;
     tx.commit().await?;
@@ -586,30 +596,62 @@ async fn add_file_progress(
     Ok(())
 }
 
-/// Moves a running import to the state its files now add up to. An
+/// Moves a running import to the state its files now add up to, and adds
+/// to its timeline when it started (its first chunk) or ended. An
 /// all-or-nothing import that completes no longer needs its before-images.
 async fn settle_import(
     conn: &mut PgConnection,
     import_id: Uuid,
     policy: FailurePolicy,
     first_start: DateTime<Utc>,
+    worker: &str,
 ) -> Result<(), StoreError> {
     let next_state = import_state_after(&mut *conn, import_id).await?;
-    sqlx::query(
-        "UPDATE imports SET state = $2,
+    let first: bool = sqlx::query_scalar(
+        "WITH before AS (SELECT started_at IS NULL AS first FROM imports WHERE id = $1)
+         UPDATE imports SET state = $2,
                 started_at = COALESCE(started_at, $3),
                 finished_at = CASE WHEN $4 THEN clock_timestamp() ELSE finished_at END,
                 updated_at = clock_timestamp()
-          WHERE id = $1",
+          WHERE id = $1
+      RETURNING (SELECT first FROM before)",
     )
     .bind(import_id)
     .bind(next_state.as_str())
     .bind(first_start)
     .bind(next_state.is_terminal())
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    if next_state.is_terminal() && policy == FailurePolicy::StopOnFirstError {
-        control::forget_undo(conn, import_id).await?;
+    if first {
+        history::event(
+            conn,
+            import_id,
+            "started",
+            None,
+            &format!("by worker {worker}"),
+        )
+        .await?;
+    }
+    if next_state.is_terminal() {
+        let (done, failed): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum(rows_created + rows_updated + rows_unchanged), 0)::bigint,
+                    COALESCE(sum(rows_failed), 0)::bigint
+               FROM import_files WHERE import_id = $1",
+        )
+        .bind(import_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        history::event(
+            conn,
+            import_id,
+            next_state.as_str(),
+            None,
+            &format!("{done} rows imported, {failed} failed"),
+        )
+        .await?;
+        if policy == FailurePolicy::StopOnFirstError {
+            control::forget_undo(conn, import_id).await?;
+        }
     }
     Ok(())
 }
@@ -645,7 +687,8 @@ pub async fn give_up_chunk(
         set_statement_timeout(&mut tx, limit).await?;
     }
     let Some(row) = sqlx::query(
-        "SELECT c.organization_id, c.import_id, c.file_id, c.first_row, c.row_count,
+        "SELECT c.organization_id, c.import_id, c.file_id, c.row_count, c.attempt,
+                COALESCE(c.row_numbers, ARRAY(SELECT generate_series(c.first_row, c.first_row + c.row_count - 1))) AS rows,
                 i.failure_policy, f.file_name
            FROM chunks c JOIN imports i ON i.id = c.import_id JOIN import_files f ON f.id = c.file_id
           WHERE c.id = $1",
@@ -659,8 +702,11 @@ pub async fn give_up_chunk(
     let org: i64 = row.try_get("organization_id")?;
     let import_id: Uuid = row.try_get("import_id")?;
     let file_id: Uuid = row.try_get("file_id")?;
-    let first_row: i64 = row.try_get("first_row")?;
+    let numbers: Vec<i64> = row.try_get("rows")?;
     let rows: i64 = row.try_get("row_count")?;
+    let attempt: i32 = row.try_get("attempt")?;
+    let first_row = numbers.iter().copied().min().unwrap_or_default();
+    let last_row = numbers.iter().copied().max().unwrap_or_default();
     let file_name: String = row.try_get("file_name")?;
     let policy_name: String = row.try_get("failure_policy")?;
     let policy = FailurePolicy::parse(&policy_name).ok_or_else(|| {
@@ -681,7 +727,6 @@ pub async fn give_up_chunk(
     .execute(&mut *tx)
     .await?;
     failures::insert(&mut tx, failure).await?;
-    let last_row = first_row + rows - 1;
     let range = if rows > 1 {
         format!("rows {first_row}–{last_row}")
     } else {
@@ -720,23 +765,23 @@ pub async fn give_up_chunk(
                 failure.attempt
             );
             sqlx::query(
-                "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind)
-                 SELECT $1, $2, $3, r, '', '', $4, $5 FROM generate_series($6::bigint, $7::bigint) AS r",
+                "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind, attempt)
+                 SELECT $1, $2, $3, r, '', '', $4, $5, $7 FROM UNNEST($6::bigint[]) AS r",
             )
             .bind(import_id)
             .bind(file_id)
             .bind(chunk_id)
             .bind(&reason)
             .bind(FindingKind::NotLoaded.as_str())
-            .bind(first_row)
-            .bind(last_row)
+            .bind(&numbers)
+            .bind(attempt)
             .execute(&mut *tx)
             .await?;
             add_file_progress(&mut tx, file_id, &counts, false).await?;
             let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
                 .fetch_one(&mut *tx)
                 .await?;
-            settle_import(&mut tx, import_id, policy, now).await?;
+            settle_import(&mut tx, import_id, policy, now, &failure.worker_host).await?;
             GaveUp::RowsFailed(rows)
         }
     };
@@ -808,8 +853,8 @@ async fn insert_row_errors(
     let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
     let kinds: Vec<&str> = problems.iter().map(|p| p.kind.as_str()).collect();
     sqlx::query(
-        "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind)
-         SELECT $1, $2, $3, r, c, v, why, k
+        "INSERT INTO row_errors (import_id, file_id, chunk_id, row_number, column_name, value, reason, kind, attempt)
+         SELECT $1, $2, $3, r, c, v, why, k, $9
            FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[]) AS e(r, c, v, why, k)",
     )
     .bind(job.import.id)
@@ -820,6 +865,7 @@ async fn insert_row_errors(
     .bind(&values)
     .bind(&reasons)
     .bind(&kinds)
+    .bind(job.chunk.attempt)
     .execute(conn)
     .await?;
     Ok(())

@@ -75,8 +75,8 @@ pub async fn create_import(
         note: Set(new.note),
         request_id: Set(new.request_id),
         requested_by_id: Set(new.requested_by.id.clone()),
-        requested_by_name: Set(new.requested_by.name),
-        requested_by_email: Set(new.requested_by.email),
+        requested_by_name: Set(new.requested_by.name.clone()),
+        requested_by_email: Set(new.requested_by.email.clone()),
         queue_seq: Set(None),
         error: Set(None),
         created_at: Set(at),
@@ -93,13 +93,18 @@ pub async fn create_import(
         stopped_at: Set(None),
         stop_reason: Set(None),
         rolled_back_at: Set(None),
+        attempt: Set(1),
+        results_purged_at: Set(None),
     };
     let inserted = imports::Entity::insert(model)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_with_returning(db)
         .await;
     match inserted {
-        Ok(m) => Ok((m, true)),
+        Ok(m) => {
+            crate::history::event_orm(db, m.id, "created", Some(&new.requested_by), "").await?;
+            Ok((m, true))
+        }
         // A concurrent call with the same request_id won the race.
         Err(sea_orm::DbErr::RecordNotInserted) => {
             let existing = imports::Entity::find()
@@ -186,16 +191,67 @@ pub async fn files_of_imports(
         .await?)
 }
 
+/// Which imports a history query wants.
+#[derive(Debug, Clone, Default)]
+pub struct ImportFilter {
+    pub organization_id: Option<i64>,
+    /// Imports with a file of this type.
+    pub import_type: Option<String>,
+    /// Stored states to match.
+    pub states: Vec<ImportState>,
+    /// Only imports a pause holds (`Some(true)`) or none holds (`Some(false)`);
+    /// with `states`, this tells PAUSED from QUEUED and RUNNING.
+    pub paused: Option<bool>,
+    /// A user id or e-mail (any case).
+    pub requested_by: Option<String>,
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+}
+
 /// A page of imports, newest first, strictly after `cursor` (create time, id).
 pub async fn list_imports(
     db: &impl ConnectionTrait,
-    organization_id: Option<i64>,
+    filter: &ImportFilter,
     cursor: Option<(Timestamp, Uuid)>,
     limit: u64,
 ) -> Result<Vec<imports::Model>, StoreError> {
     let mut q = imports::Entity::find();
-    if let Some(org) = organization_id {
+    if let Some(org) = filter.organization_id {
         q = q.filter(imports::Column::OrganizationId.eq(org));
+    }
+    if let Some(t) = &filter.import_type {
+        q = q.filter(Expr::cust_with_values(
+            "EXISTS (SELECT 1 FROM import_files f WHERE f.import_id = imports.id AND f.import_type = $1)",
+            [t.clone()],
+        ));
+    }
+    if !filter.states.is_empty() {
+        q = q.filter(imports::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
+    }
+    if let Some(paused) = filter.paused {
+        let held = "EXISTS (SELECT 1 FROM import_pauses p
+                     WHERE p.organization_id IS NULL OR p.organization_id = imports.organization_id)";
+        q = q.filter(Expr::cust(if paused {
+            held.to_string()
+        } else {
+            format!("NOT {held}")
+        }));
+    }
+    if let Some(who) = &filter.requested_by {
+        q = q.filter(
+            Condition::any()
+                .add(imports::Column::RequestedById.eq(who.clone()))
+                .add(Expr::cust_with_values(
+                    "lower(imports.requested_by_email) = lower($1)",
+                    [who.clone()],
+                )),
+        );
+    }
+    if let Some(from) = filter.created_from {
+        q = q.filter(imports::Column::CreatedAt.gte(from));
+    }
+    if let Some(before) = filter.created_before {
+        q = q.filter(imports::Column::CreatedAt.lt(before));
     }
     if let Some((at, id)) = cursor {
         q = q.filter(
@@ -211,6 +267,96 @@ pub async fn list_imports(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// Organizations whose name contains `query` (any case) or whose id it is,
+/// by name then id, after `cursor` (lower-case name, id).
+pub async fn list_organizations(
+    db: &impl ConnectionTrait,
+    query: &str,
+    only: Option<i64>,
+    cursor: Option<(String, i64)>,
+    limit: u64,
+) -> Result<Vec<organizations::Model>, StoreError> {
+    let (after_name, after_id) = cursor.unwrap_or_default();
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id, name, created_at FROM organizations
+              WHERE ($1 = '' OR position(lower($1) in lower(name)) > 0 OR id::text = $1)
+                AND ($2::bigint IS NULL OR id = $2)
+                AND (lower(name), id) > ($3, $4)
+              ORDER BY lower(name), id LIMIT $5",
+            vec![
+                query.trim().into(),
+                only.into(),
+                after_name.into(),
+                after_id.into(),
+                (limit as i64).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(organizations::Model {
+                id: r.try_get("", "id")?,
+                name: r.try_get("", "name")?,
+                created_at: r.try_get("", "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The import, file and row that last wrote a record, and when.
+#[derive(Debug, Clone)]
+pub struct RecordSource {
+    pub import_id: Uuid,
+    pub file_id: Uuid,
+    pub row: i64,
+    pub updated_at: Timestamp,
+}
+
+/// Where a record of `def` with this key came from; `None` when the
+/// organization has no such record (or it was not written by an import).
+pub async fn record_source(
+    db: &impl ConnectionTrait,
+    def: &ImportTypeDef,
+    organization_id: i64,
+    key: &[String],
+) -> Result<Option<RecordSource>, StoreError> {
+    let matched: Vec<String> = def
+        .key_columns
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let kind = def.column(k).map_or("text", |c| c.kind.sql_type());
+            format!("{k} = ${}::{kind}", i + 2)
+        })
+        .collect();
+    // Table and column names come from the compiled catalog; values are bound.
+    let sql = format!(
+        "SELECT source_import_id, source_file_id, source_row, updated_at FROM {} WHERE organization_id = $1 AND {}",
+        def.target_table,
+        matched.join(" AND ")
+    );
+    let mut values: Vec<sea_orm::Value> = vec![organization_id.into()];
+    values.extend(key.iter().map(|k| k.clone().into()));
+    let Some(r) = db.query_one_raw(stmt(&sql, values)).await? else {
+        return Ok(None);
+    };
+    let (Some(import_id), Some(file_id)) = (
+        r.try_get::<Option<Uuid>>("", "source_import_id")?,
+        r.try_get::<Option<Uuid>>("", "source_file_id")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(RecordSource {
+        import_id,
+        file_id,
+        row: r
+            .try_get::<Option<i64>>("", "source_row")?
+            .unwrap_or_default(),
+        updated_at: r.try_get("", "updated_at")?,
+    }))
 }
 
 /// Imports of the same organization that run or wait before this one.
@@ -267,7 +413,9 @@ pub struct NewFile {
 pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     file: NewFile,
-) -> Result<Option<import_files::Model>, StoreError> {
+    by: &Requester,
+    max_files: u64,
+) -> Result<Added, StoreError> {
     let txn = db.begin().await?;
     // Lock the import so a concurrent StartImport cannot miss this file.
     let draft = txn
@@ -279,7 +427,14 @@ pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
         .map(|r| r.try_get::<String>("", "state"))
         .transpose()?;
     if draft.as_deref() != Some(ImportState::Draft.as_str()) {
-        return Ok(None);
+        return Ok(Added::NotDraft);
+    }
+    let files = import_files::Entity::find()
+        .filter(import_files::Column::ImportId.eq(file.import_id))
+        .count(&txn)
+        .await?;
+    if files >= max_files {
+        return Ok(Added::TooMany(files));
     }
     let position: i32 = txn
         .query_one_raw(stmt(
@@ -333,9 +488,38 @@ pub async fn add_file<C: ConnectionTrait + TransactionTrait>(
         .filter(imports::Column::Id.eq(model.import_id))
         .exec(&txn)
         .await?;
+    crate::history::event_orm(
+        &txn,
+        model.import_id,
+        "file_added",
+        Some(by),
+        &format!(
+            "{} ({}, {} bytes, {} rows, sha256 {})",
+            model.file_name, model.import_type, model.size_bytes, model.row_count, model.sha256
+        ),
+    )
+    .await?;
     notify(&txn, model.import_id).await?;
     txn.commit().await?;
-    Ok(Some(model))
+    Ok(Added::File(Box::new(model)))
+}
+
+/// What became of a file to add.
+#[derive(Debug)]
+pub enum Added {
+    File(Box<import_files::Model>),
+    /// The import started meanwhile.
+    NotDraft,
+    /// The import already holds this many files, the most allowed.
+    TooMany(u64),
+}
+
+/// How many files an import holds.
+pub async fn file_count(db: &impl ConnectionTrait, import_id: Uuid) -> Result<u64, StoreError> {
+    Ok(import_files::Entity::find()
+        .filter(import_files::Column::ImportId.eq(import_id))
+        .count(db)
+        .await?)
 }
 
 /// Changes a draft import's failure policy.
@@ -367,6 +551,7 @@ pub async fn remove_file<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     import_id: Uuid,
     file_id: Uuid,
+    by: &Requester,
 ) -> Result<Removed, StoreError> {
     let txn = db.begin().await?;
     let state = txn
@@ -398,6 +583,7 @@ pub async fn remove_file<C: ConnectionTrait + TransactionTrait>(
         vec![import_id.into()],
     ))
     .await?;
+    crate::history::event_orm(&txn, import_id, "file_removed", Some(by), &file.file_name).await?;
     notify(&txn, import_id).await?;
     txn.commit().await?;
     Ok(Removed::Done(
@@ -413,6 +599,8 @@ pub async fn store_analysis(
     import_id: Uuid,
     report: serde_json::Value,
     fingerprint: &str,
+    by: &Requester,
+    summary: &str,
 ) -> Result<(), StoreError> {
     db.execute_raw(stmt(
         "UPDATE imports SET analysis = $2, analysis_fingerprint = $3, analyzed_at = now(),
@@ -420,6 +608,7 @@ pub async fn store_analysis(
         vec![import_id.into(), report.into(), fingerprint.into()],
     ))
     .await?;
+    crate::history::event_orm(db, import_id, "analyzed", Some(by), summary).await?;
     notify(db, import_id).await?;
     Ok(())
 }
@@ -472,6 +661,7 @@ pub async fn queue_import(
     db: &impl ConnectionTrait,
     import: &imports::Model,
     files: &[import_files::Model],
+    by: &Requester,
 ) -> Result<Option<Vec<chunks::Model>>, StoreError> {
     let at = now();
     let seq: i64 = db
@@ -536,6 +726,14 @@ pub async fn queue_import(
             created.extend(rows);
         }
     }
+    crate::history::event_orm(
+        db,
+        import.id,
+        "queued",
+        Some(by),
+        &format!("{} chunks, policy {}", created.len(), import.failure_policy),
+    )
+    .await?;
     notify(db, import.id).await?;
     Ok(Some(created))
 }
@@ -648,4 +846,19 @@ pub async fn file_names(
         .into_iter()
         .map(|f| (f.id, f.file_name))
         .collect())
+}
+
+/// Chunks by id, in id order.
+pub async fn chunks_by_id(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<Vec<chunks::Model>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(chunks::Entity::find()
+        .filter(chunks::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(chunks::Column::Id)
+        .all(db)
+        .await?)
 }

@@ -1,0 +1,104 @@
+//! The retention job: uploaded files and row-level results of imports that
+//! ended more than `IMPORTS_RETENTION_DAYS` ago (and of drafts created that
+//! long ago) are deleted; the history summary stays. Every worker runs it
+//! periodically; an advisory lock lets one at a time do the work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use passare_imports_storage::{FileStore, StorageError};
+use passare_imports_store::{Db, StoreError, results};
+use tokio_util::sync::CancellationToken;
+
+/// Imports purged per round; the next round takes the rest.
+const BATCH: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Purges every import due, in batches; returns how many were purged. Does
+/// nothing (and returns 0) while another process runs it.
+pub async fn purge_due(
+    db: &Db,
+    files: &Arc<dyn FileStore>,
+    retention_days: u64,
+) -> Result<usize, RetentionError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let mut lock = db.pool().acquire().await.map_err(StoreError::from)?;
+    let got: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(hashtextextended('passare_imports.retention', 0))",
+    )
+    .fetch_one(&mut *lock)
+    .await
+    .map_err(StoreError::from)?;
+    if !got {
+        return Ok(0);
+    }
+    let result = purge_batches(db, files, retention_days).await;
+    let released: Result<bool, _> = sqlx::query_scalar(
+        "SELECT pg_advisory_unlock(hashtextextended('passare_imports.retention', 0))",
+    )
+    .fetch_one(&mut *lock)
+    .await;
+    if released.is_err() {
+        lock.close_on_drop();
+    }
+    result
+}
+
+async fn purge_batches(
+    db: &Db,
+    files: &Arc<dyn FileStore>,
+    retention_days: u64,
+) -> Result<usize, RetentionError> {
+    let cutoff = Utc::now() - chrono::Duration::days(retention_days.min(365_000) as i64);
+    let mut purged = 0;
+    loop {
+        let due = results::due_for_purge(db, cutoff, BATCH).await?;
+        if due.is_empty() {
+            return Ok(purged);
+        }
+        for import in due {
+            // Files first: a crash between the two leaves the rows, and the
+            // next round deletes again (a missing file is no error).
+            for key in &import.keys {
+                match files.delete(key).await {
+                    Ok(()) | Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            results::mark_purged(db, import.import_id, retention_days).await?;
+            tracing::info!(import_id = %import.import_id, files = import.keys.len(), "import results purged");
+            purged += 1;
+        }
+    }
+}
+
+/// Runs [`purge_due`] every `every` until `shutdown`.
+pub async fn run(
+    db: Db,
+    files: Arc<dyn FileStore>,
+    retention_days: u64,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match purge_due(&db, &files, retention_days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(imports = n, "retention: results purged"),
+            Err(e) => tracing::warn!(error = %e, "retention round failed; next round retries"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
