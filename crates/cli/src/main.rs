@@ -52,6 +52,12 @@ enum Command {
         /// Issue a token without the super-admin claim.
         #[arg(long)]
         not_super_admin: bool,
+        /// Add the developer claim (sees backtraces of failed chunks).
+        #[arg(long)]
+        developer: bool,
+        /// The organization of a user who is neither super admin nor developer.
+        #[arg(long)]
+        org: Option<i64>,
         #[arg(long, default_value_t = 12)]
         ttl_hours: u64,
     },
@@ -66,6 +72,9 @@ enum Command {
     },
     /// Print the import types as the README lists them (Markdown).
     Catalog,
+    /// Run the retention job once: delete the uploaded files and row-level
+    /// results of imports that ended more than IMPORTS_RETENTION_DAYS ago.
+    Purge,
     /// Import a file through the API and follow its progress.
     Import(client::ImportArgs),
     /// Benchmark an end-to-end import against PostgreSQL's own COPY.
@@ -161,6 +170,19 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             Worker::build(&config).await?.run(shutdown).await?;
         }
+        Command::Purge => {
+            let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
+            let files: std::sync::Arc<dyn passare_imports_storage::FileStore> = std::sync::Arc::new(
+                passare_imports_storage::LocalFileStore::new(&config.storage_dir).await?,
+            );
+            let purged =
+                passare_imports_service::retention::purge_due(&db, &files, config.retention_days)
+                    .await?;
+            println!(
+                "{purged} imports purged (retention {} days)",
+                config.retention_days
+            );
+        }
         Command::DemoOrg { id, name } => {
             let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
             passare_imports_store::repo::ensure_demo_organization(
@@ -177,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
             name,
             email,
             not_super_admin,
+            developer,
+            org,
             ttl_hours,
         } => {
             let now = chrono::Utc::now().timestamp() as u64;
@@ -185,6 +209,8 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 email,
                 super_admin: !not_super_admin,
+                developer,
+                org,
                 exp: now + ttl_hours * 3600,
                 iat: now,
                 ..Default::default()
