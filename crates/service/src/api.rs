@@ -1408,7 +1408,12 @@ impl ImportService for ImportApi {
             chunk_failures: rows
                 .iter()
                 .map(|f| {
-                    convert::chunk_failure(f, names.get(&f.file_id).map_or("", String::as_str))
+                    let mut shown =
+                        convert::chunk_failure(f, names.get(&f.file_id).map_or("", String::as_str));
+                    if !who.sees_developer_details() {
+                        redact(&mut shown);
+                    }
+                    shown
                 })
                 .collect(),
             next_page_token,
