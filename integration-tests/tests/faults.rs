@@ -94,7 +94,10 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
 
     // The chunk attempts the cuts broke are on record, as transient
     // failures of this worker, each retried.
-    let failures = chunk_failures(&mut client, &id).await?;
+    // Read as a developer: backtraces and cause chains are theirs alone.
+    let mut developer =
+        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
+    let failures = chunk_failures(&mut developer, &id).await?;
     println!(
         "{cut} sessions cut, {writes_cut} of them inside a chunk write; {} chunk failures recorded",
         failures.len()

@@ -350,8 +350,12 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
     files::analyze(&mut client, &valid).await?;
     let lock = TableLock::take(&env).await?;
     start(&mut client, &valid).await?;
+    // Failures are read as a developer: backtraces and cause chains are
+    // theirs alone (a super admin sees the rest).
+    let mut developer =
+        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
     let failures = wait_for_failure(
-        &mut client,
+        &mut developer,
         &valid,
         0,
         pb::ChunkFailureOutcome::DeadLettered,
@@ -449,8 +453,16 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
             assert!(f.retry_time.is_none());
         }
     }
-    let all = chunk_failures(&mut client, &valid).await?;
-    let shown = get(&mut client, &valid).await?;
+    let all = chunk_failures(&mut developer, &valid).await?;
+    let shown = get(&mut developer, &valid).await?;
+    let admin_view = get(&mut client, &valid).await?;
+    assert!(
+        admin_view
+            .chunk_failures
+            .iter()
+            .all(|f| f.backtrace.is_empty() && f.causes.is_empty()),
+        "a super admin who is not a developer sees no backtraces"
+    );
     assert_eq!(shown.chunk_failure_count as usize, all.len());
     assert_eq!(
         shown.chunk_failures.first().map(|f| f.id.clone()),
