@@ -106,6 +106,9 @@ pub struct Options {
     pub sweep_secs: u64,
     /// Longest a worker drains one organization (IMPORTS_WORKER_DRAIN_MAX_SECS).
     pub drain_max_secs: u64,
+    /// Changes the configuration after the harness has filled it in and
+    /// before it is validated (limits and other settings a test needs).
+    pub configure: Option<fn(&mut Config)>,
 }
 
 impl Default for Options {
@@ -119,6 +122,7 @@ impl Default for Options {
             chunk_timeout_ms: 60_000,
             sweep_secs: 15,
             drain_max_secs: 300,
+            configure: None,
         }
     }
 }
@@ -137,7 +141,7 @@ impl TestEnv {
         );
         let database = format!("pi_test_{unique}");
         let storage = tempfile::tempdir()?;
-        let config = Config {
+        let mut config = Config {
             database_url: format!("{}/{database}", postgres_server()),
             database_max_connections: 6,
             amqp_url: amqp_url(),
@@ -156,6 +160,9 @@ impl TestEnv {
             worker_drain_max_secs: options.drain_max_secs,
             ..Config::default()
         };
+        if let Some(configure) = options.configure {
+            configure(&mut config);
+        }
         config.validate()?;
         passare_imports_service::server::migrate(&config.database_url)
             .await

@@ -193,6 +193,7 @@ impl ImportApi {
         {
             results::Edited::Rows(n) => Ok(n),
             results::Edited::NotRetryable(state) => Err(not_retryable(&state)),
+            results::Edited::Purged => Err(purged(view)),
             results::Edited::NotFailed(rows) => Err(ApiError::InvalidArgument {
                 reason: "ROWS_NOT_FAILED",
                 message: format!(
@@ -894,17 +895,23 @@ impl ImportService for ImportApi {
         let request_id = request_id(&request);
         let import_id = parse_uuid("import_id", &request.get_ref().import_id)?;
         let file_id = parse_uuid("file_id", &request.get_ref().file_id)?;
-        match repo::remove_file(self.app.db.orm(), import_id, file_id, &requester(&who))
-            .await
-            .map_err(ApiError::from)?
+        let removed_name = match repo::remove_file(
+            self.app.db.orm(),
+            import_id,
+            file_id,
+            &requester(&who),
+        )
+        .await
+        .map_err(ApiError::from)?
         {
-            repo::Removed::Done(keys) => {
+            repo::Removed::Done(name, keys) => {
                 for key in keys {
                     if let Err(e) = self.app.files.delete(&key).await {
                         tracing::warn!(import_id = %import_id, key, error = %e, "deleting a removed file's bytes failed");
                     }
                 }
                 tracing::info!(import_id = %import_id, file_id = %file_id, "file removed");
+                name
             }
             repo::Removed::NotDraft(state) => return Err(not_a_draft(&state).into()),
             repo::Removed::NotFound => {
@@ -914,7 +921,7 @@ impl ImportService for ImportApi {
                 }
                 .into());
             }
-        }
+        };
         let view = self.view(&who, import_id).await?;
         self.audit(
             &who,
@@ -922,7 +929,7 @@ impl ImportService for ImportApi {
             "remove_file",
             Some(view.import.organization_id),
             Some(import_id),
-            serde_json::json!({ "file_id": file_id }),
+            serde_json::json!({ "file_id": file_id, "file_name": removed_name }),
         )
         .await;
         Ok(Response::new(pb::RemoveFileResponse {
@@ -1685,6 +1692,7 @@ impl ImportService for ImportApi {
                 }))
             }
             Retry::NotRetryable(state) => Err(not_retryable(&state).into()),
+            Retry::Purged => Err(purged(&view).into()),
             Retry::Changed => Err(ApiError::Aborted(
                 "failed rows were edited while the retry was prepared; retry again".into(),
             )

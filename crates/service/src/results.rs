@@ -242,6 +242,13 @@ pub fn written_rows_csv(
 ) -> mpsc::Receiver<Result<Vec<u8>, ApiError>> {
     stream_csv(move |mut sink| async move {
         let columns = written_columns(f.def);
+        // Stored values of sensitive columns (SSNs) are masked, as wherever
+        // they are shown; the FAILED_ROWS file keeps the raw cells, which a
+        // correction must send back whole.
+        let sensitive: Vec<bool> = columns
+            .iter()
+            .map(|c| f.def.column(c).is_some_and(|c| c.sensitive))
+            .collect();
         sink.record(
             ["row", "outcome", "record_key"]
                 .into_iter()
@@ -256,12 +263,15 @@ pub fn written_rows_csv(
                 if row.created { "created" } else { "updated" }.to_string(),
                 row.key.join("+"),
             ];
-            sink.record(
-                head.iter()
-                    .map(String::as_str)
-                    .chain(row.values.iter().map(|v| v.as_deref().unwrap_or(""))),
-            )
-            .await?;
+            let values = row.values.iter().zip(&sensitive).map(|(v, masked)| {
+                let v = v.as_deref().unwrap_or("");
+                if *masked {
+                    passare_imports_domain::mask(v)
+                } else {
+                    v.to_string()
+                }
+            });
+            sink.record(head.into_iter().chain(values)).await?;
         }
         Ok(sink)
     })
@@ -403,7 +413,14 @@ pub async fn retry(app: &App, import: &imports::Model, by: &Requester) -> Result
         let (bytes, chunks) = out
             .finish()
             .map_err(|e| ApiError::Internal(format!("writing a retry file: {e}")))?;
-        let data_key = format!("imports/{}/{}.retry-{attempt}.csv", import.id, f.file.id);
+        // Unique per call: a concurrent retry of the same import that is
+        // refused deletes only its own file.
+        let data_key = format!(
+            "imports/{}/{}.retry-{attempt}-{}.csv",
+            import.id,
+            f.file.id,
+            uuid::Uuid::now_v7().simple()
+        );
         let mut writer = app.files.create(&data_key).await?;
         writer.write(&bytes).await?;
         writer.commit().await?;

@@ -66,17 +66,23 @@ async fn purge_batches(
         if due.is_empty() {
             return Ok(purged);
         }
-        for import in due {
-            // Files first: a crash between the two leaves the rows, and the
-            // next round deletes again (a missing file is no error).
-            for key in &import.keys {
+        for import_id in due {
+            // The import's row stays locked while its files go, so no start,
+            // upload, edit or retry races the purge; if deleting a file
+            // fails, the transaction rolls back and the next round tries
+            // again (a file already gone is no error).
+            let Some(purge) = results::begin_purge(db, import_id, cutoff).await? else {
+                continue;
+            };
+            for key in &purge.keys {
                 match files.delete(key).await {
                     Ok(()) | Err(StorageError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
-            results::mark_purged(db, import.import_id, retention_days).await?;
-            tracing::info!(import_id = %import.import_id, files = import.keys.len(), "import results purged");
+            let keys = purge.keys.len();
+            purge.finish(retention_days).await?;
+            tracing::info!(import_id = %import_id, files = keys, "import results purged");
             purged += 1;
         }
     }

@@ -78,7 +78,7 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
     .await?;
     sqlx::query(
         "UPDATE import_files SET state = $2, updated_at = clock_timestamp()
-          WHERE import_id = $1 AND state IN ('queued', 'running')",
+          WHERE import_id = $1 AND state IN ('ready', 'invalid', 'queued', 'running')",
     )
     .bind(e.import_id)
     .bind(file_state)

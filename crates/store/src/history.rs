@@ -135,7 +135,7 @@ pub async fn audit(db: &Db, a: NewAudit) -> Result<(), StoreError> {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub organization_id: Option<i64>,
-    /// A user id or e-mail.
+    /// A user id, or an e-mail in any case.
     pub actor: Option<String>,
     pub action: Option<String>,
     pub import_id: Option<Uuid>,
@@ -156,11 +156,12 @@ pub async fn list_audit(
         cond = cond.add(C::OrganizationId.eq(org));
     }
     if let Some(actor) = &f.actor {
-        cond = cond.add(
-            Condition::any()
-                .add(C::ActorId.eq(actor.clone()))
-                .add(C::ActorEmail.eq(actor.clone())),
-        );
+        cond = cond.add(Condition::any().add(C::ActorId.eq(actor.clone())).add(
+            sea_orm::sea_query::Expr::cust_with_values(
+                "lower(actor_email) = lower($1)",
+                [actor.clone()],
+            ),
+        ));
     }
     if let Some(action) = &f.action {
         cond = cond.add(C::Action.eq(action.clone()));

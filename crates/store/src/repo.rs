@@ -539,8 +539,8 @@ pub async fn set_failure_policy(
 /// What became of a request to remove a file.
 #[derive(Debug)]
 pub enum Removed {
-    /// Removed; the storage keys of its bytes, to delete.
-    Done(Vec<String>),
+    /// Removed; the file's name and the storage keys of its bytes, to delete.
+    Done(String, Vec<String>),
     NotDraft(String),
     NotFound,
 }
@@ -587,6 +587,7 @@ pub async fn remove_file<C: ConnectionTrait + TransactionTrait>(
     notify(&txn, import_id).await?;
     txn.commit().await?;
     Ok(Removed::Done(
+        file.file_name,
         std::iter::once(file.storage_key)
             .chain(file.data_key)
             .collect(),
@@ -815,7 +816,8 @@ pub async fn chunks_of_import(
         .await?)
 }
 
-/// The first row errors of a file, in row order.
+/// The first still-open row errors of a file (a retry supersedes the
+/// errors of the rows it tries again), in row order.
 pub async fn first_row_errors(
     db: &impl ConnectionTrait,
     file_id: Uuid,
@@ -824,6 +826,7 @@ pub async fn first_row_errors(
     use crate::entities::row_errors;
     Ok(row_errors::Entity::find()
         .filter(row_errors::Column::FileId.eq(file_id))
+        .filter(row_errors::Column::SupersededAt.is_null())
         .order_by_asc(row_errors::Column::RowNumber)
         .order_by_asc(row_errors::Column::Id)
         .limit(limit)

@@ -163,6 +163,8 @@ pub enum Edited {
     NotRetryable(String),
     /// These rows of the file are not failed (or no longer).
     NotFailed(Vec<i64>),
+    /// The retention job deleted the import's results.
+    Purged,
 }
 
 /// Sets cells of failed rows of a file (column → value), replacing earlier
@@ -176,14 +178,20 @@ pub async fn set_edits(
     what: &str,
 ) -> Result<Edited, StoreError> {
     let mut tx = db.pool().begin().await?;
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM imports WHERE id = $1 FOR UPDATE")
-            .bind(import_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match state.as_deref() {
-        Some("completed_with_errors") => {}
-        other => return Ok(Edited::NotRetryable(other.unwrap_or("gone").to_string())),
+    let row: Option<(String, bool)> = sqlx::query_as(
+        "SELECT state, results_purged_at IS NOT NULL FROM imports WHERE id = $1 FOR UPDATE",
+    )
+    .bind(import_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match row {
+        Some((_, true)) => return Ok(Edited::Purged),
+        Some((state, _)) if state == "completed_with_errors" => {}
+        other => {
+            return Ok(Edited::NotRetryable(
+                other.map_or_else(|| "gone".to_string(), |(s, _)| s),
+            ));
+        }
     }
     let mut rows: Vec<i64> = edits.iter().map(|(r, _, _)| *r).collect();
     rows.sort_unstable();
@@ -330,6 +338,8 @@ pub enum Retry {
     /// Failed rows or their edits changed while the retry files were built;
     /// build them again.
     Changed,
+    /// The retention job deleted the import's results.
+    Purged,
 }
 
 /// Queues a retry of an import's still-failed rows as its next attempt: the
@@ -366,7 +376,10 @@ pub async fn queue_retry(
     .fetch_one(&mut *tx)
     .await?;
     let state: String = row.try_get("state")?;
-    if state != "completed_with_errors" || row.try_get::<bool, _>("purged")? {
+    if row.try_get::<bool, _>("purged")? {
+        return Ok(Retry::Purged);
+    }
+    if state != "completed_with_errors" {
         return Ok(Retry::NotRetryable(state));
     }
     let attempt: i32 = row.try_get::<i32, _>("attempt")? + 1;
@@ -485,50 +498,66 @@ pub async fn queue_retry(
     })
 }
 
-/// An import whose stored results are due for deletion, with the storage
-/// keys of everything it stored.
-#[derive(Debug, Clone)]
-pub struct DuePurge {
-    pub import_id: Uuid,
-    pub keys: Vec<String>,
-}
-
 /// Imports finished before `cutoff` (and drafts created before it) whose
-/// uploaded files and row-level results are still stored.
+/// uploaded files and row-level results are still stored, oldest first.
 pub async fn due_for_purge(
     db: &Db,
     cutoff: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<DuePurge>, StoreError> {
-    let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(
-        "SELECT i.id,
-                ARRAY(SELECT k FROM (
-                    SELECT f.storage_key AS k FROM import_files f WHERE f.import_id = i.id
-                    UNION SELECT f.data_key FROM import_files f WHERE f.import_id = i.id AND f.data_key IS NOT NULL
-                    UNION SELECT c.data_key FROM chunks c WHERE c.import_id = i.id AND c.data_key IS NOT NULL) keys
-                      ORDER BY k)
-           FROM imports i
-          WHERE i.results_purged_at IS NULL
-            AND (i.finished_at < $1 OR (i.state = 'draft' AND i.created_at < $1))
-          ORDER BY COALESCE(i.finished_at, i.created_at)
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM imports
+          WHERE results_purged_at IS NULL
+            AND (finished_at < $1 OR (state = 'draft' AND created_at < $1))
+          ORDER BY COALESCE(finished_at, created_at)
           LIMIT $2",
     )
     .bind(cutoff)
     .bind(limit)
     .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(import_id, keys)| DuePurge { import_id, keys })
-        .collect())
+    .await?)
 }
 
-/// Deletes an import's row-level results (row errors, edits, chunk
-/// failures) once its files are deleted from storage; the summary (the
-/// import, its files' counts and checksums, its timeline, the audit log)
-/// stays. A draft is ended as stopped: its files are gone.
-pub async fn mark_purged(db: &Db, import_id: Uuid, retention_days: u64) -> Result<(), StoreError> {
+/// An import being purged: its row is locked (no start, upload, edit or
+/// retry can slip in), it was checked to be still due, and its row-level
+/// results are deleted in the open transaction. Delete `keys` from storage,
+/// then [`Purge::finish`]; dropping it instead rolls everything back.
+pub struct Purge {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pub import_id: Uuid,
+    pub keys: Vec<String>,
+}
+
+/// Starts purging an import if it is still due: finished before `cutoff`,
+/// or a draft created before it, and not purged yet.
+pub async fn begin_purge(
+    db: &Db,
+    import_id: Uuid,
+    cutoff: DateTime<Utc>,
+) -> Result<Option<Purge>, StoreError> {
     let mut tx = db.pool().begin().await?;
+    let due: Option<bool> = sqlx::query_scalar(
+        "SELECT results_purged_at IS NULL
+                AND (finished_at < $2 OR (state = 'draft' AND created_at < $2))
+           FROM imports WHERE id = $1 FOR UPDATE",
+    )
+    .bind(import_id)
+    .bind(cutoff)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if due != Some(true) {
+        return Ok(None);
+    }
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT k FROM (
+             SELECT storage_key AS k FROM import_files WHERE import_id = $1
+             UNION SELECT data_key FROM import_files WHERE import_id = $1 AND data_key IS NOT NULL
+             UNION SELECT data_key FROM chunks WHERE import_id = $1 AND data_key IS NOT NULL) keys
+          ORDER BY k",
+    )
+    .bind(import_id)
+    .fetch_all(&mut *tx)
+    .await?;
     for table in ["row_errors", "row_edits", "chunk_failures", "import_undo"] {
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE import_id = $1"
@@ -537,28 +566,53 @@ pub async fn mark_purged(db: &Db, import_id: Uuid, retention_days: u64) -> Resul
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query(
-        "UPDATE imports SET results_purged_at = clock_timestamp(), updated_at = clock_timestamp(),
-                state = CASE WHEN state = 'draft' THEN 'stopped' ELSE state END,
-                stop_reason = CASE WHEN state = 'draft' THEN $2 ELSE stop_reason END,
-                finished_at = COALESCE(finished_at, clock_timestamp())
-          WHERE id = $1",
-    )
-    .bind(import_id)
-    .bind(format!(
-        "abandoned draft: its files were deleted after {retention_days} days"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    history::event(
-        &mut tx,
+    Ok(Some(Purge {
+        tx,
         import_id,
-        "results_purged",
-        None,
-        &format!("uploaded files and row-level results deleted after {retention_days} days"),
-    )
-    .await?;
-    notify(&mut tx, import_id).await?;
-    tx.commit().await?;
-    Ok(())
+        keys,
+    }))
+}
+
+impl Purge {
+    /// Records the purge once the files are deleted: the import keeps its
+    /// summary and says when its results went; a draft is ended `stopped`
+    /// (its files are gone).
+    pub async fn finish(mut self, retention_days: u64) -> Result<(), StoreError> {
+        let reason = format!("abandoned draft: its files were deleted after {retention_days} days");
+        let was_draft: bool = sqlx::query_scalar(
+            "WITH before AS (SELECT state = 'draft' AS draft FROM imports WHERE id = $1)
+             UPDATE imports SET results_purged_at = clock_timestamp(), updated_at = clock_timestamp(),
+                    state = CASE WHEN state = 'draft' THEN 'stopped' ELSE state END,
+                    stop_reason = CASE WHEN state = 'draft' THEN $2 ELSE stop_reason END,
+                    stopped_at = CASE WHEN state = 'draft' THEN clock_timestamp() ELSE stopped_at END,
+                    finished_at = COALESCE(finished_at, clock_timestamp())
+              WHERE id = $1
+          RETURNING (SELECT draft FROM before)",
+        )
+        .bind(self.import_id)
+        .bind(&reason)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if was_draft {
+            sqlx::query(
+                "UPDATE import_files SET state = 'stopped', updated_at = clock_timestamp()
+                  WHERE import_id = $1 AND state IN ('ready', 'invalid')",
+            )
+            .bind(self.import_id)
+            .execute(&mut *self.tx)
+            .await?;
+            history::event(&mut self.tx, self.import_id, "stopped", None, &reason).await?;
+        }
+        history::event(
+            &mut self.tx,
+            self.import_id,
+            "results_purged",
+            None,
+            &format!("uploaded files and row-level results deleted after {retention_days} days"),
+        )
+        .await?;
+        notify(&mut self.tx, self.import_id).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
 }
