@@ -247,6 +247,28 @@ async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Re
         "the organization's cases are exactly as before the stopped import"
     );
     assert_eq!(count(&env.db, "SELECT count(*) FROM import_undo").await?, 0);
+
+    // A draft that never ran is stopped without a rollback: nothing was written.
+    let draft = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::StopOnFirstError,
+            10,
+            3,
+        )
+        .await?;
+    let abandoned = stop(&mut client, &draft, "not needed").await?;
+    assert_eq!(state(&abandoned), pb::ImportState::Stopped);
+    assert!(
+        abandoned.rollback_time.is_none() && abandoned.start_time.is_none(),
+        "{:?} {:?}",
+        abandoned.rollback_time,
+        abandoned.start_time
+    );
+    assert_eq!(abandoned.files[0].state, pb::FileState::Stopped as i32);
+    let steps: Vec<&str> = abandoned.timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(steps, vec!["created", "file_added", "stopped"]);
     env.finish().await
 }
 

@@ -101,8 +101,9 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
         }
         (None, None) => {}
     }
-    if e.policy == FailurePolicy::StopOnFirstError {
-        let undone = roll_back(conn, e.import_id, e.organization_id).await?;
+    if e.policy == FailurePolicy::StopOnFirstError
+        && let Some(undone) = roll_back(conn, e.import_id, e.organization_id).await?
+    {
         history::event(
             conn,
             e.import_id,
@@ -119,12 +120,23 @@ pub async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreE
 /// gets its before-image back, then every record still carrying the import
 /// as its last writer — those it created — is deleted. The files' counts
 /// then say that nothing of the import remains (`rows_rolled_back` holds
-/// how many records were put back). Returns that number.
+/// how many records were put back). Returns that number, or `None` when no
+/// chunk of the import was written (there is nothing to put back).
 pub async fn roll_back(
     conn: &mut PgConnection,
     import_id: Uuid,
     organization_id: i64,
-) -> Result<i64, StoreError> {
+) -> Result<Option<i64>, StoreError> {
+    let wrote_any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM chunks WHERE import_id = $1 AND state = 'done')",
+    )
+    .bind(import_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !wrote_any {
+        forget_undo(conn, import_id).await?;
+        return Ok(None);
+    }
     let types: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT import_type FROM import_files WHERE import_id = $1 AND chunks_done > 0",
     )
@@ -177,7 +189,7 @@ pub async fn roll_back(
         .execute(&mut *conn)
         .await?;
     forget_undo(conn, import_id).await?;
-    Ok(undone)
+    Ok(Some(undone))
 }
 
 /// Writes the before-images of one type's records back over the records.
