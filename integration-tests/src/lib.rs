@@ -862,3 +862,91 @@ pub async fn stored_cases(
     }
     Ok(out)
 }
+
+/// A fingerprint of an organization's cases, every column included
+/// (provenance and timestamps too): equal fingerprints, equal records.
+pub async fn cases_fingerprint(env: &TestEnv, org: i64) -> anyhow::Result<String> {
+    Ok(passare_imports_store::sqlx::query_scalar(
+        "SELECT COALESCE(md5(string_agg(t::text, '|' ORDER BY case_number)), 'none')
+           FROM cases t WHERE organization_id = $1",
+    )
+    .bind(org)
+    .fetch_one(env.db.pool())
+    .await?)
+}
+
+/// A result file as `DownloadResults` streamed it.
+#[derive(Debug, Default)]
+pub struct Download {
+    /// From the first message.
+    pub file_name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub messages: usize,
+    /// File names or content types sent after the first message (there
+    /// should be none).
+    pub later_names: Vec<(String, String)>,
+    /// The largest chunk one message carried.
+    pub largest_chunk: usize,
+}
+
+/// Streams a result file to its end (at most 60 s).
+pub async fn download(
+    client: &mut Client,
+    import_id: &str,
+    file_id: &str,
+    kind: pb::ResultKind,
+) -> Result<Download, tonic::Status> {
+    use tokio_stream::StreamExt;
+    let mut stream = client
+        .download_results(pb::DownloadResultsRequest {
+            import_id: import_id.into(),
+            file_id: file_id.into(),
+            kind: kind as i32,
+        })
+        .await?
+        .into_inner();
+    let mut out = Download::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(message) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("the download did not end within 60 s"))?
+    {
+        let message = message?;
+        if out.messages == 0 {
+            out.file_name = message.file_name;
+            out.content_type = message.content_type;
+        } else if !message.file_name.is_empty() || !message.content_type.is_empty() {
+            out.later_names
+                .push((message.file_name, message.content_type));
+        }
+        out.largest_chunk = out.largest_chunk.max(message.chunk.len());
+        out.bytes.extend(message.chunk);
+        out.messages += 1;
+    }
+    Ok(out)
+}
+
+/// UpdateRows of one row: (column, value) cells.
+pub async fn update_row(
+    client: &mut Client,
+    import_id: &str,
+    file_id: &str,
+    row: i64,
+    cells: &[(&str, &str)],
+) -> Result<pb::UpdateRowsResponse, tonic::Status> {
+    Ok(client
+        .update_rows(pb::UpdateRowsRequest {
+            import_id: import_id.into(),
+            file_id: file_id.into(),
+            rows: vec![pb::RowEdit {
+                row,
+                cells: cells
+                    .iter()
+                    .map(|(c, v)| (c.to_string(), v.to_string()))
+                    .collect(),
+            }],
+        })
+        .await?
+        .into_inner())
+}

@@ -1015,7 +1015,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
                 done.attempt
             ));
         }
-        let failed = download(&mut admin, &set.done, &set.done_file).await?;
+        let failed = failed_rows(&mut admin, &set.done, &set.done_file).await?;
         if !failed.contains("not a date") || failed.contains("2024-03-0") {
             mismatches.push(format!(
                 "the failed row of {} of {} was edited:\n{failed}",
@@ -1084,24 +1084,13 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
 }
 
 /// The FAILED_ROWS download of a file, as text.
-async fn download(
+async fn failed_rows(
     client: &mut client::Client,
     import_id: &str,
     file_id: &str,
 ) -> anyhow::Result<String> {
-    let mut stream = client
-        .download_results(pb::DownloadResultsRequest {
-            import_id: import_id.into(),
-            file_id: file_id.into(),
-            kind: pb::ResultKind::FailedRows as i32,
-        })
-        .await?
-        .into_inner();
-    let mut bytes = Vec::new();
-    while let Some(piece) = tokio::time::timeout(CALL_LIMIT, stream.message()).await?? {
-        bytes.extend(piece.chunk);
-    }
-    Ok(String::from_utf8(bytes)?)
+    let file = download(client, import_id, file_id, pb::ResultKind::FailedRows).await?;
+    Ok(String::from_utf8(file.bytes)?)
 }
 
 /// Whether every failed attempt shows developer details (`true`) or none

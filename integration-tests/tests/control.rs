@@ -13,16 +13,6 @@ use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
 use tonic_types::StatusExt;
 
-async fn cases_fingerprint(env: &TestEnv, org: i64) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(md5(string_agg(t::text, '|' ORDER BY case_number)), 'none')
-           FROM cases t WHERE organization_id = $1",
-    )
-    .bind(org)
-    .fetch_one(env.db.pool())
-    .await?)
-}
-
 async fn rows_of(env: &TestEnv, import_id: &str) -> anyhow::Result<i64> {
     count(
         &env.db,

@@ -1685,51 +1685,6 @@ fn file_summary(
     )
 }
 
-async fn update_rows(
-    client: &mut Client,
-    import_id: &str,
-    file_id: &str,
-    row: i64,
-    cells: &[(&str, &str)],
-) -> Result<pb::UpdateRowsResponse, tonic::Status> {
-    Ok(client
-        .update_rows(pb::UpdateRowsRequest {
-            import_id: import_id.into(),
-            file_id: file_id.into(),
-            rows: vec![pb::RowEdit {
-                row,
-                cells: cells
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            }],
-        })
-        .await?
-        .into_inner())
-}
-
-async fn download(
-    client: &mut Client,
-    import_id: &str,
-    file_id: &str,
-    kind: pb::ResultKind,
-) -> Result<Vec<u8>, tonic::Status> {
-    use tokio_stream::StreamExt;
-    let mut stream = client
-        .download_results(pb::DownloadResultsRequest {
-            import_id: import_id.into(),
-            file_id: file_id.into(),
-            kind: kind as i32,
-        })
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(piece) = stream.next().await {
-        out.extend(piece?.chunk);
-    }
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary()
 -> anyhow::Result<()> {
@@ -1776,7 +1731,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
             .map(|p| (p.rows_created, p.rows_failed)),
         Some((4, 3))
     );
-    update_rows(&mut client, &p, &vendors_file, 3, &[("category", "vendor")]).await?;
+    update_row(&mut client, &p, &vendors_file, 3, &[("category", "vendor")]).await?;
     let retried = client
         .retry_failed_rows(pb::RetryFailedRowsRequest {
             import_id: p.clone(),
@@ -1794,7 +1749,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
             .map(|p| (p.rows_created, p.rows_failed)),
         Some((5, 2))
     );
-    update_rows(
+    update_row(
         &mut client,
         &p,
         &legacy_file,
@@ -2042,7 +1997,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
         .context("a purged import was retried")?;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert_eq!(reason(&refused).as_deref(), Some("RESULTS_PURGED"));
-    let refused = update_rows(
+    let refused = update_row(
         &mut client,
         &p,
         &legacy_file,
@@ -2103,7 +2058,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
         .await
         .map_err(client::describe)?;
     assert!(
-        String::from_utf8_lossy(&failed_rows).contains("Sunny Acres"),
+        String::from_utf8_lossy(&failed_rows.bytes).contains("Sunny Acres"),
         "the recent import's results are still served"
     );
     let r2_after = get(&mut client, &r2).await?;

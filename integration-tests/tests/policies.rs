@@ -14,18 +14,6 @@ use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
 
-/// A fingerprint of an organization's cases, every column included
-/// (provenance and timestamps too).
-async fn cases_fingerprint(env: &TestEnv, org: i64) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(md5(string_agg(t::text, '|' ORDER BY case_number)), 'none')
-           FROM cases t WHERE organization_id = $1",
-    )
-    .bind(org)
-    .fetch_one(env.db.pool())
-    .await?)
-}
-
 /// Replaces field `field` of data row `row` (1-based) of a generated CSV.
 fn with_field(csv: &[u8], row: usize, field: usize, value: &str) -> anyhow::Result<Vec<u8>> {
     let text = String::from_utf8(csv.to_vec())?;

@@ -14,7 +14,6 @@ use passare_imports_cli::client::{self, Client};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
-use tokio_stream::StreamExt;
 use tonic_types::StatusExt;
 
 const ORG: i64 = 1042;
@@ -154,65 +153,39 @@ fn neutralised(cell: &str) -> String {
     }
 }
 
-/// A downloaded result file.
-#[derive(Debug, Default)]
-struct Download {
-    file_name: String,
-    content_type: String,
-    bytes: Vec<u8>,
-    messages: usize,
+/// The records of a downloaded result file.
+trait Records {
+    fn records(&self) -> anyhow::Result<Vec<Vec<String>>>;
 }
 
-impl Download {
+impl Records for Download {
     fn records(&self) -> anyhow::Result<Vec<Vec<String>>> {
         parse_csv(&self.bytes)
     }
 }
 
-/// Downloads a result file, collecting every message of the stream.
-async fn download(
+/// Downloads a result file and checks how it streamed: only the first
+/// message names the file, none carries more than 256 KiB.
+async fn download_checked(
     client: &mut Client,
     import_id: &str,
     file_id: &str,
     kind: pb::ResultKind,
 ) -> anyhow::Result<Download> {
-    let mut stream = client
-        .download_results(pb::DownloadResultsRequest {
-            import_id: import_id.into(),
-            file_id: file_id.into(),
-            kind: kind as i32,
-        })
+    let out = download(client, import_id, file_id, kind)
         .await
-        .map_err(client::describe)?
-        .into_inner();
-    let mut out = Download::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.next())
-        .await
-        .context("the download did not end within 60 s")?
-    {
-        let message = message.map_err(client::describe)?;
-        if out.messages == 0 {
-            out.file_name = message.file_name;
-            out.content_type = message.content_type;
-        } else {
-            anyhow::ensure!(
-                message.file_name.is_empty() && message.content_type.is_empty(),
-                "only the first message names the file: message {} has {:?} {:?}",
-                out.messages + 1,
-                message.file_name,
-                message.content_type
-            );
-        }
-        anyhow::ensure!(
-            message.chunk.len() <= 256 * 1024,
-            "a message carries at most 256 KiB, not {}",
-            message.chunk.len()
-        );
-        out.bytes.extend(message.chunk);
-        out.messages += 1;
-    }
+        .map_err(client::describe)?;
     anyhow::ensure!(out.messages > 0, "the download sent no message");
+    anyhow::ensure!(
+        out.later_names.is_empty(),
+        "only the first message names the file: {:?}",
+        out.later_names
+    );
+    anyhow::ensure!(
+        out.largest_chunk <= 256 * 1024,
+        "a message carries at most 256 KiB, not {}",
+        out.largest_chunk
+    );
     Ok(out)
 }
 
@@ -296,29 +269,6 @@ fn reason(status: &tonic::Status) -> String {
         .error_info()
         .map(|e| e.reason.clone())
         .unwrap_or_default()
-}
-
-async fn update_rows(
-    client: &mut Client,
-    import_id: &str,
-    file_id: &str,
-    row: i64,
-    cells: &[(&str, &str)],
-) -> Result<pb::UpdateRowsResponse, tonic::Status> {
-    Ok(client
-        .update_rows(pb::UpdateRowsRequest {
-            import_id: import_id.into(),
-            file_id: file_id.into(),
-            rows: vec![pb::RowEdit {
-                row,
-                cells: cells
-                    .iter()
-                    .map(|(c, v)| (c.to_string(), v.to_string()))
-                    .collect(),
-            }],
-        })
-        .await?
-        .into_inner())
 }
 
 async fn upload_corrections(
@@ -677,7 +627,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
 
     // FAILED_ROWS: `row`, the file's own headers, `error`; the three rows with
     // their original cells (neutralised) and reasons.
-    let failed = download(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let failed = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
     assert_eq!(failed.file_name, "riverside-cases.failed-rows.csv");
     assert_eq!(failed.content_type, CONTENT_TYPE);
     let failed_records = failed.records()?;
@@ -706,7 +656,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
 
     // WRITTEN_ROWS: the 1,197 rows written, created, with their keys; the
     // formula of row 7 neutralised.
-    let written = download(&mut client, &id, &file.id, pb::ResultKind::WrittenRows).await?;
+    let written = download_checked(&mut client, &id, &file.id, pb::ResultKind::WrittenRows).await?;
     assert_eq!(written.file_name, "riverside-cases.written-rows.csv");
     assert_eq!(written.content_type, CONTENT_TYPE);
     let expected_written: Vec<(i64, &Case)> = original
@@ -747,7 +697,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
 
     // A row that did not fail cannot be edited; nor can a column the file
     // does not have.
-    let refused = update_rows(
+    let refused = update_row(
         &mut client,
         &id,
         &file.id,
@@ -766,7 +716,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
         .unwrap_or_default();
     assert_eq!(violations, vec!["rows[7]".to_string()]);
     for column in ["favourite_hymn", "suffix"] {
-        let refused = update_rows(&mut client, &id, &file.id, 1_105, &[(column, "x")])
+        let refused = update_row(&mut client, &id, &file.id, 1_105, &[(column, "x")])
             .await
             .err()
             .with_context(|| format!("{column} was edited"))?;
@@ -777,7 +727,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
         );
     }
     // The third row, cell by cell.
-    let response = update_rows(
+    let response = update_row(
         &mut client,
         &id,
         &file.id,
@@ -796,7 +746,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
     fixed[122][3] = "2024-02-28".into();
     fixed[641][2] = "Okafor".into();
     fixed[1_104][4] = "Main Chapel".into();
-    let edited = download(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let edited = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
     assert_eq!(
         edited.records()?,
         vec![
@@ -893,9 +843,9 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
     assert_eq!(errors.iter().map(view).collect::<Vec<_>>(), superseded);
 
     // The result files after the retry.
-    let failed = download(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let failed = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
     assert_eq!(failed.records()?, vec![failed_header.clone()]);
-    let written = download(&mut client, &id, &file.id, pb::ResultKind::WrittenRows).await?;
+    let written = download_checked(&mut client, &id, &file.id, pb::ResultKind::WrittenRows).await?;
     let all: Vec<(i64, &Case)> = fixed
         .iter()
         .enumerate()
@@ -923,7 +873,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
         .context("a completed import was retried")?;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert_eq!(reason(&refused), "IMPORT_NOT_RETRYABLE");
-    let refused = update_rows(
+    let refused = update_row(
         &mut client,
         &id,
         &file.id,
@@ -1016,7 +966,7 @@ async fn a_retry_that_fails_again_keeps_every_attempt() -> anyhow::Result<()> {
     );
 
     // Fixed wrongly: a date in the future.
-    update_rows(
+    update_row(
         &mut client,
         &id,
         &file.id,
@@ -1061,7 +1011,7 @@ async fn a_retry_that_fails_again_keeps_every_attempt() -> anyhow::Result<()> {
 
     // The failed row of attempt 2, as downloaded, carries the edit; it comes
     // back corrected.
-    let failed = download(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let failed = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
     let records = failed.records()?;
     let mut wrong = rows[5].clone();
     wrong[3] = "2099-03-01".into();
@@ -1254,7 +1204,7 @@ async fn the_source_of_a_record_names_its_import_file_and_row() -> anyhow::Resul
 
     // The written rows follow the last writer.
     let locations = locations(&env).await?;
-    let written = download(
+    let written = download_checked(
         &mut client,
         &first.id,
         &march_file.id,
@@ -1266,7 +1216,7 @@ async fn the_source_of_a_record_names_its_import_file_and_row() -> anyhow::Resul
         .map(|r| (*r as i64, &march[r - 1]))
         .collect();
     check_written(&written, &still, &locations, "created")?;
-    let written = download(
+    let written = download_checked(
         &mut client,
         &second.id,
         &april_file.id,
@@ -1386,7 +1336,7 @@ async fn sensitive_values_are_masked_in_row_errors() -> anyhow::Result<()> {
         .await?,
         1
     );
-    let failed = download(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let failed = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
     let records = failed.records()?;
     assert_eq!(records.len(), 3, "{records:?}");
     for r in &records[1..] {
@@ -1411,7 +1361,7 @@ async fn concurrent_retries_run_the_failed_rows_once() -> anyhow::Result<()> {
     let (done, file) = import_cases(&mut client, "cases.csv", &rows).await?;
     let id = done.id.clone();
     assert_eq!(state(&done), pb::ImportState::CompletedWithErrors);
-    update_rows(
+    update_row(
         &mut client,
         &id,
         &file.id,

@@ -169,6 +169,18 @@ impl ImportApi {
             })
     }
 
+    /// The import and one of its files, as their results read them.
+    async fn file_results(
+        &self,
+        who: &Caller,
+        import_id: &str,
+        file_id: &str,
+    ) -> Result<(ImportView, crate::results::FileResults), ApiError> {
+        let view = self.view(who, parse_uuid("import_id", import_id)?).await?;
+        let file = self.file_of(&view, file_id)?.file.clone();
+        Ok((view, crate::results::FileResults::of(file)?))
+    }
+
     /// Stores edits of failed rows, refusing rows that are not failed.
     async fn apply_edits(
         &self,
@@ -1539,9 +1551,10 @@ impl ImportService for ImportApi {
         who.must_manage()?;
         let request_id = request_id(&request);
         let req = request.into_inner();
-        let id = parse_uuid("import_id", &req.import_id)?;
-        let view = self.view(&who, id).await?;
-        let f = crate::results::FileResults::of(self.file_of(&view, &req.file_id)?.file.clone())?;
+        let (view, f) = self
+            .file_results(&who, &req.import_id, &req.file_id)
+            .await?;
+        let id = view.import.id;
         if req.rows.is_empty() {
             return Err(ApiError::invalid("rows", "name at least one row to edit").into());
         }
@@ -1607,9 +1620,10 @@ impl ImportService for ImportApi {
         who.must_manage()?;
         let request_id = request_id(&request);
         let req = request.into_inner();
-        let id = parse_uuid("import_id", &req.import_id)?;
-        let view = self.view(&who, id).await?;
-        let f = crate::results::FileResults::of(self.file_of(&view, &req.file_id)?.file.clone())?;
+        let (view, f) = self
+            .file_results(&who, &req.import_id, &req.file_id)
+            .await?;
+        let id = view.import.id;
         if req.content.is_empty() {
             return Err(ApiError::invalid("content", "is empty").into());
         }
