@@ -1816,6 +1816,43 @@ impl ImportService for ImportApi {
         }))
     }
 
+    // The resumable upload is being built (issue 12); these answer
+    // UNIMPLEMENTED until it lands.
+    async fn create_upload(
+        &self,
+        _request: Request<pb::CreateUploadRequest>,
+    ) -> Result<Response<pb::CreateUploadResponse>, Status> {
+        Err(Status::unimplemented("resumable uploads are not available yet"))
+    }
+
+    async fn write_upload_part(
+        &self,
+        _request: Request<pb::WriteUploadPartRequest>,
+    ) -> Result<Response<pb::WriteUploadPartResponse>, Status> {
+        Err(Status::unimplemented("resumable uploads are not available yet"))
+    }
+
+    async fn get_upload(
+        &self,
+        _request: Request<pb::GetUploadRequest>,
+    ) -> Result<Response<pb::GetUploadResponse>, Status> {
+        Err(Status::unimplemented("resumable uploads are not available yet"))
+    }
+
+    async fn complete_upload(
+        &self,
+        _request: Request<pb::CompleteUploadRequest>,
+    ) -> Result<Response<pb::CompleteUploadResponse>, Status> {
+        Err(Status::unimplemented("resumable uploads are not available yet"))
+    }
+
+    async fn abort_upload(
+        &self,
+        _request: Request<pb::AbortUploadRequest>,
+    ) -> Result<Response<pb::AbortUploadResponse>, Status> {
+        Err(Status::unimplemented("resumable uploads are not available yet"))
+    }
+
     async fn list_organizations(
         &self,
         request: Request<pb::ListOrganizationsRequest>,

@@ -409,6 +409,8 @@ impl From<&ImportView> for pb::Import {
             timeline: v.timeline.iter().map(timeline_event).collect(),
             attempt: i.attempt,
             results_purge_time: i.results_purged_at.as_ref().map(timestamp),
+            // The background analysis comes with issue 10's worker job.
+            analysis_job: None,
         }
     }
 }
