@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
-use passare_imports_service::App;
-use passare_imports_service::server::{layers, routes, until};
+use passare_imports_app::App;
+use passare_imports_grpc::{layers, routes, until};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;

@@ -10,12 +10,12 @@ use std::sync::Once;
 use std::time::Duration;
 
 use anyhow::Context;
+use passare_imports_app::identity::{Auth, Claims};
+use passare_imports_app::{App, Config};
 use passare_imports_cli::client::{self, Client};
 use passare_imports_proto::v1 as pb;
-use passare_imports_service::auth::{Auth, Claims};
-use passare_imports_service::worker::Worker;
-use passare_imports_service::{App, Config};
 use passare_imports_store::Db;
+use passare_imports_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
 pub mod files;
@@ -164,12 +164,12 @@ impl TestEnv {
             configure(&mut config);
         }
         config.validate()?;
-        passare_imports_service::server::migrate(&config.database_url)
+        passare_imports_store::migrate(&config.database_url)
             .await
             .context("PostgreSQL must run on 127.0.0.1:5432 (see scripts/services.sh)")?;
         let db = Db::connect(&config.database_url, 4).await?;
-        passare_imports_store::repo::ensure_demo_organization(
-            db.orm(),
+        passare_imports_store::organizations::ensure_demo(
+            &mut *db.conn().await?,
             1042,
             "Riverside Funeral Home",
             generate::DEMO_SETUP,
@@ -180,11 +180,7 @@ impl TestEnv {
         let app = App::build(config.clone(), shutdown.clone()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc_addr = listener.local_addr()?;
-        tokio::spawn(passare_imports_service::server::serve(
-            app,
-            listener,
-            shutdown.clone(),
-        ));
+        tokio::spawn(passare_imports_grpc::serve(app, listener, shutdown.clone()));
         for _ in 0..options.in_process_workers {
             let worker = Worker::build(&config).await?;
             tokio::spawn(worker.run(shutdown.clone()));
@@ -205,10 +201,10 @@ impl TestEnv {
     pub async fn organization_with(
         &self,
         id: i64,
-        setup: passare_imports_store::repo::OrgSetup<'_>,
+        setup: passare_imports_store::organizations::OrgSetup<'_>,
     ) -> anyhow::Result<()> {
-        passare_imports_store::repo::ensure_demo_organization(
-            self.db.orm(),
+        passare_imports_store::organizations::ensure_demo(
+            &mut *self.db.conn().await?,
             id,
             &format!("Organization {id}"),
             setup,
@@ -220,8 +216,8 @@ impl TestEnv {
     /// Creates an organization with the demo setup (locations, staff, GL and
     /// bank accounts).
     pub async fn organization(&self, id: i64) -> anyhow::Result<()> {
-        passare_imports_store::repo::ensure_demo_organization(
-            self.db.orm(),
+        passare_imports_store::organizations::ensure_demo(
+            &mut *self.db.conn().await?,
             id,
             &format!("Organization {id}"),
             generate::DEMO_SETUP,
@@ -264,7 +260,7 @@ impl TestEnv {
         let app = App::build(self.config.clone(), self.shutdown.clone()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(passare_imports_service::server::serve(
+        tokio::spawn(passare_imports_grpc::serve(
             app,
             listener,
             self.shutdown.clone(),

@@ -10,11 +10,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use passare_imports_app::identity::{Auth, Claims};
 use passare_imports_cli::client;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_client::ImportServiceClient;
-use passare_imports_service::auth::{Auth, Claims};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

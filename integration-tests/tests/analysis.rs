@@ -6,7 +6,7 @@
 use passare_imports_integration_tests::files::{self, NewFile};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
-use passare_imports_store::repo::OrgSetup;
+use passare_imports_store::organizations::OrgSetup;
 use tonic_types::StatusExt;
 
 fn state(i: &pb::Import) -> pb::ImportState {

@@ -111,7 +111,7 @@ struct InProcessWorker {
 impl InProcessWorker {
     async fn start(env: &TestEnv) -> anyhow::Result<Self> {
         let stop = env.shutdown.child_token();
-        let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
+        let worker = passare_imports_worker::Worker::build(&env.config).await?;
         let task = tokio::spawn(worker.run(stop.clone()));
         Ok(Self { stop, task })
     }
@@ -1906,7 +1906,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
     let purge_started = Utc::now();
     let purged = tokio::time::timeout(
         Duration::from_secs(60),
-        passare_imports_service::retention::purge_due(&db, &store, 90),
+        passare_imports_app::retention::purge_due(&db, &store, 90),
     )
     .await
     .context("purge_due took longer than 60 s")??;
@@ -2067,7 +2067,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
 
     // Nothing more is due.
     assert_eq!(
-        passare_imports_service::retention::purge_due(&db, &store, 90).await?,
+        passare_imports_app::retention::purge_due(&db, &store, 90).await?,
         0
     );
     db.close().await;
@@ -2144,8 +2144,8 @@ async fn the_organization_picker_finds_organizations_by_name_or_id() -> anyhow::
         (5006, "Église Saint-Pierre Funérailles"),
         (5007, "Smith | Sons Funeral Services"),
     ] {
-        passare_imports_store::repo::ensure_demo_organization(
-            env.db.orm(),
+        passare_imports_store::organizations::ensure_demo(
+            &mut *env.db.conn().await?,
             id,
             name,
             generate::DEMO_SETUP,

@@ -227,12 +227,12 @@ async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<
     let before = count(&env.db, fingerprint).await?;
 
     // A chunk processed again (a redelivery) has no second effect.
-    let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
+    let worker = passare_imports_worker::Worker::build(&env.config).await?;
     let chunk: i64 = count(&env.db, "SELECT min(id) FROM chunks").await?;
     let outcome = worker.process_chunk(chunk).await?;
     assert_eq!(
         outcome,
-        passare_imports_store::loader::ChunkOutcome::AlreadyDone
+        passare_imports_store::load::ChunkOutcome::AlreadyDone
     );
     assert_eq!(count(&env.db, fingerprint).await?, before);
     env.finish().await

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use passare_imports_app::Config;
 use passare_imports_cli::client::{self, Client};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
-use passare_imports_service::Config;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use passare_imports_cli::client::Client;
-use passare_imports_domain::DeadChunk;
+use passare_imports_domain::messages::DeadChunk;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
@@ -473,7 +473,7 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
         error_kind,
         ..
     } = dead;
-    let passare_imports_domain::ChunkMessage::V1 { import_id, seq, .. } = chunk;
+    let passare_imports_domain::messages::ChunkMessage::V1 { import_id, seq, .. } = chunk;
     assert_eq!(
         (import_id.to_string(), seq, attempts, error_kind.as_str()),
         (valid.clone(), 0, 3, "timeout")

@@ -39,7 +39,7 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
 
     let mut config = env.config.clone();
     config.worker_sweep_secs = 1;
-    let worker = passare_imports_service::worker::Worker::build(&config).await?;
+    let worker = passare_imports_worker::Worker::build(&config).await?;
     tokio::spawn(worker.run(env.shutdown.clone()));
     let done = wait_terminal(&mut client, &id).await?;
     assert_eq!(done.state, pb::ImportState::Completed as i32);

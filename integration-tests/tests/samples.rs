@@ -10,7 +10,7 @@ use passare_imports_cli::client;
 use passare_imports_domain::catalog::{self, CATALOG};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
-use passare_imports_store::loader::written_columns;
+use passare_imports_store::load::written_columns;
 
 fn samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samples")

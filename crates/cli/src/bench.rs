@@ -130,8 +130,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let children = Children(vec![server, worker]);
 
     let token = client::token(Some(
-        passare_imports_service::auth::Auth::new(&secret).issue(
-            &passare_imports_service::auth::Claims {
+        passare_imports_app::identity::Auth::new(&secret).issue(
+            &passare_imports_app::identity::Claims {
                 sub: "bench".into(),
                 name: "Benchmark".into(),
                 email: "bench@passare.com".into(),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use passare_imports_app::identity::{Auth, Claims};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_client::ImportServiceClient;
-use passare_imports_service::auth::{Auth, Claims};
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;

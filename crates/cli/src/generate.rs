@@ -26,8 +26,8 @@ pub const DEMO_BANK_ACCOUNTS: &[(&str, &str)] = &[
 ];
 
 /// The demo organization's setup: everything every import type needs.
-pub const DEMO_SETUP: passare_imports_store::repo::OrgSetup<'static> =
-    passare_imports_store::repo::OrgSetup {
+pub const DEMO_SETUP: passare_imports_store::organizations::OrgSetup<'static> =
+    passare_imports_store::organizations::OrgSetup {
         locations: DEMO_LOCATIONS,
         staff: DEMO_STAFF,
         gl_accounts: DEMO_GL_ACCOUNTS,

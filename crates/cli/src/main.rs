@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use passare_imports_service::auth::{Auth, Claims};
-use passare_imports_service::worker::Worker;
-use passare_imports_service::{App, Config};
+use passare_imports_app::identity::{Auth, Claims};
+use passare_imports_app::{App, Config};
+use passare_imports_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::debug!(?config, "configuration");
     match cli.command {
         Command::Migrate => {
-            passare_imports_service::server::migrate(&config.database_url).await?;
+            passare_imports_store::migrate(&config.database_url).await?;
             println!("migrations applied");
         }
         Command::Serve => {
@@ -156,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.grpc_addr)
                 .await
                 .with_context(|| format!("binding {}", config.grpc_addr))?;
-            passare_imports_service::server::serve(app, listener, shutdown).await?;
+            passare_imports_grpc::serve(app, listener, shutdown).await?;
         }
         Command::Gateway => {
             let shutdown = shutdown_on_signal();
@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 passare_imports_storage::LocalFileStore::new(&config.storage_dir).await?,
             );
             let purged =
-                passare_imports_service::retention::purge_due(&db, &files, config.retention_days)
+                passare_imports_app::retention::purge_due(&db, &files, config.retention_days)
                     .await?;
             println!(
                 "{purged} imports purged (retention {} days)",
@@ -185,8 +185,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DemoOrg { id, name } => {
             let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
-            passare_imports_store::repo::ensure_demo_organization(
-                db.orm(),
+            passare_imports_store::organizations::ensure_demo(
+                &mut *db.conn().await?,
                 id,
                 &name,
                 generate::DEMO_SETUP,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::{FailurePolicy, FindingKind, RowProblem};
+use crate::model::{FindingKind, RowProblem};
 
 /// Sample rows kept per finding.
 pub const DEFAULT_SAMPLES: usize = 20;
@@ -29,13 +29,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// Whether the finding keeps an import with `policy` from starting.
-    /// File findings always do; row findings do when the import would stop
-    /// at the first failing row, and are warnings (those rows will fail and
-    /// be reported) when it imports the valid rows.
-    pub fn blocks(&self, policy: FailurePolicy) -> bool {
-        !self.warning_only
-            && (self.kind.is_file_level() || policy == FailurePolicy::StopOnFirstError)
+    /// Whether the finding keeps an import from starting. File findings
+    /// always do; row findings do when the import would stop at the first
+    /// failing row (`stops_on_first_error`), and are warnings (those rows
+    /// will fail and be reported) when it imports the valid rows.
+    pub fn blocks(&self, stops_on_first_error: bool) -> bool {
+        !self.warning_only && (self.kind.is_file_level() || stops_on_first_error)
     }
 }
 
@@ -174,9 +173,10 @@ impl AnalysisReport {
         )
     }
 
-    /// Whether any finding blocks an import with `policy`.
-    pub fn blocks(&self, policy: FailurePolicy) -> bool {
-        self.all_findings().any(|(_, f)| f.blocks(policy))
+    /// Whether any finding blocks the import (see [`Finding::blocks`]).
+    pub fn blocks(&self, stops_on_first_error: bool) -> bool {
+        self.all_findings()
+            .any(|(_, f)| f.blocks(stops_on_first_error))
     }
 }
 
@@ -214,13 +214,13 @@ mod tests {
                 .message
                 .starts_with("3 × value not of its column's type; first: row 3")
         );
-        assert!(found[0].blocks(FailurePolicy::StopOnFirstError));
-        assert!(!found[0].blocks(FailurePolicy::ImportValidRows));
-        assert!(!found[1].blocks(FailurePolicy::StopOnFirstError));
+        assert!(found[0].blocks(true));
+        assert!(!found[0].blocks(false));
+        assert!(!found[1].blocks(true));
         let missing = Finding {
             kind: FindingKind::MissingColumn,
             ..found[0].clone()
         };
-        assert!(missing.blocks(FailurePolicy::ImportValidRows));
+        assert!(missing.blocks(false));
     }
 }

@@ -203,8 +203,7 @@ mod tests {
             Some(0),
             None,
         ]));
-        let batch = RecordBatch::try_from_iter([("r", rows), ("t", text), ("d", dates)])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let batch = RecordBatch::try_from_iter([("r", rows), ("t", text), ("d", dates)]).unwrap();
         let mut out = Vec::new();
         encode_copy_binary(
             &batch,

@@ -7,11 +7,10 @@ pub mod analysis;
 pub mod catalog;
 pub mod chunk;
 pub mod copy;
-pub mod decode;
+pub mod file;
+pub mod messages;
 pub mod model;
-pub mod normal;
 pub mod results;
-pub mod scan;
 pub mod values;
 
 pub use model::*;

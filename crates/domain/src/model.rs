@@ -1,8 +1,7 @@
-//! Vocabulary shared by every layer: states, policies, formats, problems and the
-//! chunk message that travels through the broker.
+//! Vocabulary shared by every layer: file formats, the kinds of problem a
+//! file or row can have, where a problem is, and the byte range of a chunk.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -29,52 +28,6 @@ macro_rules! string_enum {
             }
         }
     };
-}
-
-string_enum! {
-    /// Lifecycle of an import; see docs/state-machine.md.
-    ImportState {
-        Draft => "draft",
-        Queued => "queued",
-        Running => "running",
-        Completed => "completed",
-        CompletedWithErrors => "completed_with_errors",
-        Failed => "failed",
-        Stopped => "stopped",
-    }
-}
-
-impl ImportState {
-    /// A terminal import never changes state again.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::CompletedWithErrors | Self::Failed | Self::Stopped
-        )
-    }
-}
-
-string_enum! {
-    /// What an import does when a row fails.
-    FailurePolicy {
-        StopOnFirstError => "stop_on_first_error",
-        ImportValidRows => "import_valid_rows",
-    }
-}
-
-string_enum! {
-    /// Lifecycle of one file of an import.
-    FileState {
-        Ready => "ready",
-        Invalid => "invalid",
-        Queued => "queued",
-        Running => "running",
-        Completed => "completed",
-        CompletedWithErrors => "completed_with_errors",
-        Failed => "failed",
-        /// Its import was stopped before the file finished.
-        Stopped => "stopped",
-    }
 }
 
 string_enum! {
@@ -181,47 +134,6 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
-/// What the broker carries for one chunk. The database row of the chunk is the
-/// truth; the message only says which chunk to load. Versioned so that workers
-/// of two releases can share a queue during a rolling deploy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "version")]
-pub enum ChunkMessage {
-    #[serde(rename = "1")]
-    V1 {
-        chunk_id: i64,
-        import_id: Uuid,
-        file_id: Uuid,
-        organization_id: i64,
-        seq: u32,
-    },
-}
-
-/// A notice that an organization has chunks waiting in its queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "version")]
-pub enum OrgReady {
-    #[serde(rename = "1")]
-    V1 { organization_id: i64 },
-}
-
-/// A chunk the workers gave up on, as published to the dead-letter queue
-/// (`{prefix}.dead`) for inspection: which chunk, after how many attempts,
-/// and the last error. The import itself fails or continues by its policy;
-/// `ListChunkFailures` has every attempt in detail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "version")]
-pub enum DeadChunk {
-    #[serde(rename = "1")]
-    V1 {
-        chunk: ChunkMessage,
-        attempts: u32,
-        error_kind: String,
-        message: String,
-        worker: String,
-    },
-}
-
 /// A value as shown in problems and error files: at most 200 characters, and
 /// NUL (which PostgreSQL text cannot hold) replaced.
 pub fn excerpt(value: &str) -> String {
@@ -252,24 +164,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_round_trip_through_their_stored_names() {
-        for s in [
-            ImportState::Draft,
-            ImportState::Queued,
-            ImportState::Running,
-            ImportState::Completed,
-            ImportState::CompletedWithErrors,
-            ImportState::Failed,
-            ImportState::Stopped,
-        ] {
-            assert_eq!(ImportState::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(ImportState::parse("bogus"), None);
-        assert!(ImportState::Stopped.is_terminal());
-        assert!(!ImportState::Running.is_terminal());
-    }
-
-    #[test]
     fn excerpts_are_short_and_storable() {
         assert_eq!(excerpt("a\0b"), "a\u{FFFD}b");
         let long = "x".repeat(500);
@@ -280,20 +174,5 @@ mod tests {
     fn mask_keeps_only_the_last_four() {
         assert_eq!(mask("123-45-6789"), "*******6789");
         assert_eq!(mask("12"), "**");
-    }
-
-    #[test]
-    fn chunk_message_is_tagged_with_its_version() {
-        let m = ChunkMessage::V1 {
-            chunk_id: 7,
-            import_id: Uuid::nil(),
-            file_id: Uuid::nil(),
-            organization_id: 42,
-            seq: 3,
-        };
-        let json = serde_json::to_string(&m).unwrap_or_default();
-        assert!(json.contains("\"version\":\"1\""), "{json}");
-        let back: ChunkMessage = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, m);
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use csv::{ByteRecord, ReaderBuilder, WriterBuilder};
 
-use crate::scan::is_blank;
+use crate::file::scan::is_blank;
 
 /// The records of a chunk's bytes with their row numbers — counted from
 /// `first_row` as the parser counts them (a blank record keeps its number
@@ -227,12 +227,11 @@ mod tests {
     #[test]
     fn a_record_file_cuts_chunks_at_record_boundaries() {
         let header = vec!["case_number".to_string(), "name".to_string()];
-        let mut f = RecordFile::new(b',', &header, 2).unwrap_or_else(|e| panic!("{e}"));
+        let mut f = RecordFile::new(b',', &header, 2).unwrap();
         for (i, name) in ["a", "b,c", "d"].iter().enumerate() {
-            f.record(&[format!("C{i}"), name.to_string()])
-                .unwrap_or_else(|e| panic!("{e}"));
+            f.record(&[format!("C{i}"), name.to_string()]).unwrap();
         }
-        let (bytes, chunks) = f.finish().unwrap_or_else(|e| panic!("{e}"));
+        let (bytes, chunks) = f.finish().unwrap();
         assert_eq!(chunks.len(), 2);
         assert_eq!((chunks[0].rows, chunks[1].rows), (2, 1));
         let first = &bytes[chunks[0].start as usize..chunks[0].end as usize];

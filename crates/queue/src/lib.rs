@@ -19,7 +19,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ConnectionProperties, Consumer};
-use passare_imports_domain::{ChunkMessage, DeadChunk, OrgReady};
+use passare_imports_domain::messages::{ChunkMessage, DeadChunk, OrgReady};
 use serde::Serialize;
 use tokio::sync::Mutex;
 

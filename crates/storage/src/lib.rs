@@ -203,10 +203,8 @@ mod tests {
     use super::*;
 
     async fn store() -> (tempfile::TempDir, LocalFileStore) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = LocalFileStore::new(dir.path())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileStore::new(dir.path()).await.unwrap();
         (dir, store)
     }
 

@@ -1,5 +1,7 @@
 //! sea-orm entities of the service's own tables and of the organization setup
-//! it reads. Column meanings are documented in `migrations/sql`.
+//! it reads, with their states typed (`crate::states`). Column meanings are
+//! documented in `migrations/sql`. The twelve target tables are not entities:
+//! the catalog shapes them, and the loader writes them in bulk.
 
 pub mod organizations {
     use sea_orm::entity::prelude::*;
@@ -61,14 +63,16 @@ pub mod staff_users {
 pub mod imports {
     use sea_orm::entity::prelude::*;
 
+    use crate::states::{FailurePolicy, ImportState};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "imports")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub organization_id: i64,
-        pub state: String,
-        pub failure_policy: String,
+        pub state: ImportState,
+        pub failure_policy: FailurePolicy,
         pub note: String,
         pub request_id: Option<Uuid>,
         pub requested_by_id: String,
@@ -103,6 +107,8 @@ pub mod imports {
 pub mod import_files {
     use sea_orm::entity::prelude::*;
 
+    use crate::states::FileState;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "import_files")]
     pub struct Model {
@@ -121,7 +127,7 @@ pub mod import_files {
         pub headers: Json,
         pub row_count: i64,
         pub chunk_plan: Json,
-        pub state: String,
+        pub state: FileState,
         pub problems: Json,
         pub chunks_total: i32,
         pub chunks_done: i32,
@@ -150,6 +156,8 @@ pub mod import_files {
 pub mod chunks {
     use sea_orm::entity::prelude::*;
 
+    use crate::states::ChunkState;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "chunks")]
     pub struct Model {
@@ -163,7 +171,7 @@ pub mod chunks {
         pub row_count: i64,
         pub byte_start: i64,
         pub byte_end: i64,
-        pub state: String,
+        pub state: ChunkState,
         pub attempts: i32,
         pub worker: Option<String>,
         pub rows_created: i64,
@@ -242,6 +250,8 @@ pub mod import_pauses {
 pub mod chunk_failures {
     use sea_orm::entity::prelude::*;
 
+    use crate::states::FailureOutcome;
+
     /// One failed attempt at a chunk, with what a developer needs to tell why.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "chunk_failures")]
@@ -263,7 +273,7 @@ pub mod chunk_failures {
         pub backtrace: String,
         pub worker_host: String,
         pub worker_pid: i32,
-        pub outcome: String,
+        pub outcome: FailureOutcome,
         pub retry_at: Option<DateTimeWithTimeZone>,
         pub queued_at: DateTimeWithTimeZone,
         pub read_started_at: Option<DateTimeWithTimeZone>,

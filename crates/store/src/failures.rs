@@ -3,33 +3,14 @@
 //! timestamps), recorded as each attempt fails, and read back newest first.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::entities::chunk_failures;
-use crate::{Db, StoreError};
-
-/// What the worker did about a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Transient: tried again after a backoff.
-    RetryScheduled,
-    /// Transient, but past the retry limit: given up and dead-lettered.
-    DeadLettered,
-    /// Permanent: given up at once.
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::RetryScheduled => "retry_scheduled",
-            Outcome::DeadLettered => "dead_lettered",
-            Outcome::Failed => "failed",
-        }
-    }
-}
+use crate::entities::{chunk_failures, chunks};
+use crate::states::{ChunkState, FailureOutcome};
+use crate::{StoreError, exec, timeline};
 
 /// One failed attempt, as the worker saw it. The chunk's own facts (import,
 /// file, rows, queue time) are read from its row when the record is written.
@@ -46,7 +27,7 @@ pub struct NewFailure {
     pub backtrace: String,
     pub worker_host: String,
     pub worker_pid: i32,
-    pub outcome: Outcome,
+    pub outcome: FailureOutcome,
     pub retry_at: Option<DateTime<Utc>>,
     pub read_started_at: Option<DateTime<Utc>>,
     pub write_started_at: Option<DateTime<Utc>>,
@@ -54,6 +35,8 @@ pub struct NewFailure {
 
 /// Records a failed attempt (in the caller's transaction).
 pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), StoreError> {
+    // Copies the chunk's facts in the same statement, so the record matches
+    // the chunk as it was when the attempt failed.
     sqlx::query(
         "INSERT INTO chunk_failures (chunk_id, import_id, file_id, organization_id, chunk_seq,
                 first_row, last_row, attempt, error_kind, transient, message, causes, backtrace,
@@ -74,7 +57,7 @@ pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), Store
     .bind(&f.backtrace)
     .bind(&f.worker_host)
     .bind(f.worker_pid)
-    .bind(f.outcome.as_str())
+    .bind(f.outcome)
     .bind(f.retry_at)
     .bind(f.read_started_at)
     .bind(f.write_started_at)
@@ -87,26 +70,25 @@ pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), Store
 /// (its place in the organization's order is kept: nothing of the
 /// organization loads before it). Returns `false` when the chunk was no
 /// longer queued (settled meanwhile), in which case nothing is recorded.
-pub async fn schedule_retry(db: &Db, f: &NewFailure) -> Result<bool, StoreError> {
-    let mut tx = db.pool().begin().await?;
-    let held = sqlx::query(
-        "UPDATE chunks SET attempts = attempts + 1, not_before = $2
-          WHERE id = $1 AND state = 'queued'",
+pub async fn schedule_retry(conn: &mut PgConnection, f: &NewFailure) -> Result<bool, StoreError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let held = exec::run(
+        &mut tx,
+        chunks::Entity::update_many()
+            .col_expr(chunks::Column::Attempts, Expr::cust("attempts + 1"))
+            .col_expr(chunks::Column::NotBefore, Expr::value(f.retry_at))
+            .filter(chunks::Column::Id.eq(f.chunk_id))
+            .filter(chunks::Column::State.eq(ChunkState::Queued)),
     )
-    .bind(f.chunk_id)
-    .bind(f.retry_at)
-    .execute(&mut *tx)
     .await?
-    .rows_affected()
         == 1;
     if held {
         insert(&mut tx, f).await?;
         // Watchers see the failure count move.
-        let import_id: Uuid = sqlx::query_scalar("SELECT import_id FROM chunks WHERE id = $1")
-            .bind(f.chunk_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        crate::loader::notify(&mut tx, import_id).await?;
+        let chunk = exec::one(&mut tx, chunks::Entity::find_by_id(f.chunk_id)).await?;
+        if let Some(chunk) = chunk {
+            timeline::notify(&mut tx, chunk.import_id).await?;
+        }
     }
     tx.commit().await?;
     Ok(held)
@@ -121,7 +103,7 @@ pub struct Filter {
 
 /// A page of failures, newest first, strictly older than `before` (an id).
 pub async fn list(
-    db: &Db,
+    conn: &mut PgConnection,
     filter: &Filter,
     before: Option<i64>,
     limit: u64,
@@ -136,20 +118,21 @@ pub async fn list(
     if let Some(id) = before {
         cond = cond.add(chunk_failures::Column::Id.lt(id));
     }
-    Ok(chunk_failures::Entity::find()
-        .filter(cond)
-        .order_by_desc(chunk_failures::Column::Id)
-        .limit(limit)
-        .all(db.orm())
-        .await?)
+    exec::all(
+        conn,
+        chunk_failures::Entity::find()
+            .filter(cond)
+            .order_by_desc(chunk_failures::Column::Id)
+            .limit(limit),
+    )
+    .await
 }
 
 /// How many attempts of an import failed.
-pub async fn count_for_import(db: &Db, import_id: Uuid) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM chunk_failures WHERE import_id = $1")
-            .bind(import_id)
-            .fetch_one(db.pool())
-            .await?,
+pub async fn count_for_import(conn: &mut PgConnection, import_id: Uuid) -> Result<u64, StoreError> {
+    exec::count(
+        conn,
+        chunk_failures::Entity::find().filter(chunk_failures::Column::ImportId.eq(import_id)),
     )
+    .await
 }

@@ -1,0 +1,235 @@
+//! What analysis remembers across the chunks and files of an import: the
+//! keys seen (repeated keys), flagged groups (one next of kin per case), the
+//! records earlier files define (references to them), and the amounts a
+//! type's warnings add up per referenced record.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use passare_imports_domain::catalog::{self, ImportTypeDef, RefTarget, ReferenceDef, RowCheck};
+use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup};
+use passare_imports_domain::{FindingKind, excerpt};
+use passare_imports_store::entities::import_files;
+
+/// Flagged group → (file index, row, key), per type and flag column.
+pub(super) type Flagged =
+    HashMap<(&'static str, &'static str), HashMap<String, (usize, u64, String)>>;
+
+fn key_hash(parts: &[String]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// Columns of `type_key`'s records that references to it read (their
+/// `agrees` columns and the totals of `sum_within` warnings).
+fn record_columns(type_key: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for t in catalog::CATALOG {
+        for r in t.references {
+            if matches!(r.target, RefTarget::Records { type_key: k } if k == type_key) {
+                for (_, theirs) in r.agrees {
+                    if !out.contains(theirs) {
+                        out.push(*theirs);
+                    }
+                }
+                if let Some(s) = t.sum_within
+                    && s.reference == r.column
+                    && !out.contains(&s.total)
+                {
+                    out.push(s.total);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Records of earlier files of the import, for the types other types refer to.
+#[derive(Default)]
+pub(super) struct EarlierRecords {
+    /// type key → record key → values of its `record_columns`.
+    records: HashMap<&'static str, HashMap<String, Vec<Option<String>>>>,
+    /// type key → its `record_columns`, computed once per type.
+    columns: HashMap<&'static str, Vec<&'static str>>,
+}
+
+impl EarlierRecords {
+    fn wants(type_key: &str) -> bool {
+        catalog::CATALOG.iter().any(|t| {
+            t.references
+                .iter()
+                .any(|r| matches!(r.target, RefTarget::Records { type_key: k } if k == type_key))
+        })
+    }
+
+    pub(super) fn remember(&mut self, def: &'static ImportTypeDef, parsed: &ParsedChunk) {
+        if !Self::wants(def.key) {
+            return;
+        }
+        let columns = self
+            .columns
+            .entry(def.key)
+            .or_insert_with(|| record_columns(def.key));
+        let map = self.records.entry(def.key).or_default();
+        for i in 0..parsed.batch.num_rows() {
+            if !parsed.valid[i] {
+                continue;
+            }
+            if let Some(key) = parsed.key(def, i) {
+                let values = columns.iter().map(|c| parsed.text(c, i)).collect();
+                map.entry(key.join("+")).or_insert(values);
+            }
+        }
+    }
+
+    pub(super) fn column(&self, type_key: &str, key: &str, column: &str) -> Option<String> {
+        let i = self
+            .columns
+            .get(type_key)?
+            .iter()
+            .position(|c| *c == column)?;
+        self.records
+            .get(type_key)?
+            .get(key)?
+            .get(i)
+            .cloned()
+            .flatten()
+    }
+}
+
+impl ReferenceLookup for EarlierRecords {
+    fn find(&self, r: &ReferenceDef, value: &str) -> Option<RefHit> {
+        let RefTarget::Records { type_key } = r.target else {
+            return None;
+        };
+        self.records.get(type_key)?.get(value)?;
+        Some(RefHit {
+            id: None,
+            agrees: r
+                .agrees
+                .iter()
+                .map(|(_, theirs)| self.column(type_key, value, theirs))
+                .collect(),
+        })
+    }
+}
+
+/// Running totals of a `sum_within` warning: per referenced record, the sum
+/// of this import's amounts and the last row that added to it.
+#[derive(Default)]
+pub(super) struct Sums {
+    pub by_record: HashMap<String, (i128, u64, usize)>,
+    /// (reference, key) of the import's rows, so stored rows that the import
+    /// replaces are not counted twice.
+    pub keys: Vec<(String, String)>,
+}
+
+/// Duplicate keys and flags across the chunks and files of the import.
+pub(super) fn across_chunks(
+    def: &'static ImportTypeDef,
+    fi: usize,
+    files: &[import_files::Model],
+    parsed: &mut ParsedChunk,
+    seen: &mut HashMap<&'static str, HashMap<u64, (usize, u64)>>,
+    flagged: &mut Flagged,
+) {
+    let keys = seen.entry(def.key).or_default();
+    for i in 0..parsed.batch.num_rows() {
+        if !parsed.valid[i] {
+            continue;
+        }
+        let Some(key) = parsed.key(def, i) else {
+            continue;
+        };
+        let row = parsed.row_number(i);
+        match keys.get(&key_hash(&key)) {
+            Some((other, first)) if *other == fi => parsed.fail(
+                i,
+                FindingKind::DuplicateInFile,
+                &def.key_columns.join("+"),
+                excerpt(&key.join("+")),
+                format!("duplicate key: the same key is already at row {first}"),
+            ),
+            Some((other, first)) => parsed.fail(
+                i,
+                FindingKind::DuplicateInRequest,
+                &def.key_columns.join("+"),
+                excerpt(&key.join("+")),
+                format!(
+                    "duplicate key: the same key is at row {first} of {}",
+                    files
+                        .get(*other)
+                        .map_or("an earlier file", |f| f.file_name.as_str())
+                ),
+            ),
+            None => {
+                keys.insert(key_hash(&key), (fi, row));
+            }
+        }
+    }
+    for check in def.row_checks {
+        let RowCheck::OneFlaggedPer { group, flag } = *check else {
+            continue;
+        };
+        let groups = flagged.entry((def.key, flag)).or_default();
+        for i in 0..parsed.batch.num_rows() {
+            if !parsed.valid[i] || parsed.text(flag, i).as_deref() != Some("true") {
+                continue;
+            }
+            let (Some(g), Some(key)) = (parsed.text(group, i), parsed.key(def, i)) else {
+                continue;
+            };
+            let key = key.join("+");
+            match groups.get(&g) {
+                Some((other, row, first_key)) if *first_key != key => {
+                    let reason = format!(
+                        "{group} {g:?} already has {flag} at row {row}{}",
+                        if *other == fi {
+                            String::new()
+                        } else {
+                            format!(
+                                " of {}",
+                                files.get(*other).map_or("", |f| f.file_name.as_str())
+                            )
+                        }
+                    );
+                    parsed.fail(i, FindingKind::Constraint, flag, "true".into(), reason);
+                }
+                Some(_) => {}
+                None => {
+                    groups.insert(g, (fi, parsed.row_number(i), key));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn cents(text: &str) -> Option<i128> {
+    passare_imports_domain::values::parse_money(text)
+        .ok()
+        .map(i128::from)
+}
+impl Sums {
+    /// Adds a chunk's valid rows to the sums of the records they refer to.
+    pub(super) fn add(&mut self, def: &ImportTypeDef, fi: usize, parsed: &ParsedChunk) {
+        let Some(s) = def.sum_within else {
+            return;
+        };
+        for i in 0..parsed.batch.num_rows() {
+            let (true, Some(reference), Some(amount), Some(key)) = (
+                parsed.valid[i],
+                parsed.text(s.reference, i),
+                parsed.text(s.amount, i).and_then(|a| cents(&a)),
+                parsed.key(def, i),
+            ) else {
+                continue;
+            };
+            let entry = self.by_record.entry(reference.clone()).or_default();
+            entry.0 += amount;
+            entry.1 = parsed.row_number(i);
+            entry.2 = fi;
+            self.keys.push((reference, key.join("+")));
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Analysis (the dry run): every file of a draft import is read, parsed and
+//! checked chunk by chunk exactly as the workers will load it, against what
+//! the organization has stored and against the earlier files of the same
+//! import, without writing a target row. Memory stays bounded by one chunk
+//! plus a hash per key of the import (and the keys of types other files
+//! refer to).
+
+mod across;
+mod sums;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding, FindingSet};
+use passare_imports_domain::catalog::{self, ImportTypeDef};
+use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
+use passare_imports_domain::{ChunkRange, FindingKind, RowProblem};
+use passare_imports_storage::FileStore;
+use passare_imports_store::entities::{import_files, imports};
+use passare_imports_store::load::{self, Target};
+use passare_imports_store::states::FileState;
+use passare_imports_store::{PgConnection, Requester, imports as records, organizations};
+use sha2::{Digest, Sha256};
+
+use self::across::{EarlierRecords, Flagged, Sums, across_chunks};
+use crate::app::App;
+use crate::error::ApiError;
+
+/// Identifies the files of an import as analysed: ids, checksums and how
+/// they are read. Any added, removed or replaced file changes it.
+pub fn fingerprint(files: &[import_files::Model]) -> String {
+    let mut sorted: Vec<&import_files::Model> = files.iter().collect();
+    sorted.sort_by_key(|f| f.id);
+    let mut h = Sha256::new();
+    for f in sorted {
+        h.update(f.id.as_bytes());
+        h.update(f.sha256.as_bytes());
+        h.update(f.import_type.as_bytes());
+        h.update(f.column_mapping.to_string().as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Analyses every file of an import and stores the report with the import.
+pub async fn analyze(
+    app: &App,
+    import: &imports::Model,
+    by: &Requester,
+) -> Result<AnalysisReport, ApiError> {
+    let began = Instant::now();
+    let mut conn = app.db.conn().await?;
+    let mut files = passare_imports_store::files::of_import(&mut conn, import.id).await?;
+    let print = fingerprint(&files);
+    files.sort_by_key(|f| (f.load_order, f.position));
+    let findings = prerequisites(&mut conn, import.organization_id, &files).await?;
+    let mut run = Run {
+        files: app.files.as_ref(),
+        import,
+        today: Utc::now().date_naive(),
+        samples: app.config.analysis_samples,
+        earlier: EarlierRecords::default(),
+        seen: HashMap::new(),
+        flagged: HashMap::new(),
+        sums: HashMap::new(),
+    };
+    let mut reports = Vec::with_capacity(files.len());
+    let mut sets = Vec::with_capacity(files.len());
+    for (fi, file) in files.iter().enumerate() {
+        let (report, set) = run.file(&mut conn, fi, &files, file).await?;
+        reports.push(report);
+        sets.push(set);
+    }
+    run.warn_sums(&mut conn, &mut sets).await?;
+    for (report, set) in reports.iter_mut().zip(sets) {
+        report.findings = set.finish();
+    }
+    let report = AnalysisReport {
+        analyzed_at: Utc::now(),
+        duration_ms: began.elapsed().as_millis() as u64,
+        files: reports,
+        findings,
+        fingerprint: print,
+    };
+    let json = serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let summary = summary(&report, import.failure_policy.stops_on_first_error());
+    records::store_analysis(
+        &mut conn,
+        import.id,
+        json,
+        &report.fingerprint,
+        by,
+        &summary,
+    )
+    .await?;
+    tracing::info!(
+        import_id = %import.id, org_id = import.organization_id, duration_ms = report.duration_ms,
+        rows = report.files.iter().map(|f| f.rows).sum::<u64>(),
+        blocking = report.blocks(true),
+        "import analysed"
+    );
+    Ok(report)
+}
+
+/// The timeline's line about an analysis.
+fn summary(report: &AnalysisReport, strict: bool) -> String {
+    let findings: usize =
+        report.files.iter().map(|f| f.findings.len()).sum::<usize>() + report.findings.len();
+    let sum = |f: fn(&FileAnalysis) -> u64| report.files.iter().map(f).sum::<u64>();
+    format!(
+        "{} files, {findings} findings, {}; would create {}, update {}, leave {} unchanged; {} rows failing",
+        report.files.len(),
+        if report.blocks(strict) {
+            "blocking"
+        } else {
+            "not blocking"
+        },
+        sum(|f| f.would_create),
+        sum(|f| f.would_update),
+        sum(|f| f.would_leave_unchanged),
+        sum(|f| f.rows_failing),
+    )
+}
+
+/// The organization's setup, once per missing prerequisite, naming every
+/// file that needs it.
+async fn prerequisites(
+    conn: &mut PgConnection,
+    org: i64,
+    files: &[import_files::Model],
+) -> Result<Vec<Finding>, ApiError> {
+    let mut needed: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for f in files {
+        let Some(def) = catalog::find(&f.import_type) else {
+            continue;
+        };
+        for missing in organizations::missing_prerequisites(conn, org, def).await? {
+            match needed.iter_mut().find(|(m, _)| *m == missing) {
+                Some((_, names)) => names.push(f.file_name.clone()),
+                None => needed.push((missing, vec![f.file_name.clone()])),
+            }
+        }
+    }
+    Ok(needed
+        .into_iter()
+        .map(|(missing, names)| {
+            let message = format!(
+                "organization {org} {missing}; needed by {}",
+                names.join(", ")
+            );
+            Finding {
+                kind: FindingKind::MissingPrerequisite,
+                warning_only: false,
+                count: 1,
+                message: message.clone(),
+                samples: vec![RowProblem {
+                    row: 0,
+                    column: String::new(),
+                    value: String::new(),
+                    reason: message,
+                    kind: FindingKind::MissingPrerequisite,
+                }],
+                files: names,
+            }
+        })
+        .collect())
+}
+
+/// A file being analysed, among the import's files in loading order.
+struct FileAt<'a> {
+    index: usize,
+    files: &'a [import_files::Model],
+    file: &'a import_files::Model,
+    def: &'static ImportTypeDef,
+}
+
+/// One analysis in progress: what it remembers across chunks and files.
+struct Run<'a> {
+    files: &'a dyn FileStore,
+    import: &'a imports::Model,
+    today: NaiveDate,
+    samples: usize,
+    earlier: EarlierRecords,
+    /// Key hash → (file index, row) per type, across the whole import.
+    seen: HashMap<&'static str, HashMap<u64, (usize, u64)>>,
+    /// Flagged group → (file index, row, key) per type and check.
+    flagged: Flagged,
+    sums: HashMap<&'static str, Sums>,
+}
+
+impl Run<'_> {
+    /// Analyses one file: its header, then each of its chunks.
+    async fn file(
+        &mut self,
+        conn: &mut PgConnection,
+        fi: usize,
+        files: &[import_files::Model],
+        file: &import_files::Model,
+    ) -> Result<(FileAnalysis, FindingSet), ApiError> {
+        let def = load::file_type(file)?;
+        let mapping = load::file_mapping(def, file)?;
+        let headers: Vec<String> = serde_json::from_value(file.headers.clone()).unwrap_or_default();
+        let mut set = FindingSet::new(self.samples);
+        for (header, column) in headers.iter().zip(&mapping) {
+            if column.is_none() {
+                let reason = format!("is not a column of {} and is ignored", def.display_name);
+                set.add(
+                    RowProblem {
+                        row: 0,
+                        column: header.clone(),
+                        value: String::new(),
+                        reason,
+                        kind: FindingKind::UnknownColumn,
+                    },
+                    true,
+                );
+            }
+        }
+        let mut report = file_report(file, def, &headers, &mapping);
+        if file.state == FileState::Invalid {
+            let problems: Vec<RowProblem> =
+                serde_json::from_value(file.problems.clone()).unwrap_or_default();
+            for p in problems {
+                set.add(p, false);
+            }
+            return Ok((report, set));
+        }
+        let plan: Vec<ChunkRange> = serde_json::from_value(file.chunk_plan.clone())
+            .map_err(|e| ApiError::Internal(format!("chunk plan of file {}: {e}", file.id)))?;
+        let at = FileAt {
+            index: fi,
+            files,
+            file,
+            def,
+        };
+        for range in plan {
+            let mut parsed = self.parse(file, def, &mapping, range).await?;
+            self.check(conn, &at, &mut parsed, &mut report).await?;
+            for p in parsed.problems {
+                set.add(p, false);
+            }
+        }
+        Ok((report, set))
+    }
+
+    /// Reads and parses one chunk of a file, as a worker would.
+    async fn parse(
+        &self,
+        file: &import_files::Model,
+        def: &'static ImportTypeDef,
+        mapping: &[Option<&'static str>],
+        range: ChunkRange,
+    ) -> Result<ParsedChunk, ApiError> {
+        let data_key = file.data_key.as_deref().unwrap_or(&file.storage_key);
+        let bytes = self
+            .files
+            .read_range(data_key, range.start, range.end)
+            .await?;
+        let (map, today) = (mapping.to_vec(), self.today);
+        let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
+        tokio::task::spawn_blocking(move || {
+            let layout = ChunkLayout {
+                def,
+                mapping: &map,
+                delimiter,
+                first_row: range.first_row,
+                row_numbers: None,
+                today,
+            };
+            parse_chunk(&bytes, layout)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("analysis task: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("parsing {}: {e}", file.file_name)))
+    }
+
+    /// Checks a parsed chunk against what is stored and what earlier chunks
+    /// and files hold, and counts what writing it would do.
+    async fn check(
+        &mut self,
+        conn: &mut PgConnection,
+        at: &FileAt<'_>,
+        parsed: &mut ParsedChunk,
+        report: &mut FileAnalysis,
+    ) -> Result<(), ApiError> {
+        let (fi, files, file, def) = (at.index, at.files, at.file, at.def);
+        let org = self.import.organization_id;
+        load::check_against_stored(conn, org, def, parsed, Some(&self.earlier)).await?;
+        across_chunks(def, fi, files, parsed, &mut self.seen, &mut self.flagged);
+        self.sums.entry(def.key).or_default().add(def, fi, parsed);
+        let target = Target {
+            def,
+            organization_id: org,
+            import_id: self.import.id,
+            file_id: file.id,
+        };
+        let would = load::compare_with_stored(conn, target, parsed).await?;
+        report.would_create += would.created as u64;
+        report.would_update += would.updated as u64;
+        report.would_leave_unchanged += would.unchanged as u64;
+        report.would_skip_stale += would.stale as u64;
+        report.rows_failing += parsed.failed_rows();
+        self.earlier.remember(def, parsed);
+        Ok(())
+    }
+
+    /// The request-wide warnings of types whose amounts add up per record.
+    async fn warn_sums(
+        &self,
+        conn: &mut PgConnection,
+        sets: &mut [FindingSet],
+    ) -> Result<(), ApiError> {
+        for (type_key, s) in &self.sums {
+            let Some(def) = catalog::find(type_key) else {
+                continue;
+            };
+            let org = self.import.organization_id;
+            for (fi, problem) in sums::sums_above_totals(conn, org, def, s, &self.earlier).await? {
+                if let Some(set) = sets.get_mut(fi) {
+                    set.add(problem, true);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file's analysis before its rows are read: what it is and how its
+/// headers map.
+fn file_report(
+    file: &import_files::Model,
+    def: &ImportTypeDef,
+    headers: &[String],
+    mapping: &[Option<&'static str>],
+) -> FileAnalysis {
+    FileAnalysis {
+        file_id: file.id,
+        file_name: file.file_name.clone(),
+        import_type: def.key.to_string(),
+        rows: file.row_count as u64,
+        format: file.format.clone(),
+        encoding: file.encoding.clone(),
+        delimiter: file.delimiter.clone(),
+        sheet_name: file.sheet_name.clone(),
+        columns: headers
+            .iter()
+            .zip(mapping)
+            .map(|(h, c)| (h.clone(), c.unwrap_or_default().to_string()))
+            .collect(),
+        load_order: file.load_order,
+        would_create: 0,
+        would_update: 0,
+        would_leave_unchanged: 0,
+        would_skip_stale: 0,
+        rows_failing: 0,
+        findings: Vec::new(),
+    }
+}

@@ -1,0 +1,205 @@
+//! Drafts and their files, reads of imports, and stopping one: creating a
+//! draft (idempotent per request id), removing a file from a draft, the
+//! history list, and StopImport.
+
+use passare_imports_store::files::{self, Removed};
+use passare_imports_store::imports::{self as records, ImportFilter, NewImport};
+use passare_imports_store::load::{self, Stopped};
+use passare_imports_store::states::FailurePolicy;
+use passare_imports_store::{PgConnection, Timestamp};
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::error::{ApiError, not_a_draft};
+use crate::history;
+use crate::identity::Caller;
+use crate::views::{self, ImportView};
+
+/// What CreateImport asks for.
+#[derive(Debug, Clone)]
+pub struct NewDraft {
+    pub organization_id: i64,
+    pub failure_policy: FailurePolicy,
+    pub note: String,
+    pub request_id: Option<Uuid>,
+}
+
+/// Creates a draft import of an organization; a retry with the same
+/// request id returns the first call's import.
+pub async fn create(
+    app: &App,
+    who: &Caller,
+    draft: NewDraft,
+    call_id: &str,
+) -> Result<ImportView, ApiError> {
+    let mut conn = app.db.conn().await?;
+    history::existing_org(&mut conn, draft.organization_id).await?;
+    let (import, created) = records::create(
+        &mut conn,
+        NewImport {
+            organization_id: draft.organization_id,
+            failure_policy: draft.failure_policy,
+            note: draft.note,
+            request_id: draft.request_id,
+            requested_by: who.requester(),
+        },
+    )
+    .await?;
+    tracing::info!(import_id = %import.id, org_id = import.organization_id, created, "import created");
+    if created {
+        let details = serde_json::json!({
+            "failure_policy": import.failure_policy,
+            "note": import.note,
+            "request_id": import.request_id,
+        });
+        let call = history::call(
+            who,
+            call_id,
+            "create_import",
+            Some(import.organization_id),
+            Some(import.id),
+            details,
+        );
+        history::record(app, call).await;
+    }
+    views::visible(&mut conn, who, import.id).await
+}
+
+/// Removes a file from a draft import and deletes its bytes.
+pub async fn remove_file(
+    app: &App,
+    who: &Caller,
+    import_id: Uuid,
+    file_id: Uuid,
+    call_id: &str,
+) -> Result<ImportView, ApiError> {
+    let mut conn = app.db.conn().await?;
+    // Another organization's import is NOT_FOUND like one that does not exist.
+    views::visible_record(&mut conn, who, import_id).await?;
+    let name = match files::remove(&mut conn, import_id, file_id, &who.requester()).await? {
+        Removed::Done(name, keys) => {
+            for key in keys {
+                if let Err(e) = app.files.delete(&key).await {
+                    tracing::warn!(import_id = %import_id, key, error = %e, "deleting a removed file's bytes failed");
+                }
+            }
+            tracing::info!(import_id = %import_id, file_id = %file_id, "file removed");
+            name
+        }
+        Removed::NotDraft(state) => {
+            return Err(not_a_draft(
+                state,
+                "files can be added only to a draft import",
+            ));
+        }
+        Removed::NotFound => return Err(ApiError::not_found("file", file_id)),
+    };
+    let view = views::visible(&mut conn, who, import_id).await?;
+    let details = serde_json::json!({ "file_id": file_id, "file_name": name });
+    let call = history::call(
+        who,
+        call_id,
+        "remove_file",
+        Some(view.import.organization_id),
+        Some(import_id),
+        details,
+    );
+    history::record(app, call).await;
+    Ok(view)
+}
+
+/// A page of the history: imports newest first, after `cursor`, with one
+/// more than `limit` when there is a next page.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &ImportFilter,
+    cursor: Option<(Timestamp, Uuid)>,
+    limit: u64,
+) -> Result<Vec<ImportView>, ApiError> {
+    let rows = records::list(conn, filter, cursor, limit).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut files = files::of_imports(conn, &ids).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for import in rows {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|f| f.import_id == import.id);
+        files = rest;
+        out.push(views::view_of(conn, import, mine).await?);
+    }
+    Ok(out)
+}
+
+/// Stops an import after the chunk in hand; an all-or-nothing import is
+/// rolled back. Stopping a stopped import changes nothing.
+pub async fn stop(
+    app: &App,
+    who: &Caller,
+    id: Uuid,
+    reason: &str,
+    call_id: &str,
+) -> Result<ImportView, ApiError> {
+    let mut conn = app.db.conn().await?;
+    views::visible_record(&mut conn, who, id).await?;
+    match load::stop_import(&mut conn, id, &who.requester(), reason).await? {
+        Stopped::Now => {
+            tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped");
+            let view = views::visible(&mut conn, who, id).await?;
+            let details = serde_json::json!({ "reason": reason });
+            let call = history::call(
+                who,
+                call_id,
+                "stop_import",
+                Some(view.import.organization_id),
+                Some(id),
+                details,
+            );
+            history::record(app, call).await;
+            Ok(view)
+        }
+        Stopped::Already => views::visible(&mut conn, who, id).await,
+        Stopped::Finished(state) => Err(ApiError::precondition(
+            "IMPORT_FINISHED",
+            format!("the import already ended {state}; there is nothing to stop"),
+            "STATE",
+            format!("imports/{id}"),
+            format!("import is {state}"),
+        )),
+        Stopped::NotFound => Err(ApiError::not_found("import", id)),
+    }
+}
+
+/// Analyses a draft import's files and stores the report with it.
+pub async fn analyze(
+    app: &App,
+    who: &Caller,
+    id: Uuid,
+    call_id: &str,
+) -> Result<(passare_imports_domain::analysis::AnalysisReport, ImportView), ApiError> {
+    let mut conn = app.db.conn().await?;
+    let view = views::visible(&mut conn, who, id).await?;
+    if view.import.state != passare_imports_store::ImportState::Draft {
+        return Err(not_a_draft(
+            view.import.state,
+            "only a draft import can be analysed",
+        ));
+    }
+    if view.files.is_empty() {
+        return Err(crate::error::no_files("analysing"));
+    }
+    let report = crate::analysis::analyze(app, &view.import, &who.requester()).await?;
+    let details = serde_json::json!({
+        "blocking": report.blocks(view.policy().stops_on_first_error()),
+        "files": report.files.len(),
+        "duration_ms": report.duration_ms,
+    });
+    let call = history::call(
+        who,
+        call_id,
+        "analyze_import",
+        Some(view.import.organization_id),
+        Some(id),
+        details,
+    );
+    history::record(app, call).await;
+    Ok((report, views::visible(&mut conn, who, id).await?))
+}

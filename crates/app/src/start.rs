@@ -1,0 +1,243 @@
+//! Starting an import: it must have files, none structurally broken, an
+//! analysis that still describes its files and finds nothing blocking; then
+//! it is numbered in its organization's queue with its chunk rows, under
+//! the organization's queue lock, and its chunk messages are published.
+
+use passare_imports_domain::messages::ChunkMessage;
+use passare_imports_store::entities::chunks;
+use passare_imports_store::states::{FailurePolicy, ImportState};
+use passare_imports_store::{files, imports as records, locks};
+use uuid::Uuid;
+
+use crate::analysis;
+use crate::app::App;
+use crate::error::{ApiError, FieldViolation, Precondition, no_files};
+use crate::history;
+use crate::identity::Caller;
+use crate::views::{self, FileView, ImportView, is_invalid};
+
+/// Starts a draft import (optionally changing its failure policy first);
+/// starting a started import returns it as it is.
+pub async fn start(
+    app: &App,
+    who: &Caller,
+    id: Uuid,
+    policy: Option<FailurePolicy>,
+    call_id: &str,
+) -> Result<ImportView, ApiError> {
+    let mut conn = app.db.conn().await?;
+    let mut view = views::visible(&mut conn, who, id).await?;
+    if view.import.state != ImportState::Draft {
+        return Ok(view);
+    }
+    if let Some(policy) = policy.filter(|p| *p != view.import.failure_policy) {
+        records::set_failure_policy(&mut conn, id, policy).await?;
+        view = views::visible(&mut conn, who, id).await?;
+    }
+    // An import never analysed is analysed now: a caller that uploads and
+    // starts gets the same protection as one that looks at the report.
+    if view.import.analysis.is_none() && !view.files.is_empty() {
+        analysis::analyze(app, &view.import, &who.requester()).await?;
+    }
+    let Some((org, policy, chunks)) = queue(app, who, id).await? else {
+        return views::visible(&mut conn, who, id).await;
+    };
+    publish(app, id, org, &chunks).await;
+    let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
+    history::record(
+        app,
+        history::call(who, call_id, "start_import", Some(org), Some(id), details),
+    )
+    .await;
+    views::visible(&mut conn, who, id).await
+}
+
+/// Queues the import under the organization's queue lock and the import's
+/// row lock, checking the files as they are now: an upload that raced the
+/// start is either in the list or refused. `None` when the import is no
+/// longer a draft.
+async fn queue(
+    app: &App,
+    who: &Caller,
+    id: Uuid,
+) -> Result<Option<(i64, FailurePolicy, Vec<chunks::Model>)>, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let org = views::visible_record(&mut tx, who, id)
+        .await?
+        .organization_id;
+    locks::queue(&mut tx, org).await?;
+    let Some(import) = records::lock(&mut tx, id)
+        .await?
+        .filter(|i| i.state == ImportState::Draft)
+    else {
+        return Ok(None);
+    };
+    let files = files::of_import(&mut tx, id).await?;
+    let fresh = ImportView {
+        import: import.clone(),
+        files: views::file_views(&mut tx, files.clone()).await?,
+        queue_position: 0,
+        pause: None,
+        chunk_failures: Vec::new(),
+        chunk_failure_count: 0,
+        timeline: Vec::new(),
+        organization_name: String::new(),
+    };
+    check_startable(&fresh)?;
+    let Some(chunks) = records::queue(&mut tx, &import, &files, &who.requester()).await? else {
+        return Ok(None);
+    };
+    tx.commit()
+        .await
+        .map_err(passare_imports_store::StoreError::from)?;
+    Ok(Some((org, import.failure_policy, chunks)))
+}
+
+/// Publishes the messages of committed chunk rows. If the broker cannot take
+/// them now, the import stays queued and the workers' sweep announces it
+/// once the broker is back; nothing is lost.
+pub async fn publish(app: &App, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
+    let messages: Vec<ChunkMessage> = chunks
+        .iter()
+        .map(|c| ChunkMessage::V1 {
+            chunk_id: c.id,
+            import_id: c.import_id,
+            file_id: c.file_id,
+            organization_id: c.organization_id,
+            seq: c.seq as u32,
+        })
+        .collect();
+    match app.publisher.publish_chunks(org, &messages).await {
+        Ok(()) => {
+            tracing::info!(import_id = %import_id, org_id = org, chunks = messages.len(), "import queued")
+        }
+        Err(e) => tracing::warn!(
+            import_id = %import_id, org_id = org, error = %e,
+            "import queued, but its chunk messages could not be published; the worker sweep will announce it"
+        ),
+    }
+}
+
+/// Refuses to start an import that cannot succeed: no files, broken files,
+/// no current analysis, or blocking findings.
+pub fn check_startable(view: &ImportView) -> Result<(), ApiError> {
+    if view.files.is_empty() {
+        return Err(no_files("starting"));
+    }
+    check_files_readable(&view.files)?;
+    let Some((report, stale)) = view.analysis() else {
+        return Err(ApiError::precondition(
+            "NOT_ANALYZED",
+            "the import has not been analysed; call AnalyzeImport",
+            "ANALYSIS",
+            "import",
+            "no analysis",
+        ));
+    };
+    if stale {
+        return Err(ApiError::precondition(
+            "ANALYSIS_STALE",
+            format!(
+                "the files changed since the analysis of {}; call AnalyzeImport again and review the report",
+                report.analyzed_at.to_rfc3339()
+            ),
+            "ANALYSIS",
+            "import",
+            "files changed since the last analysis",
+        ));
+    }
+    check_findings(view, &report)
+}
+
+/// Structurally broken files, each problem a violation of its file.
+fn check_files_readable(files: &[FileView]) -> Result<(), ApiError> {
+    let violations: Vec<FieldViolation> = files
+        .iter()
+        .filter(|f| is_invalid(&f.file))
+        .flat_map(|f| {
+            f.problems.iter().map(|p| FieldViolation {
+                field: format!("files[{}]", f.file.file_name),
+                description: if p.row == 0 {
+                    p.reason.clone()
+                } else {
+                    format!("row {}: {}", p.row, p.reason)
+                },
+            })
+        })
+        .collect();
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::FailedPrecondition {
+        reason: "INVALID_FILES",
+        message: format!(
+            "the import has files that cannot be read: {}",
+            violations
+                .iter()
+                .take(3)
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        preconditions: vec![],
+        violations,
+    })
+}
+
+/// Blocking findings: missing prerequisites as preconditions of the
+/// organization, row findings as violations of their file and row.
+fn check_findings(
+    view: &ImportView,
+    report: &passare_imports_domain::analysis::AnalysisReport,
+) -> Result<(), ApiError> {
+    let strict = view.policy().stops_on_first_error();
+    let mut preconditions = Vec::new();
+    let mut violations = Vec::new();
+    let mut messages = Vec::new();
+    for (file, f) in report.all_findings().filter(|(_, f)| f.blocks(strict)) {
+        let Some(file) = file else {
+            preconditions.push(Precondition {
+                kind: "PREREQUISITE".into(),
+                subject: format!("organizations/{}", view.import.organization_id),
+                description: f.message.clone(),
+            });
+            continue;
+        };
+        messages.push(format!("{}: {}", file.file_name, f.message));
+        violations.extend(f.samples.iter().map(|p| FieldViolation {
+            field: if p.row == 0 {
+                format!("files[{}].{}", file.file_name, p.column)
+            } else {
+                format!("files[{}].rows[{}].{}", file.file_name, p.row, p.column)
+            },
+            description: format!(
+                "{}: {}{}",
+                f.kind.as_str(),
+                if p.value.is_empty() {
+                    String::new()
+                } else {
+                    format!("{:?} ", p.value)
+                },
+                p.reason
+            ),
+        }));
+    }
+    if preconditions.is_empty() && violations.is_empty() {
+        return Ok(());
+    }
+    let mut message: Vec<String> = preconditions
+        .iter()
+        .map(|p| p.description.clone())
+        .collect();
+    message.extend(messages);
+    Err(ApiError::FailedPrecondition {
+        reason: if preconditions.is_empty() {
+            "BLOCKING_FINDINGS"
+        } else {
+            "MISSING_PREREQUISITE"
+        },
+        message: message.join("; "),
+        preconditions,
+        violations,
+    })
+}

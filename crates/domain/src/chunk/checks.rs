@@ -1,0 +1,276 @@
+//! The checks of a type's rows that look at more than one value: the order
+//! of two dates, dates in the future, money bounds, totals that must add up,
+//! signs that must agree with a kind, and — across the rows of a chunk —
+//! repeated keys and a second flagged row of one group.
+
+use std::collections::HashMap;
+
+use arrow_array::{Array, Date32Array, Decimal128Array, RecordBatch};
+use chrono::NaiveDate;
+
+use super::{ParsedChunk, cell_text, date_from_days, days_since_epoch, row_numbers};
+use crate::catalog::{ImportTypeDef, RowCheck};
+use crate::model::{FindingKind, RowProblem, excerpt};
+use crate::values::format_cents;
+
+/// Runs the type's row checks over a parsed batch, failing the rows that break one.
+pub(super) fn check_rows(
+    batch: &RecordBatch,
+    def: &ImportTypeDef,
+    today: NaiveDate,
+    valid: &mut [bool],
+    problems: &mut Vec<RowProblem>,
+) {
+    let Some(rows) = row_numbers(batch) else {
+        return;
+    };
+    let mut checker = Checker {
+        batch,
+        today: days_since_epoch(today),
+        failed: Vec::new(),
+    };
+    for check in def.row_checks {
+        for i in 0..batch.num_rows() {
+            checker.check(*check, i);
+        }
+    }
+    for (i, column, value, reason) in checker.failed {
+        valid[i] = false;
+        problems.push(RowProblem {
+            row: rows.value(i) as u64,
+            column: column.into(),
+            value,
+            reason,
+            kind: FindingKind::Constraint,
+        });
+    }
+}
+
+/// Row checks over one batch; collects (row index, column, value, reason).
+struct Checker<'a> {
+    batch: &'a RecordBatch,
+    /// Today as days since 1970-01-01.
+    today: i32,
+    failed: Vec<(usize, &'static str, String, String)>,
+}
+
+impl Checker<'_> {
+    fn check(&mut self, check: RowCheck, i: usize) {
+        match check {
+            RowCheck::NotBefore { later, earlier } => self.order(later, earlier, false, i),
+            RowCheck::After { later, earlier } => self.order(later, earlier, true, i),
+            RowCheck::NotInFuture(column) => self.not_in_future(column, i),
+            RowCheck::MinMoney {
+                column,
+                cents,
+                strict,
+            } => self.min_money(column, cents, strict, i),
+            RowCheck::SumEquals {
+                total,
+                plus,
+                minus,
+                tolerance_cents,
+            } => self.sum_equals(total, plus, minus, tolerance_cents, i),
+            RowCheck::SignAgrees {
+                kind,
+                amount,
+                negative,
+                positive,
+            } => self.sign_agrees(kind, amount, (negative, positive), i),
+            // Checked across rows by `ParsedChunk::finish` and the loader.
+            RowCheck::OneFlaggedPer { .. } => {}
+        }
+    }
+
+    fn text(&self, name: &str, i: usize) -> String {
+        self.batch
+            .column_by_name(name)
+            .and_then(|a| cell_text(a, i))
+            .unwrap_or_default()
+    }
+
+    fn money(&self, name: &str, i: usize) -> Option<i128> {
+        let a: &Decimal128Array = self.batch.column_by_name(name)?.as_any().downcast_ref()?;
+        a.is_valid(i).then(|| a.value(i))
+    }
+
+    fn fail(&mut self, i: usize, column: &'static str, value: String, reason: String) {
+        self.failed.push((i, column, value, reason));
+    }
+
+    fn order(&mut self, later: &'static str, earlier: &'static str, strict: bool, i: usize) {
+        let (Some(l), Some(e)) = (
+            ordinal(self.batch, later, i),
+            ordinal(self.batch, earlier, i),
+        ) else {
+            return;
+        };
+        if l < e || (strict && l == e) {
+            let reason = format!(
+                "{later} is {} {earlier} ({})",
+                if l < e { "before" } else { "the same as" },
+                self.text(earlier, i)
+            );
+            let value = self.text(later, i);
+            self.fail(i, later, value, reason);
+        }
+    }
+
+    fn not_in_future(&mut self, column: &'static str, i: usize) {
+        let Some(d) = self
+            .batch
+            .column_by_name(column)
+            .and_then(|a| a.as_any().downcast_ref::<Date32Array>())
+        else {
+            return;
+        };
+        if d.is_valid(i) && d.value(i) > self.today {
+            let value = date_from_days(d.value(i)).to_string();
+            self.fail(i, column, value, format!("{column} is in the future"));
+        }
+    }
+
+    fn min_money(&mut self, column: &'static str, cents: i64, strict: bool, i: usize) {
+        let Some(v) = self.money(column, i) else {
+            return;
+        };
+        let min = i128::from(cents);
+        if v < min || (strict && v == min) {
+            let reason = format!(
+                "{column} must be {} {}",
+                if strict { "more than" } else { "at least" },
+                format_cents(cents)
+            );
+            let value = self.text(column, i);
+            self.fail(i, column, value, reason);
+        }
+    }
+
+    fn sum_equals(
+        &mut self,
+        total: &'static str,
+        plus: &[&str],
+        minus: &[&str],
+        tolerance_cents: i64,
+        i: usize,
+    ) {
+        let (Some(t), Some(p), Some(m)) = (
+            self.money(total, i),
+            plus.iter().map(|c| self.money(c, i)).sum::<Option<i128>>(),
+            minus.iter().map(|c| self.money(c, i)).sum::<Option<i128>>(),
+        ) else {
+            return;
+        };
+        let expected = p - m;
+        if (t - expected).abs() > i128::from(tolerance_cents) {
+            let reason = format!(
+                "{total} is not {} (= {}{})",
+                i64::try_from(expected)
+                    .map(format_cents)
+                    .unwrap_or_default(),
+                plus.join(" + "),
+                minus.iter().map(|m| format!(" − {m}")).collect::<String>()
+            );
+            let value = self.text(total, i);
+            self.fail(i, total, value, reason);
+        }
+    }
+
+    fn sign_agrees(
+        &mut self,
+        kind: &'static str,
+        amount: &str,
+        (negative, positive): (&str, &str),
+        i: usize,
+    ) {
+        let k = self.text(kind, i);
+        let Some(a) = self.money(amount, i) else {
+            return;
+        };
+        if k.is_empty() {
+            return;
+        }
+        if (k == negative && a >= 0) || (k == positive && a <= 0) {
+            let reason = format!(
+                "{kind} {k} needs {} {amount}",
+                if k == negative {
+                    "a negative"
+                } else {
+                    "a positive"
+                }
+            );
+            self.fail(i, kind, k, reason);
+        }
+    }
+}
+
+/// A date or date-time cell as a number that orders like the value.
+fn ordinal(batch: &RecordBatch, name: &str, i: usize) -> Option<i64> {
+    let array = batch.column_by_name(name)?;
+    if array.is_null(i) {
+        return None;
+    }
+    if let Some(a) = array.as_any().downcast_ref::<Date32Array>() {
+        Some(i64::from(a.value(i)))
+    } else {
+        array
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .map(|a| a.value(i))
+    }
+}
+
+impl ParsedChunk {
+    /// Two rows of one chunk with the same key cannot both be written: the later
+    /// one fails, naming the earlier.
+    pub(super) fn check_duplicate_keys(&mut self, def: &ImportTypeDef) {
+        let mut seen: HashMap<Vec<String>, u64> = HashMap::with_capacity(self.batch.num_rows());
+        for i in 0..self.batch.num_rows() {
+            // A row that failed already claims no key.
+            if !self.valid[i] {
+                continue;
+            }
+            let Some(key) = self.key(def, i) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&key) {
+                let reason = format!("duplicate key: the same key is already at row {first}");
+                self.fail(
+                    i,
+                    FindingKind::DuplicateInFile,
+                    &def.key_columns.join("+"),
+                    excerpt(&key.join("+")),
+                    reason,
+                );
+            } else {
+                let row = self.row_number(i);
+                seen.insert(key, row);
+            }
+        }
+    }
+
+    /// At most one row of a group may carry a flag (one next of kin per case).
+    pub(super) fn check_flags(&mut self, def: &ImportTypeDef) {
+        for check in def.row_checks {
+            let RowCheck::OneFlaggedPer { group, flag } = *check else {
+                continue;
+            };
+            let mut first: HashMap<String, u64> = HashMap::new();
+            for i in 0..self.batch.num_rows() {
+                if !self.valid[i] || self.text(flag, i).as_deref() != Some("true") {
+                    continue;
+                }
+                let Some(g) = self.text(group, i) else {
+                    continue;
+                };
+                if let Some(row) = first.get(&g) {
+                    let reason = format!("{group} {g:?} already has {flag} at row {row}");
+                    self.fail(i, FindingKind::Constraint, flag, "true".into(), reason);
+                } else {
+                    let row = self.row_number(i);
+                    first.insert(g, row);
+                }
+            }
+        }
+    }
+}

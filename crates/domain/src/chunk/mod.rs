@@ -1,0 +1,393 @@
+//! One chunk's rows: the raw bytes of its records become an Arrow record batch
+//! of typed, normalised columns (one per column of the import type, plus the
+//! row number), with every failing row located and explained ([`parse_chunk`]).
+//! References are resolved in a second step ([`ParsedChunk::finish`]) against
+//! the records the chunk names, which the caller looks up in one query per
+//! reference.
+
+mod checks;
+mod parse;
+mod references;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{ArrowError, DataType, TimeUnit};
+use chrono::NaiveDate;
+
+use crate::catalog::ImportTypeDef;
+use crate::model::{FindingKind, RowProblem};
+use crate::values::{ValueKind, format_cents};
+
+pub use parse::parse_chunk;
+pub use references::{RefHit, ReferenceIndex, ReferenceLookup, lookup_form};
+
+/// Name of the row-number column of a parsed batch.
+pub const ROW_COLUMN: &str = "row_number";
+
+/// Money columns: exact decimals with two places.
+pub const MONEY_PRECISION: u8 = 14;
+pub const MONEY_SCALE: i8 = 2;
+
+/// Longest value of a key column, and of any other column, that is stored.
+pub const MAX_KEY_CHARS: usize = 256;
+pub const MAX_VALUE_CHARS: usize = 10_000;
+
+/// A chunk after parsing.
+#[derive(Debug)]
+pub struct ParsedChunk {
+    /// `row_number` (Int64) then every column of the type, in catalog order
+    /// (see [`arrow_type`]); after [`ParsedChunk::finish`], one Int64 column per
+    /// reference that stores an id. Null where the value is missing or failed.
+    pub batch: RecordBatch,
+    /// Per batch row: true when the row passed every check.
+    pub valid: Vec<bool>,
+    /// Every problem found, in row order.
+    pub problems: Vec<RowProblem>,
+}
+
+impl ParsedChunk {
+    pub fn failed_rows(&self) -> u64 {
+        self.valid.iter().filter(|v| !**v).count() as u64
+    }
+
+    pub fn valid_rows(&self) -> u64 {
+        self.valid.iter().filter(|v| **v).count() as u64
+    }
+
+    /// Row number of batch row `i`.
+    pub fn row_number(&self, i: usize) -> u64 {
+        row_numbers(&self.batch).map_or(0, |r| r.value(i) as u64)
+    }
+
+    /// Fails row `i` with a problem.
+    pub fn fail(
+        &mut self,
+        i: usize,
+        kind: FindingKind,
+        column: &str,
+        value: String,
+        reason: String,
+    ) {
+        if let Some(v) = self.valid.get_mut(i) {
+            *v = false;
+        }
+        let row = self.row_number(i);
+        self.problems.push(RowProblem {
+            row,
+            column: column.into(),
+            value,
+            reason,
+            kind,
+        });
+    }
+
+    /// The text of a cell (see [`cell_text`]); `None` when missing.
+    pub fn text(&self, column: &str, i: usize) -> Option<String> {
+        self.batch
+            .column_by_name(column)
+            .and_then(|a| cell_text(a, i))
+    }
+
+    /// The row's key as text, one part per key column; `None` when a part is missing.
+    pub fn key(&self, def: &ImportTypeDef, i: usize) -> Option<Vec<String>> {
+        def.key_columns.iter().map(|k| self.text(k, i)).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("reading the chunk's records failed: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("building the chunk's columns failed: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// Where and how a chunk's records are laid out.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLayout<'a> {
+    pub def: &'static ImportTypeDef,
+    /// Canonical column of each field of a record, `None` for ignored fields
+    /// (see [`ImportTypeDef::map_headers_with`]).
+    pub mapping: &'a [Option<&'static str>],
+    pub delimiter: u8,
+    pub first_row: u64,
+    /// The row number of each record, when the records are not consecutive
+    /// rows of a file (a retry of failed rows); `first_row` is then unused.
+    pub row_numbers: Option<&'a [u64]>,
+    /// Dates after this day fail `NotInFuture` checks.
+    pub today: NaiveDate,
+}
+
+/// The Arrow type holding a kind's parsed values.
+pub fn arrow_type(kind: ValueKind) -> DataType {
+    match kind {
+        ValueKind::Date => DataType::Date32,
+        ValueKind::DateTime => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ValueKind::Money => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
+        ValueKind::Bool => DataType::Boolean,
+        _ => DataType::Utf8,
+    }
+}
+
+/// A cell as text: strings as they are, dates `YYYY-MM-DD`, date-times RFC
+/// 3339 in UTC, money with two decimals, booleans `true`/`false`, integers in
+/// decimal; `None` when null.
+pub fn cell_text(array: &ArrayRef, i: usize) -> Option<String> {
+    if i >= array.len() || array.is_null(i) {
+        return None;
+    }
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<StringArray>() {
+        Some(a.value(i).to_string())
+    } else if let Some(a) = any.downcast_ref::<Date32Array>() {
+        Some(date_from_days(a.value(i)).to_string())
+    } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+        chrono::DateTime::from_timestamp_micros(a.value(i))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    } else if let Some(a) = any.downcast_ref::<Decimal128Array>() {
+        i64::try_from(a.value(i)).ok().map(format_cents)
+    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+        Some(a.value(i).to_string())
+    } else {
+        any.downcast_ref::<Int64Array>()
+            .map(|a| a.value(i).to_string())
+    }
+}
+
+/// Days since 1970-01-01, as Date32 holds a date.
+pub fn days_since_epoch(d: NaiveDate) -> i32 {
+    d.signed_duration_since(NaiveDate::default()).num_days() as i32
+}
+
+/// The date a Date32 value stands for.
+pub fn date_from_days(days: i32) -> NaiveDate {
+    NaiveDate::default()
+        .checked_add_signed(chrono::TimeDelta::days(i64::from(days)))
+        .unwrap_or_default()
+}
+
+pub(crate) fn row_numbers(batch: &RecordBatch) -> Option<&Int64Array> {
+    batch.column_by_name(ROW_COLUMN)?.as_any().downcast_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{BANK_TRANSACTIONS, CASES, CONTRACT_INFORMATION, FAMILY_AND_FRIENDS};
+
+    fn setup() -> ReferenceIndex {
+        let mut s = ReferenceIndex::default();
+        let hit = |id| RefHit {
+            id: Some(id),
+            agrees: vec![],
+        };
+        s.insert(&CASES.references[0], "Main Chapel", hit(7));
+        s.insert(&CASES.references[1], "dana@x.com", hit(9));
+        s.insert(&BANK_TRANSACTIONS.references[0], "a1", hit(3));
+        for case in ["C1", "C2"] {
+            s.insert(&FAMILY_AND_FRIENDS.references[0], case, RefHit::default());
+            s.insert(&CONTRACT_INFORMATION.references[0], case, RefHit::default());
+        }
+        s
+    }
+
+    fn parse_as(def: &'static ImportTypeDef, text: &str, headers: &[&str]) -> ParsedChunk {
+        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        let mapping = def.map_headers(&headers);
+        let layout = ChunkLayout {
+            def,
+            mapping: &mapping,
+            delimiter: b',',
+            first_row: 10,
+            row_numbers: None,
+            today: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+        };
+        let mut p = parse_chunk(text.as_bytes(), layout).unwrap();
+        p.finish(def, &setup()).unwrap();
+        p
+    }
+
+    fn parse(text: &str, headers: &[&str]) -> ParsedChunk {
+        parse_as(&CASES, text, headers)
+    }
+
+    #[test]
+    fn money_booleans_and_derived_keys() {
+        let p = parse_as(
+            &BANK_TRANSACTIONS,
+            "A1,1/2/2026,\"($1,234.50)\",Fee,,debit\nA1,2026-01-03,5,Interest,R9,debit\n",
+            &[
+                "account",
+                "date",
+                "amount",
+                "description",
+                "reference",
+                "type",
+            ],
+        );
+        assert_eq!(p.text("amount", 0).as_deref(), Some("-1234.50"));
+        let reference = p.text("reference", 0).unwrap_or_default();
+        assert!(
+            reference.starts_with("auto-") && reference.len() == 25,
+            "{reference}"
+        );
+        assert_eq!(p.text("reference", 1).as_deref(), Some("R9"));
+        assert_eq!(
+            p.valid,
+            vec![true, false],
+            "a debit needs a negative amount"
+        );
+        assert_eq!(p.problems[0].column, "type");
+
+        let c = parse_as(
+            &CONTRACT_INFORMATION,
+            "K1,C1,2026-01-01,110.00,100,10,0\nK2,C1,2026-01-01,50,100,10,0\nK3,C1,2026-01-01,-5,,,\n",
+            &[
+                "contract_number",
+                "case_number",
+                "contract_date",
+                "total",
+                "subtotal",
+                "tax",
+                "discount",
+            ],
+        );
+        assert_eq!(c.valid, vec![true, false, false]);
+        assert!(c.problems[0].reason.contains("110.00"), "{:?}", c.problems);
+        assert_eq!(c.problems[0].kind, FindingKind::Constraint);
+    }
+
+    #[test]
+    fn one_next_of_kin_per_case_within_a_chunk() {
+        let p = parse_as(
+            &FAMILY_AND_FRIENDS,
+            "C1,Ann,Lee,spouse,yes\nC1,Bo,Lee,son,y\nC2,Cy,Do,Daughter,1\nC1,Di,Lee,child,no\n",
+            &["case #", "first", "last", "relationship", "next of kin"],
+        );
+        assert_eq!(p.valid, vec![true, false, true, true]);
+        assert!(p.problems[0].reason.contains("row 10"), "{:?}", p.problems);
+        assert_eq!(p.text("relationship", 2).as_deref(), Some("child"));
+        assert_eq!(p.text("is_next_of_kin", 3).as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn values_are_typed_and_normalised() {
+        let p = parse(
+            "C1,Ann,Lee,3/7/1950,2020-01-02,At Need,DANA@X.COM,main chapel\n",
+            &[
+                "Case #",
+                "First Name",
+                "Last Name",
+                "DOB",
+                "DOD",
+                "Type",
+                "Director",
+                "Location",
+            ],
+        );
+        assert_eq!(p.problems, vec![]);
+        assert_eq!(p.valid, vec![true]);
+        let dob = p
+            .batch
+            .column_by_name("date_of_birth")
+            .and_then(|a| a.as_any().downcast_ref::<Date32Array>())
+            .map(|a| date_from_days(a.value(0)));
+        assert_eq!(
+            p.problems.iter().map(|x| x.kind).collect::<Vec<_>>(),
+            vec![]
+        );
+        assert_eq!(dob, NaiveDate::from_ymd_opt(1950, 3, 7));
+        let text = |name: &str| {
+            p.batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .map(|a| a.value(0).to_string())
+        };
+        assert_eq!(text("case_type").as_deref(), Some("at_need"));
+        assert_eq!(text("director_email").as_deref(), Some("dana@x.com"));
+        let id = |name: &str| {
+            p.batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .map(|a| a.value(0))
+        };
+        assert_eq!(
+            (id("location_id"), id("director_user_id")),
+            (Some(7), Some(9))
+        );
+        assert_eq!(
+            row_numbers(&p.batch).map(|r| r.value(0)),
+            Some(10),
+            "row numbers start at the chunk's first row"
+        );
+    }
+
+    #[test]
+    fn failing_rows_are_located_with_column_value_and_reason() {
+        let p = parse(
+            "C1,Ann,Lee,1950-01-01,1940-01-01,\n,,,,,\nC2,,Ray,notadate,,\nC1,Bo,Li,,2030-01-01,\nC5,Al,Bo,,,Nowhere\n",
+            &[
+                "case_number",
+                "deceased_first_name",
+                "deceased_last_name",
+                "dob",
+                "dod",
+                "location",
+            ],
+        );
+        assert_eq!(p.valid, vec![false, false, false, false]);
+        let found: Vec<(u64, &str)> = p
+            .problems
+            .iter()
+            .map(|x| (x.row, x.column.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (10, "date_of_death"),
+                (12, "deceased_first_name"),
+                (12, "date_of_birth"),
+                (13, "date_of_death"),
+                (14, "location_name")
+            ]
+        );
+        assert_eq!(p.problems[2].value, "notadate");
+    }
+
+    #[test]
+    fn a_key_repeated_in_a_chunk_fails_the_later_valid_row_only() {
+        let p = parse(
+            "C1,Ann,Lee\nC1,,Lee\nC1,Bo,Li\n",
+            &["case_number", "deceased_first_name", "deceased_last_name"],
+        );
+        // Row 11 failed for its own reason and claims no key; row 12 repeats row 10.
+        assert_eq!(p.valid, vec![true, false, false]);
+        let dup = p.problems.iter().find(|x| x.row == 12).cloned();
+        assert_eq!(dup.as_ref().map(|d| d.column.as_str()), Some("case_number"));
+        assert!(dup.is_some_and(|d| d.reason.contains("row 10")));
+    }
+
+    #[test]
+    fn values_postgres_cannot_store_fail_their_row_only() {
+        let long_key = "K".repeat(300);
+        let p = parse(
+            &format!("C1,Ann\0e,Lee\n{long_key},Bo,Li\nC3,Cy,Do\n"),
+            &["case_number", "deceased_first_name", "deceased_last_name"],
+        );
+        assert_eq!(p.valid, vec![false, false, true]);
+        assert!(p.problems[0].reason.contains("NUL"), "{:?}", p.problems);
+        assert!(!p.problems[0].value.contains('\0'));
+        assert!(p.problems[1].reason.contains("longer than 256"));
+        assert!(p.problems[1].value.chars().count() <= 201);
+    }
+
+    #[test]
+    fn dates_round_trip_through_days() {
+        for d in ["1900-02-28", "1969-12-31", "1970-01-01", "2024-02-29"] {
+            let day = NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap_or_default();
+            assert_eq!(date_from_days(days_since_epoch(day)), day);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Parsing a chunk's records: the CSV fields of each column become one typed
+//! Arrow array (dates, date-times, exact money, booleans, normalised text),
+//! every value that does not parse is a located problem, and the row checks
+//! of the type run over the whole batch.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use csv::{ByteRecord, ReaderBuilder};
+use sha2::{Digest, Sha256};
+
+use super::checks::check_rows;
+use super::{
+    ChunkError, ChunkLayout, MAX_KEY_CHARS, MAX_VALUE_CHARS, MONEY_PRECISION, MONEY_SCALE,
+    ParsedChunk, ROW_COLUMN, arrow_type, cell_text, days_since_epoch,
+};
+use crate::catalog::{ColumnDef, ImportTypeDef};
+use crate::file::scan::is_blank;
+use crate::model::{FindingKind, RowProblem, excerpt, mask};
+use crate::values::{
+    ValueKind, normalise_text, parse_bool, parse_date, parse_datetime, parse_money,
+};
+
+/// Parses the records of one chunk.
+pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk, ChunkError> {
+    let def = layout.def;
+    let raw = read_records(bytes, &layout)?;
+    let mut failures = Failures {
+        rows: &raw.rows,
+        valid: raw.unreadable.iter().map(|bad| !bad).collect(),
+        problems: raw.problems,
+    };
+    let mut fields = vec![Field::new(ROW_COLUMN, DataType::Int64, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(raw.rows.clone())];
+    for (col, values) in def.columns.iter().zip(&raw.values) {
+        for (i, bad) in raw.unreadable.iter().enumerate() {
+            if col.required && values.is_null(i) && !bad {
+                let reason = format!("{} is required", col.name);
+                failures.fail(i, col, "", reason, FindingKind::Constraint);
+            }
+        }
+        fields.push(Field::new(col.name, arrow_type(col.kind), true));
+        columns.push(typed_column(def, col, values, &mut failures)?);
+    }
+    let mut batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    if let Some(d) = def.derived_key {
+        batch = derive_key(batch, d.column, d.from)?;
+    }
+    let Failures {
+        mut valid,
+        mut problems,
+        ..
+    } = failures;
+    check_rows(&batch, def, layout.today, &mut valid, &mut problems);
+    problems.sort_by_key(|p| p.row);
+    Ok(ParsedChunk {
+        batch,
+        valid,
+        problems,
+    })
+}
+
+/// The fields of a chunk's records, per column of the type, before parsing.
+struct RawRecords {
+    rows: Int64Array,
+    /// One array per column of the type: the trimmed text, null when empty.
+    values: Vec<StringArray>,
+    /// Per record: a field could not be stored at all (not UTF-8, NUL, too long).
+    unreadable: Vec<bool>,
+    problems: Vec<RowProblem>,
+}
+
+/// Reads the CSV records of a chunk into text columns, skipping blank
+/// records (they keep their row number but carry no row).
+fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, ChunkError> {
+    let def = layout.def;
+    let sources: Vec<Option<usize>> = def
+        .columns
+        .iter()
+        .map(|c| layout.mapping.iter().position(|m| *m == Some(c.name)))
+        .collect();
+    let mut reader = ReaderBuilder::new()
+        .delimiter(layout.delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut values: Vec<StringBuilder> = def.columns.iter().map(|_| StringBuilder::new()).collect();
+    let mut rows = Int64Builder::new();
+    let mut problems = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut record = ByteRecord::new();
+    let mut next_row = layout.first_row;
+    let mut index = 0usize;
+    while reader.read_byte_record(&mut record)? {
+        let row = match layout.row_numbers {
+            Some(numbers) => numbers.get(index).copied().unwrap_or(next_row),
+            None => next_row,
+        };
+        next_row += 1;
+        index += 1;
+        if is_blank(&record) {
+            continue;
+        }
+        rows.append_value(row as i64);
+        let mut bad = false;
+        for (ci, (col, source)) in def.columns.iter().zip(&sources).enumerate() {
+            let field = source.and_then(|i| record.get(i)).unwrap_or_default();
+            let is_key = def.key_columns.contains(&col.name);
+            match storable_text(field, is_key) {
+                Ok(None) => values[ci].append_null(),
+                Ok(Some(text)) => values[ci].append_value(text),
+                Err(reason) => {
+                    bad = true;
+                    values[ci].append_null();
+                    problems.push(RowProblem {
+                        row,
+                        column: col.name.into(),
+                        value: shown(col.sensitive, &String::from_utf8_lossy(field)),
+                        reason,
+                        kind: FindingKind::TypeError,
+                    });
+                }
+            }
+        }
+        unreadable.push(bad);
+    }
+    Ok(RawRecords {
+        rows: rows.finish(),
+        values: values.iter_mut().map(|b| b.finish()).collect(),
+        unreadable,
+        problems,
+    })
+}
+
+/// A field as stored text: `None` when empty after trimming; an error when
+/// it is not UTF-8, holds NUL or is longer than a column may be.
+fn storable_text(field: &[u8], is_key: bool) -> Result<Option<&str>, String> {
+    let text = std::str::from_utf8(field).map_err(|_| {
+        "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)".to_string()
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let limit = if is_key {
+        MAX_KEY_CHARS
+    } else {
+        MAX_VALUE_CHARS
+    };
+    if text.contains('\0') {
+        Err("contains a NUL character, which cannot be stored".into())
+    } else if text.chars().count() > limit {
+        Err(format!("is longer than {limit} characters"))
+    } else {
+        Ok(Some(text))
+    }
+}
+
+/// Failed rows of a chunk being parsed, with their problems.
+struct Failures<'a> {
+    rows: &'a Int64Array,
+    valid: Vec<bool>,
+    problems: Vec<RowProblem>,
+}
+
+impl Failures<'_> {
+    fn fail(&mut self, i: usize, col: &ColumnDef, value: &str, reason: String, kind: FindingKind) {
+        self.valid[i] = false;
+        self.problems.push(RowProblem {
+            row: self.rows.value(i) as u64,
+            column: col.name.into(),
+            value: shown(col.sensitive, value),
+            reason,
+            kind,
+        });
+    }
+
+    /// Parses every present cell of a column; a value that does not parse is
+    /// a type error of its row and a null.
+    fn parse_cells<T>(
+        &mut self,
+        col: &ColumnDef,
+        values: &StringArray,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<Option<T>> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v.map(&parse) {
+                None => None,
+                Some(Ok(x)) => Some(x),
+                Some(Err(reason)) => {
+                    self.fail(
+                        i,
+                        col,
+                        v.unwrap_or_default(),
+                        reason,
+                        FindingKind::TypeError,
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// The Arrow array of one column: its text parsed as the column's kind.
+fn typed_column(
+    def: &ImportTypeDef,
+    col: &ColumnDef,
+    values: &StringArray,
+    failures: &mut Failures<'_>,
+) -> Result<ArrayRef, ArrowError> {
+    let derived = def.derived_key.is_some_and(|d| d.column == col.name);
+    Ok(match col.kind {
+        ValueKind::Date => {
+            let days = failures.parse_cells(col, values, |v| parse_date(v).map(days_since_epoch));
+            Arc::new(Date32Array::from(days))
+        }
+        ValueKind::DateTime => {
+            let micros = failures.parse_cells(col, values, parse_datetime);
+            Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
+        }
+        ValueKind::Money => {
+            let cents = failures.parse_cells(col, values, money);
+            Arc::new(
+                Decimal128Array::from(cents)
+                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?,
+            )
+        }
+        ValueKind::Bool => Arc::new(BooleanArray::from(
+            failures.parse_cells(col, values, parse_bool),
+        )),
+        ValueKind::Text if !def.key_columns.contains(&col.name) || col.required || derived => {
+            Arc::new(values.clone())
+        }
+        // An optional key part that is missing is stored as '' so the key stays whole.
+        ValueKind::Text => Arc::new(
+            values
+                .iter()
+                .map(|v| Some(v.unwrap_or_default()))
+                .collect::<StringArray>(),
+        ),
+        kind => Arc::new(StringArray::from(
+            failures.parse_cells(col, values, |v| normalise_text(kind, v)),
+        )),
+    })
+}
+
+/// An amount of money in cents, within what the money columns hold.
+fn money(text: &str) -> Result<i128, String> {
+    let cents = parse_money(text)?;
+    if cents.unsigned_abs() < 10u64.pow(MONEY_PRECISION as u32) {
+        Ok(i128::from(cents))
+    } else {
+        Err("is too large an amount (at most 999,999,999,999.99)".into())
+    }
+}
+
+/// Fills the empty cells of `column` with a hash of the row's `from` values:
+/// `auto-` and 20 hex digits of their SHA-256, the same for the same values in
+/// any file.
+fn derive_key(batch: RecordBatch, column: &str, from: &[&str]) -> Result<RecordBatch, ArrowError> {
+    let Some(index) = batch.schema().index_of(column).ok() else {
+        return Ok(batch);
+    };
+    let n = batch.num_rows();
+    let mut b = StringBuilder::with_capacity(n, n * 25);
+    for i in 0..n {
+        if let Some(v) = cell_text(batch.column(index), i) {
+            b.append_value(v);
+            continue;
+        }
+        let parts: Option<Vec<String>> = from
+            .iter()
+            .map(|c| batch.column_by_name(c).and_then(|a| cell_text(a, i)))
+            .collect();
+        match parts {
+            Some(parts) => {
+                let digest = Sha256::digest(parts.join("\u{1f}").as_bytes());
+                let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+                b.append_value(format!("auto-{hex}"));
+            }
+            None => b.append_null(),
+        }
+    }
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(b.finish());
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// A value as problems show it: masked when the column is sensitive.
+fn shown(sensitive: bool, value: &str) -> String {
+    if sensitive {
+        mask(value)
+    } else {
+        excerpt(value)
+    }
+}

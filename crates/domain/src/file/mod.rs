@@ -1,0 +1,6 @@
+//! An uploaded file before its rows are parsed: what it is and how it
+//! becomes UTF-8 text ([`decode`]: encodings and workbooks), then its
+//! structure, rows and chunks ([`scan`]).
+
+pub mod decode;
+pub mod scan;

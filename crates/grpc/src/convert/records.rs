@@ -1,0 +1,105 @@
+//! Records shown in lists: pauses, failed chunk attempts, timeline steps,
+//! row errors and audit events.
+
+use passare_imports_domain::FindingKind;
+use passare_imports_proto::v1 as pb;
+use passare_imports_store::entities::{audit_events, chunk_failures, import_events, import_pauses};
+use passare_imports_store::results::RowErrorRow;
+use passare_imports_store::states::FailureOutcome;
+
+use super::{finding_kind, timestamp};
+
+pub fn pause(p: &import_pauses::Model) -> pb::Pause {
+    pb::Pause {
+        organization_id: p.organization_id.map(|o| o.to_string()).unwrap_or_default(),
+        reason: p.reason.clone(),
+        paused_by: Some(pb::User {
+            id: p.paused_by_id.clone(),
+            name: p.paused_by_name.clone(),
+            email: p.paused_by_email.clone(),
+        }),
+        pause_time: Some(timestamp(&p.paused_at)),
+    }
+}
+
+fn failure_outcome(outcome: FailureOutcome) -> pb::ChunkFailureOutcome {
+    match outcome {
+        FailureOutcome::RetryScheduled => pb::ChunkFailureOutcome::RetryScheduled,
+        FailureOutcome::DeadLettered => pb::ChunkFailureOutcome::DeadLettered,
+        FailureOutcome::Failed => pb::ChunkFailureOutcome::Failed,
+    }
+}
+
+/// A failed chunk attempt as the API shows it.
+pub fn chunk_failure(f: &chunk_failures::Model, file_name: &str) -> pb::ChunkFailure {
+    pb::ChunkFailure {
+        id: f.id.to_string(),
+        import_id: f.import_id.to_string(),
+        organization_id: f.organization_id.to_string(),
+        file_id: f.file_id.to_string(),
+        file_name: file_name.to_string(),
+        chunk_seq: f.chunk_seq,
+        first_row: f.first_row,
+        last_row: f.last_row,
+        attempt: f.attempt,
+        error_kind: f.error_kind.clone(),
+        transient: f.transient,
+        message: f.message.clone(),
+        causes: serde_json::from_value(f.causes.clone()).unwrap_or_default(),
+        backtrace: f.backtrace.clone(),
+        worker_host: f.worker_host.clone(),
+        worker_pid: f.worker_pid,
+        outcome: failure_outcome(f.outcome) as i32,
+        retry_time: f.retry_at.as_ref().map(timestamp),
+        queue_time: Some(timestamp(&f.queued_at)),
+        read_start_time: f.read_started_at.as_ref().map(timestamp),
+        write_start_time: f.write_started_at.as_ref().map(timestamp),
+        fail_time: Some(timestamp(&f.failed_at)),
+    }
+}
+
+pub(super) fn timeline_event(e: &import_events::Model) -> pb::TimelineEvent {
+    pb::TimelineEvent {
+        kind: e.kind.clone(),
+        time: Some(timestamp(&e.at)),
+        actor: e.actor_id.as_ref().map(|id| pb::User {
+            id: id.clone(),
+            name: e.actor_name.clone().unwrap_or_default(),
+            email: e.actor_email.clone().unwrap_or_default(),
+        }),
+        detail: e.detail.clone(),
+    }
+}
+
+/// A row error as the API shows it (its value was masked when recorded).
+pub fn row_error(e: &RowErrorRow) -> pb::RowError {
+    pb::RowError {
+        file_id: e.file_id.to_string(),
+        file_name: e.file_name.clone(),
+        row: e.row,
+        column: e.column.clone(),
+        value: e.value.clone(),
+        reason: e.reason.clone(),
+        kind: serde_json::from_value::<FindingKind>(serde_json::Value::String(e.kind.clone()))
+            .map_or(pb::FindingKind::Unspecified, finding_kind) as i32,
+        attempt: e.attempt,
+        open: e.open,
+    }
+}
+
+pub fn audit_event(e: &audit_events::Model) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id.to_string(),
+        time: Some(timestamp(&e.at)),
+        actor: Some(pb::User {
+            id: e.actor_id.clone(),
+            name: e.actor_name.clone(),
+            email: e.actor_email.clone(),
+        }),
+        action: e.action.clone(),
+        organization_id: e.organization_id.map(|o| o.to_string()).unwrap_or_default(),
+        import_id: e.import_id.map(|i| i.to_string()).unwrap_or_default(),
+        request_id: e.request_id.clone(),
+        details: e.details.to_string(),
+    }
+}

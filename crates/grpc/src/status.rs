@@ -1,0 +1,103 @@
+//! The one table from the use cases' errors to gRPC status codes, with
+//! google.rpc details: an ErrorInfo always (domain, reason, metadata);
+//! BadRequest field violations and PreconditionFailure where they apply;
+//! RetryInfo on UNAVAILABLE. Internal errors show none of their cause.
+
+use std::collections::HashMap;
+
+use passare_imports_app::error::{ApiError, ERROR_DOMAIN};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The status code of each kind of error.
+fn code(e: &ApiError) -> Code {
+    match e {
+        ApiError::InvalidArgument { .. } => Code::InvalidArgument,
+        ApiError::NotFound { .. } => Code::NotFound,
+        ApiError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        ApiError::Unauthenticated(_) => Code::Unauthenticated,
+        ApiError::PermissionDenied(_) => Code::PermissionDenied,
+        ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
+        ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        ApiError::Unavailable(_) => Code::Unavailable,
+        ApiError::Aborted(_) => Code::Aborted,
+        ApiError::Internal(_) => Code::Internal,
+    }
+}
+
+/// The status a client receives for an error.
+pub fn status(e: ApiError) -> Status {
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    if let ApiError::NotFound { kind, id } = &e {
+        metadata.insert("resource".to_string(), kind.to_string());
+        metadata.insert("id".to_string(), id.clone());
+    }
+    details.set_error_info(e.reason(), ERROR_DOMAIN, metadata);
+    match &e {
+        ApiError::InvalidArgument { violations, .. } => {
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+        }
+        ApiError::FailedPrecondition {
+            preconditions,
+            violations,
+            ..
+        } => {
+            for p in preconditions {
+                details.add_precondition_failure_violation(
+                    p.kind.clone(),
+                    p.subject.clone(),
+                    p.description.clone(),
+                );
+            }
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+        }
+        ApiError::Unavailable(_) => {
+            details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+        }
+        _ => {}
+    }
+    Status::with_error_details(code(&e), e.public_message(), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use passare_imports_app::error::Precondition;
+
+    use super::*;
+
+    #[test]
+    fn precondition_failures_carry_structured_details() {
+        let s = status(ApiError::FailedPrecondition {
+            reason: "MISSING_PREREQUISITE",
+            message: "organization 42 has no location; needed by cases.csv".into(),
+            preconditions: vec![Precondition {
+                kind: "PREREQUISITE".into(),
+                subject: "organizations/42".into(),
+                description: "has no location; needed by cases.csv".into(),
+            }],
+            violations: vec![],
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let details = s.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("MISSING_PREREQUISITE")
+        );
+        assert_eq!(
+            details.precondition_failure().map(|p| p.violations.len()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let s = status(ApiError::Internal("relation \"x\" does not exist".into()));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("relation"));
+    }
+}

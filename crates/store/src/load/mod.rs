@@ -1,0 +1,289 @@
+//! The fenced chunk write: one transaction per chunk that takes the
+//! organization's write fence, checks it is the chunk's turn, COPYs the valid
+//! rows (new keys straight into the target table; existing keys staged and
+//! merged), records row errors, marks the chunk done with its timestamps and
+//! worker, moves the file and import on, notifies watchers — and commits.
+//! A chunk delivered twice finds itself done and has no second effect; two
+//! chunks of one organization never write at the same time, whatever the
+//! broker does. Everything this transaction does is raw SQL: COPY needs the
+//! raw connection, and the catalog shapes the target tables.
+
+mod checks;
+mod ending;
+mod merge;
+mod progress;
+mod target;
+mod turn;
+mod undo;
+
+use chrono::{DateTime, Utc};
+use passare_imports_domain::catalog::{self, ImportTypeDef};
+use passare_imports_domain::chunk::ParsedChunk;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::entities::{chunks, import_files, imports};
+use crate::states::{ChunkState, FailurePolicy};
+use crate::{StoreError, exec, timeline};
+
+pub use checks::{
+    StoredSum, check_against_stored, check_repeated_in_import, reference_index, stored_sums,
+};
+pub use ending::{GaveUp, Stopped, give_up_chunk, stop_import};
+pub use target::{Merged, Target, compare_with_stored};
+
+/// A chunk with the file and import it belongs to.
+#[derive(Debug, Clone)]
+pub struct ChunkJob {
+    pub chunk: chunks::Model,
+    pub file: import_files::Model,
+    pub import: imports::Model,
+    pub def: &'static ImportTypeDef,
+    /// Canonical column of each field of the file's records.
+    pub mapping: Vec<Option<&'static str>>,
+    pub delimiter: u8,
+}
+
+impl ChunkJob {
+    /// The stored object the chunk's byte range points into: a retry's own
+    /// file, else the file's UTF-8 data (its conversion, or the original).
+    pub fn data_key(&self) -> &str {
+        self.chunk
+            .data_key
+            .as_deref()
+            .or(self.file.data_key.as_deref())
+            .unwrap_or(&self.file.storage_key)
+    }
+
+    /// The original row number of each record of a retry chunk.
+    pub fn row_numbers(&self) -> Option<Vec<u64>> {
+        self.chunk
+            .row_numbers
+            .as_ref()
+            .map(|rows| rows.iter().map(|r| (*r).max(0) as u64).collect())
+    }
+
+    pub fn policy(&self) -> FailurePolicy {
+        self.import.failure_policy
+    }
+}
+
+/// The header mapping a file was uploaded with: its headers, matched by name
+/// and alias, with the request's explicit mapping taking precedence.
+pub fn file_mapping(
+    def: &ImportTypeDef,
+    file: &import_files::Model,
+) -> Result<Vec<Option<&'static str>>, StoreError> {
+    let headers: Vec<String> = serde_json::from_value(file.headers.clone())
+        .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))?;
+    let explicit: Vec<(String, String)> = serde_json::from_value(file.column_mapping.clone())
+        .map_err(|e| StoreError::Corrupt(format!("column mapping of file {}: {e}", file.id)))?;
+    Ok(def.map_headers_with(&headers, &explicit).0)
+}
+
+/// The import type of a stored file.
+pub fn file_type(file: &import_files::Model) -> Result<&'static ImportTypeDef, StoreError> {
+    catalog::find(&file.import_type).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "file {} has unknown import type {}",
+            file.id, file.import_type
+        ))
+    })
+}
+
+/// Loads what a worker needs to process a chunk; `None` when the chunk does not
+/// exist (its import was never queued, or was deleted).
+pub async fn load_job(
+    conn: &mut PgConnection,
+    chunk_id: i64,
+) -> Result<Option<ChunkJob>, StoreError> {
+    use sea_orm::EntityTrait;
+    let Some(chunk) = exec::one(conn, chunks::Entity::find_by_id(chunk_id)).await? else {
+        return Ok(None);
+    };
+    let file = exec::one(conn, import_files::Entity::find_by_id(chunk.file_id))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("chunk {chunk_id} has no file")))?;
+    let import = exec::one(conn, imports::Entity::find_by_id(chunk.import_id))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("chunk {chunk_id} has no import")))?;
+    let def = file_type(&file)?;
+    let mapping = file_mapping(def, &file)?;
+    let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
+    Ok(Some(ChunkJob {
+        chunk,
+        file,
+        import,
+        def,
+        mapping,
+        delimiter,
+    }))
+}
+
+/// Row counts of one written chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkCounts {
+    pub processed: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+    /// Rows older than the stored record (`source_updated_at`), not written.
+    pub stale: i64,
+}
+
+/// What became of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Rows written (some may have failed under IMPORT_VALID_ROWS).
+    Written(ChunkCounts),
+    /// A row failed under STOP_ON_FIRST_ERROR: nothing of the chunk was written
+    /// and the import failed.
+    FailedImport(ChunkCounts),
+    /// The chunk was already done: a redelivery.
+    AlreadyDone,
+    /// The import ended before this chunk ran; the chunk is marked skipped.
+    Skipped,
+    /// The chunk does not exist.
+    Gone,
+    /// An earlier chunk of the organization is still pending; try later.
+    NotYourTurn,
+}
+
+/// The parsed rows of a chunk and who processed them.
+pub struct ChunkWrite<'a> {
+    pub job: &'a ChunkJob,
+    pub parsed: &'a ParsedChunk,
+    /// When the worker took the chunk from the queue.
+    pub started_at: DateTime<Utc>,
+    pub worker: &'a str,
+    /// Longest any statement of the write may take, lock waits included.
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
+/// Target columns written for each row, in COPY order after `organization_id`.
+pub fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
+    def.columns
+        .iter()
+        .filter_map(|c| c.target)
+        .chain(def.references.iter().filter_map(|r| r.store_id_as))
+        .collect()
+}
+
+/// SQL type a key column's text is cast to.
+pub fn sql_type(def: &ImportTypeDef, column: &str) -> &'static str {
+    def.column(column).map_or("text", |c| c.kind.sql_type())
+}
+
+/// Writes a chunk; see the module documentation.
+pub async fn write_chunk(
+    conn: &mut PgConnection,
+    w: ChunkWrite<'_>,
+) -> Result<ChunkOutcome, StoreError> {
+    let job = w.job;
+    let org = job.import.organization_id;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    turn::prepare(&mut tx, w.statement_timeout).await?;
+    crate::locks::write_fence(&mut tx, org).await?;
+    if let turn::Turn::Settled(outcome) = turn::claim(&mut tx, job.chunk.id, org).await? {
+        tx.commit().await?;
+        return Ok(outcome);
+    }
+    let write_started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
+    progress::insert_row_errors(&mut tx, job, &w.parsed.problems).await?;
+    let processed = w.parsed.batch.num_rows() as i64;
+    let failed = w.parsed.failed_rows() as i64;
+    let stop = job.policy() == FailurePolicy::StopOnFirstError && failed > 0;
+    let mut counts = ChunkCounts {
+        processed,
+        failed,
+        ..ChunkCounts::default()
+    };
+    if !stop {
+        let merged = merge::merge(&mut tx, job, w.parsed).await?;
+        counts.created = merged.created;
+        counts.updated = merged.updated;
+        counts.stale = merged.stale;
+        counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
+    }
+    let state = if stop {
+        ChunkState::Failed
+    } else {
+        ChunkState::Done
+    };
+    let timing = progress::ChunkTiming {
+        worker: w.worker,
+        started_at: w.started_at,
+        write_started_at: write_started,
+    };
+    progress::settle_chunk(&mut tx, job.chunk.id, state, &counts, &timing).await?;
+    progress::add_file_progress(&mut tx, job.file.id, &counts, stop).await?;
+    if stop {
+        fail_import(&mut tx, job, w).await?;
+    } else {
+        progress::settle_import(&mut tx, job.import.id, job.policy(), w.started_at, w.worker)
+            .await?;
+    }
+    timeline::notify(&mut tx, job.import.id).await?;
+    tx.commit().await?;
+    Ok(if stop {
+        ChunkOutcome::FailedImport(counts)
+    } else {
+        ChunkOutcome::Written(counts)
+    })
+}
+
+/// Ends an all-or-nothing import at its first failing row, naming it.
+async fn fail_import(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    w: ChunkWrite<'_>,
+) -> Result<(), StoreError> {
+    let first = w.parsed.problems.iter().min_by_key(|p| p.row);
+    let message = match first {
+        Some(p) => format!(
+            "{} row {}: {}{}",
+            job.file.file_name,
+            p.row,
+            if p.column.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", p.column)
+            },
+            p.reason
+        ),
+        None => format!("{}: a row failed", job.file.file_name),
+    };
+    let error = json!({
+        "reason": "ROW_FAILED",
+        "message": message,
+        "file_id": job.file.id,
+        "file_name": job.file.file_name,
+        "problem": first,
+    });
+    ending::end_import(
+        conn,
+        ending::Ending {
+            import_id: job.import.id,
+            organization_id: job.import.organization_id,
+            policy: job.policy(),
+            how: ending::How::Failed(error),
+            first_start: Some(w.started_at),
+        },
+    )
+    .await
+}
+
+/// The import a chunk belongs to, for callers that only know the chunk.
+pub async fn import_of_chunk(
+    conn: &mut PgConnection,
+    chunk_id: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    use sea_orm::EntityTrait;
+    Ok(exec::one(conn, chunks::Entity::find_by_id(chunk_id))
+        .await?
+        .map(|c| c.import_id))
+}

@@ -1,0 +1,145 @@
+//! Reading row errors: a page of an import's errors with their files, the
+//! first open ones of a file, and the still-failed rows a retry needs.
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::entities::row_errors;
+use crate::{StoreError, exec};
+
+/// A row error with its file.
+#[derive(Debug, Clone)]
+pub struct RowErrorRow {
+    pub id: i64,
+    pub file_id: Uuid,
+    pub file_name: String,
+    pub position: i32,
+    pub row: i64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+    pub kind: String,
+    pub attempt: i32,
+    pub open: bool,
+}
+
+/// Where a page of row errors starts: after (file position, row, id).
+pub type RowErrorCursor = (i32, i64, i64);
+
+/// A page of an import's row errors, by file position, row and id.
+pub async fn list_row_errors(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    file_id: Option<Uuid>,
+    include_retried: bool,
+    after: Option<RowErrorCursor>,
+    limit: i64,
+) -> Result<Vec<RowErrorRow>, StoreError> {
+    let (p, r, i) = after.unwrap_or((-1, -1, -1));
+    let rows = sqlx::query(
+        "SELECT e.id, e.file_id, f.file_name, f.position, e.row_number, e.column_name, e.value,
+                e.reason, e.kind, e.attempt, e.superseded_at IS NULL AS open
+           FROM row_errors e JOIN import_files f ON f.id = e.file_id
+          WHERE e.import_id = $1 AND ($2::uuid IS NULL OR e.file_id = $2)
+            AND ($3 OR e.superseded_at IS NULL)
+            AND (f.position, e.row_number, e.id) > ($4, $5, $6)
+          ORDER BY f.position, e.row_number, e.id
+          LIMIT $7",
+    )
+    .bind(import_id)
+    .bind(file_id)
+    .bind(include_retried)
+    .bind(p)
+    .bind(r)
+    .bind(i)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RowErrorRow {
+                id: row.try_get("id")?,
+                file_id: row.try_get("file_id")?,
+                file_name: row.try_get("file_name")?,
+                position: row.try_get("position")?,
+                row: row.try_get("row_number")?,
+                column: row.try_get("column_name")?,
+                value: row.try_get("value")?,
+                reason: row.try_get("reason")?,
+                kind: row.try_get("kind")?,
+                attempt: row.try_get("attempt")?,
+                open: row.try_get("open")?,
+            })
+        })
+        .collect()
+}
+
+/// The first still-open row errors of a file (a retry supersedes the
+/// errors of the rows it tries again), in row order.
+pub async fn first_row_errors(
+    conn: &mut PgConnection,
+    file_id: Uuid,
+    limit: u64,
+) -> Result<Vec<row_errors::Model>, StoreError> {
+    exec::all(
+        conn,
+        row_errors::Entity::find()
+            .filter(row_errors::Column::FileId.eq(file_id))
+            .filter(row_errors::Column::SupersededAt.is_null())
+            .order_by_asc(row_errors::Column::RowNumber)
+            .order_by_asc(row_errors::Column::Id)
+            .limit(limit),
+    )
+    .await
+}
+
+/// The chunks of a file whose rows hold open (not superseded) errors, in
+/// row order: the chunks of the latest attempt that failed rows.
+pub async fn chunks_with_open_errors(
+    conn: &mut PgConnection,
+    file_id: Uuid,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT chunk_id FROM row_errors
+          WHERE file_id = $1 AND superseded_at IS NULL AND chunk_id IS NOT NULL
+          GROUP BY chunk_id ORDER BY min(row_number)",
+    )
+    .bind(file_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The still-failed rows a chunk found, in row order, each with its reasons
+/// in one line.
+pub async fn open_failed_rows(
+    conn: &mut PgConnection,
+    chunk_id: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT row_number,
+                string_agg(CASE WHEN column_name = '' THEN reason ELSE column_name || ': ' || reason END,
+                           '; ' ORDER BY id)
+           FROM row_errors WHERE chunk_id = $1 AND superseded_at IS NULL
+          GROUP BY row_number ORDER BY row_number",
+    )
+    .bind(chunk_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The files of an import with still-failed rows, in position order.
+pub async fn files_with_open_errors(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT f.id FROM import_files f
+          WHERE f.import_id = $1
+            AND EXISTS (SELECT 1 FROM row_errors e WHERE e.file_id = f.id AND e.superseded_at IS NULL)
+          ORDER BY f.position",
+    )
+    .bind(import_id)
+    .fetch_all(conn)
+    .await?)
+}

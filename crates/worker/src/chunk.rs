@@ -1,0 +1,153 @@
+//! One chunk: read its byte range from storage, parse it into Arrow,
+//! check it against what is stored, and write it in the fenced transaction
+//! (`store::load`); then settle the message that woke it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
+use passare_imports_queue::{TakenChunk, WorkChannel};
+use passare_imports_store::load::{self, ChunkOutcome, ChunkWrite, Target};
+
+use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
+use crate::{Step, Worker};
+
+/// How far an attempt got, and what it was about.
+#[derive(Debug, Default)]
+struct Stamps {
+    of: Option<AttemptOf>,
+    read_started_at: Option<DateTime<Utc>>,
+    write_started_at: Option<DateTime<Utc>>,
+}
+
+impl Worker {
+    /// Loads one chunk and settles the message that woke it, if any; a
+    /// failed attempt is handled by [`Worker::failed`].
+    pub(crate) async fn load(
+        &self,
+        channel: &WorkChannel,
+        chunk_id: i64,
+        taken: Option<TakenChunk>,
+    ) -> Step {
+        let settle = |ok: bool| async move {
+            if let Some(t) = taken {
+                let _ = if ok { t.ack().await } else { t.requeue().await };
+            }
+        };
+        match self.process_chunk(chunk_id).await {
+            Ok(ChunkOutcome::NotYourTurn) => {
+                tracing::info!(
+                    chunk_id,
+                    "an earlier chunk of the organization is pending; retrying"
+                );
+                settle(false).await;
+                Step::Pause(Duration::from_millis(250))
+            }
+            Ok(outcome) => {
+                tracing::debug!(chunk_id, ?outcome, "chunk settled");
+                settle(true).await;
+                Step::Next
+            }
+            Err(e) => {
+                let (step, recorded) = self.failed(channel, chunk_id, e).await;
+                settle(recorded).await;
+                step
+            }
+        }
+    }
+
+    /// Reads, parses and writes one chunk, within twice the chunk timeout.
+    /// Safe to call for a chunk that is already done or whose import ended:
+    /// it then has no effect. A failure says how far the attempt got.
+    #[tracing::instrument(skip_all, fields(chunk_id))]
+    pub async fn process_chunk(&self, chunk_id: i64) -> Result<ChunkOutcome, AttemptError> {
+        let stamps = Mutex::new(Stamps::default());
+        let limit = self.chunk_timeout * 2;
+        let result = match tokio::time::timeout(limit, self.attempt(chunk_id, &stamps)).await {
+            Ok(result) => result,
+            Err(_) => Err(ChunkError::Timeout(limit).into()),
+        };
+        result.map_err(|error| {
+            let s = stamps
+                .lock()
+                .map(|s| (s.of, s.read_started_at, s.write_started_at));
+            let (of, read_started_at, write_started_at) = s.unwrap_or_default();
+            AttemptError {
+                error,
+                of,
+                read_started_at,
+                write_started_at,
+            }
+        })
+    }
+
+    async fn attempt(&self, chunk_id: i64, stamps: &Mutex<Stamps>) -> Result<ChunkOutcome, Traced> {
+        let stamp = |f: &dyn Fn(&mut Stamps)| {
+            if let Ok(mut s) = stamps.lock() {
+                f(&mut s);
+            }
+        };
+        let started_at = Utc::now();
+        let mut conn = self.db.conn().await?;
+        let Some(job) = load::load_job(&mut conn, chunk_id).await? else {
+            return Ok(ChunkOutcome::Gone);
+        };
+        if job.chunk.state != passare_imports_store::ChunkState::Queued {
+            return Ok(ChunkOutcome::AlreadyDone);
+        }
+        stamp(&|s| {
+            s.of = Some(AttemptOf {
+                import_id: job.import.id,
+                organization_id: job.import.organization_id,
+                file_id: job.file.id,
+                seq: job.chunk.seq,
+                attempts_before: job.chunk.attempts,
+            });
+            s.read_started_at = Some(Utc::now());
+        });
+        let read_at = std::time::Instant::now();
+        let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
+        let bytes = self.files.read_range(job.data_key(), start, end).await?;
+        let mapping = job.mapping.clone();
+        let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
+        let row_numbers = job.row_numbers();
+        let today = Utc::now().date_naive();
+        let mut parsed = tokio::task::spawn_blocking(move || {
+            let layout = ChunkLayout {
+                def,
+                mapping: &mapping,
+                delimiter,
+                first_row,
+                row_numbers: row_numbers.as_deref(),
+                today,
+            };
+            parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
+        })
+        .await
+        .map_err(|e| ChunkError::Parse(e.to_string()))??;
+        // References resolve against what is stored: earlier files of the
+        // import were loaded before this one (files load in dependency order).
+        let org = job.import.organization_id;
+        load::check_against_stored(&mut conn, org, def, &mut parsed, None).await?;
+        load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await?;
+        let parsed_at = std::time::Instant::now();
+        stamp(&|s| s.write_started_at = Some(Utc::now()));
+        let write = ChunkWrite {
+            job: &job,
+            parsed: &parsed,
+            started_at,
+            worker: &self.name,
+            statement_timeout: Some(self.chunk_timeout),
+        };
+        let outcome = load::write_chunk(&mut conn, write).await?;
+        tracing::info!(
+            import_id = %job.import.id, org_id = org, file_id = %job.file.id,
+            chunk = job.chunk.seq, ?outcome,
+            read_parse_ms = (parsed_at - read_at).as_millis() as u64,
+            write_ms = parsed_at.elapsed().as_millis() as u64,
+            "chunk processed"
+        );
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,176 @@
+//! The chunk worker. Each slot consumes "organization ready" notices; for a
+//! notice it takes the organization's drain lease (a PostgreSQL session
+//! advisory lock) and loads that organization's chunks one at a time, in the
+//! order the database gives (imports by start, files by position, chunks by
+//! sequence), one per message taken from the organization's queue, until
+//! nothing is left. The write of every chunk also takes the organization's
+//! transaction-scoped write fence, so the guarantee holds even when a worker
+//! lost its lease or the broker redelivered a chunk still being written. See
+//! docs/per-organization-concurrency.md.
+//!
+//! - [`slot`]: consuming notices, the sweep, re-announcing organizations;
+//! - [`drain`]: one organization's chunks under its lease;
+//! - [`chunk`]: reading, parsing, checking and writing one chunk;
+//! - [`failure`]: classifying a failed attempt, retrying it or giving it up.
+
+pub mod chunk;
+mod drain;
+pub mod failure;
+mod slot;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use passare_imports_app::Config;
+use passare_imports_app::app::process_name;
+use passare_imports_queue::{self as queue, QueueConfig, QueueError, WorkChannel};
+use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_store::Db;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use failure::RetryPolicy;
+
+/// What the drain does after a chunk.
+pub(crate) enum Step {
+    /// Go on with the next chunk.
+    Next,
+    /// Stop draining, wait this long, and hand the organization back.
+    Pause(Duration),
+    /// Stop draining; the organization's next chunk is due at this time.
+    WakeAt(DateTime<Utc>),
+}
+
+/// What a worker process needs.
+#[derive(Clone)]
+pub struct Worker {
+    pub db: Db,
+    pub files: Arc<dyn FileStore>,
+    pub queue: QueueConfig,
+    pub name: String,
+    pub concurrency: usize,
+    pub drain_max: Duration,
+    /// How often waiting organizations are re-announced.
+    pub sweep_every: Duration,
+    pub retry: RetryPolicy,
+    /// Longest a chunk's write statement may take; an attempt as a whole may
+    /// take twice as long.
+    pub chunk_timeout: Duration,
+    /// Days before an ended import's files and row-level results are deleted (0: never).
+    pub retention_days: u64,
+    pub retention_every: Duration,
+}
+
+impl Worker {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: Db::connect(&config.database_url, config.database_max_connections).await?,
+            files: Arc::new(LocalFileStore::new(&config.storage_dir).await?),
+            queue: config.queue(),
+            name: process_name(),
+            concurrency: config.worker_concurrency,
+            drain_max: Duration::from_secs(config.worker_drain_max_secs.max(1)),
+            sweep_every: Duration::from_secs(config.worker_sweep_secs.max(1)),
+            retry: RetryPolicy::from_config(config),
+            chunk_timeout: Duration::from_millis(config.chunk_timeout_ms),
+            retention_days: config.retention_days,
+            retention_every: Duration::from_secs(config.retention_sweep_secs),
+        })
+    }
+
+    /// Runs until `shutdown`: connects to the broker, runs the slots and the
+    /// sweep, and reconnects with backoff whenever the connection is lost. On
+    /// shutdown the chunk in hand is finished; every other message stays with
+    /// the broker.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let retention = tokio::spawn(passare_imports_app::retention::run(
+            self.db.clone(),
+            self.files.clone(),
+            self.retention_days,
+            self.retention_every,
+            shutdown.clone(),
+        ));
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let label = format!("passare-imports worker {}", self.name);
+            let conn = match queue::connect(&self.queue, &label).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "broker unreachable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            tracing::info!(worker = %self.name, slots = self.concurrency, "worker connected to the broker");
+            backoff = Duration::from_millis(200);
+            self.serve_connection(&conn, &shutdown).await;
+            let _ = conn.close(200, "worker stopping".into()).await;
+            if !shutdown.is_cancelled() {
+                tracing::warn!("broker connection lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+        let _ = retention.await;
+        tracing::info!(worker = %self.name, "worker stopped");
+        Ok(())
+    }
+
+    /// Runs the slots and the sweep on one broker connection until it is
+    /// lost or the worker stops. A slot whose channel closed is replaced
+    /// while the connection lives; when the connection is gone, the others
+    /// finish their chunk and the cycle ends.
+    async fn serve_connection(&self, conn: &queue::Connection, shutdown: &CancellationToken) {
+        let cycle = shutdown.child_token();
+        let mut slots = JoinSet::new();
+        let mut sweep = None;
+        if let Ok(channel) = WorkChannel::open(self.queue.clone(), conn).await {
+            let worker = self.clone();
+            let stop = cycle.clone();
+            sweep = Some(tokio::spawn(
+                async move { worker.sweep(channel, stop).await },
+            ));
+        }
+        for slot in 0..self.concurrency {
+            self.spawn_slot(&mut slots, conn, slot, &cycle).await;
+        }
+        while let Some(ended) = slots.join_next().await {
+            if let Ok((slot, Err(e))) = &ended {
+                tracing::warn!(slot, error = %e, "worker slot ended");
+            }
+            if let Ok((slot, _)) = ended
+                && !shutdown.is_cancelled()
+                && conn.status().connected()
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.spawn_slot(&mut slots, conn, slot, &cycle).await;
+            }
+        }
+        cycle.cancel();
+        if let Some(sweep) = sweep {
+            let _ = sweep.await;
+        }
+    }
+
+    async fn spawn_slot(
+        &self,
+        slots: &mut JoinSet<(usize, Result<(), QueueError>)>,
+        conn: &queue::Connection,
+        slot: usize,
+        stop: &CancellationToken,
+    ) {
+        match WorkChannel::open(self.queue.clone(), conn).await {
+            Ok(channel) => {
+                let worker = self.clone();
+                let stop = stop.clone();
+                slots.spawn(async move { (slot, worker.run_slot(slot, channel, stop).await) });
+            }
+            Err(e) => tracing::warn!(slot, error = %e, "opening a worker channel failed"),
+        }
+    }
+}
