@@ -1,0 +1,97 @@
+// API errors as the page shows them: the gRPC code, the ErrorInfo reason and
+// the BadRequest / PreconditionFailure details the service sends in
+// grpc-status-details-bin. Never a raw status code alone.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+
+export interface Violation {
+  /** BadRequest field, or PreconditionFailure type + subject. */
+  field: string;
+  description: string;
+}
+
+export interface ApiError {
+  code: Code;
+  codeName: string;
+  message: string;
+  /** ErrorInfo.reason, e.g. BLOCKING_FINDINGS. */
+  reason: string;
+  metadata: Record<string, string>;
+  violations: Violation[];
+  retryAfterMs?: number;
+}
+
+type Fields = Map<number, (string | Uint8Array | bigint)[]>;
+
+function fields(bytes: Uint8Array): Fields {
+  const out: Fields = new Map();
+  const r = new BinaryReader(bytes);
+  while (r.pos < r.len) {
+    const [no, wireType] = r.tag();
+    let v: string | Uint8Array | bigint;
+    if (wireType === 2) v = r.bytes();
+    else if (wireType === 0) v = BigInt(r.uint64());
+    else {
+      r.skip(wireType);
+      continue;
+    }
+    out.set(no, [...(out.get(no) ?? []), v]);
+  }
+  return out;
+}
+
+const text = (v: unknown) => (v instanceof Uint8Array ? new TextDecoder().decode(v) : "");
+
+export function describeError(err: unknown): ApiError {
+  const e = ConnectError.from(err);
+  const out: ApiError = {
+    code: e.code,
+    codeName: Code[e.code] ?? String(e.code),
+    message: e.rawMessage,
+    reason: "",
+    metadata: {},
+    violations: [],
+  };
+  for (const d of e.details) {
+    if (!("type" in d) || !("value" in d) || !(d.value instanceof Uint8Array) || typeof d.type !== "string") continue;
+    const f = fields(d.value);
+    switch (d.type) {
+      case "google.rpc.ErrorInfo": {
+        out.reason = text(f.get(1)?.[0]);
+        for (const entry of f.get(3) ?? []) {
+          const kv = fields(entry as Uint8Array);
+          out.metadata[text(kv.get(1)?.[0])] = text(kv.get(2)?.[0]);
+        }
+        break;
+      }
+      case "google.rpc.BadRequest":
+        for (const v of f.get(1) ?? []) {
+          const fv = fields(v as Uint8Array);
+          out.violations.push({ field: text(fv.get(1)?.[0]), description: text(fv.get(2)?.[0]) });
+        }
+        break;
+      case "google.rpc.PreconditionFailure":
+        for (const v of f.get(1) ?? []) {
+          const fv = fields(v as Uint8Array);
+          out.violations.push({
+            field: `${text(fv.get(1)?.[0])} ${text(fv.get(2)?.[0])}`.trim(),
+            description: text(fv.get(3)?.[0]),
+          });
+        }
+        break;
+      case "google.rpc.RetryInfo": {
+        const delay = f.get(1)?.[0];
+        if (delay instanceof Uint8Array) {
+          const dv = fields(delay);
+          out.retryAfterMs = Number(dv.get(1)?.[0] ?? 0n) * 1000 + Number(dv.get(2)?.[0] ?? 0n) / 1e6;
+        }
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export function isCode(err: unknown, code: Code): boolean {
+  return ConnectError.from(err).code === code;
+}
