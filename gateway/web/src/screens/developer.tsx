@@ -32,7 +32,7 @@ export function DeveloperScreen(props: { who: Identity }) {
   return (
     <Section title="Chunk failures" id="developer">
       <form class="filters" onSubmit={(e) => (e.preventDefault(), setQuery({ import: importInput.trim(), org }))}>
-        <OrgPicker who={props.who} value={org} onChange={(o) => setQuery({ import: importId, org: o })} allowAll id="failures-org" />
+        <OrgPicker who={props.who} value={org} onChange={(o) => setQuery({ org: o })} allowAll id="failures-org" />
         <Field label="Import id">
           <input value={importInput} onInput={(e) => setImportInput((e.target as HTMLInputElement).value)} />
         </Field>

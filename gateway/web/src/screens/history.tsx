@@ -2,7 +2,7 @@
 // state, requester and creation date, newest first, paged. Filters live in the
 // URL's query string, so a reload or a shared link keeps them.
 // API: ListImports (and ListOrganizations / ListImportTypes through the pickers).
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { api, type Identity } from "../api/client.js";
 import { ImportState, type Import } from "../gen/passare/imports/v1/imports_pb.js";
@@ -54,23 +54,27 @@ export function HistoryScreen(props: { who: Identity }) {
   const [error, setError] = useState<unknown>();
   const [loading, setLoading] = useState(false);
   const [requester, setRequester] = useState(filters.requester);
+  const seq = useRef(0);
 
   const load = (token: string) => {
+    // Only the latest request's answer is shown, whatever order answers arrive in.
+    const mine = ++seq.current;
     setLoading(true);
     listImports(filters, token)
       .then((r) => {
+        if (mine !== seq.current) return;
         setPage({ imports: r.imports, next: r.nextPageToken });
         setError(undefined);
       })
-      .catch(setError)
-      .finally(() => setLoading(false));
+      .catch((e) => mine === seq.current && setError(e))
+      .finally(() => mine === seq.current && setLoading(false));
   };
   useEffect(() => {
     setPages([""]);
     load("");
   }, [key]);
 
-  const change = (patch: Partial<HistoryFilters>) => setQuery({ ...filters, ...patch });
+  const change = (patch: Partial<HistoryFilters>) => setQuery(patch as Record<string, string>);
   const select = (label: string, value: string, options: [string, string][], onChange: (v: string) => void, name: string) => (
     <Field label={label}>
       <select name={name} value={value} onChange={(e) => onChange((e.target as HTMLSelectElement).value)}>

@@ -173,6 +173,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
   const [policy, setPolicy] = useState<FailurePolicy>(imp.failurePolicy || FailurePolicy.IMPORT_VALID_ROWS);
   const [analysing, setAnalysing] = useState(false);
   const [starting, setStarting] = useState(false);
+  const [finished, setFinished] = useState<{ name: string; size: number; sent: number; resumedFrom: number }[]>([]);
   const itemsRef = useRef(items);
   itemsRef.current = items;
   const manage = canManage(props.who);
@@ -188,7 +189,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
         await removeFile(imp.id, item.replaces);
         update(item.key, { replaces: undefined });
       }
-      await uploadFile({
+      const result = await uploadFile({
         client: api,
         importId: imp.id,
         file: item.file,
@@ -200,6 +201,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
         signal: abort.signal,
       });
       sessionStorage.removeItem(storeKey);
+      setFinished((xs) => [...xs, { name: item.file.name, size: item.file.size, sent: result.sentBytes, resumedFrom: result.resumedFrom }]);
       update(item.key, { state: "done" });
       setItems((xs) => xs.filter((x) => x.key !== item.key));
     } catch (e) {
@@ -350,7 +352,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
                 <td colSpan={2}>
                   {i.progress && <Progress value={i.progress.committedBytes} max={i.progress.totalBytes} label={`Upload of ${i.file.name}`} />}
                   {i.progress && (
-                    <small class="muted" data-testid="upload-stats" data-sent={i.progress.sentBytes} data-resumed-from={i.progress.resumedFrom}>
+                    <small class="muted" data-testid="upload-stats" data-committed={i.progress.committedBytes} data-sent={i.progress.sentBytes} data-resumed-from={i.progress.resumedFrom}>
                       {fmtBytes(i.progress.committedBytes)} of {fmtBytes(i.progress.totalBytes)}
                       {i.progress.resumedFrom > 0 && <> · resumed at {fmtBytes(i.progress.resumedFrom)}</>}
                       {i.progress.bytesPerSecond > 0 && <> · {fmtBytes(i.progress.bytesPerSecond)}/s</>}
@@ -381,6 +383,15 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
             ))}
           </tbody>
         </table>
+        {finished.length > 0 && (
+          <ul class="muted uploads-done" aria-label="Uploads finished in this tab">
+            {finished.map((f) => (
+              <li data-testid="upload-done" data-name={f.name} data-sent={f.sent} data-resumed-from={f.resumedFrom}>
+                {f.name}: uploaded, {fmtBytes(f.sent)} sent{f.resumedFrom > 0 && <>, resumed at {fmtBytes(f.resumedFrom)}</>}
+              </li>
+            ))}
+          </ul>
+        )}
         {manage && <DropZone onFiles={(files) => add(files)} label="Add files: drop them here, or" />}
         <ErrorBox error={error} />
       </Section>

@@ -23,10 +23,16 @@ export function useLocation(): { path: string; query: URLSearchParams } {
   return { path: location.pathname, query: new URLSearchParams(location.search) };
 }
 
-/** Replaces the query string (filters that survive a reload) without a new history entry. */
+/**
+ * Changes parameters of the query string (filters that survive a reload)
+ * without a new history entry; other parameters stay as they are now.
+ */
 export function setQuery(params: Record<string, string>): void {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const q = new URLSearchParams(location.search);
+  for (const [k, v] of Object.entries(params)) {
+    if (v) q.set(k, v);
+    else q.delete(k);
+  }
   const s = q.toString();
   navigate(location.pathname + (s ? `?${s}` : ""), true);
 }
