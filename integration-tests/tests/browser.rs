@@ -460,7 +460,7 @@ async fn journey_3_pause_all_then_the_developer_view() -> anyhow::Result<()> {
             ],
         )
         .await?;
-    assert_eq!(printed(&lines, "pausedAtRows")?.is_number(), true);
+    assert!(printed(&lines, "pausedAtRows")?.is_number());
     let done = wait_terminal(&mut admin, &running).await?;
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     assert_eq!(

@@ -52,7 +52,9 @@ await run(pageUploads ? "journey1-page-uploads" : "journey1", async (t) => {
   assert((await payments.locator('[data-kind="UNRESOLVED_REFERENCE"][data-severity="WARNING"]').count()) === 1, "payments naming unknown contracts are a warning");
   await payments.locator('[data-kind="UNRESOLVED_REFERENCE"] summary').click();
   await eventually(async () => (await payments.locator("table.samples tbody tr td:first-child").first().textContent()) === "58", "the sample rows name row 58");
-  await t.shot(page, "analysis-blocking");
+  await t.shot(page, "analysis-findings");
+  await page.getByTestId("start-section").scrollIntoViewIfNeeded();
+  await t.shot(page, "start-blocked-with-reasons");
 
   if (pageUploads) {
     t.step("Replace family.csv with the corrected file");

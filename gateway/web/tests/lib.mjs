@@ -26,6 +26,7 @@ export function required(name) {
 export async function launch(testName) {
   const profile = await mkdtemp(path.join(tmpdir(), "passare-chromium-"));
   const shots = path.join(SCREENSHOT_DIR, testName);
+  await rm(shots, { recursive: true, force: true });
   await mkdir(shots, { recursive: true });
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",

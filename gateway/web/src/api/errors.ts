@@ -42,8 +42,12 @@ function fields(bytes: Uint8Array): Fields {
 
 const text = (v: unknown) => (v instanceof Uint8Array ? new TextDecoder().decode(v) : "");
 
+/** An error of the page's own making (the upload client's UploadError, a form's check). */
+type LocalError = Error & { reason?: string; code?: Code; cause?: unknown };
+
 export function describeError(err: unknown): ApiError {
-  const e = ConnectError.from(err);
+  const local = err instanceof Error && !(err instanceof ConnectError) ? (err as LocalError) : undefined;
+  const e = ConnectError.from(local?.cause instanceof ConnectError ? local.cause : err);
   const out: ApiError = {
     code: e.code,
     codeName: Code[e.code] ?? String(e.code),
@@ -52,6 +56,10 @@ export function describeError(err: unknown): ApiError {
     metadata: {},
     violations: [],
   };
+  if (local) {
+    out.message = local.message;
+    out.codeName = local.code !== undefined ? (Code[local.code] ?? "") : local.cause instanceof ConnectError ? out.codeName : "";
+  }
   for (const d of e.details) {
     if (!("type" in d) || !("value" in d) || !(d.value instanceof Uint8Array) || typeof d.type !== "string") continue;
     const f = fields(d.value);
@@ -89,6 +97,7 @@ export function describeError(err: unknown): ApiError {
       }
     }
   }
+  if (local?.reason && !out.reason) out.reason = local.reason;
   return out;
 }
 

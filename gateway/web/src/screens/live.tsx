@@ -87,6 +87,7 @@ export function LiveView(props: { imp: Import; who: Identity; onImport: (imp: Im
   const rate = useRate(processed);
   const left = rate > 0 ? (total - processed) / rate : NaN;
   const active = !TERMINAL.has(imp.state);
+  const moving = active && imp.state !== ImportState.PAUSED && imp.state !== ImportState.QUEUED;
 
   return (
     <section class="card live" aria-labelledby="live-title" data-testid="live">
@@ -116,11 +117,11 @@ export function LiveView(props: { imp: Import; who: Identity; onImport: (imp: Im
         </div>
         <div>
           <dt>rows/s</dt>
-          <dd data-testid="rows-per-second">{active ? fmtInt(Math.round(rate)) : "—"}</dd>
+          <dd data-testid="rows-per-second">{moving ? fmtInt(Math.round(rate)) : "—"}</dd>
         </div>
         <div>
           <dt>time left</dt>
-          <dd>{active ? fmtDuration(left) : "—"}</dd>
+          <dd>{moving ? fmtDuration(left) : imp.state === ImportState.PAUSED ? "paused" : "—"}</dd>
         </div>
         <div>
           <dt>chunks</dt>

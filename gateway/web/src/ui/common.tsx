@@ -31,14 +31,14 @@ export function ErrorBox(props: { error: unknown; title?: string }) {
     <div class="error" role="alert" data-testid="error">
       <strong>{props.title ?? "The service refused the request"}</strong>
       <div>
-        <code>{e.codeName}</code>
+        {e.codeName && <code>{e.codeName}</code>}
         {e.reason && (
           <>
-            {" · "}
+            {e.codeName && " · "}
             <code data-testid="error-reason">{e.reason}</code>
           </>
         )}
-        {" — "}
+        {(e.codeName || e.reason) && " — "}
         {e.message || "no message"}
       </div>
       {e.violations.length > 0 && (
