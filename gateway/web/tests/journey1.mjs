@@ -13,7 +13,7 @@
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { GATEWAY_URL, assert, assertEq, downloadText, eventually, openSignedIn, required, run } from "./lib.mjs";
+import { GATEWAY_URL, assert, assertEq, downloadText, eventually, noPageError, openSignedIn, required, run } from "./lib.mjs";
 
 const pageUploads = process.env.PAGE_UPLOADS === "1";
 const files = ["CASES_FILE", "FAMILY_FILE", "CONTRACTS_FILE", "PAYMENTS_FILE"].map(required);
@@ -37,7 +37,7 @@ await run(pageUploads ? "journey1-page-uploads" : "journey1", async (t) => {
     importId = required("IMPORT_ID");
     page = await openSignedIn(t, admin, `/imports/${importId}`);
   }
-  await eventually(async () => (await page.getByTestId("stored-file").count()) === 4, "four stored files", 120_000);
+  await eventually(async () => (await noPageError(page), (await page.getByTestId("stored-file").count()) === 4), "four stored files", 120_000);
   const types = await page.getByTestId("stored-file").evaluateAll((rows) => rows.map((r) => [r.dataset.name, r.children[1].textContent]));
   t.step(`files: ${JSON.stringify(types)}`);
   assertEq(Object.fromEntries(types), { "cases.xlsx": "Cases", "family.csv": "Family And Friends", "contracts.csv": "Contract Information", "payments.csv": "Payments" }, "a type per file");

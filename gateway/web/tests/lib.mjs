@@ -108,6 +108,7 @@ export async function eventually(f, message, timeoutMs = 60_000) {
       last = await f();
       if (last) return last;
     } catch (e) {
+      if (e instanceof PageError) throw e;
       last = e;
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${message} (last: ${last})`);
@@ -138,4 +139,13 @@ export async function downloadText(download) {
   const file = await download.path();
   const { readFile } = await import("node:fs/promises");
   return readFile(file, "utf8");
+}
+
+/** An error the page shows: ends an `eventually` at once. */
+export class PageError extends Error {}
+
+/** Throws a PageError when the page shows an error box (e.g. an upload the server refused). */
+export async function noPageError(page) {
+  const e = page.getByTestId("error");
+  if ((await e.count()) > 0) throw new PageError(`the page shows an error: ${await e.first().textContent()}`);
 }

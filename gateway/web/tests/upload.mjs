@@ -6,7 +6,7 @@
 // where it resumed and how many bytes it sent after the reload).
 //
 // Env: IMPORT_ID (an empty draft), BIG_FILE, MODE.
-import { assert, eventually, openSignedIn, required, run } from "./lib.mjs";
+import { assert, eventually, noPageError, openSignedIn, required, run } from "./lib.mjs";
 
 const mode = required("MODE");
 const file = required("BIG_FILE");
@@ -17,7 +17,7 @@ await run(`upload-${mode}`, async (t) => {
   await page.getByTestId("file-input").setInputFiles(file);
   const stats = page.getByTestId("upload-stats");
   const committed = async () => Number((await stats.getAttribute("data-committed").catch(() => "0")) ?? 0);
-  await eventually(async () => (await committed()) > 12 * 1024 * 1024, "12 MB committed", 120_000);
+  await eventually(async () => (await noPageError(page), (await committed()) > 12 * 1024 * 1024), "12 MB committed", 120_000);
   await t.shot(page, "uploading");
   if (mode === "offline") {
     await t.context.setOffline(true);
