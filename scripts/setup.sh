@@ -2,13 +2,17 @@
 # Installs what a clean checkout needs to build and test Passare Imports:
 # rustfmt and clippy, cargo-nextest when missing, the PostgreSQL client (psql,
 # used by the benchmark), and the Node packages of the grpc-web test client
-# (which also bring the buf CLI) with its generated code. Idempotent.
+# (which also bring the buf CLI) with its generated code, the Operations
+# Center page (gateway/web: npm ci, then its build into gateway/web/dist) with
+# Playwright's library (no browser download), and Debian's Chromium for the
+# browser tests. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -33,3 +37,5 @@ if [ "$(cat "$client/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$wan
   echo "$want" >"$client/node_modules/.installed-lock-sha256"
 fi
 npm --prefix "$client" run --silent generate
+
+scripts/build-web.sh

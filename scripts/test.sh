@@ -20,6 +20,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== TypeScript (gateway/web: tsc --noEmit)"
+npm --prefix gateway/web run --silent typecheck
 echo "== buf lint"
 (cd integration-tests/grpc-web && node_modules/.bin/buf lint ../..)
 echo "== tests"

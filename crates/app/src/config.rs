@@ -33,6 +33,9 @@ pub struct Config {
     pub gateway_addr: SocketAddr,
     /// Comma-separated origins the browser frontend is served from; `*` allows any.
     pub gateway_allowed_origins: String,
+    /// Built Operations Center page the gateway serves beside grpc-web
+    /// (`npm run build` in gateway/web); grpc-web alone when it is missing.
+    pub gateway_web_dir: PathBuf,
     /// Directory of uploaded files.
     pub storage_dir: PathBuf,
     /// HS256 secret that signs bearer tokens. Required; never logged.
@@ -96,6 +99,7 @@ impl Default for Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             gateway_allowed_origins: "http://localhost:3000".into(),
+            gateway_web_dir: PathBuf::from("gateway/web/dist"),
             storage_dir: PathBuf::from("data/uploads"),
             jwt_secret: String::new(),
             chunk_rows: 10_000,

@@ -1,0 +1,2 @@
+export { uploadFile, abortUpload, UploadError } from "./client.js";
+export type { UploadFileOptions, UploadProgress, UploadResult } from "./client.js";
