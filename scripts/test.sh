@@ -16,6 +16,8 @@ psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "
      AND to_timestamp(substr(datname, 9, 14), 'YYYYMMDDHH24MISS') < now() - interval '1 hour'" |
   while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
 
+echo "== house rules (file and function size, module cycles)"
+python3 scripts/structure.py
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"

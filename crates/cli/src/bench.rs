@@ -4,7 +4,7 @@
 //! same shape, and prints both wall times, their ratio, rows/s and the peak
 //! memory (VmHWM) of the server and the worker.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,21 @@ impl Drop for Children {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.workdir)?;
+    let csv = generate(&args)?;
+    let services = Services::start(&args).await?;
+    let mut api = services.client().await?;
+    let figures = journey(&args, &mut api, &csv).await;
+    let server_peak = peak_rss_kib(services.server_pid);
+    let worker_peak = peak_rss_kib(services.worker_pid);
+    drop(services);
+    let figures = figures?;
+    let copy = copy_baseline(&args.database_url, &csv)?;
+    figures.print(args.rows, copy, server_peak, worker_peak);
+    Ok(())
+}
+
+/// The benchmark's Cases file.
+fn generate(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     let csv = args
         .workdir
         .join(format!("cases-{}-{}.csv", args.rows, args.seed));
@@ -91,68 +106,102 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bytes as f64 / 1e6,
         t.elapsed()
     );
+    Ok(csv)
+}
 
-    let exe = std::env::current_exe()?;
-    let port = free_port()?;
-    let secret = format!("bench-{}", uuid::Uuid::new_v4());
-    let uploads = args.workdir.join("uploads");
-    let _ = std::fs::remove_dir_all(&uploads);
-    let env: Vec<(&str, String)> = vec![
-        ("IMPORTS_DATABASE_URL", args.database_url.clone()),
-        ("IMPORTS_AMQP_URL", args.amqp_url.clone()),
-        (
-            "IMPORTS_QUEUE_PREFIX",
-            format!("bench.{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("IMPORTS_QUEUE_EXPIRES_MS", "600000".into()),
-        ("IMPORTS_STORAGE_DIR", uploads.display().to_string()),
-        ("IMPORTS_GRPC_ADDR", format!("127.0.0.1:{port}")),
-        ("IMPORTS_JWT_SECRET", secret.clone()),
-        ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
-        ("IMPORTS_LOG", "warn".into()),
-    ];
-    let command = |sub: &str| {
-        let mut c = Command::new(&exe);
-        c.arg(sub).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-        c
-    };
+/// A server and a worker of the benchmark, as child processes on a fresh
+/// database; stopped when dropped.
+struct Services {
+    port: u16,
+    secret: String,
+    server_pid: u32,
+    worker_pid: u32,
+    _children: Children,
+}
 
-    reset_database(&args.database_url)?;
-    for sub in ["migrate", "demo-org"] {
-        let out = command(sub).output()?;
-        if !out.status.success() {
-            bail!("{sub} failed: {}", String::from_utf8_lossy(&out.stderr));
+impl Services {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let port = free_port()?;
+        let secret = format!("bench-{}", uuid::Uuid::new_v4());
+        let uploads = args.workdir.join("uploads");
+        let _ = std::fs::remove_dir_all(&uploads);
+        let env: Vec<(&str, String)> = vec![
+            ("IMPORTS_DATABASE_URL", args.database_url.clone()),
+            ("IMPORTS_AMQP_URL", args.amqp_url.clone()),
+            (
+                "IMPORTS_QUEUE_PREFIX",
+                format!("bench.{}", uuid::Uuid::new_v4().simple()),
+            ),
+            ("IMPORTS_QUEUE_EXPIRES_MS", "600000".into()),
+            ("IMPORTS_STORAGE_DIR", uploads.display().to_string()),
+            ("IMPORTS_GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("IMPORTS_JWT_SECRET", secret.clone()),
+            ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
+            ("IMPORTS_LOG", "warn".into()),
+        ];
+        let command = |sub: &str| {
+            let mut c = Command::new(&exe);
+            c.arg(sub).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            c
+        };
+        reset_database(&args.database_url)?;
+        for sub in ["migrate", "demo-org"] {
+            let out = command(sub).output()?;
+            if !out.status.success() {
+                bail!("{sub} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
         }
+        let server = command("serve").stdout(Stdio::null()).spawn()?;
+        let worker = command("work").stdout(Stdio::null()).spawn()?;
+        Ok(Self {
+            port,
+            secret,
+            server_pid: server.id(),
+            worker_pid: worker.id(),
+            _children: Children(vec![server, worker]),
+        })
     }
-    let server = command("serve").stdout(Stdio::null()).spawn()?;
-    let worker = command("work").stdout(Stdio::null()).spawn()?;
-    let (server_pid, worker_pid) = (server.id(), worker.id());
-    let children = Children(vec![server, worker]);
 
-    let token = client::token(Some(
-        passare_imports_app::identity::Auth::new(&secret).issue(
-            &passare_imports_app::identity::Claims {
-                sub: "bench".into(),
-                name: "Benchmark".into(),
-                email: "bench@passare.com".into(),
-                super_admin: true,
-                exp: chrono::Utc::now().timestamp() as u64 + 3600,
-                iat: 0,
-                ..Default::default()
-            },
-        )?,
-    ))?;
-    let server_url = format!("http://127.0.0.1:{port}");
-    let mut api = None;
-    for _ in 0..100 {
-        if let Ok(c) = client::connect(&server_url, &token).await {
-            api = Some(c);
-            break;
+    /// A super admin's client, once the server answers.
+    async fn client(&self) -> anyhow::Result<client::Client> {
+        let claims = passare_imports_app::identity::Claims {
+            sub: "bench".into(),
+            name: "Benchmark".into(),
+            email: "bench@passare.com".into(),
+            super_admin: true,
+            exp: chrono::Utc::now().timestamp() as u64 + 3600,
+            iat: 0,
+            ..Default::default()
+        };
+        let token = client::token(Some(
+            passare_imports_app::identity::Auth::new(&self.secret).issue(&claims)?,
+        ))?;
+        let url = format!("http://127.0.0.1:{}", self.port);
+        for _ in 0..100 {
+            if let Ok(c) = client::connect(&url, &token).await {
+                return Ok(c);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        bail!("the server did not start")
     }
-    let mut api = api.context("the server did not start")?;
+}
 
+/// What one benchmark run measured.
+struct Figures {
+    uploaded: Duration,
+    analysis: Duration,
+    analysis_server_ms: i64,
+    end_to_end: Duration,
+}
+
+/// Create, upload, analyse (timed on its own), start and follow to the end.
+async fn journey(
+    args: &BenchArgs,
+    api: &mut client::Client,
+    csv: &Path,
+) -> anyhow::Result<Figures> {
     let t0 = Instant::now();
     let import = api
         .create_import(pb::CreateImportRequest {
@@ -166,20 +215,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .into_inner()
         .import
         .context("no import")?;
-    client::upload(&mut api, &import.id, &csv, "cases", None).await?;
+    client::upload(api, &import.id, csv, "cases", None).await?;
     let uploaded = t0.elapsed();
     // The dry run, timed on its own: every row parsed and checked against
     // the organization's stored records, nothing written.
     let analysis_began = Instant::now();
-    let report = api
-        .analyze_import(pb::AnalyzeImportRequest {
-            import_id: import.id.clone(),
-        })
-        .await
-        .map_err(client::describe)?
-        .into_inner()
-        .report
-        .context("no analysis report")?;
+    let report = client::analyze(api, &import.id).await?;
     let analysis = analysis_began.elapsed();
     if report.would_create as u64 != args.rows {
         bail!(
@@ -195,14 +236,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
     .await
     .map_err(client::describe)?;
-    let done = client::watch(&mut api, &import.id, None::<indicatif::ProgressBar>).await;
+    let done = client::watch(api, &import.id, None::<indicatif::ProgressBar>).await?;
     // Upload plus load; the analysis, a separate step a user may skip or
     // repeat, is reported on its own.
     let end_to_end = uploaded + t1.elapsed();
-    let server_peak = peak_rss_kib(server_pid);
-    let worker_peak = peak_rss_kib(worker_pid);
-    drop(children);
-    let done = done?;
     let p = done.progress.unwrap_or_default();
     if p.rows_created as u64 != args.rows {
         bail!(
@@ -211,40 +248,52 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.rows
         );
     }
+    Ok(Figures {
+        uploaded,
+        analysis,
+        analysis_server_ms: report.duration_ms,
+        end_to_end,
+    })
+}
 
-    let copy = copy_baseline(&args.database_url, &csv)?;
-    let ratio = end_to_end.as_secs_f64() / copy.as_secs_f64();
-    let mib = |k: Option<u64>| {
-        k.map_or("n/a".to_string(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        })
-    };
-    println!("rows                     {}", args.rows);
-    println!(
-        "end to end (service)     {:.2} s  ({:.0} rows/s)",
-        end_to_end.as_secs_f64(),
-        args.rows as f64 / end_to_end.as_secs_f64()
-    );
-    println!("  upload                 {:.2} s", uploaded.as_secs_f64());
-    println!(
-        "analysis (dry run)       {:.2} s  ({:.0} rows/s; server-side {} ms)",
-        analysis.as_secs_f64(),
-        args.rows as f64 / analysis.as_secs_f64(),
-        report.duration_ms
-    );
-    println!(
-        "  start → completed      {:.2} s",
-        (end_to_end - uploaded).as_secs_f64()
-    );
-    println!(
-        "psql \\copy baseline      {:.2} s  ({:.0} rows/s)",
-        copy.as_secs_f64(),
-        args.rows as f64 / copy.as_secs_f64()
-    );
-    println!("ratio end to end / copy  {ratio:.2}");
-    println!("peak memory server       {}", mib(server_peak));
-    println!("peak memory worker       {}", mib(worker_peak));
-    Ok(())
+impl Figures {
+    fn print(&self, rows: u64, copy: Duration, server_peak: Option<u64>, worker_peak: Option<u64>) {
+        let ratio = self.end_to_end.as_secs_f64() / copy.as_secs_f64();
+        let mib = |k: Option<u64>| {
+            k.map_or("n/a".to_string(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            })
+        };
+        let per_sec = |d: Duration| rows as f64 / d.as_secs_f64();
+        println!("rows                     {rows}");
+        println!(
+            "end to end (service)     {:.2} s  ({:.0} rows/s)",
+            self.end_to_end.as_secs_f64(),
+            per_sec(self.end_to_end)
+        );
+        println!(
+            "  upload                 {:.2} s",
+            self.uploaded.as_secs_f64()
+        );
+        println!(
+            "analysis (dry run)       {:.2} s  ({:.0} rows/s; server-side {} ms)",
+            self.analysis.as_secs_f64(),
+            per_sec(self.analysis),
+            self.analysis_server_ms
+        );
+        println!(
+            "  start → completed      {:.2} s",
+            (self.end_to_end - self.uploaded).as_secs_f64()
+        );
+        println!(
+            "psql \\copy baseline      {:.2} s  ({:.0} rows/s)",
+            copy.as_secs_f64(),
+            per_sec(copy)
+        );
+        println!("ratio end to end / copy  {ratio:.2}");
+        println!("peak memory server       {}", mib(server_peak));
+        println!("peak memory worker       {}", mib(worker_peak));
+    }
 }
 
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {

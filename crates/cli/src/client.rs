@@ -1,7 +1,7 @@
 //! `passare-imports import`: creates an import, uploads a file through the
 //! client-streaming RPC, starts it and follows it to the end with progress bars.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -299,63 +299,101 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
         "import {} created for organization {}",
         created.id, created.organization_id
     );
-
-    let style = |template: &str| {
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
-    };
     let mut rows_total: i64 = 0;
     for path in &args.files {
-        let import_type = match &args.import_type {
-            Some(t) => t.clone(),
-            None => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|stem| passare_imports_domain::catalog::find(stem).is_some())
-                .with_context(|| {
-                    format!(
-                        "cannot tell the import type of {}: pass --type, or name the file after its type (cases.csv, payments.csv, …)",
-                        path.display()
-                    )
-                })?,
-        };
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .len();
-        let upload_bar = (!args.plain).then(|| {
-            ProgressBar::new(size).with_style(style(
-                "upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
-            ))
-        });
-        let file = upload(
-            &mut client,
-            &created.id,
-            path,
-            &import_type,
-            upload_bar.clone(),
-        )
-        .await?;
-        if let Some(bar) = upload_bar {
-            bar.finish();
-        }
-        rows_total += file.row_count;
-        println!(
-            "uploaded {} as {import_type} ({} bytes, {} rows, encoding {}, sha256 {})",
-            file.name, file.size_bytes, file.row_count, file.encoding, file.sha256
-        );
-        for p in &file.problems {
-            println!("  row {} {}: {} ({:?})", p.row, p.column, p.reason, p.value);
-        }
+        rows_total += upload_one(&mut client, &args, &created.id, path).await?;
     }
-
-    let report = client
-        .analyze_import(pb::AnalyzeImportRequest {
+    let report = analyze(&mut client, &created.id).await?;
+    print_report(&report);
+    if report.blocking {
+        bail!(
+            "analysis found blocking problems; fix the files (or choose --policy import-valid-rows for row problems) and import again"
+        );
+    }
+    client
+        .start_import(pb::StartImportRequest {
             import_id: created.id.clone(),
+            failure_policy: 0,
+        })
+        .await
+        .map_err(describe)?;
+    let rows_bar = (!args.plain).then(|| {
+        ProgressBar::new(rows_total.max(1) as u64)
+            .with_style(style("import  [{bar:40}] {pos}/{len} rows {per_sec} {msg}"))
+    });
+    let done = watch(&mut client, &created.id, rows_bar).await?;
+    print_outcome(&done);
+    if let Some(e) = &done.error {
+        bail!("import failed: {}", e.message);
+    }
+    Ok(())
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// The import type of a file: `--type`, or the file's name (cases.csv).
+fn import_type_of(args: &ImportArgs, path: &Path) -> anyhow::Result<String> {
+    if let Some(t) = &args.import_type {
+        return Ok(t.clone());
+    }
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|stem| passare_imports_domain::catalog::find(stem).is_some())
+        .with_context(|| {
+            format!(
+                "cannot tell the import type of {}: pass --type, or name the file after its type (cases.csv, payments.csv, …)",
+                path.display()
+            )
+        })
+}
+
+/// Uploads one file with a progress bar; returns its rows.
+async fn upload_one(
+    client: &mut Client,
+    args: &ImportArgs,
+    import_id: &str,
+    path: &Path,
+) -> anyhow::Result<i64> {
+    let import_type = import_type_of(args, path)?;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let upload_bar = (!args.plain).then(|| {
+        ProgressBar::new(size).with_style(style(
+            "upload  [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ))
+    });
+    let file = upload(client, import_id, path, &import_type, upload_bar.clone()).await?;
+    if let Some(bar) = upload_bar {
+        bar.finish();
+    }
+    println!(
+        "uploaded {} as {import_type} ({} bytes, {} rows, encoding {}, sha256 {})",
+        file.name, file.size_bytes, file.row_count, file.encoding, file.sha256
+    );
+    for p in &file.problems {
+        println!("  row {} {}: {} ({:?})", p.row, p.column, p.reason, p.value);
+    }
+    Ok(file.row_count)
+}
+
+/// Analyses the import and returns its report.
+pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb::AnalysisReport> {
+    client
+        .analyze_import(pb::AnalyzeImportRequest {
+            import_id: import_id.to_string(),
         })
         .await
         .map_err(describe)?
         .into_inner()
         .report
-        .context("no analysis returned")?;
+        .context("no analysis returned")
+}
+
+/// Prints an analysis: its counts and every finding with its severity.
+fn print_report(report: &pb::AnalysisReport) {
     println!(
         "analysed in {} ms: would create {}, update {}, leave unchanged {}; {} rows failing",
         report.duration_ms,
@@ -384,24 +422,10 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if report.blocking {
-        bail!(
-            "analysis found blocking problems; fix the files (or choose --policy import-valid-rows for row problems) and import again"
-        );
-    }
+}
 
-    client
-        .start_import(pb::StartImportRequest {
-            import_id: created.id.clone(),
-            failure_policy: 0,
-        })
-        .await
-        .map_err(describe)?;
-    let rows_bar = (!args.plain).then(|| {
-        ProgressBar::new(rows_total.max(1) as u64)
-            .with_style(style("import  [{bar:40}] {pos}/{len} rows {per_sec} {msg}"))
-    });
-    let done = watch(&mut client, &created.id, rows_bar).await?;
+/// Prints how an import ended, with the first row errors of each file.
+fn print_outcome(done: &pb::Import) {
     let p = done.progress.unwrap_or_default();
     println!(
         "import {} {}: {} rows processed, {} created, {} updated, {} unchanged, {} stale, {} failed{}",
@@ -427,8 +451,4 @@ pub async fn run(mut args: ImportArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(e) = &done.error {
-        bail!("import failed: {}", e.message);
-    }
-    Ok(())
 }

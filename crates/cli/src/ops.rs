@@ -108,26 +108,7 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
             import_id,
             reason,
             server,
-        } => {
-            let mut c = server.connect().await?;
-            let import = c
-                .stop_import(pb::StopImportRequest { import_id, reason })
-                .await
-                .map_err(client::describe)?
-                .into_inner()
-                .import
-                .context("the service returned no import")?;
-            let p = import.progress.unwrap_or_default();
-            println!(
-                "import {} stopped at {} by {}; {} rows created, {} updated, {} rolled back",
-                import.id,
-                time(&import.stop_time),
-                user(&import.stopped_by),
-                p.rows_created,
-                p.rows_updated,
-                p.rows_rolled_back
-            );
-        }
+        } => stop(server, import_id, reason).await,
         Op::Pause {
             org,
             reason,
@@ -146,25 +127,9 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
                 .pause
                 .context("the service returned no pause")?;
             print_pause(&pause);
+            Ok(())
         }
-        Op::Resume { org, server } => {
-            let r = server
-                .connect()
-                .await?
-                .resume_imports(pb::ResumeImportsRequest {
-                    organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
-                })
-                .await
-                .map_err(client::describe)?
-                .into_inner();
-            match r.lifted {
-                Some(p) => println!("lifted: {}", p.reason),
-                None => println!("nothing to lift: that scope was not paused"),
-            }
-            for p in &r.pauses {
-                print_pause(p);
-            }
-        }
+        Op::Resume { org, server } => resume(server, org).await,
         Op::Pauses { server } => {
             let pauses = server
                 .connect()
@@ -177,9 +142,8 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
             if pauses.is_empty() {
                 println!("no pause in force");
             }
-            for p in &pauses {
-                print_pause(p);
-            }
+            pauses.iter().for_each(print_pause);
+            Ok(())
         }
         Op::Failures {
             import,
@@ -187,72 +151,125 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
             limit,
             backtrace,
             server,
-        } => {
-            let failures = server
-                .connect()
-                .await?
-                .list_chunk_failures(pb::ListChunkFailuresRequest {
-                    import_id: import.unwrap_or_default(),
-                    organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
-                    page_size: limit,
-                    page_token: String::new(),
-                })
-                .await
-                .map_err(client::describe)?
-                .into_inner()
-                .chunk_failures;
-            if failures.is_empty() {
-                println!("no failed chunk attempt");
-            }
-            for f in &failures {
-                let outcome = pb::ChunkFailureOutcome::try_from(f.outcome)
-                    .map(|o| {
-                        o.as_str_name()
-                            .trim_start_matches("CHUNK_FAILURE_OUTCOME_")
-                            .to_lowercase()
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "{} import {} org {} {} rows {}–{} (chunk {}) attempt {}: {} [{}] -> {}{}",
-                    time(&f.fail_time),
-                    f.import_id,
-                    f.organization_id,
-                    f.file_name,
-                    f.first_row,
-                    f.last_row,
-                    f.chunk_seq,
-                    f.attempt,
-                    f.error_kind,
-                    if f.transient {
-                        "transient"
-                    } else {
-                        "permanent"
-                    },
-                    outcome,
-                    if f.retry_time.is_some() {
-                        format!(" at {}", time(&f.retry_time))
-                    } else {
-                        String::new()
-                    }
-                );
-                println!(
-                    "    worker {}:{}; queued {}, read {}, write {}",
-                    f.worker_host,
-                    f.worker_pid,
-                    time(&f.queue_time),
-                    time(&f.read_start_time),
-                    time(&f.write_start_time)
-                );
-                for (i, cause) in f.causes.iter().enumerate() {
-                    println!("    {}{cause}", if i == 0 { "" } else { "caused by: " });
-                }
-                if backtrace {
-                    for line in f.backtrace.lines() {
-                        println!("      {line}");
-                    }
-                }
-            }
-        }
+        } => failures(server, import, org, limit, backtrace).await,
+    }
+}
+
+async fn stop(server: Server, import_id: String, reason: String) -> anyhow::Result<()> {
+    let import = server
+        .connect()
+        .await?
+        .stop_import(pb::StopImportRequest { import_id, reason })
+        .await
+        .map_err(client::describe)?
+        .into_inner()
+        .import
+        .context("the service returned no import")?;
+    let p = import.progress.unwrap_or_default();
+    println!(
+        "import {} stopped at {} by {}; {} rows created, {} updated, {} rolled back",
+        import.id,
+        time(&import.stop_time),
+        user(&import.stopped_by),
+        p.rows_created,
+        p.rows_updated,
+        p.rows_rolled_back
+    );
+    Ok(())
+}
+
+async fn resume(server: Server, org: Option<i64>) -> anyhow::Result<()> {
+    let r = server
+        .connect()
+        .await?
+        .resume_imports(pb::ResumeImportsRequest {
+            organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
+        })
+        .await
+        .map_err(client::describe)?
+        .into_inner();
+    match r.lifted {
+        Some(p) => println!("lifted: {}", p.reason),
+        None => println!("nothing to lift: that scope was not paused"),
+    }
+    r.pauses.iter().for_each(print_pause);
+    Ok(())
+}
+
+async fn failures(
+    server: Server,
+    import: Option<String>,
+    org: Option<i64>,
+    limit: i32,
+    backtrace: bool,
+) -> anyhow::Result<()> {
+    let failures = server
+        .connect()
+        .await?
+        .list_chunk_failures(pb::ListChunkFailuresRequest {
+            import_id: import.unwrap_or_default(),
+            organization_id: org.map(|o| o.to_string()).unwrap_or_default(),
+            page_size: limit,
+            page_token: String::new(),
+        })
+        .await
+        .map_err(client::describe)?
+        .into_inner()
+        .chunk_failures;
+    if failures.is_empty() {
+        println!("no failed chunk attempt");
+    }
+    for f in &failures {
+        print_failure(f, backtrace);
     }
     Ok(())
+}
+
+fn print_failure(f: &pb::ChunkFailure, backtrace: bool) {
+    let outcome = pb::ChunkFailureOutcome::try_from(f.outcome)
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("CHUNK_FAILURE_OUTCOME_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    println!(
+        "{} import {} org {} {} rows {}–{} (chunk {}) attempt {}: {} [{}] -> {}{}",
+        time(&f.fail_time),
+        f.import_id,
+        f.organization_id,
+        f.file_name,
+        f.first_row,
+        f.last_row,
+        f.chunk_seq,
+        f.attempt,
+        f.error_kind,
+        if f.transient {
+            "transient"
+        } else {
+            "permanent"
+        },
+        outcome,
+        if f.retry_time.is_some() {
+            format!(" at {}", time(&f.retry_time))
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "    worker {}:{}; queued {}, read {}, write {}",
+        f.worker_host,
+        f.worker_pid,
+        time(&f.queue_time),
+        time(&f.read_start_time),
+        time(&f.write_start_time)
+    );
+    for (i, cause) in f.causes.iter().enumerate() {
+        println!("    {}{cause}", if i == 0 { "" } else { "caused by: " });
+    }
+    if backtrace {
+        for line in f.backtrace.lines() {
+            println!("      {line}");
+        }
+    }
 }
