@@ -26,6 +26,10 @@ impl MigratorTrait for Migrator {
                 name: "m0004_history_and_access",
                 up: include_str!("../sql/0004_history_and_access.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0005_resumable_uploads",
+                up: include_str!("../sql/0005_resumable_uploads.sql"),
+            }),
         ]
     }
 }

@@ -62,6 +62,10 @@ pub struct Config {
     pub max_concurrent_uploads: usize,
     /// An upload that sends nothing for this long is abandoned.
     pub upload_idle_secs: u64,
+    /// Largest part of a resumable upload, in bytes (what the server asks clients to send).
+    pub upload_part_bytes: u64,
+    /// A resumable upload that receives no part for this long expires and its parts are deleted.
+    pub upload_expire_secs: u64,
     /// Largest accepted upload, in bytes.
     pub max_file_bytes: u64,
     /// Files one import may hold.
@@ -112,6 +116,8 @@ impl Default for Config {
             chunk_timeout_ms: 600_000,
             max_concurrent_uploads: 32,
             upload_idle_secs: 120,
+            upload_part_bytes: 4 * 1024 * 1024,
+            upload_expire_secs: 24 * 60 * 60,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
             max_files_per_import: 50,
             max_rows_per_file: 10_000_000,
@@ -198,6 +204,14 @@ impl Config {
             return bad(
                 "IMPORTS_DATABASE_MAX_CONNECTIONS must be at least 2 × IMPORTS_WORKER_CONCURRENCY + 1 (a drain lease and a write per slot, plus one)",
             );
+        }
+        if self.upload_part_bytes < 64 * 1024 || self.upload_part_bytes > 6 * 1024 * 1024 {
+            return bad(
+                "IMPORTS_UPLOAD_PART_BYTES must be between 65536 and 6291456 (parts travel in one gRPC message of at most 8 MiB)",
+            );
+        }
+        if self.upload_expire_secs == 0 {
+            return bad("IMPORTS_UPLOAD_EXPIRE_SECS must be at least 1");
         }
         if self.max_concurrent_uploads == 0 || self.upload_idle_secs == 0 {
             return bad(

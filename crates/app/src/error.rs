@@ -43,6 +43,17 @@ pub enum ApiError {
         message: String,
         preconditions: Vec<Precondition>,
         violations: Vec<FieldViolation>,
+        /// Machine-readable facts for the ErrorInfo's metadata (the committed
+        /// offset of an upload a part did not follow, say).
+        info: Vec<(&'static str, String)>,
+    },
+    /// The request reuses an idempotency key (`request_id`) with other
+    /// parameters; the violations name the fields that differ.
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+        violations: Vec<FieldViolation>,
     },
     #[error("{0}")]
     Unauthenticated(String),
@@ -99,6 +110,7 @@ impl ApiError {
                 description: description.into(),
             }],
             violations: vec![],
+            info: vec![],
         }
     }
 
@@ -106,7 +118,8 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::InvalidArgument { reason, .. }
-            | ApiError::FailedPrecondition { reason, .. } => reason,
+            | ApiError::FailedPrecondition { reason, .. }
+            | ApiError::AlreadyExists { reason, .. } => reason,
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::PermissionDenied(_) => "NOT_SUPER_ADMIN",

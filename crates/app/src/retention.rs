@@ -78,23 +78,39 @@ async fn purge_batches(
     }
 }
 
-/// Runs [`purge_due`] every `every` until `shutdown`.
+/// The housekeeping of a worker until `shutdown`: every minute (or sooner
+/// when uploads expire sooner), resumable uploads whose time ran out are
+/// expired and their parts deleted; every `retention_every`, [`purge_due`].
 pub async fn run(
     db: Db,
     files: Arc<dyn FileStore>,
     retention_days: u64,
-    every: Duration,
+    retention_every: Duration,
+    upload_expiry: Duration,
     shutdown: CancellationToken,
 ) {
+    let tick = Duration::from_secs(60)
+        .min(retention_every)
+        .min(upload_expiry)
+        .max(Duration::from_secs(1));
+    let mut next_purge = tokio::time::Instant::now();
     loop {
-        match purge_due(&db, &files, retention_days).await {
+        match crate::uploads::resumable::expire_due(&db, files.as_ref(), upload_expiry).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(imports = n, "retention: results purged"),
-            Err(e) => tracing::warn!(error = %e, "retention round failed; next round retries"),
+            Ok(n) => tracing::info!(uploads = n, "resumable uploads expired"),
+            Err(e) => tracing::warn!(error = %e, "expiring uploads failed; the next round retries"),
+        }
+        if tokio::time::Instant::now() >= next_purge {
+            match purge_due(&db, &files, retention_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(imports = n, "retention: results purged"),
+                Err(e) => tracing::warn!(error = %e, "retention round failed; next round retries"),
+            }
+            next_purge = tokio::time::Instant::now() + retention_every;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
     }
 }

@@ -181,6 +181,7 @@ fn check_files_readable(files: &[FileView]) -> Result<(), ApiError> {
         ),
         preconditions: vec![],
         violations,
+        info: vec![],
     })
 }
 
@@ -239,5 +240,6 @@ fn check_findings(
         message: message.join("; "),
         preconditions,
         violations,
+        info: vec![],
     })
 }

@@ -15,6 +15,7 @@ fn code(e: &ApiError) -> Code {
         ApiError::InvalidArgument { .. } => Code::InvalidArgument,
         ApiError::NotFound { .. } => Code::NotFound,
         ApiError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        ApiError::AlreadyExists { .. } => Code::AlreadyExists,
         ApiError::Unauthenticated(_) => Code::Unauthenticated,
         ApiError::PermissionDenied(_) => Code::PermissionDenied,
         ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
@@ -29,13 +30,20 @@ fn code(e: &ApiError) -> Code {
 pub fn status(e: ApiError) -> Status {
     let mut details = ErrorDetails::new();
     let mut metadata = HashMap::new();
-    if let ApiError::NotFound { kind, id } = &e {
-        metadata.insert("resource".to_string(), kind.to_string());
-        metadata.insert("id".to_string(), id.clone());
+    match &e {
+        ApiError::NotFound { kind, id } => {
+            metadata.insert("resource".to_string(), kind.to_string());
+            metadata.insert("id".to_string(), id.clone());
+        }
+        ApiError::FailedPrecondition { info, .. } => {
+            metadata.extend(info.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        }
+        _ => {}
     }
     details.set_error_info(e.reason(), ERROR_DOMAIN, metadata);
     match &e {
-        ApiError::InvalidArgument { violations, .. } => {
+        ApiError::InvalidArgument { violations, .. }
+        | ApiError::AlreadyExists { violations, .. } => {
             for v in violations {
                 details.add_bad_request_violation(v.field.clone(), v.description.clone());
             }
@@ -81,6 +89,7 @@ mod tests {
                 description: "has no location; needed by cases.csv".into(),
             }],
             violations: vec![],
+            info: vec![],
         });
         assert_eq!(s.code(), Code::FailedPrecondition);
         let details = s.get_error_details();

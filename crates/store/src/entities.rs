@@ -336,3 +336,61 @@ pub mod audit_events {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod uploads {
+    use sea_orm::entity::prelude::*;
+
+    use crate::states::UploadState;
+
+    /// A resumable upload of one file into a draft import.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "uploads")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub import_id: Uuid,
+        pub organization_id: i64,
+        pub request_id: Option<Uuid>,
+        pub created_by_id: String,
+        pub created_by_name: String,
+        pub created_by_email: String,
+        pub file_name: String,
+        pub import_type: String,
+        pub declared_size: i64,
+        pub declared_sha256: Option<String>,
+        pub reading: Json,
+        pub committed_bytes: i64,
+        pub state: UploadState,
+        pub end_reason: Option<String>,
+        pub file_id: Option<Uuid>,
+        pub created_at: DateTimeWithTimeZone,
+        pub updated_at: DateTimeWithTimeZone,
+        pub expires_at: DateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod upload_parts {
+    use sea_orm::entity::prelude::*;
+
+    /// One stored part of a resumable upload.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "upload_parts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub upload_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub offset_bytes: i64,
+        pub length: i64,
+        pub storage_key: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -28,13 +28,14 @@ pub mod records;
 pub mod results;
 pub mod states;
 pub mod timeline;
+pub mod uploads;
 
 use chrono::{DateTime, FixedOffset};
 
 pub use db::{Db, StoreError, migrate, transient_sqlstate};
 pub use sqlx;
 pub use sqlx::PgConnection;
-pub use states::{ChunkState, FailureOutcome, FailurePolicy, FileState, ImportState};
+pub use states::{ChunkState, FailureOutcome, FailurePolicy, FileState, ImportState, UploadState};
 
 /// Channel of the notifications sent whenever an import changes; the payload
 /// is the import id, or `*` when every watcher should re-read.

@@ -160,6 +160,22 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// Lifecycle of a resumable upload.
+    UploadState {
+        /// Parts are being sent.
+        Active => "active",
+        /// CompleteUpload is storing and scanning the file.
+        Completing => "completing",
+        /// The file is attached to its import.
+        Completed => "completed",
+        /// Its client gave it up, or completing it was refused.
+        Aborted => "aborted",
+        /// Nothing was sent before it expired.
+        Expired => "expired",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::Iterable;

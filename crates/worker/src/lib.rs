@@ -61,6 +61,8 @@ pub struct Worker {
     /// Days before an ended import's files and row-level results are deleted (0: never).
     pub retention_days: u64,
     pub retention_every: Duration,
+    /// How long a resumable upload lives without a part (expired ones are swept).
+    pub upload_expiry: Duration,
 }
 
 impl Worker {
@@ -77,6 +79,7 @@ impl Worker {
             chunk_timeout: Duration::from_millis(config.chunk_timeout_ms),
             retention_days: config.retention_days,
             retention_every: Duration::from_secs(config.retention_sweep_secs),
+            upload_expiry: Duration::from_secs(config.upload_expire_secs),
         })
     }
 
@@ -90,6 +93,7 @@ impl Worker {
             self.files.clone(),
             self.retention_days,
             self.retention_every,
+            self.upload_expiry,
             shutdown.clone(),
         ));
         let mut backoff = Duration::from_millis(200);

@@ -6,6 +6,7 @@
 
 mod convert;
 mod pipeline;
+pub mod resumable;
 
 pub use pipeline::ingest;
 
@@ -33,6 +34,8 @@ pub struct FileUpload {
     pub file_name: String,
     pub def: &'static ImportTypeDef,
     pub declared_size: u64,
+    /// Lower-case hex SHA-256 the bytes must have, when the client declared one.
+    pub declared_sha256: Option<String>,
     pub reading: ReadOptions,
 }
 
@@ -44,6 +47,14 @@ impl FileUpload {
             return Err(ApiError::invalid(
                 &format!("{field}.file_name"),
                 "must be 1 to 255 characters",
+            ));
+        }
+        if let Some(sha) = &self.declared_sha256
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ApiError::invalid(
+                "declared_sha256",
+                "must be 64 hexadecimal digits (the file's SHA-256)",
             ));
         }
         let max = app.config.max_file_bytes;

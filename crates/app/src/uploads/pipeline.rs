@@ -72,6 +72,22 @@ where
     let file_id = Uuid::now_v7();
     let key = format!("imports/{}/{file_id}", upload.import_id);
     let (stored, report) = store_and_scan(app, &upload, key, bytes).await?;
+    if let Some(declared) = &upload.declared_sha256
+        && !declared.eq_ignore_ascii_case(&stored.sha256)
+    {
+        delete_quietly(app, &[Some(stored.key.clone())]).await;
+        return Err(ApiError::InvalidArgument {
+            reason: "CHECKSUM_MISMATCH",
+            message: format!(
+                "the file's SHA-256 is {}, not the {declared} declared; nothing was attached: send the file again",
+                stored.sha256
+            ),
+            violations: vec![crate::error::FieldViolation {
+                field: "declared_sha256".into(),
+                description: format!("the bytes received hash to {}", stored.sha256),
+            }],
+        });
+    }
     let read =
         match read_as_text(app, &stored.key, stored.size, &stored.head, report, &upload).await {
             Ok(read) => read,

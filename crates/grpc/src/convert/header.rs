@@ -21,6 +21,7 @@ pub fn file_upload(h: &pb::FileHeader, field: &str) -> Result<FileUpload, ApiErr
         file_name: h.file_name.trim().to_string(),
         def,
         declared_size: u64::try_from(h.declared_size_bytes).unwrap_or(0),
+        declared_sha256: None,
         reading: read_options(def, h, field)?,
     })
 }

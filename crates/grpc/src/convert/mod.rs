@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use catalog::import_type;
 pub use header::file_upload;
 pub use import::{analysis, file, import, problem};
-pub use records::{audit_event, chunk_failure, pause, row_error};
+pub use records::{audit_event, chunk_failure, pause, row_error, upload};
 
 pub fn timestamp(t: &DateTime<FixedOffset>) -> prost_types::Timestamp {
     prost_types::Timestamp {

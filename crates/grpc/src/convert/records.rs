@@ -3,9 +3,11 @@
 
 use passare_imports_domain::FindingKind;
 use passare_imports_proto::v1 as pb;
-use passare_imports_store::entities::{audit_events, chunk_failures, import_events, import_pauses};
+use passare_imports_store::entities::{
+    audit_events, chunk_failures, import_events, import_pauses, uploads,
+};
 use passare_imports_store::results::RowErrorRow;
-use passare_imports_store::states::FailureOutcome;
+use passare_imports_store::states::{FailureOutcome, UploadState};
 
 use super::{finding_kind, timestamp};
 
@@ -101,5 +103,29 @@ pub fn audit_event(e: &audit_events::Model) -> pb::AuditEvent {
         import_id: e.import_id.map(|i| i.to_string()).unwrap_or_default(),
         request_id: e.request_id.clone(),
         details: e.details.to_string(),
+    }
+}
+
+/// A resumable upload as the API shows it.
+pub fn upload(u: &uploads::Model, part_size: u64) -> pb::Upload {
+    pb::Upload {
+        id: u.id.to_string(),
+        import_id: u.import_id.to_string(),
+        file_name: u.file_name.clone(),
+        import_type: u.import_type.clone(),
+        declared_size_bytes: u.declared_size,
+        declared_sha256: u.declared_sha256.clone().unwrap_or_default(),
+        committed_bytes: u.committed_bytes,
+        part_size_bytes: part_size as i64,
+        state: match u.state {
+            UploadState::Active | UploadState::Completing => pb::UploadState::Active,
+            UploadState::Completed => pb::UploadState::Completed,
+            UploadState::Aborted => pb::UploadState::Aborted,
+            UploadState::Expired => pb::UploadState::Expired,
+        } as i32,
+        create_time: Some(timestamp(&u.created_at)),
+        update_time: Some(timestamp(&u.updated_at)),
+        expire_time: Some(timestamp(&u.expires_at)),
+        file_id: u.file_id.map(|f| f.to_string()).unwrap_or_default(),
     }
 }
