@@ -14,7 +14,6 @@ use passare_imports_cli::client;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_client::ImportServiceClient;
-use passare_imports_service::auth::{Auth, Claims};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -108,7 +107,8 @@ impl Kind {
         Ok(match self {
             Kind::NoToken => None,
             Kind::Garbage => Some("not-a-jwt.at-all".into()),
-            Kind::Foreign => Some(Auth::new("another-secret-that-is-long-enough").issue(
+            Kind::Foreign => Some(service::sign(
+                "another-secret-that-is-long-enough",
                 &Claims {
                     sub: INTRUDER.id.into(),
                     name: "Intruder".into(),
@@ -1140,11 +1140,11 @@ fn details(failures: &[pb::ChunkFailure], shown: bool, what: &str) -> Option<Str
 async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
     let mut admin = env.client().await?;
-    let mut developer = client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
-    let mut member = client::connect(&env.url(), &env.token(&MEMBER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
+    let mut member = env.client_as(&MEMBER).await?;
     // A developer by role rather than by the `developer` claim.
     let now = chrono::Utc::now().timestamp() as u64;
-    let role_token = Auth::new(&env.config.jwt_secret).issue(&Claims {
+    let role_token = env.signed(&Claims {
         sub: "dev-by-role".into(),
         name: "Developer by role".into(),
         email: "dev-by-role@passare.com".into(),
@@ -1153,7 +1153,7 @@ async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
         iat: now,
         ..Claims::default()
     })?;
-    let mut by_role = client::connect(&env.url(), &role_token).await?;
+    let mut by_role = env.client_with_token(&role_token).await?;
 
     // The file's bytes vanish after the analysis: its chunk fails
     // permanently (storage_missing) and the import goes on without it.

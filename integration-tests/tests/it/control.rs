@@ -21,10 +21,6 @@ async fn rows_of(env: &TestEnv, import_id: &str) -> anyhow::Result<i64> {
     .await
 }
 
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 /// (state, count) of an import's chunks.
 async fn chunk_states(env: &TestEnv, import_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(

@@ -95,8 +95,7 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
     // The chunk attempts the cuts broke are on record, as transient
     // failures of this worker, each retried.
     // Read as a developer: backtraces and cause chains are theirs alone.
-    let mut developer =
-        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     let failures = chunk_failures(&mut developer, &id).await?;
     println!(
         "{cut} sessions cut, {writes_cut} of them inside a chunk write; {} chunk failures recorded",

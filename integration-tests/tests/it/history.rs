@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,10 +16,8 @@ use passare_imports_cli::client::{self, Client};
 use passare_imports_integration_tests::files::{self, NewFile};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
-use passare_imports_storage::{FileStore, LocalFileStore};
 use passare_imports_store::sqlx;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use tonic_types::StatusExt;
 
 /// Two super admins besides ADMIN, with their own ids and e-mails.
@@ -50,10 +47,6 @@ const PLAIN: User<'static> = User {
     org: Some(1042),
 };
 
-async fn connect_as(env: &TestEnv, user: &User<'_>) -> anyhow::Result<Client> {
-    client::connect(&env.url(), &env.token(user)).await
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -71,10 +64,6 @@ fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
 fn time_of(t: Option<&prost_types::Timestamp>) -> anyhow::Result<DateTime<Utc>> {
     let t = t.context("no timestamp")?;
     DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).context("not a timestamp")
-}
-
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
 }
 
 /// The ErrorInfo reason of a refused call.
@@ -100,29 +89,6 @@ fn with_request_id<T>(message: T, id: Option<&str>) -> anyhow::Result<tonic::Req
         request.metadata_mut().insert("x-request-id", id.parse()?);
     }
     Ok(request)
-}
-
-/// A worker inside the test process that can be stopped on its own.
-struct InProcessWorker {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl InProcessWorker {
-    async fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let stop = env.shutdown.child_token();
-        let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
-        let task = tokio::spawn(worker.run(stop.clone()));
-        Ok(Self { stop, task })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .context("the worker did not stop within 30 s")???;
-        Ok(())
-    }
 }
 
 /// Readable names of import ids, for assertions on lists.
@@ -327,10 +293,10 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     })
     .await?;
     env.organization(2001).await?;
-    let mut alice = connect_as(&env, &ALICE).await?;
-    let mut bob = connect_as(&env, &BOB).await?;
+    let mut alice = env.client_as(&ALICE).await?;
+    let mut bob = env.client_as(&BOB).await?;
     let mut labels = Labels::default();
-    let worker = InProcessWorker::start(&env).await?;
+    let worker = env.start_worker().await?;
     let valid_rows = pb::FailurePolicy::ImportValidRows;
 
     // I1: Alice imports 30 cases into 1042.
@@ -494,7 +460,7 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     );
 
     // A worker again: I7 completes, I6 stays held.
-    let _worker = InProcessWorker::start(&env).await?;
+    let _worker = env.start_worker().await?;
     assert_eq!(
         state(&wait_terminal(&mut alice, &i7).await?),
         pb::ImportState::Completed
@@ -984,7 +950,7 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     }
 
     // A plain user of 1042 sees 1042's history only.
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     assert_eq!(
         labels.of(&list_all(&mut plain, imports_request()).await?),
         vec!["I8", "I7", "I5", "I2", "I1"]
@@ -1091,7 +1057,7 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
     env.organization(2001).await?;
     let mut admin = env.client().await?;
-    let mut carol = connect_as(&env, &CAROL).await?;
+    let mut carol = env.client_as(&CAROL).await?;
     let t_a = moment().await;
 
     // The admin builds, checks and runs an import of 1042.
@@ -1614,12 +1580,12 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     }
 
     // Developers read the log; a plain user may not.
-    let mut developer = connect_as(&env, &DEVELOPER).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     assert_eq!(
         ids_of(&audit_all(&mut developer, everything.clone()).await?),
         ids_of(&events)
     );
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     for request in [
         everything.clone(),
         q(&|r| r.organization_id = "1042".into()),
@@ -1901,15 +1867,10 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
     let ended = time_of(p_before.end_time.as_ref())?;
     assert!(Utc::now() - ended > chrono::Duration::days(99), "{ended}");
 
-    let db = passare_imports_store::Db::connect(&env.config.database_url, 2).await?;
-    let store: Arc<dyn FileStore> = Arc::new(LocalFileStore::new(&env.config.storage_dir).await?);
     let purge_started = Utc::now();
-    let purged = tokio::time::timeout(
-        Duration::from_secs(60),
-        passare_imports_service::retention::purge_due(&db, &store, 90),
-    )
-    .await
-    .context("purge_due took longer than 60 s")??;
+    let purged = tokio::time::timeout(Duration::from_secs(60), service::purge_due(&env.config, 90))
+        .await
+        .context("purge_due took longer than 60 s")??;
     let purge_ended = Utc::now();
     assert_eq!(
         purged, 2,
@@ -2066,11 +2027,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
     assert!(r2_after.results_purge_time.is_none());
 
     // Nothing more is due.
-    assert_eq!(
-        passare_imports_service::retention::purge_due(&db, &store, 90).await?,
-        0
-    );
-    db.close().await;
+    assert_eq!(service::purge_due(&env.config, 90).await?, 0);
     // Checked last, after the environment is gone: the draft ended STOPPED
     // by the retention job must say when (Import.stop_time).
     let stop_time_shown = d_after.stop_time.is_some();
@@ -2224,7 +2181,7 @@ async fn the_organization_picker_finds_organizations_by_name_or_id() -> anyhow::
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // A plain user of 1042 sees 1042 only, whatever the query.
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     for (query, want) in [
         ("", vec!["1042"]),
         ("river", vec!["1042"]),
@@ -2240,18 +2197,16 @@ async fn the_organization_picker_finds_organizations_by_name_or_id() -> anyhow::
         );
     }
     // A user of no organization who is not staff sees none; a developer all.
-    let mut stranger = connect_as(
-        &env,
-        &User {
+    let mut stranger = env
+        .client_as(&User {
             id: "stranger-1",
             super_admin: false,
             developer: false,
             org: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     assert!(found(&mut stranger, "").await?.is_empty());
-    let mut developer = connect_as(&env, &DEVELOPER).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     assert_eq!(
         organizations(&mut developer, "", 500).await?.concat(),
         everything

@@ -5,10 +5,6 @@ use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use tonic_types::StatusExt;
 
-fn state(i: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(i.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress()
 -> anyhow::Result<()> {
@@ -227,9 +223,8 @@ async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<
     let before = count(&env.db, fingerprint).await?;
 
     // A chunk processed again (a redelivery) has no second effect.
-    let worker = passare_imports_service::worker::Worker::build(&env.config).await?;
     let chunk: i64 = count(&env.db, "SELECT min(id) FROM chunks").await?;
-    let outcome = worker.process_chunk(chunk).await?;
+    let outcome = service::process_chunk(&env.config, chunk).await?;
     assert_eq!(
         outcome,
         passare_imports_store::loader::ChunkOutcome::AlreadyDone

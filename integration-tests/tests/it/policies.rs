@@ -340,8 +340,7 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
     start(&mut client, &valid).await?;
     // Failures are read as a developer: backtraces and cause chains are
     // theirs alone (a super admin sees the rest).
-    let mut developer =
-        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     let failures = wait_for_failure(
         &mut developer,
         &valid,

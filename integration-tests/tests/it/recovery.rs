@@ -37,10 +37,7 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
     }
     conn.close(200, "done".into()).await?;
 
-    let mut config = env.config.clone();
-    config.worker_sweep_secs = 1;
-    let worker = passare_imports_service::worker::Worker::build(&config).await?;
-    tokio::spawn(worker.run(env.shutdown.clone()));
+    let _worker = env.start_worker_with(|c| c.worker_sweep_secs = 1).await?;
     let done = wait_terminal(&mut client, &id).await?;
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     let p = done.progress.unwrap_or_default();

@@ -346,10 +346,6 @@ async fn finished(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Im
         .context("the import did not end within 240 s")?
 }
 
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 /// (rows_total, rows_processed, rows_created, rows_updated, rows_failed).
 fn counts(p: Option<&pb::Progress>) -> (i64, i64, i64, i64, i64) {
     let p = p.cloned().unwrap_or_default();
@@ -1157,7 +1153,7 @@ async fn the_source_of_a_record_names_its_import_file_and_row() -> anyhow::Resul
         developer: false,
         org: None,
     };
-    let mut other_client = client::connect(&env.url(), &env.token(&other)).await?;
+    let mut other_client = env.client_as(&other).await?;
     let mut c3 = case(3);
     c3[2] = "Whitfield".into();
     let april = vec![case(6), c3.clone()];
