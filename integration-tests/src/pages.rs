@@ -22,6 +22,8 @@ pub trait PagedList: Clone + Send {
         client: &mut Client,
     ) -> impl Future<Output = Result<(Vec<Self::Item>, String), tonic::Status>> + Send;
 
+    fn page_token(&self) -> &str;
+
     fn set_page_token(&mut self, token: String);
 }
 
@@ -43,16 +45,16 @@ pub async fn pages<R: PagedList>(
     let mut request = first;
     let mut out: Vec<Page<R::Item>> = Vec::new();
     let mut tokens = HashSet::new();
-    let mut token = String::new();
     loop {
         anyhow::ensure!(out.len() < MAX_PAGES, "more than {MAX_PAGES} pages");
+        let token = request.page_token().to_string();
         let (items, next_page_token) = request
             .clone()
             .call(client)
             .await
             .map_err(client::describe)?;
         out.push(Page {
-            token: std::mem::take(&mut token),
+            token,
             items,
             next_page_token: next_page_token.clone(),
         });
@@ -64,7 +66,6 @@ pub async fn pages<R: PagedList>(
             "page {} hands out a page token seen before",
             out.len()
         );
-        token = next_page_token.clone();
         request.set_page_token(next_page_token);
     }
 }
@@ -97,6 +98,10 @@ macro_rules! paged {
             ) -> Result<(Vec<$item>, String), tonic::Status> {
                 let page = client.$rpc(self).await?.into_inner();
                 Ok((page.$items, page.next_page_token))
+            }
+
+            fn page_token(&self) -> &str {
+                &self.page_token
             }
 
             fn set_page_token(&mut self, token: String) {

@@ -1046,28 +1046,28 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
         mismatches.push(format!("pauses remain: {pauses:?}"));
     }
     for actor in [MEMBER.id, INTRUDER.id] {
-        let events = admin
-            .list_audit_events(pb::ListAuditEventsRequest {
+        let events = pages::collect_all(
+            &mut admin,
+            pb::ListAuditEventsRequest {
                 actor: actor.into(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events;
+            },
+        )
+        .await?;
         if !events.is_empty() {
             mismatches.push(format!(
                 "{actor} changed something: {:?}",
                 events.iter().map(|e| &e.action).collect::<Vec<_>>()
             ));
         }
-        let imports = admin
-            .list_imports(pb::ListImportsRequest {
+        let imports = pages::collect_all(
+            &mut admin,
+            pb::ListImportsRequest {
                 requested_by: actor.into(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .imports;
+            },
+        )
+        .await?;
         if !imports.is_empty() {
             mismatches.push(format!("{actor} created {} imports", imports.len()));
         }
@@ -1248,14 +1248,14 @@ async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
         ("ADMIN", &mut admin, false),
         ("MEMBER", &mut member, false),
     ] {
-        let listed = client
-            .list_imports(pb::ListImportsRequest {
+        let listed = pages::collect_all(
+            client,
+            pb::ListImportsRequest {
                 organization_id: OWN_ORG.to_string(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .imports;
+            },
+        )
+        .await?;
         let import = listed
             .iter()
             .find(|i| i.id == id)

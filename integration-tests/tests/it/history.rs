@@ -118,22 +118,12 @@ async fn list_page(
 /// Every page of a ListImports query; fails on a repeated import.
 async fn list_all(
     client: &mut Client,
-    mut request: pb::ListImportsRequest,
+    request: pb::ListImportsRequest,
 ) -> anyhow::Result<Vec<pb::Import>> {
-    let mut out: Vec<pb::Import> = Vec::new();
-    for _ in 0..100 {
-        let page = list_page(client, request.clone())
-            .await
-            .map_err(client::describe)?;
-        out.extend(page.imports);
-        if page.next_page_token.is_empty() {
-            let ids: BTreeSet<&str> = out.iter().map(|i| i.id.as_str()).collect();
-            anyhow::ensure!(ids.len() == out.len(), "an import was listed twice");
-            return Ok(out);
-        }
-        request.page_token = page.next_page_token;
-    }
-    anyhow::bail!("more than 100 pages")
+    let out = pages::collect_all(client, request).await?;
+    let ids: BTreeSet<&str> = out.iter().map(|i| i.id.as_str()).collect();
+    anyhow::ensure!(ids.len() == out.len(), "an import was listed twice");
+    Ok(out)
 }
 
 fn steps(import: &pb::Import) -> Vec<(String, Option<String>)> {
@@ -878,24 +868,29 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     assert!(!first.next_page_token.is_empty());
     let i8 = files::create_draft(&mut alice, 1042, valid_rows).await?;
     labels.add(&i8, "I8");
-    let mut pages = vec![labels.of(&first.imports)];
-    let mut token = first.next_page_token.clone();
-    while !token.is_empty() {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
+    let rest = pages::pages(
+        &mut alice,
+        pb::ListImportsRequest {
+            page_token: first.next_page_token.clone(),
+            ..by_two.clone()
+        },
+    )
+    .await?;
+    // The same token gives the same page, asked again once the whole list
+    // has been read.
+    for page in &rest {
         let request = pb::ListImportsRequest {
-            page_token: token.clone(),
+            page_token: page.token.clone(),
             ..by_two.clone()
         };
-        let page = list_page(&mut alice, request.clone()).await?;
-        // The same token gives the same page.
         let again = list_page(&mut alice, request).await?;
-        assert_eq!(labels.of(&again.imports), labels.of(&page.imports));
+        assert_eq!(labels.of(&again.imports), labels.of(&page.items));
         assert_eq!(again.next_page_token, page.next_page_token);
-        pages.push(labels.of(&page.imports));
-        token = page.next_page_token;
     }
+    let mut seen = vec![labels.of(&first.imports)];
+    seen.extend(rest.iter().map(|p| labels.of(&p.items)));
     assert_eq!(
-        pages,
+        seen,
         vec![
             vec!["I7", "I6"],
             vec!["I5", "I4"],
@@ -906,23 +901,20 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     let fresh = list_page(&mut alice, by_two.clone()).await?;
     assert_eq!(labels.of(&fresh.imports), vec!["I8", "I7"]);
     // Paging a filtered list.
-    let mut filtered_pages = Vec::new();
-    let mut request = pb::ListImportsRequest {
-        page_size: 2,
-        requested_by: "alice-7".into(),
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(filtered_pages.len() < 10, "paging does not end");
-        let page = list_page(&mut alice, request.clone()).await?;
-        filtered_pages.push(labels.of(&page.imports));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let filtered = pages::pages(
+        &mut alice,
+        pb::ListImportsRequest {
+            page_size: 2,
+            requested_by: "alice-7".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
     assert_eq!(
-        filtered_pages,
+        filtered
+            .iter()
+            .map(|p| labels.of(&p.items))
+            .collect::<Vec<_>>(),
         vec![vec!["I8", "I7"], vec!["I5", "I3"], vec!["I1"]]
     );
 
@@ -988,24 +980,15 @@ async fn audit_page(
     Ok(client.list_audit_events(request).await?.into_inner())
 }
 
+/// Every page of a ListAuditEvents query; fails on a repeated event.
 async fn audit_all(
     client: &mut Client,
-    mut request: pb::ListAuditEventsRequest,
+    request: pb::ListAuditEventsRequest,
 ) -> anyhow::Result<Vec<pb::AuditEvent>> {
-    let mut out: Vec<pb::AuditEvent> = Vec::new();
-    for _ in 0..100 {
-        let page = audit_page(client, request.clone())
-            .await
-            .map_err(client::describe)?;
-        out.extend(page.events);
-        if page.next_page_token.is_empty() {
-            let ids: BTreeSet<&str> = out.iter().map(|e| e.id.as_str()).collect();
-            anyhow::ensure!(ids.len() == out.len(), "an event was listed twice");
-            return Ok(out);
-        }
-        request.page_token = page.next_page_token;
-    }
-    anyhow::bail!("more than 100 pages")
+    let out = pages::collect_all(client, request).await?;
+    let ids: BTreeSet<&str> = out.iter().map(|e| e.id.as_str()).collect();
+    anyhow::ensure!(ids.len() == out.len(), "an event was listed twice");
+    Ok(out)
 }
 
 /// (action, actor) of each event, for comparing lists.
@@ -1527,40 +1510,30 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     }
 
     // Paging: by four, then a filtered list by three.
-    let mut pages = Vec::new();
-    let mut request = pb::ListAuditEventsRequest {
-        page_size: 4,
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
-        let page = audit_page(&mut admin, request.clone()).await?;
-        pages.push(ids_of(&page.events));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let by_four = pages::pages(
+        &mut admin,
+        pb::ListAuditEventsRequest {
+            page_size: 4,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pages: Vec<Vec<String>> = by_four.iter().map(|p| ids_of(&p.items)).collect();
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
         vec![4, 4, 4, 1]
     );
     assert_eq!(pages.concat(), ids_of(&events));
-    let mut pages = Vec::new();
-    let mut request = pb::ListAuditEventsRequest {
-        page_size: 3,
-        organization_id: "1042".into(),
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
-        let page = audit_page(&mut admin, request.clone()).await?;
-        pages.push(ids_of(&page.events));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let by_three = pages::pages(
+        &mut admin,
+        pb::ListAuditEventsRequest {
+            page_size: 3,
+            organization_id: "1042".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pages: Vec<Vec<String>> = by_three.iter().map(|p| ids_of(&p.items)).collect();
     assert_eq!(pages.concat(), event_ids(&[0, 3, 7, 8, 9, 10, 11, 12]));
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -2043,35 +2016,22 @@ fn ids_of_events(events: &[pb::AuditEvent]) -> Vec<String> {
     events.iter().map(|e| e.id.clone()).collect()
 }
 
+/// (id, name) of the organizations a query finds, page by page.
 async fn organizations(
     client: &mut Client,
     query: &str,
     page_size: i32,
 ) -> anyhow::Result<Vec<Vec<(String, String)>>> {
-    let mut pages = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        anyhow::ensure!(pages.len() < 50, "paging does not end");
-        let page = client
-            .list_organizations(pb::ListOrganizationsRequest {
-                query: query.into(),
-                page_size,
-                page_token,
-            })
-            .await
-            .map_err(client::describe)?
-            .into_inner();
-        pages.push(
-            page.organizations
-                .into_iter()
-                .map(|o| (o.id, o.name))
-                .collect::<Vec<_>>(),
-        );
-        if page.next_page_token.is_empty() {
-            return Ok(pages);
-        }
-        page_token = page.next_page_token;
-    }
+    let request = pb::ListOrganizationsRequest {
+        query: query.into(),
+        page_size,
+        page_token: String::new(),
+    };
+    Ok(pages::pages(client, request)
+        .await?
+        .into_iter()
+        .map(|p| p.items.into_iter().map(|o| (o.id, o.name)).collect())
+        .collect())
 }
 
 /// The ids of every organization a query finds (all pages).

@@ -489,25 +489,22 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
         .map(|s| s.code());
     assert_eq!(bad, Some(tonic::Code::InvalidArgument));
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_imports(pb::ListImportsRequest {
-                organization_id: "1042".into(),
-                page_size: 2,
-                page_token: token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        assert!(page.imports.len() <= 2);
-        seen.extend(page.imports.into_iter().map(|i| i.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let listed = pages::pages(
+        &mut client,
+        pb::ListImportsRequest {
+            organization_id: "1042".into(),
+            page_size: 2,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert!(listed.iter().all(|p| p.items.len() <= 2));
+    assert_eq!(listed.len(), 3, "five imports, two to a page");
+    let seen: Vec<String> = listed
+        .into_iter()
+        .flat_map(|p| p.items)
+        .map(|i| i.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, each once");
     let none = client

@@ -2,7 +2,6 @@
 //! broker lost are still loaded, in order, once the workers' sweep announces
 //! their organization.
 
-use lapin::options::QueuePurgeOptions;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 
@@ -27,15 +26,9 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
     start(&mut client, &id).await?;
 
     // The broker loses every message of the import before any worker runs.
-    let queue = env.config.queue();
-    let conn = passare_imports_queue::connect(&queue, "test").await?;
-    let channel = conn.create_channel().await?;
-    for name in [queue.org_queue(1042), queue.ready_queue()] {
-        channel
-            .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-            .await?;
-    }
-    conn.close(200, "done".into()).await?;
+    let broker = broker::Broker::connect(&env).await?;
+    broker.purge_organization(1042).await?;
+    broker.close().await?;
 
     let _worker = env.start_worker_with(|c| c.worker_sweep_secs = 1).await?;
     let done = wait_terminal(&mut client, &id).await?;

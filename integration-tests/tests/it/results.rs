@@ -189,42 +189,33 @@ async fn download_checked(
     Ok(out)
 }
 
-/// Every row error of an import, following next_page_token; also returns the
-/// number of pages.
+/// Every row error of an import, all pages; also returns the number of
+/// pages.
 async fn row_errors(
     client: &mut Client,
     import_id: &str,
     page_size: i32,
     include_retried: bool,
 ) -> anyhow::Result<(Vec<pb::RowError>, usize)> {
-    let mut out = Vec::new();
-    let mut page_token = String::new();
-    for page in 1..=1_000 {
-        let response = client
-            .list_row_errors(pb::ListRowErrorsRequest {
-                import_id: import_id.into(),
-                file_id: String::new(),
-                page_size,
-                page_token,
-                include_retried,
-            })
-            .await
-            .map_err(client::describe)?
-            .into_inner();
-        if page_size > 0 {
+    let request = pb::ListRowErrorsRequest {
+        import_id: import_id.into(),
+        file_id: String::new(),
+        page_size,
+        page_token: String::new(),
+        include_retried,
+    };
+    let pages = pages::pages(client, request).await?;
+    if page_size > 0 {
+        for page in &pages {
             anyhow::ensure!(
-                response.row_errors.len() <= page_size as usize,
+                page.items.len() <= page_size as usize,
                 "a page of {page_size} holds {} errors",
-                response.row_errors.len()
+                page.items.len()
             );
         }
-        out.extend(response.row_errors);
-        if response.next_page_token.is_empty() {
-            return Ok((out, page));
-        }
-        page_token = response.next_page_token;
     }
-    anyhow::bail!("ListRowErrors never ended")
+    let count = pages.len();
+    Ok((pages.into_iter().flat_map(|p| p.items).collect(), count))
 }
 
 /// A row error as compared: (row, column, value, reason, kind, attempt, open).
