@@ -1,6 +1,10 @@
 //! One organization at a time: chunks of one organization never overlap, its
 //! imports run in the order they were started, and other organizations run
-//! alongside — with one worker process or several.
+//! alongside — with one worker process or several; and what makes it so, the
+//! organization's drain lease: while someone else holds it, no chunk of the
+//! organization starts, however often workers are told it has work.
+
+use std::time::Duration;
 
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -85,6 +89,30 @@ async fn run_three_imports(env: &TestEnv) -> anyhow::Result<Vec<Interval>> {
         orgs_overlap(&intervals, 1042, 2001),
         "organization 2001 waited for 1042: {intervals:#?}"
     );
+    // The values say the same: 1042 holds the file of the import that ran
+    // second (rows both files hold identically left to the first), 2001 its
+    // own file.
+    let (ran_first, ran_second) = match a_imports.first() {
+        Some(first) if first.to_string() == a1 => ((&a1, 1), (&a2, 2)),
+        _ => ((&a2, 2), (&a1, 1)),
+    };
+    let first_rows = generated_rows(12_000, ran_first.1);
+    let second_rows = generated_rows(12_000, ran_second.1);
+    assert_cases_are(
+        &env.db,
+        1042,
+        &after_two_imports(
+            (&first_rows, ran_first.0.parse()?),
+            (&second_rows, ran_second.0.parse()?),
+        ),
+    )
+    .await?;
+    assert_cases_are(
+        &env.db,
+        2001,
+        &all_written_by(&generated_rows(12_000, 3), b1.parse()?),
+    )
+    .await?;
     Ok(intervals)
 }
 
@@ -122,5 +150,100 @@ async fn with_two_worker_processes_the_same_holds() -> anyhow::Result<()> {
         2,
         "both worker processes loaded chunks: {workers:?}"
     );
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_drain_lease_keeps_an_organizations_chunks_waiting_while_another_runs()
+-> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        chunk_rows: 1_000,
+        worker_concurrency: 2,
+        in_process_workers: 1,
+        // The sweep re-announces the waiting organization every second:
+        // workers keep trying for its lease while the test holds it.
+        sweep_secs: 1,
+        ..Options::default()
+    })
+    .await?;
+    env.organization(2001).await?;
+    let mut client = env.client().await?;
+    let waiting = env
+        .generated_draft(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            5_000,
+            31,
+        )
+        .await?;
+    let other = env
+        .generated_draft(
+            &mut client,
+            2001,
+            pb::FailurePolicy::ImportValidRows,
+            10_000,
+            32,
+        )
+        .await?;
+
+    // The test holds 1042's drain lease, as a worker draining it would.
+    let lease = DrainLease::hold(&env, 1042).await?;
+    start(&mut client, &waiting).await?;
+    start(&mut client, &other).await?;
+    let other_done = wait_terminal(&mut client, &other).await?;
+    assert_eq!(other_done.state, pb::ImportState::Completed as i32);
+    assert_eq!(other_done.progress.unwrap_or_default().rows_created, 10_000);
+    // Told again that 1042 has work (besides the sweep's notices), the
+    // worker still starts none of it.
+    let broker = broker::Broker::connect(&env).await?;
+    broker.announce(1042).await?;
+    broker.wait_notices_taken(Duration::from_secs(30)).await?;
+    broker.close().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = get(&mut client, &waiting).await?;
+    assert_eq!(state(&held), pb::ImportState::Queued, "{held:?}");
+    assert_eq!(chunks_done(&held), 0);
+    let chunks = chunks_of(&env.db, &waiting).await?;
+    assert_eq!(chunks.len(), 5);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.state == "queued" && c.started.is_none()),
+        "a chunk started while the lease was held: {chunks:#?}"
+    );
+
+    // Released, the waiting import is loaded, chunk after chunk in order.
+    let released_at = chrono::Utc::now();
+    lease.release().await?;
+    let done = wait_terminal_within(&mut client, &waiting, Duration::from_secs(60)).await?;
+    assert_eq!(done.state, pb::ImportState::Completed as i32);
+    assert_eq!(done.progress.unwrap_or_default().rows_created, 5_000);
+    let chunks = chunks_of(&env.db, &waiting).await?;
+    let mut previous_finish = released_at;
+    for c in &chunks {
+        let (Some(started), Some(finished)) = (c.started, c.finished) else {
+            anyhow::bail!("chunk {} was not loaded: {c:?}", c.seq);
+        };
+        assert!(
+            c.state == "done" && started >= previous_finish,
+            "chunk {} started at {started}, before the release ({released_at}) or before the previous chunk finished ({previous_finish})",
+            c.seq
+        );
+        previous_finish = finished;
+    }
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(5_000, 31), waiting.parse()?),
+    )
+    .await?;
+    assert_cases_are(
+        &env.db,
+        2001,
+        &all_written_by(&generated_rows(10_000, 32), other.parse()?),
+    )
+    .await?;
+    assert_serial_per_org(&chunk_intervals(&env.db).await?)?;
     env.finish().await
 }
