@@ -3,11 +3,12 @@
 //! organization's cases compared value by value with the files that wrote
 //! them. Each returns an error that says what differs.
 
+use chrono::{DateTime, Utc};
+use passare_imports_store::Db;
 use uuid::Uuid;
 
 use crate::fixtures::{CaseValues, normalized};
-use crate::records::{Interval, stored_cases};
-use passare_imports_store::Db;
+use crate::records::{ChunkRecord, Interval, stored_cases};
 
 /// Fails when two chunks of one organization overlap in time, or when an
 /// organization's imports did not run in the order they were queued.
@@ -34,6 +35,36 @@ pub fn assert_serial_per_org(intervals: &[Interval]) -> anyhow::Result<()> {
                 pair[0].queue_seq
             );
         }
+    }
+    Ok(())
+}
+
+/// Fails unless every chunk (as [`chunks_of`](crate::records::chunks_of)
+/// lists them, in loading order) is done and started after the previous one
+/// finished — and, given `not_before`, not before that moment.
+pub fn assert_loaded_in_order(
+    chunks: &[ChunkRecord],
+    not_before: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let mut previous: Option<DateTime<Utc>> = not_before;
+    for c in chunks {
+        let (Some(started), Some(finished)) = (c.started, c.finished) else {
+            anyhow::bail!(
+                "chunk {} of file {} was not loaded: {c:?}",
+                c.seq,
+                c.file_position
+            );
+        };
+        anyhow::ensure!(c.state == "done", "chunk {} is {}", c.seq, c.state);
+        if let Some(previous) = previous {
+            anyhow::ensure!(
+                started >= previous,
+                "chunk {} of file {} started at {started}, before {previous} (the previous chunk's end, or the start of the wait)",
+                c.seq,
+                c.file_position
+            );
+        }
+        previous = Some(finished);
     }
     Ok(())
 }

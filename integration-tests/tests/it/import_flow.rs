@@ -125,6 +125,25 @@ async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress(
         let number: i64 = row[0].trim_start_matches('C').parse()?;
         assert_eq!(stored.try_get::<i64, _>("source_row")?, number);
     }
+    // And every row: each stored case has the file's values, written by
+    // this import.
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(100_000, 11), uuid::Uuid::parse_str(&id)?),
+    )
+    .await?;
+    // Each case knows its row of the file.
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases
+              WHERE organization_id = 1042
+                AND source_row = substr(case_number, 2)::bigint",
+        )
+        .await?,
+        100_000
+    );
     env.finish().await
 }
 

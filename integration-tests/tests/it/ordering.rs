@@ -219,19 +219,7 @@ async fn a_held_drain_lease_keeps_an_organizations_chunks_waiting_while_another_
     let done = wait_terminal_within(&mut client, &waiting, Duration::from_secs(60)).await?;
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     assert_eq!(done.progress.unwrap_or_default().rows_created, 5_000);
-    let chunks = chunks_of(&env.db, &waiting).await?;
-    let mut previous_finish = released_at;
-    for c in &chunks {
-        let (Some(started), Some(finished)) = (c.started, c.finished) else {
-            anyhow::bail!("chunk {} was not loaded: {c:?}", c.seq);
-        };
-        assert!(
-            c.state == "done" && started >= previous_finish,
-            "chunk {} started at {started}, before the release ({released_at}) or before the previous chunk finished ({previous_finish})",
-            c.seq
-        );
-        previous_finish = finished;
-    }
+    assert_loaded_in_order(&chunks_of(&env.db, &waiting).await?, Some(released_at))?;
     assert_cases_are(
         &env.db,
         1042,

@@ -35,6 +35,15 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     let p = done.progress.unwrap_or_default();
     assert_eq!((p.rows_created, p.chunks_done), (5_000, 5));
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(5_000, 8), uuid::Uuid::parse_str(&id)?),
+    )
+    .await?;
+    let chunks = chunks_of(&env.db, &id).await?;
+    assert_eq!(chunks.len(), 5);
+    assert_loaded_in_order(&chunks, None)?;
     assert_serial_per_org(&chunk_intervals(&env.db).await?)?;
     env.finish().await
 }
