@@ -1,12 +1,16 @@
 //! Lost database connections: every session of the test's database is cut
-//! several times mid-import; the service retries and the import completes
-//! with exactly the source rows, each once; the attempts the cuts broke are
-//! listed by ListChunkFailures with what a developer needs to tell why.
+//! four times, each time while a chunk is being written; the broken writes
+//! are retried and the import completes with exactly the file's rows, each
+//! once and with the file's values; the attempts the cuts broke are listed
+//! by ListChunkFailures with what a developer needs to tell why.
 
 use std::time::Duration;
 
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
+
+/// Cuts of every connection, each while a chunk is being written.
+const CUTS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Result<()> {
@@ -30,47 +34,24 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
         .await?;
     start(&mut client, &id).await?;
 
-    // Only this test's database: other tests run beside this one.
-    let admin =
-        passare_imports_store::Db::connect(&format!("{}/postgres", postgres_server()), 2).await?;
-    let database = env
-        .config
-        .database_url
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut cut = 0;
-    // Sessions cut inside a transaction that had written something: a chunk
-    // write (the only writer of the test's database while the import runs).
-    let mut writes_cut = 0;
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        // Each cut waits (at most 2 s) for a moment when a chunk write is
-        // open, so that cuts meet chunk attempts, not only idle sessions.
-        let aim_until = tokio::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            let aiming = tokio::time::Instant::now() < aim_until;
-            let (n, writing): (i64, i64) = passare_imports_store::sqlx::query_as(
-                "SELECT count(pg_terminate_backend(a.pid)), COALESCE(max(w.n), 0)
-                   FROM pg_stat_activity a,
-                        (SELECT count(*) AS n FROM pg_stat_activity
-                          WHERE datname = $1 AND backend_xid IS NOT NULL) w
-                  WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND (w.n > 0 OR NOT $2)",
-            )
-            .bind(&database)
-            .bind(aiming)
-            .fetch_one(admin.pool())
-            .await?;
-            if n > 0 || !aiming {
-                cut += n;
-                writes_cut += writing;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    // Every cut lands while a chunk is being written: the test waits for a
+    // session holding the organization's write fence and cuts every session
+    // of this test's database (only this one: other tests run beside it) in
+    // the same statement.
+    let mut cuts = Vec::new();
+    for _ in 0..CUTS {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        anyhow::ensure!(
+            !is_terminal(&get(&mut client, &id).await?),
+            "the import ended after {} cuts; make it larger",
+            cuts.len()
+        );
+        cuts.push(
+            env.cut_connections_mid_write(1042, Duration::from_secs(30))
+                .await?,
+        );
     }
-    admin.close().await;
+    let cut: i64 = cuts.iter().map(|c| c.cut).sum();
     assert!(cut > 0, "no connection was cut");
 
     let done = wait_terminal(&mut client, &id).await?;
@@ -90,16 +71,24 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
         count(&env.db, "SELECT count(DISTINCT case_number) FROM cases").await?,
         30_000
     );
+    // Every stored row is the file's, written once by this import.
+    let import_id = uuid::Uuid::parse_str(&id)?;
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(30_000, 21), import_id),
+    )
+    .await?;
     assert_serial_per_org(&chunk_intervals(&env.db).await?)?;
 
     // The chunk attempts the cuts broke are on record, as transient
     // failures of this worker, each retried.
     // Read as a developer: backtraces and cause chains are theirs alone.
-    let mut developer =
-        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     let failures = chunk_failures(&mut developer, &id).await?;
     println!(
-        "{cut} sessions cut, {writes_cut} of them inside a chunk write; {} chunk failures recorded",
+        "{} cuts, each while a chunk was written ({cut} sessions in all); {} chunk failures recorded",
+        cuts.len(),
         failures.len()
     );
     for f in &failures {
@@ -117,15 +106,20 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
             f.causes.first()
         );
     }
-    if writes_cut > 0 {
-        assert!(
-            !failures.is_empty(),
-            "{writes_cut} chunk writes were cut, and no failure was recorded"
-        );
-    }
-    // Otherwise every cut found the worker between two chunks (its pool
-    // just reconnects and nothing fails), and the completed import with its
-    // exact rows above is all there is to check.
+    // A cut breaks the write in flight (unless it was committing in that
+    // instant): at least one broken write is on record, and never more than
+    // one per cut.
+    assert!(
+        !failures.is_empty(),
+        "{} chunk writes were cut, and no failure was recorded",
+        cuts.len()
+    );
+    assert!(
+        failures.len() <= cuts.len(),
+        "{} failures for {} cuts: {failures:#?}",
+        failures.len(),
+        cuts.len()
+    );
 
     // Each chunk's failed attempts are numbered 1, 2, … without a gap.
     let mut attempts: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
@@ -171,6 +165,11 @@ async fn cut_database_connections_are_retried_and_lose_nothing() -> anyhow::Resu
             "{f:?}"
         );
         assert_eq!(f.file_name, "cases-30000-21.csv", "{f:?}");
+        // Broken while writing: the attempt had read and parsed its rows.
+        assert!(
+            f.read_start_time.is_some() && f.write_start_time.is_some(),
+            "{f:?}"
+        );
     }
     env.finish().await
 }

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use passare_imports_app::identity::{Auth, Claims};
 use passare_imports_cli::client;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -108,7 +107,8 @@ impl Kind {
         Ok(match self {
             Kind::NoToken => None,
             Kind::Garbage => Some("not-a-jwt.at-all".into()),
-            Kind::Foreign => Some(Auth::new("another-secret-that-is-long-enough").issue(
+            Kind::Foreign => Some(service::sign(
+                "another-secret-that-is-long-enough",
                 &Claims {
                     sub: INTRUDER.id.into(),
                     name: "Intruder".into(),
@@ -1046,28 +1046,28 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
         mismatches.push(format!("pauses remain: {pauses:?}"));
     }
     for actor in [MEMBER.id, INTRUDER.id] {
-        let events = admin
-            .list_audit_events(pb::ListAuditEventsRequest {
+        let events = pages::collect_all(
+            &mut admin,
+            pb::ListAuditEventsRequest {
                 actor: actor.into(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .events;
+            },
+        )
+        .await?;
         if !events.is_empty() {
             mismatches.push(format!(
                 "{actor} changed something: {:?}",
                 events.iter().map(|e| &e.action).collect::<Vec<_>>()
             ));
         }
-        let imports = admin
-            .list_imports(pb::ListImportsRequest {
+        let imports = pages::collect_all(
+            &mut admin,
+            pb::ListImportsRequest {
                 requested_by: actor.into(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .imports;
+            },
+        )
+        .await?;
         if !imports.is_empty() {
             mismatches.push(format!("{actor} created {} imports", imports.len()));
         }
@@ -1140,11 +1140,11 @@ fn details(failures: &[pb::ChunkFailure], shown: bool, what: &str) -> Option<Str
 async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
     let mut admin = env.client().await?;
-    let mut developer = client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
-    let mut member = client::connect(&env.url(), &env.token(&MEMBER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
+    let mut member = env.client_as(&MEMBER).await?;
     // A developer by role rather than by the `developer` claim.
     let now = chrono::Utc::now().timestamp() as u64;
-    let role_token = Auth::new(&env.config.jwt_secret).issue(&Claims {
+    let role_token = env.signed(&Claims {
         sub: "dev-by-role".into(),
         name: "Developer by role".into(),
         email: "dev-by-role@passare.com".into(),
@@ -1153,7 +1153,7 @@ async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
         iat: now,
         ..Claims::default()
     })?;
-    let mut by_role = client::connect(&env.url(), &role_token).await?;
+    let mut by_role = env.client_with_token(&role_token).await?;
 
     // The file's bytes vanish after the analysis: its chunk fails
     // permanently (storage_missing) and the import goes on without it.
@@ -1248,14 +1248,14 @@ async fn developers_alone_see_backtraces() -> anyhow::Result<()> {
         ("ADMIN", &mut admin, false),
         ("MEMBER", &mut member, false),
     ] {
-        let listed = client
-            .list_imports(pb::ListImportsRequest {
+        let listed = pages::collect_all(
+            client,
+            pb::ListImportsRequest {
                 organization_id: OWN_ORG.to_string(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .imports;
+            },
+        )
+        .await?;
         let import = listed
             .iter()
             .find(|i| i.id == id)

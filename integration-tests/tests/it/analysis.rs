@@ -9,10 +9,6 @@ use passare_imports_proto::v1 as pb;
 use passare_imports_store::organizations::OrgSetup;
 use tonic_types::StatusExt;
 
-fn state(i: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(i.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 fn severity(f: &pb::Finding) -> pb::Severity {
     pb::Severity::try_from(f.severity).unwrap_or(pb::Severity::Unspecified)
 }

@@ -189,42 +189,33 @@ async fn download_checked(
     Ok(out)
 }
 
-/// Every row error of an import, following next_page_token; also returns the
-/// number of pages.
+/// Every row error of an import, all pages; also returns the number of
+/// pages.
 async fn row_errors(
     client: &mut Client,
     import_id: &str,
     page_size: i32,
     include_retried: bool,
 ) -> anyhow::Result<(Vec<pb::RowError>, usize)> {
-    let mut out = Vec::new();
-    let mut page_token = String::new();
-    for page in 1..=1_000 {
-        let response = client
-            .list_row_errors(pb::ListRowErrorsRequest {
-                import_id: import_id.into(),
-                file_id: String::new(),
-                page_size,
-                page_token,
-                include_retried,
-            })
-            .await
-            .map_err(client::describe)?
-            .into_inner();
-        if page_size > 0 {
+    let request = pb::ListRowErrorsRequest {
+        import_id: import_id.into(),
+        file_id: String::new(),
+        page_size,
+        page_token: String::new(),
+        include_retried,
+    };
+    let pages = pages::pages(client, request).await?;
+    if page_size > 0 {
+        for page in &pages {
             anyhow::ensure!(
-                response.row_errors.len() <= page_size as usize,
+                page.items.len() <= page_size as usize,
                 "a page of {page_size} holds {} errors",
-                response.row_errors.len()
+                page.items.len()
             );
         }
-        out.extend(response.row_errors);
-        if response.next_page_token.is_empty() {
-            return Ok((out, page));
-        }
-        page_token = response.next_page_token;
     }
-    anyhow::bail!("ListRowErrors never ended")
+    let count = pages.len();
+    Ok((pages.into_iter().flat_map(|p| p.items).collect(), count))
 }
 
 /// A row error as compared: (row, column, value, reason, kind, attempt, open).
@@ -344,10 +335,6 @@ async fn finished(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Im
     tokio::time::timeout(Duration::from_secs(240), wait_terminal(client, import_id))
         .await
         .context("the import did not end within 240 s")?
-}
-
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
 }
 
 /// (rows_total, rows_processed, rows_created, rows_updated, rows_failed).
@@ -1157,7 +1144,7 @@ async fn the_source_of_a_record_names_its_import_file_and_row() -> anyhow::Resul
         developer: false,
         org: None,
     };
-    let mut other_client = client::connect(&env.url(), &env.token(&other)).await?;
+    let mut other_client = env.client_as(&other).await?;
     let mut c3 = case(3);
     c3[2] = "Whitfield".into();
     let april = vec![case(6), c3.clone()];

@@ -1,8 +1,10 @@
 //! Stopping and pausing: a stopped queued import never starts, a running one
 //! stops after the chunk in hand — keeping what it committed, or leaving
 //! nothing behind when it is all-or-nothing; the pause switch holds across
-//! worker restarts, shows on every queued and running import, and resume
-//! continues exactly where work stopped.
+//! worker restarts and under a global pause (workers told that a paused
+//! organization has work start nothing), shows on every queued and running
+//! import, and resume continues exactly where work stopped — the recorded
+//! chunk start times say no chunk started between the pause and the resume.
 
 use std::time::Duration;
 
@@ -12,28 +14,6 @@ use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
 use tonic_types::StatusExt;
-
-async fn rows_of(env: &TestEnv, import_id: &str) -> anyhow::Result<i64> {
-    count(
-        &env.db,
-        &format!("SELECT count(*) FROM cases WHERE source_import_id = '{import_id}'"),
-    )
-    .await
-}
-
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
-/// (state, count) of an import's chunks.
-async fn chunk_states(env: &TestEnv, import_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT state, count(*) FROM chunks WHERE import_id = $1::uuid GROUP BY state ORDER BY state",
-    )
-    .bind(import_id)
-    .fetch_all(env.db.pool())
-    .await?)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_its_chunk()
@@ -102,7 +82,7 @@ async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_i
         "stopped mid-way: {p:?}"
     );
     assert_eq!(p.rows_created, i64::from(p.chunks_done) * 500);
-    assert_eq!(rows_of(&env, &running).await?, p.rows_created);
+    assert_eq!(rows_of(&env.db, &running).await?, p.rows_created);
     assert_eq!(
         p.rows_rolled_back, 0,
         "import-valid-rows keeps what it wrote"
@@ -111,8 +91,8 @@ async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_i
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = get(&mut client, &running).await?;
     assert_eq!(later.progress, ended.progress);
-    assert_eq!(rows_of(&env, &running).await?, p.rows_created);
-    let states = chunk_states(&env, &running).await?;
+    assert_eq!(rows_of(&env.db, &running).await?, p.rows_created);
+    let states = chunk_states(&env.db, &running).await?;
     assert_eq!(
         states,
         vec![
@@ -135,9 +115,9 @@ async fn stop_keeps_a_queued_import_from_starting_and_ends_a_running_one_after_i
             <= stop_time.seconds * 1_000_000 + i64::from(stop_time.nanos / 1_000),
         "no chunk finished after the stop"
     );
-    assert_eq!(rows_of(&env, &queued).await?, 0);
+    assert_eq!(rows_of(&env.db, &queued).await?, 0);
     assert_eq!(
-        chunk_states(&env, &queued).await?,
+        chunk_states(&env.db, &queued).await?,
         vec![("skipped".to_string(), 4)]
     );
 
@@ -230,7 +210,7 @@ async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Re
         "it had written the updates and more: {wrote}"
     );
     assert_eq!(p.rows_rolled_back, wrote);
-    assert_eq!(rows_of(&env, &strict).await?, 0);
+    assert_eq!(rows_of(&env.db, &strict).await?, 0);
     assert_eq!(
         cases_fingerprint(&env, 1042).await?,
         before,
@@ -269,6 +249,45 @@ async fn watch_events(mut client: Client, id: String) -> anyhow::Result<Vec<pb::
         .into_iter()
         .filter_map(|e| e.import)
         .collect())
+}
+
+/// Announces `orgs` to the workers (a ready notice each, as a start or a
+/// resume publishes), waits until a worker has taken every notice, and gives
+/// it a moment to act on them.
+async fn wake_workers(env: &TestEnv, orgs: &[i64]) -> anyhow::Result<()> {
+    let broker = broker::Broker::connect(env).await?;
+    for org in orgs {
+        broker.announce(*org).await?;
+    }
+    broker.wait_notices_taken(Duration::from_secs(30)).await?;
+    broker.close().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Checks from the recorded chunk times that exactly `before` chunks of the
+/// import started before `resumed_at` and every other one at or after it.
+async fn started_only_after_the_resume(
+    env: &TestEnv,
+    import_id: &str,
+    before: usize,
+    resumed_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let chunks = chunks_of(&env.db, import_id).await?;
+    let (early, late): (Vec<_>, Vec<_>) = chunks
+        .iter()
+        .partition(|c| c.started.is_some_and(|t| t < resumed_at));
+    anyhow::ensure!(
+        early.len() == before,
+        "{} chunks of {import_id} started before the resume, {before} expected: {early:#?}",
+        early.len()
+    );
+    anyhow::ensure!(
+        late.iter()
+            .all(|c| c.state == "done" && c.started.is_some_and(|t| t >= resumed_at)),
+        "chunks of {import_id} not loaded after the resume: {late:#?}"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +342,10 @@ async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_wher
         Some("admin-1".to_string())
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
+    anyhow::ensure!(
+        env.chunk_write_in_flight(1042).await?.is_none(),
+        "a chunk of the paused organization is being written"
+    );
     let settled = chunks_done(&get(&mut client, &held).await?);
 
     // The other organization is not paused and finishes meanwhile.
@@ -330,10 +353,11 @@ async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_wher
     let other_done = wait_terminal(&mut client, &other).await?;
     assert_eq!(other_done.state, pb::ImportState::Completed as i32);
 
-    // A worker killed and started again while paused starts nothing.
+    // A worker killed and started again while paused starts nothing, even
+    // when it is told the organization has work.
     env.kill_worker_process(worker)?;
     env.spawn_worker_process()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wake_workers(&env, &[1042]).await?;
     let still = get(&mut client, &held).await?;
     assert_eq!(state(&still), pb::ImportState::Paused);
     assert_eq!(
@@ -372,13 +396,14 @@ async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_wher
         Some("deploying a fix".to_string())
     );
 
-    // Lifting one organization's pause leaves the pause of every one.
+    // Lifting one organization's pause leaves the pause of every one: told
+    // that both organizations have work, the worker starts nothing.
     let lifted = resume(&mut client, Some(1042)).await?;
     assert_eq!(
         lifted.lifted.map(|p| p.reason),
         Some("checking the client's data".to_string())
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wake_workers(&env, &[1042, 2001]).await?;
     let held_now = get(&mut client, &held).await?;
     assert_eq!(state(&held_now), pb::ImportState::Paused);
     assert_eq!(
@@ -386,6 +411,7 @@ async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_wher
         Some("deploying a fix".to_string())
     );
     assert_eq!(chunks_done(&held_now), settled);
+    assert_eq!(chunks_done(&get(&mut client, &queued).await?), 0);
 
     // Resuming every organization continues exactly where work stopped.
     let resumed_at = chrono::Utc::now();
@@ -395,12 +421,15 @@ async fn the_pause_switch_holds_across_worker_restarts_and_resume_continues_wher
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     let p = done.progress.unwrap_or_default();
     assert_eq!((p.rows_created, p.chunks_done), (25_000, 50));
-    assert_eq!(rows_of(&env, &held).await?, 25_000);
+    assert_eq!(rows_of(&env.db, &held).await?, 25_000);
     let queued_done = wait_terminal(&mut client, &queued).await?;
     assert_eq!(queued_done.state, pb::ImportState::Completed as i32);
 
-    // From the recorded chunk times: no chunk of the paused import started
-    // between the pause and the resume.
+    // From the recorded chunk times: the chunks done before the pause took
+    // effect are the only ones that started before the resume; every other
+    // chunk of both imports started after it.
+    started_only_after_the_resume(&env, &held, settled as usize, resumed_at).await?;
+    started_only_after_the_resume(&env, &queued, 0, resumed_at).await?;
     let paused_at = shown
         .pause
         .and_then(|p| p.pause_time)

@@ -56,14 +56,7 @@ async fn a_grpc_web_client_gets_and_follows_an_import_through_the_gateway() -> a
         ..Options::default()
     })
     .await?;
-    let app = passare_imports_app::App::build(env.config.clone(), env.shutdown.clone()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gateway = listener.local_addr()?;
-    tokio::spawn(passare_imports_gateway::serve(
-        app,
-        listener,
-        env.shutdown.clone(),
-    ));
+    let gateway = env.grpc_web_gateway().await?;
 
     let preflight = |origin: &str| {
         format!(

@@ -1,6 +1,8 @@
-//! Crashes: the only worker process is killed with SIGKILL at random moments
-//! of an all-or-nothing import that updates records of an earlier import and
-//! creates new ones, and a new worker is started each time. Nothing is lost,
+//! Crashes: the only worker process is killed with SIGKILL, again and again,
+//! each time while it is writing a chunk (after a random pause, the test waits
+//! for a session holding the organization's write fence and kills at once),
+//! during an all-or-nothing import that updates records of an earlier import
+//! and creates new ones; a new worker is started each time. Nothing is lost,
 //! nothing is written twice, and the import ends with exactly what its file
 //! says — its before-images gone.
 
@@ -26,9 +28,31 @@ const MAX_KILLS: usize = 8;
 struct Kill {
     after: Duration,
     chunks_done_before: i32,
-    /// Sessions of the test's database inside a transaction that had
-    /// written (a chunk write under way) just before the kill.
-    writing_sessions: i64,
+    /// The chunk write in flight when the kill was sent.
+    write: WriteInFlight,
+    /// Whether that write was lost with the worker (rolled back), rather
+    /// than committed in the instant before the kill.
+    write_lost: bool,
+}
+
+/// Waits until the database has ended the killed worker's session `pid`
+/// (its transaction rolled back), at most 10 s.
+async fn session_gone(env: &TestEnv, pid: i32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(
+        &env.db,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+    )
+    .await?
+        > 0
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "session {pid} outlived its killed worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,39 +126,57 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
     while kills.len() < MAX_KILLS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..=1_500))).await;
         let now = get(&mut client, &second).await?;
-        if passare_imports_cli::client::is_terminal(now.state) {
+        if is_terminal(&now) {
             break;
         }
         undo_seen = undo_seen.max(count(&env.db, "SELECT count(*) FROM import_undo").await?);
-        let writing_sessions: i64 = passare_imports_store::sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                AND backend_xid IS NOT NULL",
-        )
-        .fetch_one(env.db.pool())
-        .await?;
+        // Aim at a write: the kill goes out as soon as a chunk write is seen
+        // in flight.
+        let Ok(write) = env.wait_for_chunk_write(ORG, Duration::from_secs(20)).await else {
+            anyhow::ensure!(
+                is_terminal(&get(&mut client, &second).await?),
+                "the import neither ended nor wrote a chunk for 20 s"
+            );
+            break;
+        };
         env.kill_worker_process(worker)?;
+        session_gone(&env, write.pid).await?;
         // Only a kill before the import ended counts as landing mid-import.
         let after = get(&mut client, &second).await?;
-        if passare_imports_cli::client::is_terminal(after.state) {
+        if is_terminal(&after) {
             break;
         }
+        let done_now = count(
+            &env.db,
+            &format!(
+                "SELECT count(*) FROM chunks WHERE organization_id = {ORG} AND state = 'done'"
+            ),
+        )
+        .await?;
         kills.push(Kill {
             after: started.elapsed(),
             chunks_done_before: chunks_done(&now),
-            writing_sessions,
+            write,
+            write_lost: done_now == write.chunks_done,
         });
         worker = env.spawn_worker_process()?;
     }
     println!(
-        "{} kills landed mid-import ({} with a chunk write transaction open):",
+        "{} kills landed mid-import, each while a chunk was written ({} of those writes lost with the worker):",
         kills.len(),
-        kills.iter().filter(|k| k.writing_sessions > 0).count()
+        kills.iter().filter(|k| k.write_lost).count()
     );
     for k in &kills {
         println!(
-            "  at {:>6.2?} after the start, {:>2} chunks done, {} writing session(s)",
-            k.after, k.chunks_done_before, k.writing_sessions
+            "  at {:>6.2?} after the start, {:>2} chunks done, write by session {} {}",
+            k.after,
+            k.chunks_done_before,
+            k.write.pid,
+            if k.write_lost {
+                "lost"
+            } else {
+                "committed first"
+            }
         );
     }
     assert!(
@@ -146,12 +188,16 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
         kills.iter().any(|k| k.chunks_done_before > 0),
         "no kill came after the import had begun: {kills:?}"
     );
+    assert!(
+        kills.iter().any(|k| k.write_lost),
+        "no kill broke a chunk write: {kills:?}"
+    );
 
     // Wait for the end, watching the before-images while the import runs.
     let deadline = Instant::now() + Duration::from_secs(300);
     let done = loop {
         let now = get(&mut client, &second).await?;
-        if passare_imports_cli::client::is_terminal(now.state) {
+        if is_terminal(&now) {
             break now;
         }
         undo_seen = undo_seen.max(count(&env.db, "SELECT count(*) FROM import_undo").await?);

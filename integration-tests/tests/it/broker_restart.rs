@@ -12,7 +12,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeclareOptions;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 
@@ -93,24 +92,13 @@ impl Drop for StoppedBroker {
     }
 }
 
-/// Messages ready in an organization's queue (passive declare: never
-/// creates it).
+/// Messages ready in an organization's queue, on a connection opened now
+/// (the broker was restarted since the test began).
 async fn ready_messages(env: &TestEnv, org: i64) -> anyhow::Result<u32> {
-    let queue = env.config.queue();
-    let conn = passare_imports_queue::connect(&queue, "test").await?;
-    let channel = conn.create_channel().await?;
-    let q = channel
-        .queue_declare(
-            queue.org_queue(org).as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            Default::default(),
-        )
-        .await?;
-    conn.close(200, "done".into()).await?;
-    Ok(q.message_count())
+    let broker = broker::Broker::connect(env).await?;
+    let n = broker.chunk_messages(org).await?;
+    broker.close().await?;
+    Ok(n)
 }
 
 /// Checks a completed import of a generated file into an organization that

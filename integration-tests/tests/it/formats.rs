@@ -6,10 +6,6 @@ use passare_imports_integration_tests::files::{self, NewFile};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 
-fn state(i: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(i.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 const HEADER: [&str; 7] = [
     "case_number",
     "deceased_first_name",

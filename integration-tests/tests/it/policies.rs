@@ -340,8 +340,7 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
     start(&mut client, &valid).await?;
     // Failures are read as a developer: backtraces and cause chains are
     // theirs alone (a super admin sees the rest).
-    let mut developer =
-        passare_imports_cli::client::connect(&env.url(), &env.token(&DEVELOPER)).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     let failures = wait_for_failure(
         &mut developer,
         &valid,
@@ -459,14 +458,8 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
     );
 
     // The dead-letter queue holds the chunk, with its last error.
-    let conn = lapin::Connection::connect(&amqp_url(), Default::default()).await?;
-    let channel = conn.create_channel().await?;
-    let dead_queue = format!("{}.dead", env.config.queue_prefix);
-    let got = channel
-        .basic_get(dead_queue.as_str().into(), Default::default())
-        .await?
-        .context("a dead-lettered message")?;
-    let dead: DeadChunk = serde_json::from_slice(&got.delivery.data)?;
+    let broker = broker::Broker::connect(&env).await?;
+    let dead = broker.take_dead_letter().await?;
     let DeadChunk::V1 {
         chunk,
         attempts,
@@ -478,7 +471,7 @@ async fn a_chunk_failing_past_the_retry_limit_is_dead_lettered_and_the_import_go
         (import_id.to_string(), seq, attempts, error_kind.as_str()),
         (valid.clone(), 0, 3, "timeout")
     );
-    conn.close(200, "done".into()).await?;
+    broker.close().await?;
 
     // All or nothing: two chunks commit, then a chunk is given up: the
     // import fails and the two chunks' rows are rolled back.

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,10 +16,8 @@ use passare_imports_cli::client::{self, Client};
 use passare_imports_integration_tests::files::{self, NewFile};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
-use passare_imports_storage::{FileStore, LocalFileStore};
 use passare_imports_store::sqlx;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use tonic_types::StatusExt;
 
 /// Two super admins besides ADMIN, with their own ids and e-mails.
@@ -50,10 +47,6 @@ const PLAIN: User<'static> = User {
     org: Some(1042),
 };
 
-async fn connect_as(env: &TestEnv, user: &User<'_>) -> anyhow::Result<Client> {
-    client::connect(&env.url(), &env.token(user)).await
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -71,10 +64,6 @@ fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
 fn time_of(t: Option<&prost_types::Timestamp>) -> anyhow::Result<DateTime<Utc>> {
     let t = t.context("no timestamp")?;
     DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).context("not a timestamp")
-}
-
-fn state(import: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(import.state).unwrap_or(pb::ImportState::Unspecified)
 }
 
 /// The ErrorInfo reason of a refused call.
@@ -100,29 +89,6 @@ fn with_request_id<T>(message: T, id: Option<&str>) -> anyhow::Result<tonic::Req
         request.metadata_mut().insert("x-request-id", id.parse()?);
     }
     Ok(request)
-}
-
-/// A worker inside the test process that can be stopped on its own.
-struct InProcessWorker {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl InProcessWorker {
-    async fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let stop = env.shutdown.child_token();
-        let worker = passare_imports_worker::Worker::build(&env.config).await?;
-        let task = tokio::spawn(worker.run(stop.clone()));
-        Ok(Self { stop, task })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .context("the worker did not stop within 30 s")???;
-        Ok(())
-    }
 }
 
 /// Readable names of import ids, for assertions on lists.
@@ -152,22 +118,12 @@ async fn list_page(
 /// Every page of a ListImports query; fails on a repeated import.
 async fn list_all(
     client: &mut Client,
-    mut request: pb::ListImportsRequest,
+    request: pb::ListImportsRequest,
 ) -> anyhow::Result<Vec<pb::Import>> {
-    let mut out: Vec<pb::Import> = Vec::new();
-    for _ in 0..100 {
-        let page = list_page(client, request.clone())
-            .await
-            .map_err(client::describe)?;
-        out.extend(page.imports);
-        if page.next_page_token.is_empty() {
-            let ids: BTreeSet<&str> = out.iter().map(|i| i.id.as_str()).collect();
-            anyhow::ensure!(ids.len() == out.len(), "an import was listed twice");
-            return Ok(out);
-        }
-        request.page_token = page.next_page_token;
-    }
-    anyhow::bail!("more than 100 pages")
+    let out = pages::collect_all(client, request).await?;
+    let ids: BTreeSet<&str> = out.iter().map(|i| i.id.as_str()).collect();
+    anyhow::ensure!(ids.len() == out.len(), "an import was listed twice");
+    Ok(out)
 }
 
 fn steps(import: &pb::Import) -> Vec<(String, Option<String>)> {
@@ -327,10 +283,10 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     })
     .await?;
     env.organization(2001).await?;
-    let mut alice = connect_as(&env, &ALICE).await?;
-    let mut bob = connect_as(&env, &BOB).await?;
+    let mut alice = env.client_as(&ALICE).await?;
+    let mut bob = env.client_as(&BOB).await?;
     let mut labels = Labels::default();
-    let worker = InProcessWorker::start(&env).await?;
+    let worker = env.start_worker().await?;
     let valid_rows = pb::FailurePolicy::ImportValidRows;
 
     // I1: Alice imports 30 cases into 1042.
@@ -494,7 +450,7 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     );
 
     // A worker again: I7 completes, I6 stays held.
-    let _worker = InProcessWorker::start(&env).await?;
+    let _worker = env.start_worker().await?;
     assert_eq!(
         state(&wait_terminal(&mut alice, &i7).await?),
         pb::ImportState::Completed
@@ -912,24 +868,29 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     assert!(!first.next_page_token.is_empty());
     let i8 = files::create_draft(&mut alice, 1042, valid_rows).await?;
     labels.add(&i8, "I8");
-    let mut pages = vec![labels.of(&first.imports)];
-    let mut token = first.next_page_token.clone();
-    while !token.is_empty() {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
+    let rest = pages::pages(
+        &mut alice,
+        pb::ListImportsRequest {
+            page_token: first.next_page_token.clone(),
+            ..by_two.clone()
+        },
+    )
+    .await?;
+    // The same token gives the same page, asked again once the whole list
+    // has been read.
+    for page in &rest {
         let request = pb::ListImportsRequest {
-            page_token: token.clone(),
+            page_token: page.token.clone(),
             ..by_two.clone()
         };
-        let page = list_page(&mut alice, request.clone()).await?;
-        // The same token gives the same page.
         let again = list_page(&mut alice, request).await?;
-        assert_eq!(labels.of(&again.imports), labels.of(&page.imports));
+        assert_eq!(labels.of(&again.imports), labels.of(&page.items));
         assert_eq!(again.next_page_token, page.next_page_token);
-        pages.push(labels.of(&page.imports));
-        token = page.next_page_token;
     }
+    let mut seen = vec![labels.of(&first.imports)];
+    seen.extend(rest.iter().map(|p| labels.of(&p.items)));
     assert_eq!(
-        pages,
+        seen,
         vec![
             vec!["I7", "I6"],
             vec!["I5", "I4"],
@@ -940,23 +901,20 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     let fresh = list_page(&mut alice, by_two.clone()).await?;
     assert_eq!(labels.of(&fresh.imports), vec!["I8", "I7"]);
     // Paging a filtered list.
-    let mut filtered_pages = Vec::new();
-    let mut request = pb::ListImportsRequest {
-        page_size: 2,
-        requested_by: "alice-7".into(),
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(filtered_pages.len() < 10, "paging does not end");
-        let page = list_page(&mut alice, request.clone()).await?;
-        filtered_pages.push(labels.of(&page.imports));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let filtered = pages::pages(
+        &mut alice,
+        pb::ListImportsRequest {
+            page_size: 2,
+            requested_by: "alice-7".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
     assert_eq!(
-        filtered_pages,
+        filtered
+            .iter()
+            .map(|p| labels.of(&p.items))
+            .collect::<Vec<_>>(),
         vec![vec!["I8", "I7"], vec!["I5", "I3"], vec!["I1"]]
     );
 
@@ -984,7 +942,7 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     }
 
     // A plain user of 1042 sees 1042's history only.
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     assert_eq!(
         labels.of(&list_all(&mut plain, imports_request()).await?),
         vec!["I8", "I7", "I5", "I2", "I1"]
@@ -1022,24 +980,15 @@ async fn audit_page(
     Ok(client.list_audit_events(request).await?.into_inner())
 }
 
+/// Every page of a ListAuditEvents query; fails on a repeated event.
 async fn audit_all(
     client: &mut Client,
-    mut request: pb::ListAuditEventsRequest,
+    request: pb::ListAuditEventsRequest,
 ) -> anyhow::Result<Vec<pb::AuditEvent>> {
-    let mut out: Vec<pb::AuditEvent> = Vec::new();
-    for _ in 0..100 {
-        let page = audit_page(client, request.clone())
-            .await
-            .map_err(client::describe)?;
-        out.extend(page.events);
-        if page.next_page_token.is_empty() {
-            let ids: BTreeSet<&str> = out.iter().map(|e| e.id.as_str()).collect();
-            anyhow::ensure!(ids.len() == out.len(), "an event was listed twice");
-            return Ok(out);
-        }
-        request.page_token = page.next_page_token;
-    }
-    anyhow::bail!("more than 100 pages")
+    let out = pages::collect_all(client, request).await?;
+    let ids: BTreeSet<&str> = out.iter().map(|e| e.id.as_str()).collect();
+    anyhow::ensure!(ids.len() == out.len(), "an event was listed twice");
+    Ok(out)
 }
 
 /// (action, actor) of each event, for comparing lists.
@@ -1091,7 +1040,7 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;
     env.organization(2001).await?;
     let mut admin = env.client().await?;
-    let mut carol = connect_as(&env, &CAROL).await?;
+    let mut carol = env.client_as(&CAROL).await?;
     let t_a = moment().await;
 
     // The admin builds, checks and runs an import of 1042.
@@ -1561,40 +1510,30 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     }
 
     // Paging: by four, then a filtered list by three.
-    let mut pages = Vec::new();
-    let mut request = pb::ListAuditEventsRequest {
-        page_size: 4,
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
-        let page = audit_page(&mut admin, request.clone()).await?;
-        pages.push(ids_of(&page.events));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let by_four = pages::pages(
+        &mut admin,
+        pb::ListAuditEventsRequest {
+            page_size: 4,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pages: Vec<Vec<String>> = by_four.iter().map(|p| ids_of(&p.items)).collect();
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
         vec![4, 4, 4, 1]
     );
     assert_eq!(pages.concat(), ids_of(&events));
-    let mut pages = Vec::new();
-    let mut request = pb::ListAuditEventsRequest {
-        page_size: 3,
-        organization_id: "1042".into(),
-        ..Default::default()
-    };
-    loop {
-        anyhow::ensure!(pages.len() < 10, "paging does not end");
-        let page = audit_page(&mut admin, request.clone()).await?;
-        pages.push(ids_of(&page.events));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let by_three = pages::pages(
+        &mut admin,
+        pb::ListAuditEventsRequest {
+            page_size: 3,
+            organization_id: "1042".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pages: Vec<Vec<String>> = by_three.iter().map(|p| ids_of(&p.items)).collect();
     assert_eq!(pages.concat(), event_ids(&[0, 3, 7, 8, 9, 10, 11, 12]));
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -1614,12 +1553,12 @@ async fn every_state_changing_call_is_in_the_audit_log() -> anyhow::Result<()> {
     }
 
     // Developers read the log; a plain user may not.
-    let mut developer = connect_as(&env, &DEVELOPER).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     assert_eq!(
         ids_of(&audit_all(&mut developer, everything.clone()).await?),
         ids_of(&events)
     );
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     for request in [
         everything.clone(),
         q(&|r| r.organization_id = "1042".into()),
@@ -1901,15 +1840,10 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
     let ended = time_of(p_before.end_time.as_ref())?;
     assert!(Utc::now() - ended > chrono::Duration::days(99), "{ended}");
 
-    let db = passare_imports_store::Db::connect(&env.config.database_url, 2).await?;
-    let store: Arc<dyn FileStore> = Arc::new(LocalFileStore::new(&env.config.storage_dir).await?);
     let purge_started = Utc::now();
-    let purged = tokio::time::timeout(
-        Duration::from_secs(60),
-        passare_imports_app::retention::purge_due(&db, &store, 90),
-    )
-    .await
-    .context("purge_due took longer than 60 s")??;
+    let purged = tokio::time::timeout(Duration::from_secs(60), service::purge_due(&env.config, 90))
+        .await
+        .context("purge_due took longer than 60 s")??;
     let purge_ended = Utc::now();
     assert_eq!(
         purged, 2,
@@ -2066,11 +2000,7 @@ async fn retention_deletes_uploaded_files_and_row_results_but_keeps_the_summary(
     assert!(r2_after.results_purge_time.is_none());
 
     // Nothing more is due.
-    assert_eq!(
-        passare_imports_app::retention::purge_due(&db, &store, 90).await?,
-        0
-    );
-    db.close().await;
+    assert_eq!(service::purge_due(&env.config, 90).await?, 0);
     // Checked last, after the environment is gone: the draft ended STOPPED
     // by the retention job must say when (Import.stop_time).
     let stop_time_shown = d_after.stop_time.is_some();
@@ -2086,35 +2016,22 @@ fn ids_of_events(events: &[pb::AuditEvent]) -> Vec<String> {
     events.iter().map(|e| e.id.clone()).collect()
 }
 
+/// (id, name) of the organizations a query finds, page by page.
 async fn organizations(
     client: &mut Client,
     query: &str,
     page_size: i32,
 ) -> anyhow::Result<Vec<Vec<(String, String)>>> {
-    let mut pages = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        anyhow::ensure!(pages.len() < 50, "paging does not end");
-        let page = client
-            .list_organizations(pb::ListOrganizationsRequest {
-                query: query.into(),
-                page_size,
-                page_token,
-            })
-            .await
-            .map_err(client::describe)?
-            .into_inner();
-        pages.push(
-            page.organizations
-                .into_iter()
-                .map(|o| (o.id, o.name))
-                .collect::<Vec<_>>(),
-        );
-        if page.next_page_token.is_empty() {
-            return Ok(pages);
-        }
-        page_token = page.next_page_token;
-    }
+    let request = pb::ListOrganizationsRequest {
+        query: query.into(),
+        page_size,
+        page_token: String::new(),
+    };
+    Ok(pages::pages(client, request)
+        .await?
+        .into_iter()
+        .map(|p| p.items.into_iter().map(|o| (o.id, o.name)).collect())
+        .collect())
 }
 
 /// The ids of every organization a query finds (all pages).
@@ -2224,7 +2141,7 @@ async fn the_organization_picker_finds_organizations_by_name_or_id() -> anyhow::
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // A plain user of 1042 sees 1042 only, whatever the query.
-    let mut plain = connect_as(&env, &PLAIN).await?;
+    let mut plain = env.client_as(&PLAIN).await?;
     for (query, want) in [
         ("", vec!["1042"]),
         ("river", vec!["1042"]),
@@ -2240,18 +2157,16 @@ async fn the_organization_picker_finds_organizations_by_name_or_id() -> anyhow::
         );
     }
     // A user of no organization who is not staff sees none; a developer all.
-    let mut stranger = connect_as(
-        &env,
-        &User {
+    let mut stranger = env
+        .client_as(&User {
             id: "stranger-1",
             super_admin: false,
             developer: false,
             org: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     assert!(found(&mut stranger, "").await?.is_empty());
-    let mut developer = connect_as(&env, &DEVELOPER).await?;
+    let mut developer = env.client_as(&DEVELOPER).await?;
     assert_eq!(
         organizations(&mut developer, "", 500).await?.concat(),
         everything

@@ -5,10 +5,6 @@ use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use tonic_types::StatusExt;
 
-fn state(i: &pb::Import) -> pb::ImportState {
-    pb::ImportState::try_from(i.state).unwrap_or(pb::ImportState::Unspecified)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress()
 -> anyhow::Result<()> {
@@ -129,6 +125,25 @@ async fn a_100k_row_file_streams_in_and_imports_exactly_with_monotonic_progress(
         let number: i64 = row[0].trim_start_matches('C').parse()?;
         assert_eq!(stored.try_get::<i64, _>("source_row")?, number);
     }
+    // And every row: each stored case has the file's values, written by
+    // this import.
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(100_000, 11), uuid::Uuid::parse_str(&id)?),
+    )
+    .await?;
+    // Each case knows its row of the file.
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases
+              WHERE organization_id = 1042
+                AND source_row = substr(case_number, 2)::bigint",
+        )
+        .await?,
+        100_000
+    );
     env.finish().await
 }
 
@@ -227,9 +242,8 @@ async fn importing_the_same_file_again_leaves_the_same_rows() -> anyhow::Result<
     let before = count(&env.db, fingerprint).await?;
 
     // A chunk processed again (a redelivery) has no second effect.
-    let worker = passare_imports_worker::Worker::build(&env.config).await?;
     let chunk: i64 = count(&env.db, "SELECT min(id) FROM chunks").await?;
-    let outcome = worker.process_chunk(chunk).await?;
+    let outcome = service::process_chunk(&env.config, chunk).await?;
     assert_eq!(
         outcome,
         passare_imports_store::load::ChunkOutcome::AlreadyDone
@@ -494,25 +508,22 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
         .map(|s| s.code());
     assert_eq!(bad, Some(tonic::Code::InvalidArgument));
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_imports(pb::ListImportsRequest {
-                organization_id: "1042".into(),
-                page_size: 2,
-                page_token: token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        assert!(page.imports.len() <= 2);
-        seen.extend(page.imports.into_iter().map(|i| i.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let listed = pages::pages(
+        &mut client,
+        pb::ListImportsRequest {
+            organization_id: "1042".into(),
+            page_size: 2,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert!(listed.iter().all(|p| p.items.len() <= 2));
+    assert_eq!(listed.len(), 3, "five imports, two to a page");
+    let seen: Vec<String> = listed
+        .into_iter()
+        .flat_map(|p| p.items)
+        .map(|i| i.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, each once");
     let none = client

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use passare_imports_app::Config;
 use passare_imports_cli::client::{self, Client};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -299,7 +298,7 @@ impl OpenUpload {
 async fn a_user_runs_at_most_the_configured_number_of_uploads_at_once() -> anyhow::Result<()> {
     let env = env(uploads_limit).await?;
     let mut admin = env.client().await?;
-    let mut other = client::connect(&env.url(), &env.token(&OTHER_ADMIN)).await?;
+    let mut other = env.client_as(&OTHER_ADMIN).await?;
     let id = files::create_draft(&mut admin, 1042, pb::FailurePolicy::ImportValidRows).await?;
     // Room for every file this test uploads.
     let second = files::create_draft(&mut admin, 1042, pb::FailurePolicy::ImportValidRows).await?;

@@ -2,7 +2,6 @@
 //! broker lost are still loaded, in order, once the workers' sweep announces
 //! their organization.
 
-use lapin::options::QueuePurgeOptions;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 
@@ -27,24 +26,24 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
     start(&mut client, &id).await?;
 
     // The broker loses every message of the import before any worker runs.
-    let queue = env.config.queue();
-    let conn = passare_imports_queue::connect(&queue, "test").await?;
-    let channel = conn.create_channel().await?;
-    for name in [queue.org_queue(1042), queue.ready_queue()] {
-        channel
-            .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-            .await?;
-    }
-    conn.close(200, "done".into()).await?;
+    let broker = broker::Broker::connect(&env).await?;
+    broker.purge_organization(1042).await?;
+    broker.close().await?;
 
-    let mut config = env.config.clone();
-    config.worker_sweep_secs = 1;
-    let worker = passare_imports_worker::Worker::build(&config).await?;
-    tokio::spawn(worker.run(env.shutdown.clone()));
+    let _worker = env.start_worker_with(|c| c.worker_sweep_secs = 1).await?;
     let done = wait_terminal(&mut client, &id).await?;
     assert_eq!(done.state, pb::ImportState::Completed as i32);
     let p = done.progress.unwrap_or_default();
     assert_eq!((p.rows_created, p.chunks_done), (5_000, 5));
+    assert_cases_are(
+        &env.db,
+        1042,
+        &all_written_by(&generated_rows(5_000, 8), uuid::Uuid::parse_str(&id)?),
+    )
+    .await?;
+    let chunks = chunks_of(&env.db, &id).await?;
+    assert_eq!(chunks.len(), 5);
+    assert_loaded_in_order(&chunks, None)?;
     assert_serial_per_org(&chunk_intervals(&env.db).await?)?;
     env.finish().await
 }

@@ -1,0 +1,108 @@
+//! The one seam between the harness and the service crate: migrating,
+//! building and serving the app (gRPC and grpc-web), in-process workers,
+//! signing tokens and running the retention job. Tests and the other harness
+//! modules call these, never the service crate itself, so that when the
+//! service's crates move or are renamed only this file follows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use passare_imports_app::App;
+use passare_imports_app::identity::Auth;
+use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_store::Db;
+use passare_imports_store::load::ChunkOutcome;
+use passare_imports_worker::Worker;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use passare_imports_app::Config;
+pub use passare_imports_app::identity::Claims;
+
+/// Creates the database if missing and applies every migration.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    Ok(passare_imports_store::migrate(database_url).await?)
+}
+
+/// Builds an app of `config` and serves plain gRPC on a free local port
+/// until `shutdown`; returns the address.
+pub async fn serve_grpc(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let app = App::build(config.clone(), shutdown.clone()).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(passare_imports_grpc::serve(app, listener, shutdown.clone()));
+    Ok(addr)
+}
+
+/// Builds an app of `config` and serves it through the grpc-web gateway on a
+/// free local port until `shutdown`; returns the address.
+pub async fn serve_grpc_web(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let app = App::build(config.clone(), shutdown.clone()).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(passare_imports_gateway::serve(
+        app,
+        listener,
+        shutdown.clone(),
+    ));
+    Ok(addr)
+}
+
+/// A worker running inside the test process until its own token (a child of
+/// the test's shutdown) is cancelled.
+pub struct InProcessWorker {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcessWorker {
+    /// Builds a worker of `config` and runs it until `stop` (or a parent of
+    /// it) is cancelled.
+    pub async fn start(config: &Config, stop: CancellationToken) -> anyhow::Result<Self> {
+        let worker = Worker::build(config).await?;
+        let task = tokio::spawn(worker.run(stop.clone()));
+        Ok(Self { stop, task })
+    }
+
+    /// Stops the worker as SIGTERM would (the chunk in hand is finished) and
+    /// waits for it, at most 30 s.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .context("the worker did not stop within 30 s")???;
+        Ok(())
+    }
+}
+
+/// Processes one chunk as a worker would on a delivery of its message (a
+/// redelivery, when the chunk was loaded already).
+pub async fn process_chunk(config: &Config, chunk_id: i64) -> anyhow::Result<ChunkOutcome> {
+    let worker = Worker::build(config).await?;
+    let outcome = worker.process_chunk(chunk_id).await?;
+    worker.db.close().await;
+    Ok(outcome)
+}
+
+/// A bearer token with `claims`, signed with `secret`.
+pub fn sign(secret: &str, claims: &Claims) -> anyhow::Result<String> {
+    Ok(Auth::new(secret).issue(claims)?)
+}
+
+/// Runs the retention job once, as a worker does every sweep, with
+/// `retention_days`; returns how many imports it purged.
+pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<usize> {
+    let db = Db::connect(&config.database_url, 2).await?;
+    let store: Arc<dyn FileStore> = Arc::new(LocalFileStore::new(&config.storage_dir).await?);
+    let purged = passare_imports_app::retention::purge_due(&db, &store, retention_days).await;
+    db.close().await;
+    Ok(purged?)
+}

@@ -1,0 +1,29 @@
+//! The integration tests, one test binary with a module per area. Every test
+//! starts its own world (database, queue prefix, storage directory; see the
+//! harness in `src/`) and runs the real server, workers and gateway against
+//! the PostgreSQL and RabbitMQ of this machine.
+//!
+//! `broker_restart` stops the machine's RabbitMQ: `scripts/test.sh` leaves it
+//! out of the main run (`-E 'not test(/^broker_restart::/)'`) and runs it
+//! alone afterwards.
+
+mod access;
+mod analysis;
+mod broker_restart;
+mod browser;
+mod control;
+mod crash;
+mod discovery;
+mod faults;
+mod formats;
+mod grpc_web;
+mod history;
+mod import_flow;
+mod limits;
+mod many_workers;
+mod ordering;
+mod policies;
+mod recovery;
+mod results;
+mod samples;
+mod shutdown;
