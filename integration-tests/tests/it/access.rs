@@ -167,6 +167,11 @@ impl Target {
 enum Rpc {
     CreateImport,
     UploadFile,
+    CreateUpload,
+    WriteUploadPart,
+    GetUpload,
+    CompleteUpload,
+    AbortUpload,
     RemoveFile,
     AnalyzeImport,
     StartImport,
@@ -203,6 +208,9 @@ struct Set {
     draft: String,
     /// The first of the draft's two files.
     draft_file: String,
+    /// A resumable upload into the draft, begun by a fixture user (so the
+    /// callers' own upload limits stay free), no part sent yet.
+    upload: String,
 }
 
 /// The canonical sets (used by MEMBER and the four unauthenticated columns,
@@ -214,6 +222,7 @@ struct Fixtures {
     developer: [Set; 2],
     ghost_import: String,
     ghost_file: String,
+    ghost_upload: String,
 }
 
 impl Fixtures {
@@ -228,7 +237,11 @@ impl Fixtures {
 
     /// Every id a NOT_FOUND message may name.
     fn ids(&self) -> Vec<String> {
-        let mut ids = vec![self.ghost_import.clone(), self.ghost_file.clone()];
+        let mut ids = vec![
+            self.ghost_import.clone(),
+            self.ghost_file.clone(),
+            self.ghost_upload.clone(),
+        ];
         for s in self
             .canonical
             .iter()
@@ -240,6 +253,7 @@ impl Fixtures {
                 s.done_file.clone(),
                 s.draft.clone(),
                 s.draft_file.clone(),
+                s.upload.clone(),
             ]);
         }
         ids.extend([OTHER_ORG.to_string(), NO_ORG.to_string()]);
@@ -268,8 +282,49 @@ fn valid_csv(prefix: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The bytes of a set's resumable upload.
+fn upload_csv(prefix: &str) -> Vec<u8> {
+    valid_csv(&format!("{prefix}R"))
+}
+
+/// Begins the set's resumable upload as a fixture user of its own.
+async fn begin_upload(env: &TestEnv, draft: &str, prefix: &str) -> anyhow::Result<String> {
+    let id = format!("fixture-{prefix}");
+    let fixture = User {
+        id: &id,
+        super_admin: true,
+        developer: false,
+        org: None,
+    };
+    let upload = env
+        .client_as(&fixture)
+        .await?
+        .create_upload(pb::CreateUploadRequest {
+            header: Some(pb::FileHeader {
+                import_id: draft.to_string(),
+                file_name: format!("{prefix}-r.csv"),
+                import_type: "cases".into(),
+                declared_size_bytes: upload_csv(prefix).len() as i64,
+                ..Default::default()
+            }),
+            declared_sha256: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .map_err(client::describe)?
+        .into_inner()
+        .upload
+        .context("no upload")?;
+    Ok(upload.id)
+}
+
 /// Creates one set: the completed-with-errors import is started, not waited for.
-async fn make_set(client: &mut client::Client, org: i64, prefix: &str) -> anyhow::Result<Set> {
+async fn make_set(
+    env: &TestEnv,
+    client: &mut client::Client,
+    org: i64,
+    prefix: &str,
+) -> anyhow::Result<Set> {
     let (done, done_files) = files::draft_with_files(
         client,
         org,
@@ -300,6 +355,7 @@ async fn make_set(client: &mut client::Client, org: i64, prefix: &str) -> anyhow
         ],
     )
     .await?;
+    let upload = begin_upload(env, &draft, prefix).await?;
     Ok(Set {
         org,
         prefix: prefix.into(),
@@ -307,6 +363,7 @@ async fn make_set(client: &mut client::Client, org: i64, prefix: &str) -> anyhow
         done_file: done_files.first().context("one file")?.id.clone(),
         draft,
         draft_file: draft_files.first().context("two files")?.id.clone(),
+        upload,
     })
 }
 
@@ -358,6 +415,7 @@ async fn call(
     let done_file = pick(&set.done_file, &fx.ghost_file);
     let draft = pick(&set.draft, &fx.ghost_import);
     let draft_file = pick(&set.draft_file, &fx.ghost_file);
+    let upload = pick(&set.upload, &fx.ghost_upload);
     let org = target.org();
     let member = kind == Kind::Member;
     let mut wrong = Vec::<String>::new();
@@ -403,6 +461,76 @@ async fn call(
             if file.row_count != 2 {
                 wrong.push(format!("stored {} rows", file.row_count));
             }
+        }
+        Rpc::CreateUpload => {
+            let bytes = valid_csv(&format!("{}C", set.prefix));
+            let upload = c
+                .create_upload(pb::CreateUploadRequest {
+                    header: Some(pb::FileHeader {
+                        import_id: draft.clone(),
+                        file_name: "access-resumable.csv".into(),
+                        import_type: "cases".into(),
+                        declared_size_bytes: bytes.len() as i64,
+                        ..Default::default()
+                    }),
+                    declared_sha256: String::new(),
+                    request_id: String::new(),
+                })
+                .await?
+                .into_inner()
+                .upload
+                .unwrap_or_default();
+            if upload.import_id != draft || upload.committed_bytes != 0 {
+                wrong.push(format!("began {upload:?}"));
+            }
+        }
+        Rpc::WriteUploadPart => {
+            let bytes = upload_csv(&set.prefix);
+            let size = bytes.len() as i64;
+            let committed = c
+                .write_upload_part(pb::WriteUploadPartRequest {
+                    upload_id: upload.clone(),
+                    offset: 0,
+                    data: bytes,
+                })
+                .await?
+                .into_inner()
+                .committed_bytes;
+            if committed != size {
+                wrong.push(format!("committed {committed} of {size} bytes"));
+            }
+        }
+        Rpc::GetUpload => {
+            let got = c
+                .get_upload(pb::GetUploadRequest {
+                    upload_id: upload.clone(),
+                })
+                .await?
+                .into_inner()
+                .upload
+                .unwrap_or_default();
+            if got.id != upload {
+                wrong.push(format!("got upload {}", got.id));
+            }
+        }
+        Rpc::CompleteUpload => {
+            let file = c
+                .complete_upload(pb::CompleteUploadRequest {
+                    upload_id: upload.clone(),
+                })
+                .await?
+                .into_inner()
+                .file
+                .unwrap_or_default();
+            if file.row_count != 2 {
+                wrong.push(format!("attached {} rows", file.row_count));
+            }
+        }
+        Rpc::AbortUpload => {
+            c.abort_upload(pb::AbortUploadRequest {
+                upload_id: upload.clone(),
+            })
+            .await?;
         }
         Rpc::RemoveFile => {
             let import = c
@@ -720,6 +848,22 @@ fn matrix() -> Vec<(Rpc, Target, [Code; 7])> {
         (UploadFile,        Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (UploadFile,        Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (UploadFile,        Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (CreateUpload,      Own,     [UA, UA, UA, UA, PD, OK, OK]),
+        (CreateUpload,      Other,   [UA, UA, UA, UA, PD, OK, OK]),
+        (CreateUpload,      Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (WriteUploadPart,   Own,     [UA, UA, UA, UA, PD, OK, OK]),
+        (WriteUploadPart,   Other,   [UA, UA, UA, UA, PD, OK, OK]),
+        (WriteUploadPart,   Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (GetUpload,         Own,     [UA, UA, UA, UA, PD, OK, OK]),
+        (GetUpload,         Other,   [UA, UA, UA, UA, PD, OK, OK]),
+        (GetUpload,         Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (CompleteUpload,    Own,     [UA, UA, UA, UA, PD, OK, OK]),
+        (CompleteUpload,    Other,   [UA, UA, UA, UA, PD, OK, OK]),
+        (CompleteUpload,    Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        // The completed upload: authorised callers learn it has ended.
+        (AbortUpload,       Own,     [UA, UA, UA, UA, PD, FP, FP]),
+        (AbortUpload,       Other,   [UA, UA, UA, UA, PD, FP, FP]),
+        (AbortUpload,       Unknown, [UA, UA, UA, UA, PD, NF, NF]),
         (RemoveFile,        Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (RemoveFile,        Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (RemoveFile,        Unknown, [UA, UA, UA, UA, PD, NF, NF]),
@@ -825,7 +969,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
         (OWN_ORG, "DA"),
         (OTHER_ORG, "DB"),
     ] {
-        sets.push(make_set(&mut admin, org, prefix).await?);
+        sets.push(make_set(&env, &mut admin, org, prefix).await?);
     }
     for set in &sets {
         settle(&mut admin, set).await?;
@@ -840,6 +984,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
         developer: two()?,
         ghost_import: uuid::Uuid::now_v7().to_string(),
         ghost_file: uuid::Uuid::now_v7().to_string(),
+        ghost_upload: uuid::Uuid::now_v7().to_string(),
     };
 
     // Every RPC of the proto has rows.
@@ -860,7 +1005,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
             mismatches.push(format!("{name}: no row in the matrix"));
         }
     }
-    anyhow::ensure!(rpcs.len() == 23, "the proto names {rpcs:?}");
+    anyhow::ensure!(rpcs.len() == 28, "the proto names {rpcs:?}");
 
     let mut callers = Vec::new();
     for kind in KINDS {
