@@ -60,7 +60,7 @@ impl NewFile {
         self
     }
 
-    fn header(&self, import_id: &str) -> pb::FileHeader {
+    pub fn header(&self, import_id: &str) -> pb::FileHeader {
         pb::FileHeader {
             import_id: import_id.into(),
             file_name: self.name.clone(),

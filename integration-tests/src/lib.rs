@@ -12,10 +12,11 @@
 //! - `fixtures` and `files`: generated Cases files and drafts of any type;
 //! - `records` and `assertions`: what the database recorded, and checks over it;
 //! - `moments`: chunk writes in flight, cut connections, a held drain lease;
-//! - `broker`: the test's queues (ready notices, purges, dead letters).
+//! - `broker`: the test's queues (ready notices, purges, dead letters);
+//! - `resumable`: the resumable upload in parts, and its stored parts.
 //!
-//! Tests `use passare_imports_integration_tests::*`; `files`, `pages` and
-//! `broker` are used by their module name.
+//! Tests `use passare_imports_integration_tests::*`; `files`, `pages`,
+//! `broker` and `resumable` are used by their module name.
 
 pub mod assertions;
 pub mod broker;
@@ -27,6 +28,7 @@ pub mod moments;
 pub mod pages;
 pub mod processes;
 pub mod records;
+pub mod resumable;
 pub mod service;
 pub mod test_env;
 

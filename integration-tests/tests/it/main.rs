@@ -27,3 +27,4 @@ mod recovery;
 mod results;
 mod samples;
 mod shutdown;
+mod uploads;
