@@ -56,6 +56,50 @@ pub struct ReferenceDef {
     pub agrees: &'static [(&'static str, &'static str)],
 }
 
+impl ReferenceDef {
+    /// A reference to organization setup: a row of `table` whose column
+    /// `match_column` equals the value, ignoring case, whose id is stored as
+    /// `store_id_as`.
+    pub const fn setup(
+        column: &'static str,
+        describes: &'static str,
+        (table, match_column): (&'static str, &'static str),
+        store_id_as: &'static str,
+    ) -> Self {
+        ReferenceDef {
+            column,
+            describes,
+            target: RefTarget::Setup {
+                table,
+                match_column,
+            },
+            store_id_as: Some(store_id_as),
+            agrees: &[],
+        }
+    }
+
+    /// A reference to a record of the type `type_key`, by that type's key.
+    pub const fn records(
+        column: &'static str,
+        describes: &'static str,
+        type_key: &'static str,
+    ) -> Self {
+        ReferenceDef {
+            column,
+            describes,
+            target: RefTarget::Records { type_key },
+            store_id_as: None,
+            agrees: &[],
+        }
+    }
+
+    /// Column pairs that must agree with the referenced record.
+    pub const fn agrees(mut self, pairs: &'static [(&'static str, &'static str)]) -> Self {
+        self.agrees = pairs;
+        self
+    }
+}
+
 /// Organization setup that must exist before an import of the type can run.
 #[derive(Debug, Clone, Copy)]
 pub struct PrerequisiteDef {
@@ -216,6 +260,61 @@ pub struct ImportTypeDef {
     pub sum_within: Option<SumWithinReferenced>,
 }
 
+/// Builders for the declarations in `types/`: a type starts from its key,
+/// name, target table and columns, and adds what it has beyond them.
+impl ImportTypeDef {
+    pub const fn new(
+        key: &'static str,
+        display_name: &'static str,
+        target_table: &'static str,
+        columns: &'static [ColumnDef],
+    ) -> Self {
+        ImportTypeDef {
+            key,
+            display_name,
+            target_table,
+            columns,
+            key_columns: &[],
+            references: &[],
+            prerequisites: &[],
+            row_checks: &[],
+            derived_key: None,
+            sum_within: None,
+        }
+    }
+
+    /// Columns forming the natural key.
+    pub const fn key(mut self, columns: &'static [&'static str]) -> Self {
+        self.key_columns = columns;
+        self
+    }
+
+    pub const fn references(mut self, references: &'static [ReferenceDef]) -> Self {
+        self.references = references;
+        self
+    }
+
+    pub const fn prerequisites(mut self, prerequisites: &'static [PrerequisiteDef]) -> Self {
+        self.prerequisites = prerequisites;
+        self
+    }
+
+    pub const fn checks(mut self, checks: &'static [RowCheck]) -> Self {
+        self.row_checks = checks;
+        self
+    }
+
+    pub const fn derived_key(mut self, derived: DerivedKey) -> Self {
+        self.derived_key = Some(derived);
+        self
+    }
+
+    pub const fn sum_within(mut self, sum: SumWithinReferenced) -> Self {
+        self.sum_within = Some(sum);
+        self
+    }
+}
+
 impl ImportTypeDef {
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.iter().find(|c| c.name == name)
@@ -333,38 +432,41 @@ const fn col(name: &'static str, kind: ValueKind) -> ColumnDef {
     }
 }
 
-const fn required(mut c: ColumnDef) -> ColumnDef {
-    c.required = true;
-    c
-}
+impl ColumnDef {
+    /// Other headers that mean this column.
+    const fn aliases(mut self, aliases: &'static [&'static str]) -> Self {
+        self.aliases = aliases;
+        self
+    }
 
-const fn aliases(mut c: ColumnDef, aliases: &'static [&'static str]) -> ColumnDef {
-    c.aliases = aliases;
-    c
-}
+    /// Every row must give a value.
+    const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
 
-const fn sensitive(mut c: ColumnDef) -> ColumnDef {
-    c.sensitive = true;
-    c
-}
+    /// Masked in problems, error files and logs.
+    const fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
 
-const fn lookup_only(mut c: ColumnDef) -> ColumnDef {
-    c.target = None;
-    c
+    /// Only feeds a reference; the target table stores the resolved id.
+    const fn lookup_only(mut self) -> Self {
+        self.target = None;
+        self
+    }
 }
 
 /// The source system's last-modified time of a record, which every type
 /// accepts: a row older than the stored record is `stale` and leaves it alone.
-pub const SOURCE_UPDATED_AT: ColumnDef = aliases(
-    col("source_updated_at", ValueKind::DateTime),
-    &[
-        "updated at",
-        "last updated",
-        "last modified",
-        "modified at",
-        "date modified",
-    ],
-);
+pub const SOURCE_UPDATED_AT: ColumnDef = col("source_updated_at", ValueKind::DateTime).aliases(&[
+    "updated at",
+    "last updated",
+    "last modified",
+    "modified at",
+    "date modified",
+]);
 
 /// Every import type the service knows, in loading order: a type comes after
 /// every type it refers to.

@@ -1,71 +1,28 @@
 //! Bank Transactions: lines of the organization's bank statements.
 
-use super::BANK_ACCOUNT_ALIASES;
+use super::{BANK_ACCOUNT_ALIASES, BANK_ACCOUNT_NEEDED, BANK_ACCOUNT_REF};
 use crate::catalog::*;
-use crate::values::ValueKind;
+use crate::values::ValueKind::*;
+
+/// The values of `type`, each with its aliases.
+#[rustfmt::skip]
+const TYPE_VALUES: &[(&str, &[&str])] = &[
+    ("debit", &["dr", "withdrawal"]), ("credit", &["cr", "deposit"]),
+];
 
 /// Bank Transactions: lines of the organization's bank statements.
-pub const BANK_TRANSACTIONS: ImportTypeDef = ImportTypeDef {
-    key: "bank_transactions",
-    display_name: "Bank Transactions",
-    target_table: "bank_transactions",
-    columns: &[
-        required(aliases(
-            col("bank_account_number", ValueKind::Text),
-            BANK_ACCOUNT_ALIASES,
-        )),
-        required(aliases(
-            col("posted_on", ValueKind::Date),
-            &["date", "posted", "post date", "transaction date"],
-        )),
-        required(aliases(
-            col("amount", ValueKind::Money),
-            &["transaction amount"],
-        )),
-        required(aliases(
-            col("description", ValueKind::Text),
-            &["memo", "details", "payee"],
-        )),
-        aliases(
-            col("reference", ValueKind::Text),
-            &["ref", "reference #", "transaction id", "fitid"],
-        ),
-        aliases(
-            col(
-                "type",
-                ValueKind::Enum(&[
-                    ("debit", &["dr", "withdrawal"]),
-                    ("credit", &["cr", "deposit"]),
-                ]),
-            ),
-            &["transaction type", "dr/cr"],
-        ),
-        SOURCE_UPDATED_AT,
-    ],
-    key_columns: &["bank_account_number", "reference"],
-    references: &[ReferenceDef {
-        column: "bank_account_number",
-        describes: "bank account of the organization",
-        target: RefTarget::Setup {
-            table: "bank_accounts",
-            match_column: "number",
-        },
-        store_id_as: Some("bank_account_id"),
-        agrees: &[],
-    }],
-    prerequisites: &[PrerequisiteDef {
-        table: "bank_accounts",
-        missing: "has no bank account",
-    }],
-    row_checks: &[RowCheck::SignAgrees {
-        kind: "type",
-        amount: "amount",
-        negative: "debit",
-        positive: "credit",
-    }],
-    derived_key: Some(DerivedKey {
-        column: "reference",
-        from: &["bank_account_number", "posted_on", "amount", "description"],
-    }),
-    sum_within: None,
-};
+#[rustfmt::skip]
+pub const BANK_TRANSACTIONS: ImportTypeDef = ImportTypeDef::new("bank_transactions", "Bank Transactions", "bank_transactions", &[
+    col("bank_account_number", Text).aliases(BANK_ACCOUNT_ALIASES).required(),
+    col("posted_on", Date).aliases(&["date", "posted", "post date", "transaction date"]).required(),
+    col("amount", Money).aliases(&["transaction amount"]).required(),
+    col("description", Text).aliases(&["memo", "details", "payee"]).required(),
+    col("reference", Text).aliases(&["ref", "reference #", "transaction id", "fitid"]),
+    col("type", Enum(TYPE_VALUES)).aliases(&["transaction type", "dr/cr"]),
+    SOURCE_UPDATED_AT,
+])
+    .key(&["bank_account_number", "reference"])
+    .references(&[BANK_ACCOUNT_REF])
+    .prerequisites(&[BANK_ACCOUNT_NEEDED])
+    .checks(&[RowCheck::SignAgrees { kind: "type", amount: "amount", negative: "debit", positive: "credit" }])
+    .derived_key(DerivedKey { column: "reference", from: &["bank_account_number", "posted_on", "amount", "description"] });

@@ -1,132 +1,55 @@
 //! Cases: one row per case (a death and the services around it).
 
+use super::CASE_NUMBER_ALIASES;
 use crate::catalog::*;
-use crate::values::ValueKind;
+use crate::values::ValueKind::*;
+
+/// The values of `case_type`, each with its aliases.
+#[rustfmt::skip]
+const CASE_TYPE_VALUES: &[(&str, &[&str])] = &[
+    ("at_need", &["at need", "atneed"]), ("pre_need", &["pre need", "preneed"]),
+    ("other", &[]),
+];
+
+/// The values of `case_status`, each with its aliases.
+#[rustfmt::skip]
+const CASE_STATUS_VALUES: &[(&str, &[&str])] = &[
+    ("open", &["active"]), ("closed", &[]), ("cancelled", &["canceled"]),
+];
+
+/// The values of `disposition`, each with its aliases.
+#[rustfmt::skip]
+const DISPOSITION_VALUES: &[(&str, &[&str])] = &[
+    ("burial", &["bury"]), ("cremation", &["cremate"]), ("entombment", &[]),
+    ("donation", &["body donation"]), ("other", &[]),
+];
 
 /// Cases: one row per case (a death and the services around it).
-pub const CASES: ImportTypeDef = ImportTypeDef {
-    key: "cases",
-    display_name: "Cases",
-    target_table: "cases",
-    columns: &[
-        required(aliases(
-            col("case_number", ValueKind::Text),
-            &[
-                "case #",
-                "case no",
-                "case_no",
-                "casenumber",
-                "case id",
-                "case",
-            ],
-        )),
-        required(aliases(
-            col("deceased_first_name", ValueKind::Text),
-            &[
-                "first name",
-                "first_name",
-                "decedent first name",
-                "given name",
-            ],
-        )),
-        aliases(
-            col("deceased_middle_name", ValueKind::Text),
-            &["middle name", "middle_name", "decedent middle name"],
-        ),
-        required(aliases(
-            col("deceased_last_name", ValueKind::Text),
-            &["last name", "last_name", "decedent last name", "surname"],
-        )),
-        col("suffix", ValueKind::Text),
-        aliases(
-            col("date_of_birth", ValueKind::Date),
-            &["dob", "birth date", "birthdate", "born"],
-        ),
-        aliases(
-            col("date_of_death", ValueKind::Date),
-            &["dod", "death date", "deathdate", "died"],
-        ),
-        aliases(
-            col(
-                "case_type",
-                ValueKind::Enum(&[
-                    ("at_need", &["at need", "atneed"]),
-                    ("pre_need", &["pre need", "preneed"]),
-                    ("other", &[]),
-                ]),
-            ),
-            &["type"],
-        ),
-        aliases(
-            col(
-                "case_status",
-                ValueKind::Enum(&[
-                    ("open", &["active"]),
-                    ("closed", &[]),
-                    ("cancelled", &["canceled"]),
-                ]),
-            ),
-            &["status"],
-        ),
-        col(
-            "disposition",
-            ValueKind::Enum(&[
-                ("burial", &["bury"]),
-                ("cremation", &["cremate"]),
-                ("entombment", &[]),
-                ("donation", &["body donation"]),
-                ("other", &[]),
-            ]),
-        ),
-        lookup_only(aliases(
-            col("location_name", ValueKind::Text),
-            &["location", "branch"],
-        )),
-        lookup_only(aliases(
-            col("director_email", ValueKind::Email),
-            &["director", "funeral director email", "director e-mail"],
-        )),
-        aliases(
-            col("opened_on", ValueKind::Date),
-            &["opened", "open date", "date opened"],
-        ),
-        SOURCE_UPDATED_AT,
-    ],
-    key_columns: &["case_number"],
-    references: &[
-        ReferenceDef {
-            column: "location_name",
-            describes: "location of the organization",
-            target: RefTarget::Setup {
-                table: "locations",
-                match_column: "name",
-            },
-            store_id_as: Some("location_id"),
-            agrees: &[],
-        },
-        ReferenceDef {
-            column: "director_email",
-            describes: "staff user of the organization",
-            target: RefTarget::Setup {
-                table: "staff_users",
-                match_column: "email",
-            },
-            store_id_as: Some("director_user_id"),
-            agrees: &[],
-        },
-    ],
-    prerequisites: &[PrerequisiteDef {
-        table: "locations",
-        missing: "has no location",
-    }],
-    row_checks: &[
-        RowCheck::NotBefore {
-            later: "date_of_death",
-            earlier: "date_of_birth",
-        },
+#[rustfmt::skip]
+pub const CASES: ImportTypeDef = ImportTypeDef::new("cases", "Cases", "cases", &[
+    col("case_number", Text).aliases(CASE_NUMBER_ALIASES).required(),
+    col("deceased_first_name", Text).aliases(&["first name", "first_name", "decedent first name", "given name"]).required(),
+    col("deceased_middle_name", Text).aliases(&["middle name", "middle_name", "decedent middle name"]),
+    col("deceased_last_name", Text).aliases(&["last name", "last_name", "decedent last name", "surname"]).required(),
+    col("suffix", Text),
+    col("date_of_birth", Date).aliases(&["dob", "birth date", "birthdate", "born"]),
+    col("date_of_death", Date).aliases(&["dod", "death date", "deathdate", "died"]),
+    col("case_type", Enum(CASE_TYPE_VALUES)).aliases(&["type"]),
+    col("case_status", Enum(CASE_STATUS_VALUES)).aliases(&["status"]),
+    col("disposition", Enum(DISPOSITION_VALUES)),
+    col("location_name", Text).aliases(&["location", "branch"]).lookup_only(),
+    col("director_email", Email).aliases(&["director", "funeral director email", "director e-mail"]).lookup_only(),
+    col("opened_on", Date).aliases(&["opened", "open date", "date opened"]),
+    SOURCE_UPDATED_AT,
+])
+    .key(&["case_number"])
+    .references(&[
+        ReferenceDef::setup("location_name", "location of the organization", ("locations", "name"), "location_id"),
+        ReferenceDef::setup("director_email", "staff user of the organization", ("staff_users", "email"), "director_user_id"),
+    ])
+    .prerequisites(&[PrerequisiteDef { table: "locations", missing: "has no location" }])
+    .checks(&[
+        RowCheck::NotBefore { later: "date_of_death", earlier: "date_of_birth" },
         RowCheck::NotInFuture("date_of_birth"),
         RowCheck::NotInFuture("date_of_death"),
-    ],
-    derived_key: None,
-    sum_within: None,
-};
+    ]);

@@ -1,41 +1,23 @@
 //! Client Service Types: the kinds of service the organization offers.
 
 use crate::catalog::*;
-use crate::values::ValueKind;
+use crate::values::ValueKind::*;
+
+/// The values of `default_case_type`, each with its aliases.
+#[rustfmt::skip]
+const DEFAULT_CASE_TYPE_VALUES: &[(&str, &[&str])] = &[
+    ("at_need", &["at need", "atneed"]), ("pre_need", &["pre need", "preneed"]),
+    ("other", &[]),
+];
 
 /// Client Service Types: the kinds of service the organization offers.
-pub const CLIENT_SERVICE_TYPES: ImportTypeDef = ImportTypeDef {
-    key: "client_service_types",
-    display_name: "Client Service Types",
-    target_table: "client_service_types",
-    columns: &[
-        required(aliases(
-            col("code", ValueKind::Code),
-            &["service code", "type code"],
-        )),
-        required(aliases(
-            col("name", ValueKind::Text),
-            &["service name", "service type"],
-        )),
-        col("description", ValueKind::Text),
-        aliases(
-            col(
-                "default_case_type",
-                ValueKind::Enum(&[
-                    ("at_need", &["at need", "atneed"]),
-                    ("pre_need", &["pre need", "preneed"]),
-                    ("other", &[]),
-                ]),
-            ),
-            &["case type"],
-        ),
-        aliases(col("active", ValueKind::Bool), &["is active", "enabled"]),
-        SOURCE_UPDATED_AT,
-    ],
-    key_columns: &["code"],
-    references: &[],
-    prerequisites: &[],
-    row_checks: &[],
-    derived_key: None,
-    sum_within: None,
-};
+#[rustfmt::skip]
+pub const CLIENT_SERVICE_TYPES: ImportTypeDef = ImportTypeDef::new("client_service_types", "Client Service Types", "client_service_types", &[
+    col("code", Code).aliases(&["service code", "type code"]).required(),
+    col("name", Text).aliases(&["service name", "service type"]).required(),
+    col("description", Text),
+    col("default_case_type", Enum(DEFAULT_CASE_TYPE_VALUES)).aliases(&["case type"]),
+    col("active", Bool).aliases(&["is active", "enabled"]),
+    SOURCE_UPDATED_AT,
+])
+    .key(&["code"]);

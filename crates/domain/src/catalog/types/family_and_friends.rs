@@ -1,65 +1,34 @@
 //! Family And Friends: people connected to a case.
 
-use super::{ADDRESS1_ALIASES, CASE_NUMBER_ALIASES, STATE_ALIASES, ZIP_ALIASES, case_number_ref};
+use super::{ADDRESS1_ALIASES, CASE_NUMBER_ALIASES, CASE_NUMBER_REF, STATE_ALIASES, ZIP_ALIASES};
 use crate::catalog::*;
-use crate::values::ValueKind;
+use crate::values::ValueKind::*;
+
+/// The values of `relationship`, each with its aliases.
+#[rustfmt::skip]
+const RELATIONSHIP_VALUES: &[(&str, &[&str])] = &[
+    ("spouse", &["wife", "husband", "partner"]), ("child", &["son", "daughter"]),
+    ("parent", &["mother", "father"]), ("sibling", &["brother", "sister"]),
+    ("grandchild", &["grandson", "granddaughter"]), ("friend", &[]), ("other", &[]),
+];
 
 /// Family And Friends: people connected to a case.
-pub const FAMILY_AND_FRIENDS: ImportTypeDef = ImportTypeDef {
-    key: "family_and_friends",
-    display_name: "Family And Friends",
-    target_table: "case_family_members",
-    columns: &[
-        required(aliases(
-            col("case_number", ValueKind::Text),
-            CASE_NUMBER_ALIASES,
-        )),
-        required(aliases(
-            col("first_name", ValueKind::Text),
-            &["first", "given name"],
-        )),
-        required(aliases(
-            col("last_name", ValueKind::Text),
-            &["last", "surname"],
-        )),
-        required(aliases(
-            col(
-                "relationship",
-                ValueKind::Enum(&[
-                    ("spouse", &["wife", "husband", "partner"]),
-                    ("child", &["son", "daughter"]),
-                    ("parent", &["mother", "father"]),
-                    ("sibling", &["brother", "sister"]),
-                    ("grandchild", &["grandson", "granddaughter"]),
-                    ("friend", &[]),
-                    ("other", &[]),
-                ]),
-            ),
-            &["relation", "relationship to deceased"],
-        )),
-        aliases(
-            col("is_next_of_kin", ValueKind::Bool),
-            &["next of kin", "nok"],
-        ),
-        aliases(col("is_informant", ValueKind::Bool), &["informant"]),
-        aliases(
-            col("phone", ValueKind::Phone),
-            &["phone number", "telephone", "mobile"],
-        ),
-        aliases(col("email", ValueKind::Email), &["e-mail", "email address"]),
-        aliases(col("address_line1", ValueKind::Text), ADDRESS1_ALIASES),
-        col("city", ValueKind::Text),
-        aliases(col("state", ValueKind::UsState), STATE_ALIASES),
-        aliases(col("zip", ValueKind::Zip), ZIP_ALIASES),
-        SOURCE_UPDATED_AT,
-    ],
-    key_columns: &["case_number", "first_name", "last_name"],
-    references: &[case_number_ref()],
-    prerequisites: &[],
-    row_checks: &[RowCheck::OneFlaggedPer {
-        group: "case_number",
-        flag: "is_next_of_kin",
-    }],
-    derived_key: None,
-    sum_within: None,
-};
+#[rustfmt::skip]
+pub const FAMILY_AND_FRIENDS: ImportTypeDef = ImportTypeDef::new("family_and_friends", "Family And Friends", "case_family_members", &[
+    col("case_number", Text).aliases(CASE_NUMBER_ALIASES).required(),
+    col("first_name", Text).aliases(&["first", "given name"]).required(),
+    col("last_name", Text).aliases(&["last", "surname"]).required(),
+    col("relationship", Enum(RELATIONSHIP_VALUES)).aliases(&["relation", "relationship to deceased"]).required(),
+    col("is_next_of_kin", Bool).aliases(&["next of kin", "nok"]),
+    col("is_informant", Bool).aliases(&["informant"]),
+    col("phone", Phone).aliases(&["phone number", "telephone", "mobile"]),
+    col("email", Email).aliases(&["e-mail", "email address"]),
+    col("address_line1", Text).aliases(ADDRESS1_ALIASES),
+    col("city", Text),
+    col("state", UsState).aliases(STATE_ALIASES),
+    col("zip", Zip).aliases(ZIP_ALIASES),
+    SOURCE_UPDATED_AT,
+])
+    .key(&["case_number", "first_name", "last_name"])
+    .references(&[CASE_NUMBER_REF])
+    .checks(&[RowCheck::OneFlaggedPer { group: "case_number", flag: "is_next_of_kin" }]);

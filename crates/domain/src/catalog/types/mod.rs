@@ -37,18 +37,25 @@ const CASE_NUMBER_ALIASES: &[&str] = &[
     "case",
 ];
 
-const fn case_number_ref() -> ReferenceDef {
-    ReferenceDef {
-        column: "case_number",
-        describes: "case",
-        target: RefTarget::Records { type_key: "cases" },
-        store_id_as: None,
-        agrees: &[],
-    }
-}
+/// The case a row belongs to, by case number.
+const CASE_NUMBER_REF: ReferenceDef = ReferenceDef::records("case_number", "case", "cases");
 
 const STATE_ALIASES: &[&str] = &["st", "province"];
 const ZIP_ALIASES: &[&str] = &["zip code", "zipcode", "postal code", "postcode"];
 const ADDRESS1_ALIASES: &[&str] = &["address", "address 1", "street", "street address"];
 
 const BANK_ACCOUNT_ALIASES: &[&str] = &["account", "account number", "account #", "bank account"];
+
+/// The organization's bank account a row is drawn on, by number.
+const BANK_ACCOUNT_REF: ReferenceDef = ReferenceDef::setup(
+    "bank_account_number",
+    "bank account of the organization",
+    ("bank_accounts", "number"),
+    "bank_account_id",
+);
+
+/// Types that refer to bank accounts need the organization to have one.
+const BANK_ACCOUNT_NEEDED: PrerequisiteDef = PrerequisiteDef {
+    table: "bank_accounts",
+    missing: "has no bank account",
+};
