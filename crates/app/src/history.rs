@@ -48,6 +48,20 @@ pub async fn record(app: &App, event: NewAudit) {
     }
 }
 
+/// Records a state-changing call about one import (of `org`) in the audit
+/// log, as [`record`] does.
+pub async fn audit_import(
+    app: &App,
+    who: &Caller,
+    request_id: &str,
+    action: &'static str,
+    (org, import_id): (i64, Uuid),
+    details: serde_json::Value,
+) {
+    let event = call(who, request_id, action, Some(org), Some(import_id), details);
+    record(app, event).await;
+}
+
 /// A page of the audit log, newest first.
 pub async fn audit_events(
     conn: &mut PgConnection,

@@ -52,15 +52,15 @@ pub async fn create(
             "note": import.note,
             "request_id": import.request_id,
         });
-        let call = history::call(
+        history::audit_import(
+            app,
             who,
             call_id,
             "create_import",
-            Some(import.organization_id),
-            Some(import.id),
+            (import.organization_id, import.id),
             details,
-        );
-        history::record(app, call).await;
+        )
+        .await;
     }
     views::visible(&mut conn, who, import.id).await
 }
@@ -96,15 +96,15 @@ pub async fn remove_file(
     };
     let view = views::visible(&mut conn, who, import_id).await?;
     let details = serde_json::json!({ "file_id": file_id, "file_name": name });
-    let call = history::call(
+    history::audit_import(
+        app,
         who,
         call_id,
         "remove_file",
-        Some(view.import.organization_id),
-        Some(import_id),
+        (view.import.organization_id, import_id),
         details,
-    );
-    history::record(app, call).await;
+    )
+    .await;
     Ok(view)
 }
 
@@ -145,15 +145,15 @@ pub async fn stop(
             tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped");
             let view = views::visible(&mut conn, who, id).await?;
             let details = serde_json::json!({ "reason": reason });
-            let call = history::call(
+            history::audit_import(
+                app,
                 who,
                 call_id,
                 "stop_import",
-                Some(view.import.organization_id),
-                Some(id),
+                (view.import.organization_id, id),
                 details,
-            );
-            history::record(app, call).await;
+            )
+            .await;
             Ok(view)
         }
         Stopped::Already => views::visible(&mut conn, who, id).await,
@@ -192,14 +192,14 @@ pub async fn analyze(
         "files": report.files.len(),
         "duration_ms": report.duration_ms,
     });
-    let call = history::call(
+    history::audit_import(
+        app,
         who,
         call_id,
         "analyze_import",
-        Some(view.import.organization_id),
-        Some(id),
+        (view.import.organization_id, id),
         details,
-    );
-    history::record(app, call).await;
+    )
+    .await;
     Ok((report, views::visible(&mut conn, who, id).await?))
 }

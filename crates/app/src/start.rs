@@ -44,11 +44,7 @@ pub async fn start(
     };
     publish(app, id, org, &chunks).await;
     let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
-    history::record(
-        app,
-        history::call(who, call_id, "start_import", Some(org), Some(id), details),
-    )
-    .await;
+    history::audit_import(app, who, call_id, "start_import", (org, id), details).await;
     views::visible(&mut conn, who, id).await
 }
 

@@ -3,13 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
+/// The names of an enum's variants as text: `as_str`, `parse` and
+/// `Display`, for the states and formats stored as their snake_case names.
+#[macro_export]
+macro_rules! text_names {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
             /// The name stored in the database and written in logs.
             pub fn as_str(self) -> &'static str {
@@ -30,14 +28,16 @@ macro_rules! string_enum {
     };
 }
 
-string_enum! {
-    /// Container format of an uploaded file, detected from its bytes.
-    FileFormat {
-        Csv => "csv",
-        Tsv => "tsv",
-        Xlsx => "xlsx",
-    }
+/// Container format of an uploaded file, detected from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Csv,
+    Tsv,
+    Xlsx,
 }
+
+text_names!(FileFormat { Csv => "csv", Tsv => "tsv", Xlsx => "xlsx" });
 
 /// What kind of problem a finding is; analysis groups findings by kind.
 #[derive(

@@ -59,3 +59,21 @@ pub fn request_id<T>(req: &Request<T>) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// An authorized call as the handlers see it: who is calling and the call's
+/// request id (which the audit trail and the logs carry).
+pub struct Call {
+    pub who: Caller,
+    pub id: String,
+}
+
+impl Call {
+    /// Authorizes a call for `access` and keeps what the handler needs of its
+    /// metadata.
+    pub fn authorize<T>(req: &Request<T>, access: Access) -> Result<Self, ApiError> {
+        Ok(Call {
+            who: authorize(req, access)?,
+            id: request_id(req),
+        })
+    }
+}

@@ -12,11 +12,12 @@ pub mod paging;
 pub mod server;
 pub mod status;
 
-use passare_imports_app::App;
+use passare_imports_app::{Access, App};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
 use tonic::{Request, Response, Status, Streaming};
 
+use auth::Call;
 use handlers::{control, drafts, history, reads, results, uploads};
 
 pub use server::{layers, routes, serve, until};
@@ -32,15 +33,21 @@ impl ImportApi {
     }
 }
 
-/// The ImportService trait, each unary RPC delegated to its handler, whose
-/// error becomes a status through the one table.
+/// The ImportService trait. Each unary RPC names who may call it (an
+/// [`Access`] level) and its handler; the call is authorized before the
+/// handler sees the message, and the handler's error becomes a status
+/// through the one table.
 macro_rules! import_service {
-    ($($rpc:ident($req:ident) -> $resp:ident = $handler:path;)* $(; $($extra:item)*)?) => {
+    ($($rpc:ident($req:ident) -> $resp:ident = $access:ident $handler:path;)* $(; $($extra:item)*)?) => {
         #[tonic::async_trait]
         impl ImportService for ImportApi {
             $(
                 async fn $rpc(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                    $handler(&self.app, request).await.map_err(status::status)
+                    let call = Call::authorize(&request, Access::$access).map_err(status::status)?;
+                    $handler(&self.app, call, request.into_inner())
+                        .await
+                        .map(Response::new)
+                        .map_err(status::status)
                 }
             )*
             $($($extra)*)?
@@ -49,31 +56,31 @@ macro_rules! import_service {
 }
 
 import_service! {
-    create_import(CreateImportRequest) -> CreateImportResponse = drafts::create_import;
-    remove_file(RemoveFileRequest) -> RemoveFileResponse = drafts::remove_file;
-    analyze_import(AnalyzeImportRequest) -> AnalyzeImportResponse = drafts::analyze_import;
-    create_upload(CreateUploadRequest) -> CreateUploadResponse = uploads::create_upload;
-    write_upload_part(WriteUploadPartRequest) -> WriteUploadPartResponse = uploads::write_upload_part;
-    get_upload(GetUploadRequest) -> GetUploadResponse = uploads::get_upload;
-    complete_upload(CompleteUploadRequest) -> CompleteUploadResponse = uploads::complete_upload;
-    abort_upload(AbortUploadRequest) -> AbortUploadResponse = uploads::abort_upload;
-    start_import(StartImportRequest) -> StartImportResponse = control::start_import;
-    stop_import(StopImportRequest) -> StopImportResponse = control::stop_import;
-    pause_imports(PauseImportsRequest) -> PauseImportsResponse = control::pause_imports;
-    resume_imports(ResumeImportsRequest) -> ResumeImportsResponse = control::resume_imports;
-    list_pauses(ListPausesRequest) -> ListPausesResponse = control::list_pauses;
-    list_chunk_failures(ListChunkFailuresRequest) -> ListChunkFailuresResponse = control::list_chunk_failures;
-    get_import(GetImportRequest) -> GetImportResponse = reads::get_import;
-    list_imports(ListImportsRequest) -> ListImportsResponse = reads::list_imports;
-    list_import_types(ListImportTypesRequest) -> ListImportTypesResponse = reads::list_import_types;
-    get_import_template(GetImportTemplateRequest) -> GetImportTemplateResponse = reads::get_import_template;
-    list_row_errors(ListRowErrorsRequest) -> ListRowErrorsResponse = results::list_row_errors;
-    update_rows(UpdateRowsRequest) -> UpdateRowsResponse = results::update_rows;
-    upload_corrections(UploadCorrectionsRequest) -> UploadCorrectionsResponse = results::upload_corrections;
-    retry_failed_rows(RetryFailedRowsRequest) -> RetryFailedRowsResponse = results::retry_failed_rows;
-    get_record_source(GetRecordSourceRequest) -> GetRecordSourceResponse = results::get_record_source;
-    list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse = history::list_audit_events;
-    list_organizations(ListOrganizationsRequest) -> ListOrganizationsResponse = history::list_organizations;
+    create_import(CreateImportRequest) -> CreateImportResponse = Manage drafts::create_import;
+    remove_file(RemoveFileRequest) -> RemoveFileResponse = Manage drafts::remove_file;
+    analyze_import(AnalyzeImportRequest) -> AnalyzeImportResponse = Manage drafts::analyze_import;
+    create_upload(CreateUploadRequest) -> CreateUploadResponse = Manage uploads::create_upload;
+    write_upload_part(WriteUploadPartRequest) -> WriteUploadPartResponse = Manage uploads::write_upload_part;
+    get_upload(GetUploadRequest) -> GetUploadResponse = Manage uploads::get_upload;
+    complete_upload(CompleteUploadRequest) -> CompleteUploadResponse = Manage uploads::complete_upload;
+    abort_upload(AbortUploadRequest) -> AbortUploadResponse = Manage uploads::abort_upload;
+    start_import(StartImportRequest) -> StartImportResponse = Manage control::start_import;
+    stop_import(StopImportRequest) -> StopImportResponse = Manage control::stop_import;
+    pause_imports(PauseImportsRequest) -> PauseImportsResponse = Manage control::pause_imports;
+    resume_imports(ResumeImportsRequest) -> ResumeImportsResponse = Manage control::resume_imports;
+    list_pauses(ListPausesRequest) -> ListPausesResponse = Staff control::list_pauses;
+    list_chunk_failures(ListChunkFailuresRequest) -> ListChunkFailuresResponse = Staff control::list_chunk_failures;
+    get_import(GetImportRequest) -> GetImportResponse = Read reads::get_import;
+    list_imports(ListImportsRequest) -> ListImportsResponse = Read reads::list_imports;
+    list_import_types(ListImportTypesRequest) -> ListImportTypesResponse = Read reads::list_import_types;
+    get_import_template(GetImportTemplateRequest) -> GetImportTemplateResponse = Read reads::get_import_template;
+    list_row_errors(ListRowErrorsRequest) -> ListRowErrorsResponse = Read results::list_row_errors;
+    update_rows(UpdateRowsRequest) -> UpdateRowsResponse = Manage results::update_rows;
+    upload_corrections(UploadCorrectionsRequest) -> UploadCorrectionsResponse = Manage results::upload_corrections;
+    retry_failed_rows(RetryFailedRowsRequest) -> RetryFailedRowsResponse = Manage results::retry_failed_rows;
+    get_record_source(GetRecordSourceRequest) -> GetRecordSourceResponse = Read results::get_record_source;
+    list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse = Staff history::list_audit_events;
+    list_organizations(ListOrganizationsRequest) -> ListOrganizationsResponse = Read history::list_organizations;
     ;
     // The streaming RPCs.
     async fn upload_file(

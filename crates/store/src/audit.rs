@@ -64,36 +64,20 @@ pub async fn list(
     limit: u64,
 ) -> Result<Vec<audit_events::Model>, StoreError> {
     use audit_events::Column as C;
-    let mut cond = Condition::all();
-    if let Some(org) = f.organization_id {
-        cond = cond.add(C::OrganizationId.eq(org));
-    }
-    if let Some(actor) = &f.actor {
-        cond = cond.add(Condition::any().add(C::ActorId.eq(actor.clone())).add(
-            Expr::cust_with_values("lower(actor_email) = lower($1)", [actor.clone()]),
-        ));
-    }
-    if let Some(action) = &f.action {
-        cond = cond.add(C::Action.eq(action.clone()));
-    }
-    if let Some(import_id) = f.import_id {
-        cond = cond.add(C::ImportId.eq(import_id));
-    }
-    if let Some(after) = f.after {
-        cond = cond.add(C::At.gte(after));
-    }
-    if let Some(before) = f.before {
-        cond = cond.add(C::At.lt(before));
-    }
-    if let Some(id) = before_id {
-        cond = cond.add(C::Id.lt(id));
-    }
-    exec::all(
-        conn,
-        audit_events::Entity::find()
-            .filter(cond)
-            .order_by_desc(C::Id)
-            .limit(limit),
-    )
-    .await
+    let actor = f.actor.as_ref().map(|actor| {
+        let email = Expr::cust_with_values("lower(actor_email) = lower($1)", [actor.clone()]);
+        Condition::any()
+            .add(C::ActorId.eq(actor.clone()))
+            .add(email)
+    });
+    let cond = Condition::all()
+        .add_option(f.organization_id.map(|org| C::OrganizationId.eq(org)))
+        .add_option(actor)
+        .add_option(f.action.as_ref().map(|action| C::Action.eq(action.clone())))
+        .add_option(f.import_id.map(|id| C::ImportId.eq(id)))
+        .add_option(f.after.map(|after| C::At.gte(after)))
+        .add_option(f.before.map(|before| C::At.lt(before)))
+        .add_option(before_id.map(|id| C::Id.lt(id)));
+    let select = audit_events::Entity::find().filter(cond);
+    exec::all(conn, select.order_by_desc(C::Id).limit(limit)).await
 }

@@ -58,15 +58,11 @@ pub async fn waiting_organizations(
 }
 
 /// Chunks of an import in the order they were created.
-pub async fn of_import(
-    conn: &mut PgConnection,
-    import_id: Uuid,
-) -> Result<Vec<chunks::Model>, StoreError> {
-    exec::all(
+pub async fn of_import(conn: &mut PgConnection, import_id: Uuid) -> exec::Records<chunks::Model> {
+    exec::all_by(
         conn,
-        chunks::Entity::find()
-            .filter(chunks::Column::ImportId.eq(import_id))
-            .order_by_asc(chunks::Column::Id),
+        chunks::Column::ImportId.eq(import_id),
+        chunks::Column::Id,
     )
     .await
 }

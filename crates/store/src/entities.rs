@@ -3,49 +3,49 @@
 //! documented in `migrations/sql`. The twelve target tables are not entities:
 //! the catalog shapes them, and the loader writes them in bulk.
 
-pub mod organizations {
-    use sea_orm::entity::prelude::*;
+/// One entity: its module, table, optional `Eq`, doc and columns; the rest
+/// (relations, behaviour) is the same for every table here.
+macro_rules! entity {
+    ($(#[$doc:meta])* $module:ident = $table:literal $(, $eq:ident)? { $($columns:tt)* }) => {
+        pub mod $module {
+            #[allow(unused_imports)]
+            use crate::states::*;
+            use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "organizations")]
-    pub struct Model {
+            $(#[$doc])*
+            #[derive(Clone, Debug, PartialEq, DeriveEntityModel $(, $eq)?)]
+            #[sea_orm(table_name = $table)]
+            pub struct Model { $($columns)* }
+
+            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+            pub enum Relation {}
+
+            impl ActiveModelBehavior for ActiveModel {}
+        }
+    };
+}
+
+entity! {
+    organizations = "organizations", Eq {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: i64,
         pub name: String,
         pub created_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod locations {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "locations")]
-    pub struct Model {
+entity! {
+    locations = "locations", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub organization_id: i64,
         pub name: String,
         pub created_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod staff_users {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "staff_users")]
-    pub struct Model {
+entity! {
+    staff_users = "staff_users", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub organization_id: i64,
@@ -53,21 +53,10 @@ pub mod staff_users {
         pub name: String,
         pub created_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod imports {
-    use sea_orm::entity::prelude::*;
-
-    use crate::states::{FailurePolicy, ImportState};
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "imports")]
-    pub struct Model {
+entity! {
+    imports = "imports" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub organization_id: i64,
@@ -97,21 +86,10 @@ pub mod imports {
         pub attempt: i32,
         pub results_purged_at: Option<DateTimeWithTimeZone>,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod import_files {
-    use sea_orm::entity::prelude::*;
-
-    use crate::states::FileState;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "import_files")]
-    pub struct Model {
+entity! {
+    import_files = "import_files" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub import_id: Uuid,
@@ -146,21 +124,10 @@ pub mod import_files {
         pub rows_stale: i64,
         pub rows_rolled_back: i64,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod chunks {
-    use sea_orm::entity::prelude::*;
-
-    use crate::states::ChunkState;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "chunks")]
-    pub struct Model {
+entity! {
+    chunks = "chunks", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub import_id: Uuid,
@@ -190,19 +157,10 @@ pub mod chunks {
         /// For a retry chunk: the original row number of each of its records.
         pub row_numbers: Option<Vec<i64>>,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod row_errors {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "row_errors")]
-    pub struct Model {
+entity! {
+    row_errors = "row_errors", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub import_id: Uuid,
@@ -217,20 +175,11 @@ pub mod row_errors {
         pub attempt: i32,
         pub superseded_at: Option<DateTimeWithTimeZone>,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod import_pauses {
-    use sea_orm::entity::prelude::*;
-
+entity! {
     /// One paused scope: an organization, or all of them (`organization_id` NULL).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "import_pauses")]
-    pub struct Model {
+    import_pauses = "import_pauses", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub organization_id: Option<i64>,
@@ -240,22 +189,11 @@ pub mod import_pauses {
         pub paused_by_email: String,
         pub paused_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod chunk_failures {
-    use sea_orm::entity::prelude::*;
-
-    use crate::states::FailureOutcome;
-
+entity! {
     /// One failed attempt at a chunk, with what a developer needs to tell why.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "chunk_failures")]
-    pub struct Model {
+    chunk_failures = "chunk_failures", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub chunk_id: i64,
@@ -280,20 +218,11 @@ pub mod chunk_failures {
         pub write_started_at: Option<DateTimeWithTimeZone>,
         pub failed_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod import_events {
-    use sea_orm::entity::prelude::*;
-
+entity! {
     /// One step of an import's history.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "import_events")]
-    pub struct Model {
+    import_events = "import_events", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub import_id: Uuid,
@@ -304,20 +233,11 @@ pub mod import_events {
         pub actor_email: Option<String>,
         pub detail: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod audit_events {
-    use sea_orm::entity::prelude::*;
-
+entity! {
     /// One state-changing call.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "audit_events")]
-    pub struct Model {
+    audit_events = "audit_events", Eq {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub at: DateTimeWithTimeZone,
@@ -330,22 +250,11 @@ pub mod audit_events {
         pub request_id: String,
         pub details: Json,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod uploads {
-    use sea_orm::entity::prelude::*;
-
-    use crate::states::UploadState;
-
+entity! {
     /// A resumable upload of one file into a draft import.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "uploads")]
-    pub struct Model {
+    uploads = "uploads", Eq {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub import_id: Uuid,
@@ -367,20 +276,11 @@ pub mod uploads {
         pub updated_at: DateTimeWithTimeZone,
         pub expires_at: DateTimeWithTimeZone,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod upload_parts {
-    use sea_orm::entity::prelude::*;
-
+entity! {
     /// One stored part of a resumable upload.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "upload_parts")]
-    pub struct Model {
+    upload_parts = "upload_parts", Eq {
         #[sea_orm(primary_key, auto_increment = false)]
         pub upload_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
@@ -388,9 +288,4 @@ pub mod upload_parts {
         pub length: i64,
         pub storage_key: String,
     }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
 }

@@ -5,10 +5,11 @@
 //! three. Raw SQL stays for what the catalog shapes at run time (the twelve
 //! target tables), bulk statements and the locks.
 
+use sea_orm::sea_query::IntoCondition;
 use sea_orm::sea_query::{Expr, Values};
 use sea_orm::{
-    ActiveModelTrait, DbBackend, EntityTrait, FromQueryResult, QueryResult, QuerySelect,
-    QueryTrait, Select, Statement,
+    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QueryResult, QuerySelect, QueryTrait, Select, Statement,
 };
 use sea_query_sqlx::SqlxValues;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
@@ -37,6 +38,27 @@ pub async fn all<E: EntityTrait>(
         .fetch_all(conn)
         .await?;
     rows.into_iter().map(model).collect()
+}
+
+/// The records a query finds, or why it failed.
+pub type Records<M> = Result<Vec<M>, StoreError>;
+
+/// The records of one entity matching `condition`, in ascending `order`:
+/// the children of a parent (an import's files, an upload's parts).
+pub async fn all_by<C>(
+    conn: &mut PgConnection,
+    condition: impl IntoCondition,
+    order: C,
+) -> Records<<C::EntityName as EntityTrait>::Model>
+where
+    C: ColumnTrait,
+    C::EntityName: EntityTrait,
+{
+    all(
+        conn,
+        C::EntityName::find().filter(condition).order_by_asc(order),
+    )
+    .await
 }
 
 /// The first record a select finds.

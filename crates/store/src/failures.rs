@@ -31,6 +31,9 @@ pub struct NewFailure {
     pub retry_at: Option<DateTime<Utc>>,
     pub read_started_at: Option<DateTime<Utc>>,
     pub write_started_at: Option<DateTime<Utc>>,
+    /// When the worker met the failure (the retry time counts from it, not
+    /// from when the record could be written).
+    pub failed_at: DateTime<Utc>,
 }
 
 /// Records a failed attempt (in the caller's transaction).
@@ -40,12 +43,13 @@ pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), Store
     sqlx::query(
         "INSERT INTO chunk_failures (chunk_id, import_id, file_id, organization_id, chunk_seq,
                 first_row, last_row, attempt, error_kind, transient, message, causes, backtrace,
-                worker_host, worker_pid, outcome, retry_at, queued_at, read_started_at, write_started_at)
+                worker_host, worker_pid, outcome, retry_at, queued_at, read_started_at, write_started_at,
+                failed_at)
          SELECT c.id, c.import_id, c.file_id, c.organization_id, c.seq,
                 COALESCE((SELECT min(r) FROM unnest(c.row_numbers) r), c.first_row),
                 COALESCE((SELECT max(r) FROM unnest(c.row_numbers) r), c.first_row + GREATEST(c.row_count, 1) - 1),
                 $2, $3, $4, $5, $6, $7,
-                $8, $9, $10, $11, c.queued_at, $12, $13
+                $8, $9, $10, $11, c.queued_at, $12, $13, $14
            FROM chunks c WHERE c.id = $1",
     )
     .bind(f.chunk_id)
@@ -61,6 +65,7 @@ pub async fn insert(conn: &mut PgConnection, f: &NewFailure) -> Result<(), Store
     .bind(f.retry_at)
     .bind(f.read_started_at)
     .bind(f.write_started_at)
+    .bind(f.failed_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -108,24 +113,13 @@ pub async fn list(
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<chunk_failures::Model>, StoreError> {
-    let mut cond = Condition::all();
-    if let Some(import_id) = filter.import_id {
-        cond = cond.add(chunk_failures::Column::ImportId.eq(import_id));
-    }
-    if let Some(org) = filter.organization_id {
-        cond = cond.add(chunk_failures::Column::OrganizationId.eq(org));
-    }
-    if let Some(id) = before {
-        cond = cond.add(chunk_failures::Column::Id.lt(id));
-    }
-    exec::all(
-        conn,
-        chunk_failures::Entity::find()
-            .filter(cond)
-            .order_by_desc(chunk_failures::Column::Id)
-            .limit(limit),
-    )
-    .await
+    use chunk_failures::Column as C;
+    let cond = Condition::all()
+        .add_option(filter.import_id.map(|id| C::ImportId.eq(id)))
+        .add_option(filter.organization_id.map(|org| C::OrganizationId.eq(org)))
+        .add_option(before.map(|id| C::Id.lt(id)));
+    let select = chunk_failures::Entity::find().filter(cond);
+    exec::all(conn, select.order_by_desc(C::Id).limit(limit)).await
 }
 
 /// How many attempts of an import failed.

@@ -172,14 +172,9 @@ pub async fn remove(
 pub async fn of_import(
     conn: &mut PgConnection,
     import_id: Uuid,
-) -> Result<Vec<import_files::Model>, StoreError> {
-    exec::all(
-        conn,
-        import_files::Entity::find()
-            .filter(import_files::Column::ImportId.eq(import_id))
-            .order_by_asc(import_files::Column::Position),
-    )
-    .await
+) -> exec::Records<import_files::Model> {
+    use import_files::Column;
+    exec::all_by(conn, Column::ImportId.eq(import_id), Column::Position).await
 }
 
 /// Files of several imports at once, by import then position.

@@ -20,23 +20,7 @@ macro_rules! stored_enum {
             $($(#[$vmeta])* #[sea_orm(string_value = $text)] $variant),+
         }
 
-        impl $name {
-            /// The name stored in the database and written in logs.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-
-            /// Parses the stored name.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some(Self::$variant),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
+        passare_imports_domain::text_names!($name { $($variant => $text),+ });
 
         impl sqlx::Type<Postgres> for $name {
             fn type_info() -> PgTypeInfo {

@@ -3,7 +3,7 @@
 //! written by the transaction that takes each step, and the notifications
 //! that tell watchers on every replica to re-read an import.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -66,14 +66,9 @@ pub async fn record_in_scope(
 pub async fn of_import(
     conn: &mut PgConnection,
     import_id: Uuid,
-) -> Result<Vec<import_events::Model>, StoreError> {
-    exec::all(
-        conn,
-        import_events::Entity::find()
-            .filter(import_events::Column::ImportId.eq(import_id))
-            .order_by_asc(import_events::Column::Id),
-    )
-    .await
+) -> exec::Records<import_events::Model> {
+    use import_events::Column;
+    exec::all_by(conn, Column::ImportId.eq(import_id), Column::Id).await
 }
 
 /// Tells every watcher, on every replica, that an import changed — when the

@@ -179,17 +179,9 @@ pub async fn commit_part(
 }
 
 /// The parts of an upload, in offset order.
-pub async fn parts(
-    conn: &mut PgConnection,
-    upload_id: Uuid,
-) -> Result<Vec<upload_parts::Model>, StoreError> {
-    exec::all(
-        conn,
-        upload_parts::Entity::find()
-            .filter(upload_parts::Column::UploadId.eq(upload_id))
-            .order_by_asc(upload_parts::Column::OffsetBytes),
-    )
-    .await
+pub async fn parts(conn: &mut PgConnection, upload_id: Uuid) -> exec::Records<upload_parts::Model> {
+    use upload_parts::Column;
+    exec::all_by(conn, Column::UploadId.eq(upload_id), Column::OffsetBytes).await
 }
 
 /// Moves an upload from one state to another if it is in `from`; with

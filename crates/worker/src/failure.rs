@@ -261,8 +261,9 @@ impl crate::Worker {
         // Symbolizing takes a moment (long in debug builds): before the
         // retry time is set, so the wait is not eaten by it.
         let backtrace = e.error.backtrace.to_string();
+        let failed_at = Utc::now();
         let retry_at = (transient && self.retry.retries(attempt)).then(|| {
-            Utc::now()
+            failed_at
                 + chrono::Duration::from_std(self.retry.delay_after(attempt))
                     .unwrap_or_else(|_| chrono::Duration::seconds(60))
         });
@@ -284,6 +285,7 @@ impl crate::Worker {
             retry_at,
             read_started_at: e.read_started_at,
             write_started_at: e.write_started_at,
+            failed_at,
         }
     }
 

@@ -135,23 +135,13 @@ pub async fn update_rows(
         }
     }
     let what = format!("{} rows of {} edited", rows.len(), f.file.file_name);
-    let n = apply_edits(app, who, &view, &f, &edits, &what).await?;
     let details = serde_json::json!({
         "file_id": f.file.id,
         "rows": rows.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
         "cells": edits.len(),
     });
-    let call = history::call(
-        who,
-        call_id,
-        "update_rows",
-        Some(view.import.organization_id),
-        Some(import_id),
-        details,
-    );
-    history::record(app, call).await;
-    let mut conn = app.db.conn().await?;
-    Ok((n, views::visible(&mut conn, who, import_id).await?))
+    let call = (call_id, "update_rows", details);
+    apply_edits(app, who, &view, &f, &edits, &what, call).await
 }
 
 /// Takes a corrected failed-rows file; returns how many rows it corrected,
@@ -179,28 +169,36 @@ pub async fn upload_corrections(
         rows.len(),
         f.file.file_name
     );
-    let n = apply_edits(app, who, &view, &f, &edits, &what).await?;
     let details = serde_json::json!({
         "file_id": f.file.id,
         "rows": rows,
         "size_bytes": content.len(),
         "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
     });
-    let call = history::call(
-        who,
-        call_id,
-        "upload_corrections",
-        Some(view.import.organization_id),
-        Some(import_id),
-        details,
-    );
-    history::record(app, call).await;
-    let mut conn = app.db.conn().await?;
-    Ok((n, views::visible(&mut conn, who, import_id).await?))
+    let call = (call_id, "upload_corrections", details);
+    apply_edits(app, who, &view, &f, &edits, &what, call).await
 }
 
-/// Stores edits of failed rows, refusing rows that are not failed.
+/// Stores edits of failed rows, refusing rows that are not failed, and
+/// audits the call (its id, RPC and details); returns how many rows were
+/// edited, and the import as it is now.
 async fn apply_edits(
+    app: &App,
+    who: &Caller,
+    view: &ImportView,
+    f: &FileResults,
+    edits: &[(i64, String, String)],
+    what: &str,
+    (call_id, rpc, details): (&str, &'static str, serde_json::Value),
+) -> Result<(usize, ImportView), ApiError> {
+    let n = store_edits(app, who, view, f, edits, what).await?;
+    let scope = (view.import.organization_id, view.import.id);
+    history::audit_import(app, who, call_id, rpc, scope, details).await;
+    let mut conn = app.db.conn().await?;
+    Ok((n, views::visible(&mut conn, who, view.import.id).await?))
+}
+
+async fn store_edits(
     app: &App,
     who: &Caller,
     view: &ImportView,
@@ -281,15 +279,15 @@ pub async fn retry_failed_rows(
             publish(app, import_id, organization_id, &chunks).await;
             let details =
                 serde_json::json!({ "attempt": attempt, "rows": rows, "chunks": chunks.len() });
-            let call = history::call(
+            history::audit_import(
+                app,
                 who,
                 call_id,
                 "retry_failed_rows",
-                Some(organization_id),
-                Some(import_id),
+                (organization_id, import_id),
                 details,
-            );
-            history::record(app, call).await;
+            )
+            .await;
             Ok((rows, views::visible(&mut conn, who, import_id).await?))
         }
         Retry::NotRetryable(state) => Err(not_retryable(state_name(state))),

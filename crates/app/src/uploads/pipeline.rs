@@ -140,15 +140,15 @@ where
         "rows": model.row_count,
         "state": model.state,
     });
-    let audit = crate::history::call(
+    crate::history::audit_import(
+        app,
         who,
         request_id,
         "upload_file",
-        Some(model.organization_id),
-        Some(model.import_id),
+        (model.organization_id, model.import_id),
         details,
-    );
-    crate::history::record(app, audit).await;
+    )
+    .await;
     let mut views = views::file_views(&mut conn, vec![model]).await?;
     views
         .pop()

@@ -74,15 +74,15 @@ pub async fn create(
         "import_type": record.import_type,
         "declared_size_bytes": record.declared_size,
     });
-    let call = history::call(
+    history::audit_import(
+        app,
         who,
         call_id,
         "create_upload",
-        Some(import.organization_id),
-        Some(import.id),
+        (import.organization_id, import.id),
         details,
-    );
-    history::record(app, call).await;
+    )
+    .await;
     Ok(record)
 }
 
@@ -475,15 +475,15 @@ pub async fn abort(app: &App, who: &Caller, id: Uuid, call_id: &str) -> Result<U
     delete_parts(app.files.as_ref(), &parts).await;
     records::forget_parts(&mut conn, id).await?;
     let details = serde_json::json!({ "upload_id": id, "committed_bytes": now.committed_bytes });
-    let call = history::call(
+    history::audit_import(
+        app,
         who,
         call_id,
         "abort_upload",
-        Some(now.organization_id),
-        Some(now.import_id),
+        (now.organization_id, now.import_id),
         details,
-    );
-    history::record(app, call).await;
+    )
+    .await;
     Ok(now)
 }
 

@@ -126,66 +126,51 @@ mod tests {
         assert!(parse_date("13/1/1950").is_err());
     }
 
+    /// A UTC time: year, month, day, hour, minute, second, microsecond.
+    type Utc = (i32, u32, u32, u32, u32, u32, u32);
+
+    /// Each text with the UTC time it means.
+    fn assert_datetimes(cases: &[(&str, Utc)]) {
+        for &(text, (y, mo, d, h, mi, s, micro)) in cases {
+            assert_eq!(
+                parse_datetime(text),
+                Ok(utc(y, mo, d, h, mi, s, micro)),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
+    #[rustfmt::skip]
     fn datetimes_in_iso_form_with_and_without_offsets() {
-        let ten = Ok(utc(2026, 3, 1, 10, 0, 0, 0));
-        assert_eq!(parse_datetime("2026-03-01T10:00:00Z"), ten);
-        assert_eq!(parse_datetime(" 2026-03-01T10:00:00z "), ten);
-        assert_eq!(parse_datetime("2026-03-01T10:00:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01 10:00:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01 10:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01T10:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01T10:00:00+00:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01 10:00:00Z"), ten);
-        assert_eq!(parse_datetime("2026-03-01T05:00:00-05:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01T05:00-05:00"), ten);
-        assert_eq!(parse_datetime("2026-03-01T05:00:00-0500"), ten);
-        assert_eq!(parse_datetime("2026-03-01 05:00-05"), ten);
-        assert_eq!(parse_datetime("2026-03-01T11:30:00+01:30"), ten);
-        assert_eq!(
-            parse_datetime("2026-03-01T10:00:00.25Z"),
-            Ok(utc(2026, 3, 1, 10, 0, 0, 250_000))
-        );
-        assert_eq!(
-            parse_datetime("2026-03-01T10:00:00.123456"),
-            Ok(utc(2026, 3, 1, 10, 0, 0, 123_456))
-        );
-        assert_eq!(
-            parse_datetime("2026-03-01T00:30:00+01:00"),
-            Ok(utc(2026, 2, 28, 23, 30, 0, 0))
-        );
-        assert_eq!(
-            parse_datetime("1950-03-07T00:00:00Z"),
-            Ok(utc(1950, 3, 7, 0, 0, 0, 0))
-        );
+        let ten = (2026, 3, 1, 10, 0, 0, 0);
+        assert_datetimes(&[
+            ("2026-03-01T10:00:00Z", ten), (" 2026-03-01T10:00:00z ", ten), ("2026-03-01T10:00:00", ten),
+            ("2026-03-01 10:00:00", ten), ("2026-03-01 10:00", ten), ("2026-03-01T10:00", ten),
+            ("2026-03-01T10:00:00+00:00", ten), ("2026-03-01 10:00:00Z", ten),
+            ("2026-03-01T05:00:00-05:00", ten), ("2026-03-01T05:00-05:00", ten),
+            ("2026-03-01T05:00:00-0500", ten), ("2026-03-01 05:00-05", ten),
+            ("2026-03-01T11:30:00+01:30", ten),
+            ("2026-03-01T10:00:00.25Z", (2026, 3, 1, 10, 0, 0, 250_000)),
+            ("2026-03-01T10:00:00.123456", (2026, 3, 1, 10, 0, 0, 123_456)),
+            ("2026-03-01T00:30:00+01:00", (2026, 2, 28, 23, 30, 0, 0)),
+            ("1950-03-07T00:00:00Z", (1950, 3, 7, 0, 0, 0, 0)),
+        ]);
         assert!(parse_datetime("1950-03-07T00:00:00Z").is_ok_and(|t| t < 0));
     }
 
     #[test]
+    #[rustfmt::skip]
     fn datetimes_in_us_form() {
-        let ten = Ok(utc(2026, 3, 1, 10, 0, 0, 0));
-        assert_eq!(parse_datetime("3/1/2026 10:00 AM"), ten);
-        assert_eq!(parse_datetime("03/01/2026 10:00 am"), ten);
-        assert_eq!(parse_datetime("3/1/2026 10:00AM"), ten);
-        assert_eq!(parse_datetime("3/1/2026 10:00:00 Am"), ten);
-        assert_eq!(parse_datetime("3/1/2026 10:00"), ten);
-        assert_eq!(parse_datetime("3/1/2026 10:00:00"), ten);
-        let afternoon = Ok(utc(2026, 3, 1, 14, 5, 0, 0));
-        assert_eq!(parse_datetime("3/1/2026 2:05 PM"), afternoon);
-        assert_eq!(parse_datetime("3/1/2026 02:05 pm"), afternoon);
-        assert_eq!(parse_datetime("3/1/2026 14:05"), afternoon);
-        assert_eq!(
-            parse_datetime("3/1/2026 12:00 AM"),
-            Ok(utc(2026, 3, 1, 0, 0, 0, 0))
-        );
-        assert_eq!(
-            parse_datetime("3/1/2026 12:30 PM"),
-            Ok(utc(2026, 3, 1, 12, 30, 0, 0))
-        );
-        assert_eq!(
-            parse_datetime("12/31/2025 11:59:59 PM"),
-            Ok(utc(2025, 12, 31, 23, 59, 59, 0))
-        );
+        let (ten, afternoon) = ((2026, 3, 1, 10, 0, 0, 0), (2026, 3, 1, 14, 5, 0, 0));
+        assert_datetimes(&[
+            ("3/1/2026 10:00 AM", ten), ("03/01/2026 10:00 am", ten), ("3/1/2026 10:00AM", ten),
+            ("3/1/2026 10:00:00 Am", ten), ("3/1/2026 10:00", ten), ("3/1/2026 10:00:00", ten),
+            ("3/1/2026 2:05 PM", afternoon), ("3/1/2026 02:05 pm", afternoon),
+            ("3/1/2026 14:05", afternoon), ("3/1/2026 12:00 AM", (2026, 3, 1, 0, 0, 0, 0)),
+            ("3/1/2026 12:30 PM", (2026, 3, 1, 12, 30, 0, 0)),
+            ("12/31/2025 11:59:59 PM", (2025, 12, 31, 23, 59, 59, 0)),
+        ]);
     }
 
     #[test]

@@ -1,90 +1,83 @@
 //! Running imports: StartImport, StopImport, the pause switch
 //! (PauseImports, ResumeImports, ListPauses) and ListChunkFailures.
 
-use passare_imports_app::{Access, ApiError, App, control, history, imports, start};
+use passare_imports_app::{ApiError, App, control, history, imports, start};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::failures;
-use tonic::{Request, Response};
 
-use crate::auth::{authorize, request_id};
+use crate::auth::Call;
 use crate::{convert, paging};
 
 pub async fn start_import(
     app: &App,
-    request: Request<pb::StartImportRequest>,
-) -> Result<Response<pb::StartImportResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let req = request.get_ref();
+    call: Call,
+    req: pb::StartImportRequest,
+) -> Result<pb::StartImportResponse, ApiError> {
     let id = convert::uuid("import_id", &req.import_id)?;
     let policy = convert::policy_from_pb(
         pb::FailurePolicy::try_from(req.failure_policy).unwrap_or(pb::FailurePolicy::Unspecified),
     );
-    let view = start::start(app, &who, id, policy, &call_id).await?;
-    Ok(Response::new(pb::StartImportResponse {
-        import: Some(convert::shown(&who, &view)),
-    }))
+    let view = start::start(app, &call.who, id, policy, &call.id).await?;
+    Ok(pb::StartImportResponse {
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn stop_import(
     app: &App,
-    request: Request<pb::StopImportRequest>,
-) -> Result<Response<pb::StopImportResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let id = convert::uuid("import_id", &request.get_ref().import_id)?;
-    let reason = convert::bounded_text("reason", &request.get_ref().reason, 2000)?;
-    let view = imports::stop(app, &who, id, &reason, &call_id).await?;
-    Ok(Response::new(pb::StopImportResponse {
-        import: Some(convert::shown(&who, &view)),
-    }))
+    call: Call,
+    req: pb::StopImportRequest,
+) -> Result<pb::StopImportResponse, ApiError> {
+    let id = convert::uuid("import_id", &req.import_id)?;
+    let reason = convert::bounded_text("reason", &req.reason, 2000)?;
+    let view = imports::stop(app, &call.who, id, &reason, &call.id).await?;
+    Ok(pb::StopImportResponse {
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn pause_imports(
     app: &App,
-    request: Request<pb::PauseImportsRequest>,
-) -> Result<Response<pb::PauseImportsResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let org = convert::optional_org(&request.get_ref().organization_id)?;
-    let reason = convert::bounded_text("reason", &request.get_ref().reason, 2000)?;
-    let pause = control::pause(app, &who, org, &reason, &call_id).await?;
-    Ok(Response::new(pb::PauseImportsResponse {
+    call: Call,
+    req: pb::PauseImportsRequest,
+) -> Result<pb::PauseImportsResponse, ApiError> {
+    let org = convert::optional_org(&req.organization_id)?;
+    let reason = convert::bounded_text("reason", &req.reason, 2000)?;
+    let pause = control::pause(app, &call.who, org, &reason, &call.id).await?;
+    Ok(pb::PauseImportsResponse {
         pause: Some(convert::pause(&pause)),
-    }))
+    })
 }
 
 pub async fn resume_imports(
     app: &App,
-    request: Request<pb::ResumeImportsRequest>,
-) -> Result<Response<pb::ResumeImportsResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let org = convert::optional_org(&request.get_ref().organization_id)?;
-    let (lifted, pauses) = control::resume(app, &who, org, &call_id).await?;
-    Ok(Response::new(pb::ResumeImportsResponse {
+    call: Call,
+    req: pb::ResumeImportsRequest,
+) -> Result<pb::ResumeImportsResponse, ApiError> {
+    let org = convert::optional_org(&req.organization_id)?;
+    let (lifted, pauses) = control::resume(app, &call.who, org, &call.id).await?;
+    Ok(pb::ResumeImportsResponse {
         lifted: lifted.as_ref().map(convert::pause),
         pauses: pauses.iter().map(convert::pause).collect(),
-    }))
+    })
 }
 
 pub async fn list_pauses(
     app: &App,
-    request: Request<pb::ListPausesRequest>,
-) -> Result<Response<pb::ListPausesResponse>, ApiError> {
-    authorize(&request, Access::Staff)?;
+    _call: Call,
+    _req: pb::ListPausesRequest,
+) -> Result<pb::ListPausesResponse, ApiError> {
     let pauses = control::pauses(app).await?;
-    Ok(Response::new(pb::ListPausesResponse {
+    Ok(pb::ListPausesResponse {
         pauses: pauses.iter().map(convert::pause).collect(),
-    }))
+    })
 }
 
 pub async fn list_chunk_failures(
     app: &App,
-    request: Request<pb::ListChunkFailuresRequest>,
-) -> Result<Response<pb::ListChunkFailuresResponse>, ApiError> {
-    let who = authorize(&request, Access::Staff)?;
-    let req = request.into_inner();
+    call: Call,
+    req: pb::ListChunkFailuresRequest,
+) -> Result<pb::ListChunkFailuresResponse, ApiError> {
     let filter = failures::Filter {
         import_id: convert::optional_uuid("import_id", &req.import_id)?,
         organization_id: convert::optional_org(&req.organization_id)?,
@@ -99,14 +92,14 @@ pub async fn list_chunk_failures(
         .map(|f| {
             let mut shown =
                 convert::chunk_failure(f, names.get(&f.file_id).map_or("", String::as_str));
-            if !who.sees_developer_details() {
+            if !call.who.sees_developer_details() {
                 convert::redact(&mut shown);
             }
             shown
         })
         .collect();
-    Ok(Response::new(pb::ListChunkFailuresResponse {
+    Ok(pb::ListChunkFailuresResponse {
         chunk_failures,
         next_page_token,
-    }))
+    })
 }

@@ -11,16 +11,14 @@ use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::upload_file_request::Payload;
 use tonic::{Request, Response, Streaming};
 
-use crate::auth::{authorize, request_id};
+use crate::auth::{Call, authorize, request_id};
 use crate::convert;
 
 pub async fn create_import(
     app: &App,
-    request: Request<pb::CreateImportRequest>,
-) -> Result<Response<pb::CreateImportResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let req = request.into_inner();
+    call: Call,
+    req: pb::CreateImportRequest,
+) -> Result<pb::CreateImportResponse, ApiError> {
     let draft = NewDraft {
         organization_id: convert::org(&req.organization_id)?,
         failure_policy: pb::FailurePolicy::try_from(req.failure_policy)
@@ -46,10 +44,10 @@ pub async fn create_import(
             req.note
         },
     };
-    let view = imports::create(app, &who, draft, &call_id).await?;
-    Ok(Response::new(pb::CreateImportResponse {
-        import: Some(convert::shown(&who, &view)),
-    }))
+    let view = imports::create(app, &call.who, draft, &call.id).await?;
+    Ok(pb::CreateImportResponse {
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn upload_file(
@@ -134,28 +132,26 @@ fn upload_bytes(
 
 pub async fn remove_file(
     app: &App,
-    request: Request<pb::RemoveFileRequest>,
-) -> Result<Response<pb::RemoveFileResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let import_id = convert::uuid("import_id", &request.get_ref().import_id)?;
-    let file_id = convert::uuid("file_id", &request.get_ref().file_id)?;
-    let view = imports::remove_file(app, &who, import_id, file_id, &call_id).await?;
-    Ok(Response::new(pb::RemoveFileResponse {
-        import: Some(convert::shown(&who, &view)),
-    }))
+    call: Call,
+    req: pb::RemoveFileRequest,
+) -> Result<pb::RemoveFileResponse, ApiError> {
+    let import_id = convert::uuid("import_id", &req.import_id)?;
+    let file_id = convert::uuid("file_id", &req.file_id)?;
+    let view = imports::remove_file(app, &call.who, import_id, file_id, &call.id).await?;
+    Ok(pb::RemoveFileResponse {
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn analyze_import(
     app: &App,
-    request: Request<pb::AnalyzeImportRequest>,
-) -> Result<Response<pb::AnalyzeImportResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let id = convert::uuid("import_id", &request.get_ref().import_id)?;
-    let (report, view) = imports::analyze(app, &who, id, &call_id).await?;
-    Ok(Response::new(pb::AnalyzeImportResponse {
+    call: Call,
+    req: pb::AnalyzeImportRequest,
+) -> Result<pb::AnalyzeImportResponse, ApiError> {
+    let id = convert::uuid("import_id", &req.import_id)?;
+    let (report, view) = imports::analyze(app, &call.who, id, &call.id).await?;
+    Ok(pb::AnalyzeImportResponse {
         report: Some(convert::analysis(&report, view.policy(), false)),
-        import: Some(convert::shown(&who, &view)),
-    }))
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }

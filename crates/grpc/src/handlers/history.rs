@@ -1,20 +1,18 @@
 //! The audit log and the organization picker: ListAuditEvents and
 //! ListOrganizations.
 
-use passare_imports_app::{Access, ApiError, App, history};
+use passare_imports_app::{ApiError, App, history};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::audit::AuditFilter;
-use tonic::{Request, Response};
 
-use crate::auth::authorize;
+use crate::auth::Call;
 use crate::{convert, paging};
 
 pub async fn list_audit_events(
     app: &App,
-    request: Request<pb::ListAuditEventsRequest>,
-) -> Result<Response<pb::ListAuditEventsResponse>, ApiError> {
-    authorize(&request, Access::Staff)?;
-    let req = request.into_inner();
+    _call: Call,
+    req: pb::ListAuditEventsRequest,
+) -> Result<pb::ListAuditEventsResponse, ApiError> {
     let filter = AuditFilter {
         organization_id: convert::optional_org(&req.organization_id)?,
         actor: Some(req.actor.trim().to_string()).filter(|a| !a.is_empty()),
@@ -36,27 +34,26 @@ pub async fn list_audit_events(
     let mut conn = app.db.conn().await?;
     let rows = history::audit_events(&mut conn, &filter, before, page_size + 1).await?;
     let (rows, next_page_token) = paging::page("audit", rows, page_size, |e| e.id);
-    Ok(Response::new(pb::ListAuditEventsResponse {
+    Ok(pb::ListAuditEventsResponse {
         events: rows.iter().map(convert::audit_event).collect(),
         next_page_token,
-    }))
+    })
 }
 
 pub async fn list_organizations(
     app: &App,
-    request: Request<pb::ListOrganizationsRequest>,
-) -> Result<Response<pb::ListOrganizationsResponse>, ApiError> {
-    let who = authorize(&request, Access::Read)?;
-    let req = request.into_inner();
+    call: Call,
+    req: pb::ListOrganizationsRequest,
+) -> Result<pb::ListOrganizationsResponse, ApiError> {
     let page_size = paging::page_size(req.page_size, 50, 500)?;
     let cursor: Option<(String, i64)> = paging::decode("organizations", &req.page_token)?;
     let query = convert::bounded_text("query", &req.query, 200)?;
     let mut conn = app.db.conn().await?;
-    let rows = history::organizations(&mut conn, &who, &query, cursor, page_size + 1).await?;
+    let rows = history::organizations(&mut conn, &call.who, &query, cursor, page_size + 1).await?;
     let (rows, next_page_token) = paging::page("organizations", rows, page_size, |o| {
         (o.name.to_lowercase(), o.id)
     });
-    Ok(Response::new(pb::ListOrganizationsResponse {
+    Ok(pb::ListOrganizationsResponse {
         organizations: rows
             .into_iter()
             .map(|o| pb::Organization {
@@ -65,5 +62,5 @@ pub async fn list_organizations(
             })
             .collect(),
         next_page_token,
-    }))
+    })
 }

@@ -17,47 +17,46 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::authorize;
+use crate::auth::{Call, authorize};
 use crate::convert;
 use crate::paging;
 use crate::status::status;
 
 pub async fn get_import(
     app: &App,
-    request: Request<pb::GetImportRequest>,
-) -> Result<Response<pb::GetImportResponse>, ApiError> {
-    let who = authorize(&request, Access::Read)?;
-    let id = convert::uuid("import_id", &request.get_ref().import_id)?;
-    let view = views::visible(&mut *app.db.conn().await?, &who, id).await?;
-    Ok(Response::new(pb::GetImportResponse {
-        import: Some(convert::shown(&who, &view)),
-    }))
+    call: Call,
+    req: pb::GetImportRequest,
+) -> Result<pb::GetImportResponse, ApiError> {
+    let id = convert::uuid("import_id", &req.import_id)?;
+    let view = views::visible(&mut *app.db.conn().await?, &call.who, id).await?;
+    Ok(pb::GetImportResponse {
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn list_imports(
     app: &App,
-    request: Request<pb::ListImportsRequest>,
-) -> Result<Response<pb::ListImportsResponse>, ApiError> {
-    let who = authorize(&request, Access::Read)?;
-    let req = request.into_inner();
+    call: Call,
+    req: pb::ListImportsRequest,
+) -> Result<pb::ListImportsResponse, ApiError> {
     let mut conn = app.db.conn().await?;
     let asked = convert::optional_org(&req.organization_id)?;
-    let org = history::visible_org(&mut conn, &who, asked).await?;
+    let org = history::visible_org(&mut conn, &call.who, asked).await?;
     let page_size = paging::page_size(req.page_size, 50, 500)?;
     let cursor: Option<(Timestamp, Uuid)> = paging::decode("imports", &req.page_token)?;
     let filter = import_filter(&req, org)?;
-    if !who.is_staff() && org.is_none() {
+    if !call.who.is_staff() && org.is_none() {
         // A user of no organization sees no import.
-        return Ok(Response::new(pb::ListImportsResponse::default()));
+        return Ok(pb::ListImportsResponse::default());
     }
     let rows = imports::list(&mut conn, &filter, cursor, page_size + 1).await?;
     let (rows, next_page_token) = paging::page("imports", rows, page_size, |v| {
         (v.import.created_at, v.import.id)
     });
-    Ok(Response::new(pb::ListImportsResponse {
-        imports: rows.iter().map(|v| convert::shown(&who, v)).collect(),
+    Ok(pb::ListImportsResponse {
+        imports: rows.iter().map(|v| convert::shown(&call.who, v)).collect(),
         next_page_token,
-    }))
+    })
 }
 
 /// The history filter of a ListImports request.
@@ -226,23 +225,23 @@ fn event_kind(last: &pb::Import, now: &pb::Import) -> pb::WatchEventKind {
 
 pub async fn list_import_types(
     _app: &App,
-    request: Request<pb::ListImportTypesRequest>,
-) -> Result<Response<pb::ListImportTypesResponse>, ApiError> {
-    authorize(&request, Access::Read)?;
-    Ok(Response::new(pb::ListImportTypesResponse {
+    _call: Call,
+    _req: pb::ListImportTypesRequest,
+) -> Result<pb::ListImportTypesResponse, ApiError> {
+    Ok(pb::ListImportTypesResponse {
         import_types: CATALOG.iter().map(|t| convert::import_type(t)).collect(),
-    }))
+    })
 }
 
 pub async fn get_import_template(
     _app: &App,
-    request: Request<pb::GetImportTemplateRequest>,
-) -> Result<Response<pb::GetImportTemplateResponse>, ApiError> {
-    authorize(&request, Access::Read)?;
-    let def = convert::import_type_named("import_type", &request.get_ref().import_type)?;
-    Ok(Response::new(pb::GetImportTemplateResponse {
+    _call: Call,
+    req: pb::GetImportTemplateRequest,
+) -> Result<pb::GetImportTemplateResponse, ApiError> {
+    let def = convert::import_type_named("import_type", &req.import_type)?;
+    Ok(pb::GetImportTemplateResponse {
         file_name: format!("{}.csv", def.key),
         content_type: "text/csv; charset=utf-8".into(),
         content: catalog::template_csv(def).into_bytes(),
-    }))
+    })
 }

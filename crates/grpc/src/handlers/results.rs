@@ -12,23 +12,22 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{authorize, request_id};
+use crate::auth::{Call, authorize};
 use crate::status::status;
 use crate::{convert, paging};
 
 pub async fn list_row_errors(
     app: &App,
-    request: Request<pb::ListRowErrorsRequest>,
-) -> Result<Response<pb::ListRowErrorsResponse>, ApiError> {
-    let who = authorize(&request, Access::Read)?;
-    let req = request.into_inner();
+    call: Call,
+    req: pb::ListRowErrorsRequest,
+) -> Result<pb::ListRowErrorsResponse, ApiError> {
     let id = convert::uuid("import_id", &req.import_id)?;
     let file_id = convert::optional_uuid("file_id", &req.file_id)?;
     let page_size = paging::page_size(req.page_size, 100, 1000)?;
     let after: Option<RowErrorCursor> = paging::decode("row_errors", &req.page_token)?;
     let rows = results::row_errors(
         app,
-        &who,
+        &call.who,
         id,
         file_id,
         req.include_retried,
@@ -38,10 +37,10 @@ pub async fn list_row_errors(
     .await?;
     let (rows, next_page_token) =
         paging::page("row_errors", rows, page_size, |e| (e.position, e.row, e.id));
-    Ok(Response::new(pb::ListRowErrorsResponse {
+    Ok(pb::ListRowErrorsResponse {
         row_errors: rows.iter().map(convert::row_error).collect(),
         next_page_token,
-    }))
+    })
 }
 
 pub type DownloadStream =
@@ -91,11 +90,9 @@ pub async fn download_results(
 
 pub async fn update_rows(
     app: &App,
-    request: Request<pb::UpdateRowsRequest>,
-) -> Result<Response<pb::UpdateRowsResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let req = request.into_inner();
+    call: Call,
+    req: pb::UpdateRowsRequest,
+) -> Result<pb::UpdateRowsResponse, ApiError> {
     let id = convert::uuid("import_id", &req.import_id)?;
     let file_id = convert::uuid("file_id", &req.file_id)?;
     let rows = req
@@ -107,53 +104,49 @@ pub async fn update_rows(
             (r.row, cells)
         })
         .collect();
-    let (edited, view) = results::update_rows(app, &who, id, file_id, rows, &call_id).await?;
-    Ok(Response::new(pb::UpdateRowsResponse {
+    let (edited, view) = results::update_rows(app, &call.who, id, file_id, rows, &call.id).await?;
+    Ok(pb::UpdateRowsResponse {
         rows_edited: edited as i32,
-        import: Some(convert::shown(&who, &view)),
-    }))
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn upload_corrections(
     app: &App,
-    request: Request<pb::UploadCorrectionsRequest>,
-) -> Result<Response<pb::UploadCorrectionsResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let req = request.into_inner();
+    call: Call,
+    req: pb::UploadCorrectionsRequest,
+) -> Result<pb::UploadCorrectionsResponse, ApiError> {
     let id = convert::uuid("import_id", &req.import_id)?;
     let file_id = convert::uuid("file_id", &req.file_id)?;
     let (corrected, view) =
-        results::upload_corrections(app, &who, id, file_id, &req.content, &call_id).await?;
-    Ok(Response::new(pb::UploadCorrectionsResponse {
+        results::upload_corrections(app, &call.who, id, file_id, &req.content, &call.id).await?;
+    Ok(pb::UploadCorrectionsResponse {
         rows_corrected: corrected as i32,
-        import: Some(convert::shown(&who, &view)),
-    }))
+        import: Some(convert::shown(&call.who, &view)),
+    })
 }
 
 pub async fn retry_failed_rows(
     app: &App,
-    request: Request<pb::RetryFailedRowsRequest>,
-) -> Result<Response<pb::RetryFailedRowsResponse>, ApiError> {
-    let who = authorize(&request, Access::Manage)?;
-    let call_id = request_id(&request);
-    let id = convert::uuid("import_id", &request.get_ref().import_id)?;
-    let (rows, view) = results::retry_failed_rows(app, &who, id, &call_id).await?;
-    Ok(Response::new(pb::RetryFailedRowsResponse {
-        import: Some(convert::shown(&who, &view)),
+    call: Call,
+    req: pb::RetryFailedRowsRequest,
+) -> Result<pb::RetryFailedRowsResponse, ApiError> {
+    let id = convert::uuid("import_id", &req.import_id)?;
+    let (rows, view) = results::retry_failed_rows(app, &call.who, id, &call.id).await?;
+    Ok(pb::RetryFailedRowsResponse {
+        import: Some(convert::shown(&call.who, &view)),
         rows_retried: rows,
-    }))
+    })
 }
 
 pub async fn get_record_source(
     app: &App,
-    request: Request<pb::GetRecordSourceRequest>,
-) -> Result<Response<pb::GetRecordSourceResponse>, ApiError> {
-    let who = authorize(&request, Access::Read)?;
-    let req = request.into_inner();
+    call: Call,
+    req: pb::GetRecordSourceRequest,
+) -> Result<pb::GetRecordSourceResponse, ApiError> {
     let mut conn = app.db.conn().await?;
     let asked = convert::optional_org(&req.organization_id)?;
-    let Some(org) = history::visible_org(&mut conn, &who, asked).await? else {
+    let Some(org) = history::visible_org(&mut conn, &call.who, asked).await? else {
         return Err(ApiError::invalid("organization_id", "is required"));
     };
     let def = convert::import_type_named("import_type", &req.import_type)?;
@@ -169,7 +162,7 @@ pub async fn get_record_source(
         ));
     }
     let (source, import, file_name) = history::record_source(&mut conn, def, org, &req.key).await?;
-    Ok(Response::new(pb::GetRecordSourceResponse {
+    Ok(pb::GetRecordSourceResponse {
         import_id: import.id.to_string(),
         file_id: source.file_id.to_string(),
         file_name,
@@ -181,5 +174,5 @@ pub async fn get_record_source(
         }),
         import_create_time: Some(convert::timestamp(&import.created_at)),
         record_update_time: Some(convert::timestamp(&source.updated_at)),
-    }))
+    })
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use passare_imports_domain::FindingKind;
 use serde_json::json;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{ChunkCounts, ChunkOutcome, progress, turn, undo};
@@ -183,20 +183,23 @@ pub enum GaveUp {
 }
 
 /// The chunk being given up, as its rows read it.
+#[derive(sqlx::FromRow)]
 struct GivenUp {
     organization_id: i64,
     import_id: Uuid,
     file_id: Uuid,
     file_name: String,
+    #[sqlx(rename = "failure_policy")]
     policy: FailurePolicy,
     attempt: i32,
     /// The row number of each of its records.
+    #[sqlx(rename = "rows")]
     numbers: Vec<i64>,
 }
 
 impl GivenUp {
     async fn read(conn: &mut PgConnection, chunk_id: i64) -> Result<Option<Self>, StoreError> {
-        let Some(row) = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT c.organization_id, c.import_id, c.file_id, c.attempt,
                     COALESCE(c.row_numbers, ARRAY(SELECT generate_series(c.first_row, c.first_row + c.row_count - 1))) AS rows,
                     i.failure_policy, f.file_name
@@ -205,19 +208,7 @@ impl GivenUp {
         )
         .bind(chunk_id)
         .fetch_optional(conn)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            organization_id: row.try_get("organization_id")?,
-            import_id: row.try_get("import_id")?,
-            file_id: row.try_get("file_id")?,
-            file_name: row.try_get("file_name")?,
-            policy: row.try_get("failure_policy")?,
-            attempt: row.try_get("attempt")?,
-            numbers: row.try_get("rows")?,
-        }))
+        .await?)
     }
 
     /// "rows 1–5000" or "row 7".

@@ -2,14 +2,14 @@
 //! first open ones of a file, and the still-failed rows a retry needs.
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::entities::row_errors;
 use crate::{StoreError, exec};
 
 /// A row error with its file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RowErrorRow {
     pub id: i64,
     pub file_id: Uuid,
@@ -37,8 +37,8 @@ pub async fn list_row_errors(
     limit: i64,
 ) -> Result<Vec<RowErrorRow>, StoreError> {
     let (p, r, i) = after.unwrap_or((-1, -1, -1));
-    let rows = sqlx::query(
-        "SELECT e.id, e.file_id, f.file_name, f.position, e.row_number, e.column_name, e.value,
+    Ok(sqlx::query_as(
+        "SELECT e.id, e.file_id, f.file_name, f.position, e.row_number AS row, e.column_name AS column, e.value,
                 e.reason, e.kind, e.attempt, e.superseded_at IS NULL AS open
            FROM row_errors e JOIN import_files f ON f.id = e.file_id
           WHERE e.import_id = $1 AND ($2::uuid IS NULL OR e.file_id = $2)
@@ -55,24 +55,7 @@ pub async fn list_row_errors(
     .bind(i)
     .bind(limit)
     .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RowErrorRow {
-                id: row.try_get("id")?,
-                file_id: row.try_get("file_id")?,
-                file_name: row.try_get("file_name")?,
-                position: row.try_get("position")?,
-                row: row.try_get("row_number")?,
-                column: row.try_get("column_name")?,
-                value: row.try_get("value")?,
-                reason: row.try_get("reason")?,
-                kind: row.try_get("kind")?,
-                attempt: row.try_get("attempt")?,
-                open: row.try_get("open")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// The first still-open row errors of a file (a retry supersedes the
