@@ -92,9 +92,14 @@ pub async fn process_chunk(config: &Config, chunk_id: i64) -> anyhow::Result<Chu
     Ok(outcome)
 }
 
-/// A bearer token with `claims`, signed with `secret`.
+/// A bearer token with `claims`, signed with `secret` (HS256) for the
+/// issuer and audience every test service expects.
 pub fn sign(secret: &str, claims: &Claims) -> anyhow::Result<String> {
-    Ok(Auth::new(secret).issue(claims)?)
+    let config = Config {
+        jwt_secret: secret.to_string(),
+        ..Config::default()
+    };
+    Ok(Auth::from_config(&config)?.issue(claims)?)
 }
 
 /// Runs the retention job once, as a worker does every sweep, with

@@ -118,7 +118,7 @@ fn config_of(options: &Options, unique: &str, storage: &std::path::Path) -> anyh
         queue_prefix: format!("test.{unique}"),
         queue_expires_ms: Some(120_000),
         storage_dir: storage.to_path_buf(),
-        jwt_secret: format!("test-secret-{unique}"),
+        jwt_secret: format!("test-secret-of-{unique}-0123456789abcdef"),
         chunk_rows: options.chunk_rows,
         worker_concurrency: options.worker_concurrency,
         watch_poll_ms: 500,

@@ -36,7 +36,7 @@ impl App {
             format!("passare-imports server {}", process_name()),
         );
         let events = EventHub::start(db.clone(), shutdown);
-        let auth = Auth::new(&config.jwt_secret);
+        let auth = Auth::from_config(&config)?;
         let uploads = UploadLimits::new(&config);
         Ok(Self {
             config: Arc::new(config),

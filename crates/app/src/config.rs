@@ -38,8 +38,18 @@ pub struct Config {
     pub gateway_web_dir: PathBuf,
     /// Directory of uploaded files.
     pub storage_dir: PathBuf,
-    /// HS256 secret that signs bearer tokens. Required; never logged.
+    /// HS256 secret that signs bearer tokens, at least 32 bytes; may be
+    /// empty when `jwt_public_key_file` is set. Never logged.
     pub jwt_secret: String,
+    /// PEM file of the RSA (RS256) or Ed25519 (EdDSA) public key of
+    /// Passare's identity service, whose tokens this service verifies.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The `iss` every token must carry.
+    pub jwt_issuer: String,
+    /// The `aud` every token must carry (or include).
+    pub jwt_audience: String,
+    /// Longest a token may live, from `iat` (or from now) to `exp`, seconds.
+    pub jwt_max_lifetime_secs: u64,
     /// Rows per chunk.
     pub chunk_rows: u64,
     /// Chunks a worker process loads at once (each for a different organization).
@@ -106,6 +116,10 @@ impl Default for Config {
             gateway_web_dir: PathBuf::from("gateway/web/dist"),
             storage_dir: PathBuf::from("data/uploads"),
             jwt_secret: String::new(),
+            jwt_public_key_file: None,
+            jwt_issuer: "passare".into(),
+            jwt_audience: "passare-imports".into(),
+            jwt_max_lifetime_secs: 24 * 3600,
             chunk_rows: 10_000,
             worker_concurrency: 2,
             worker_drain_max_secs: 300,
@@ -191,8 +205,23 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.jwt_secret.len() < 16 {
-            return bad("IMPORTS_JWT_SECRET must be set to at least 16 characters");
+        let min = crate::identity::MIN_SECRET_BYTES;
+        if self.jwt_secret.is_empty() && self.jwt_public_key_file.is_none() {
+            return bad(
+                "set IMPORTS_JWT_SECRET (HS256, at least 32 bytes) or IMPORTS_JWT_PUBLIC_KEY_FILE (the identity service's RS256 or EdDSA public key), or both",
+            );
+        }
+        if !self.jwt_secret.is_empty() && self.jwt_secret.len() < min {
+            return Err(ConfigError::Invalid(format!(
+                "IMPORTS_JWT_SECRET is {} bytes; it must be at least {min} (256 bits)",
+                self.jwt_secret.len()
+            )));
+        }
+        if self.jwt_issuer.trim().is_empty() || self.jwt_audience.trim().is_empty() {
+            return bad("IMPORTS_JWT_ISSUER and IMPORTS_JWT_AUDIENCE must not be empty");
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.jwt_max_lifetime_secs) {
+            return bad("IMPORTS_JWT_MAX_LIFETIME_SECS must be between 60 and 2592000 (30 days)");
         }
         if self.chunk_rows == 0 || self.chunk_rows > 1_000_000 {
             return bad("IMPORTS_CHUNK_ROWS must be between 1 and 1000000");
@@ -291,11 +320,20 @@ mod tests {
     }
 
     #[test]
-    fn a_short_secret_is_refused() {
-        let c = Config {
-            jwt_secret: "short".into(),
+    fn a_secret_shorter_than_32_bytes_is_refused() {
+        let with = |secret: &str| Config {
+            jwt_secret: secret.into(),
             ..Config::default()
         };
-        assert!(c.validate().is_err());
+        let short = with("sixteen-chars-ok").validate();
+        assert!(short.is_err_and(|e| e.to_string().contains("at least 32")));
+        assert!(with(&"x".repeat(31)).validate().is_err());
+        assert!(with(&"x".repeat(32)).validate().is_ok());
+        assert!(with("").validate().is_err(), "no key at all");
+        let verify_only = Config {
+            jwt_public_key_file: Some("identity.pub.pem".into()),
+            ..with("")
+        };
+        assert!(verify_only.validate().is_ok());
     }
 }

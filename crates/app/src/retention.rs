@@ -95,7 +95,7 @@ pub async fn run(
         .max(Duration::from_secs(1));
     let mut next_purge = tokio::time::Instant::now();
     loop {
-        match crate::uploads::resumable::expire_due(&db, files.as_ref(), upload_expiry).await {
+        match crate::uploads::resumable::expire_due(&db, files.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "resumable uploads expired"),
             Err(e) => tracing::warn!(error = %e, "expiring uploads failed; the next round retries"),

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use passare_imports_app::config::Config;
 use passare_imports_proto::v1 as pb;
 
 use crate::client;
@@ -175,7 +176,11 @@ impl Services {
             ..Default::default()
         };
         let token = client::token(Some(
-            passare_imports_app::identity::Auth::new(&self.secret).issue(&claims)?,
+            passare_imports_app::identity::Auth::from_config(&Config {
+                jwt_secret: self.secret.clone(),
+                ..Config::default()
+            })?
+            .issue(&claims)?,
         ))?;
         let url = format!("http://127.0.0.1:{}", self.port);
         for _ in 0..100 {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use passare_imports_app::config::Config;
 use passare_imports_app::identity::{Auth, Claims};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_client::ImportServiceClient;
@@ -81,11 +82,11 @@ pub fn token(given: Option<String>) -> anyhow::Result<String> {
     if let Some(t) = given.filter(|t| !t.is_empty()) {
         return Ok(t);
     }
-    let secret = std::env::var("IMPORTS_JWT_SECRET").context(
-        "no token: pass --token, set IMPORTS_TOKEN, or set IMPORTS_JWT_SECRET to sign one",
+    let config = Config::load().context(
+        "no token: pass --token, set IMPORTS_TOKEN, or configure IMPORTS_JWT_SECRET to sign one",
     )?;
     let now = chrono::Utc::now().timestamp() as u64;
-    Ok(Auth::new(&secret).issue(&Claims {
+    Ok(Auth::from_config(&config)?.issue(&Claims {
         sub: "cli".into(),
         name: "passare-imports CLI".into(),
         email: "cli@passare.com".into(),

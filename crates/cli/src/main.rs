@@ -204,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
             ttl_hours,
         } => {
             let now = chrono::Utc::now().timestamp() as u64;
-            let token = Auth::new(&config.jwt_secret).issue(&Claims {
+            let token = Auth::from_config(&config)?.issue(&Claims {
                 sub: user_id,
                 name,
                 email,

@@ -211,8 +211,22 @@ pub async fn transition(
     Ok((find(conn, upload_id).await?, moved == 1))
 }
 
+/// Shows that a completion is alive: a `Completing` upload touched within
+/// the stale time is not taken for one whose completer died.
+pub async fn touch_completing(conn: &mut PgConnection, upload_id: Uuid) -> Result<(), StoreError> {
+    exec::run(
+        conn,
+        uploads::Entity::update_many()
+            .col_expr(uploads::Column::UpdatedAt, Expr::cust("now()"))
+            .filter(uploads::Column::Id.eq(upload_id))
+            .filter(uploads::Column::State.eq(UploadState::Completing)),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Records the file a completed upload became, and forgets its parts (the
-/// caller deletes their bytes).
+/// caller deletes their bytes). Only a `Completing` upload completes.
 pub async fn completed(
     conn: &mut PgConnection,
     upload_id: Uuid,
@@ -225,7 +239,8 @@ pub async fn completed(
             .col_expr(uploads::Column::State, Expr::value(UploadState::Completed))
             .col_expr(uploads::Column::FileId, Expr::value(file_id))
             .col_expr(uploads::Column::UpdatedAt, Expr::cust("now()"))
-            .filter(uploads::Column::Id.eq(upload_id)),
+            .filter(uploads::Column::Id.eq(upload_id))
+            .filter(uploads::Column::State.eq(UploadState::Completing)),
     )
     .await?;
     forget_parts(&mut tx, upload_id).await?;

@@ -108,7 +108,7 @@ impl Kind {
             Kind::NoToken => None,
             Kind::Garbage => Some("not-a-jwt.at-all".into()),
             Kind::Foreign => Some(service::sign(
-                "another-secret-that-is-long-enough",
+                "another-secret-that-is-long-enough-for-hs256",
                 &Claims {
                     sub: INTRUDER.id.into(),
                     name: "Intruder".into(),

@@ -27,4 +27,5 @@ mod recovery;
 mod results;
 mod samples;
 mod shutdown;
+mod tokens;
 mod uploads;

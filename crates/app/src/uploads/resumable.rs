@@ -324,6 +324,9 @@ pub async fn complete(
             info: vec![("committed_bytes", upload.committed_bytes.to_string())],
         });
     }
+    // The upload limits are taken before the upload is marked completing:
+    // a refusal (RESOURCE_EXHAUSTED) leaves it active, to be completed again.
+    let _running = app.uploads.start(who)?;
     let (now, moved) = records::transition(
         &mut conn,
         id,
@@ -336,9 +339,38 @@ pub async fn complete(
         let now = now.ok_or_else(|| ApiError::not_found("upload", id))?;
         return Err(ended(&now));
     }
-    let _running = app.uploads.start(who)?;
-    let result = attach(app, &mut conn, who, &upload, call_id).await;
+    let result = alive(app, id, attach(app, &mut conn, who, &upload, call_id)).await;
     finish_completion(app, &mut conn, &upload, result).await
+}
+
+/// How often a completion shows it is alive.
+const COMPLETION_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A completion untouched this long lost its process: the workers' sweep
+/// expires the upload (see [`expire_due`]).
+pub const STALE_COMPLETION: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs a completion, touching the upload every [`COMPLETION_HEARTBEAT`] so
+/// that however long the file takes to store and scan, the sweep does not
+/// take it for one whose process died.
+async fn alive<F: std::future::Future>(app: &App, id: Uuid, completion: F) -> F::Output {
+    tokio::pin!(completion);
+    let mut beat = tokio::time::interval(COMPLETION_HEARTBEAT);
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut completion => return out,
+            _ = beat.tick() => {
+                let touched = match app.db.conn().await {
+                    Ok(mut conn) => records::touch_completing(&mut conn, id).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = touched {
+                    tracing::warn!(upload_id = %id, error = %e, "touching a completing upload failed");
+                }
+            }
+        }
+    }
 }
 
 /// Feeds the stored parts, in order, to the upload pipeline.
@@ -506,15 +538,11 @@ async fn expire(
 }
 
 /// Expires every upload whose time ran out, and every completion whose
-/// process died (`stale_completing` without a touch); returns how many.
-pub async fn expire_due(
-    db: &Db,
-    files: &dyn FileStore,
-    stale_completing: std::time::Duration,
-) -> Result<usize, StoreError> {
+/// process died (untouched for [`STALE_COMPLETION`]); returns how many.
+pub async fn expire_due(db: &Db, files: &dyn FileStore) -> Result<usize, StoreError> {
     let mut conn = db.conn().await?;
     let now = Utc::now();
-    let stale = now - chrono::Duration::from_std(stale_completing).unwrap_or_default();
+    let stale = now - chrono::Duration::from_std(STALE_COMPLETION).unwrap_or_default();
     let mut expired = 0;
     loop {
         let due = records::due_to_expire(&mut conn, now, stale, 100).await?;
