@@ -12,6 +12,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use passare_imports_queue::QueueConfig;
 use serde::{Deserialize, Serialize};
 
+/// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -205,7 +208,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        let min = crate::identity::MIN_SECRET_BYTES;
+        let min = MIN_SECRET_BYTES;
         if self.jwt_secret.is_empty() && self.jwt_public_key_file.is_none() {
             return bad(
                 "set IMPORTS_JWT_SECRET (HS256, at least 32 bytes) or IMPORTS_JWT_PUBLIC_KEY_FILE (the identity service's RS256 or EdDSA public key), or both",

@@ -21,13 +21,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use super::{Caller, Claims};
 use crate::config::{Config, ConfigError};
+pub use crate::config::MIN_SECRET_BYTES;
 use crate::error::ApiError;
 
 /// Clock skew allowed between the token's issuer and this service, seconds.
 const LEEWAY_SECS: u64 = 30;
-
-/// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
-pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Why a token could not be signed.
 #[derive(Debug, thiserror::Error)]
