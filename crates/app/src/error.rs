@@ -221,6 +221,37 @@ pub fn no_files(doing: &str) -> ApiError {
     )
 }
 
+/// AIP-155: a request repeating a `request_id` must repeat its parameters.
+/// `fields` pairs each parameter with whether it equals the first request's;
+/// any that differs refuses the request (ALREADY_EXISTS, `REQUEST_ID_REUSED`,
+/// the differing fields as BadRequest violations) instead of answering with
+/// `first` (what the first request made: "import 0190…").
+pub fn same_request(first: &str, fields: &[(&str, bool)]) -> Result<(), ApiError> {
+    let differ: Vec<FieldViolation> = fields
+        .iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| FieldViolation {
+            field: name.to_string(),
+            description: "differs from the first request with this request_id".into(),
+        })
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::AlreadyExists {
+        reason: "REQUEST_ID_REUSED",
+        message: format!(
+            "request_id was already used for {first} with other parameters ({})",
+            differ
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        violations: differ,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,13 +39,30 @@ pub async fn create(
         NewImport {
             organization_id: draft.organization_id,
             failure_policy: draft.failure_policy,
-            note: draft.note,
+            note: draft.note.clone(),
             request_id: draft.request_id,
             requested_by: who.requester(),
         },
     )
     .await?;
     tracing::info!(import_id = %import.id, org_id = import.organization_id, created, "import created");
+    if !created {
+        // The request id's first request made this import (AIP-155).
+        crate::error::same_request(
+            &format!("import {}", import.id),
+            &[
+                (
+                    "organization_id",
+                    import.organization_id == draft.organization_id,
+                ),
+                (
+                    "failure_policy",
+                    import.failure_policy == draft.failure_policy,
+                ),
+                ("note", import.note == draft.note),
+            ],
+        )?;
+    }
     if created {
         let details = serde_json::json!({
             "failure_policy": import.failure_policy,

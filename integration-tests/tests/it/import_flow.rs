@@ -483,6 +483,48 @@ async fn requests_are_idempotent_and_lists_page_newest_first() -> anyhow::Result
         .into_inner()
         .import;
     assert_eq!(a.as_ref().map(|i| &i.id), b.as_ref().map(|i| &i.id));
+    // AIP-155: the same request_id with other parameters is refused, never
+    // answered with the first request's import (of another organization).
+    env.organization(2001).await?;
+    let other_policy = pb::CreateImportRequest {
+        failure_policy: pb::FailurePolicy::StopOnFirstError as i32,
+        ..create("1042", &request_id)
+    };
+    let other_note = pb::CreateImportRequest {
+        note: "another note".into(),
+        ..create("1042", &request_id)
+    };
+    for (request, field) in [
+        (create("2001", &request_id), "organization_id"),
+        (other_policy, "failure_policy"),
+        (other_note, "note"),
+    ] {
+        let refused = client.create_import(request).await.err();
+        let refused = refused.ok_or_else(|| anyhow::anyhow!("{field} changed was accepted"))?;
+        assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{field}");
+        let details = refused.get_error_details();
+        let fields: Vec<String> = details
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, vec![field.to_string()]);
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("REQUEST_ID_REUSED")
+        );
+    }
+    let of_2001 = client
+        .list_imports(pb::ListImportsRequest {
+            organization_id: "2001".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .imports;
+    assert!(
+        of_2001.is_empty(),
+        "nothing was created for 2001: {of_2001:?}"
+    );
     let mut ids = vec![a.map(|i| i.id).unwrap_or_default()];
     for _ in 0..4 {
         ids.push(

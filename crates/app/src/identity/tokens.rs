@@ -20,8 +20,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use super::{Caller, Claims};
-use crate::config::{Config, ConfigError};
 pub use crate::config::MIN_SECRET_BYTES;
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 
 /// Clock skew allowed between the token's issuer and this service, seconds.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::pipeline::draft_taking_a_file;
 use super::{FileUpload, ReadOptions, ingest};
 use crate::app::App;
-use crate::error::{ApiError, FieldViolation, too_many_files};
+use crate::error::{ApiError, too_many_files};
 use crate::history;
 use crate::identity::Caller;
 use crate::views::FileView;
@@ -93,43 +93,24 @@ fn expiry(app: &App) -> chrono::DateTime<Utc> {
 
 /// Refuses a reused request id whose parameters differ from the first call's.
 fn same_request(first: &Upload, again: &NewUpload) -> Result<(), ApiError> {
-    let mut differ = Vec::new();
-    let mut field = |name: &str, same: bool| {
-        if !same {
-            differ.push(FieldViolation {
-                field: name.to_string(),
-                description: "differs from the first request with this request_id".into(),
-            });
-        }
-    };
-    field("header.import_id", first.import_id == again.import_id);
-    field("header.file_name", first.file_name == again.file_name);
-    field("header.import_type", first.import_type == again.import_type);
-    field(
-        "header.declared_size_bytes",
-        first.declared_size == again.declared_size,
-    );
-    field(
-        "declared_sha256",
-        first.declared_sha256 == again.declared_sha256,
-    );
-    field("header", first.reading == again.reading);
-    if differ.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::AlreadyExists {
-        reason: "REQUEST_ID_REUSED",
-        message: format!(
-            "request_id was already used for upload {} with other parameters ({})",
-            first.id,
-            differ
-                .iter()
-                .map(|v| v.field.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        violations: differ,
-    })
+    let upload = format!("upload {}", first.id);
+    crate::error::same_request(
+        &upload,
+        &[
+            ("header.import_id", first.import_id == again.import_id),
+            ("header.file_name", first.file_name == again.file_name),
+            ("header.import_type", first.import_type == again.import_type),
+            (
+                "header.declared_size_bytes",
+                first.declared_size == again.declared_size,
+            ),
+            (
+                "declared_sha256",
+                first.declared_sha256 == again.declared_sha256,
+            ),
+            ("header", first.reading == again.reading),
+        ],
+    )
 }
 
 /// The upload as `who` may see it: another organization's upload is
