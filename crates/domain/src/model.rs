@@ -135,13 +135,20 @@ pub struct ChunkRange {
 }
 
 /// A value as shown in problems and error files: at most 200 characters, and
-/// NUL (which PostgreSQL text cannot hold) replaced.
+/// control characters other than tab and line breaks (NUL, which PostgreSQL
+/// text cannot hold, among them) replaced by `�`.
 pub fn excerpt(value: &str) -> String {
     const MAX: usize = 200;
     let mut out: String = value
         .chars()
         .take(MAX)
-        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
         .collect();
     if value.chars().nth(MAX).is_some() {
         out.push('…');
@@ -149,14 +156,25 @@ pub fn excerpt(value: &str) -> String {
     out
 }
 
-/// Masks a sensitive value to its last four characters.
+/// Longest run of `*` a masked value starts with: a value of any length
+/// masks to at most this many characters plus its last four.
+pub const MASK_STARS: usize = 8;
+
+/// Masks a sensitive value to its last four characters, behind at most
+/// [`MASK_STARS`] stars; control characters (NUL included) become `�`, so a
+/// masked value is short, printable and storable whatever the cell held.
 pub fn mask(value: &str) -> String {
-    let chars: Vec<char> = value.chars().collect();
-    if chars.len() <= 4 {
-        return "*".repeat(chars.len());
+    let count = value.chars().count();
+    if count <= 4 {
+        return "*".repeat(count);
     }
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{}{}", "*".repeat(chars.len() - 4), tail)
+    let tail = value.chars().skip(count - 4).map(|c| {
+        if c.is_control() { '\u{FFFD}' } else { c }
+    });
+    "*".repeat((count - 4).min(MASK_STARS))
+        .chars()
+        .chain(tail)
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,5 +192,9 @@ mod tests {
     fn mask_keeps_only_the_last_four() {
         assert_eq!(mask("123-45-6789"), "*******6789");
         assert_eq!(mask("12"), "**");
+        // However long, and whatever it holds, a masked value is short and printable.
+        let hostile = format!("{}12\03\n", "9".repeat(100_000));
+        assert_eq!(mask(&hostile), "********2\u{FFFD}3\u{FFFD}");
+        assert_eq!(excerpt("a\u{1}b\tc"), "a\u{FFFD}b\tc");
     }
 }

@@ -1333,6 +1333,15 @@ async fn sensitive_values_are_masked_in_row_errors() -> anyhow::Result<()> {
             "{error}"
         );
     }
+    // Staff correct the file and send it back: they get the cells whole. A
+    // plain user of the organization gets the SSNs masked like anywhere else.
+    let ssns = |records: &[Vec<String>]| -> Vec<String> {
+        records[1..].iter().map(|r| r[3].clone()).collect()
+    };
+    assert_eq!(ssns(&records), vec!["12-345-67890", "666-12-3456"]);
+    let mut member = env.client_as(&MEMBER).await?;
+    let theirs = download_checked(&mut member, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    assert_eq!(ssns(&theirs.records()?), vec!["********7890", "*******3456"]);
 
     env.finish().await
 }

@@ -76,9 +76,22 @@ impl CsvSink {
 }
 
 /// The FAILED_ROWS file: `row`, the file's own headers, `error`; one record
-/// per still-failed row, in row order, with its edits.
-pub fn failed_rows_csv(app: App, f: FileResults) -> mpsc::Receiver<Result<Vec<u8>, ApiError>> {
+/// per still-failed row, in row order, with its edits. Staff, who correct
+/// and send the file back, get the cells as they are; anyone else gets
+/// sensitive columns (SSNs) masked, as everywhere they are shown.
+pub fn failed_rows_csv(
+    app: App,
+    f: FileResults,
+    raw: bool,
+) -> mpsc::Receiver<Result<Vec<u8>, ApiError>> {
     stream_csv(move |mut sink| async move {
+        let masked: Vec<bool> = (0..f.headers.len())
+            .map(|i| {
+                !raw && f.position_of.iter().any(|(column, at)| {
+                    *at == i && f.def.column(column).is_some_and(|c| c.sensitive)
+                })
+            })
+            .collect();
         sink.record(
             std::iter::once("row")
                 .chain(f.headers.iter().map(String::as_str))
@@ -89,11 +102,17 @@ pub fn failed_rows_csv(app: App, f: FileResults) -> mpsc::Receiver<Result<Vec<u8
         let edits = results::edits_of(&mut conn, f.file.id).await?;
         for chunk_id in results::chunks_with_open_errors(&mut conn, f.file.id).await? {
             for r in failed_rows_of_chunk(&app, &mut conn, &f, &edits, chunk_id).await? {
-                let row = r.row.to_string();
+                let cells = r.cells.iter().zip(&masked).map(|(cell, masked)| {
+                    if *masked {
+                        passare_imports_domain::mask(cell)
+                    } else {
+                        cell.clone()
+                    }
+                });
                 sink.record(
-                    std::iter::once(row.as_str())
-                        .chain(r.cells.iter().map(String::as_str))
-                        .chain(std::iter::once(r.reasons.as_str())),
+                    std::iter::once(r.row.to_string())
+                        .chain(cells)
+                        .chain(std::iter::once(r.reasons.clone())),
                 )
                 .await?;
             }

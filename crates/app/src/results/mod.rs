@@ -73,7 +73,7 @@ pub async fn download(
     Ok(match kind {
         ResultKind::FailedRows => (
             format!("{stem}.failed-rows.csv"),
-            downloads::failed_rows_csv(app.clone(), f),
+            downloads::failed_rows_csv(app.clone(), f, who.is_staff()),
         ),
         ResultKind::WrittenRows => (
             format!("{stem}.written-rows.csv"),
