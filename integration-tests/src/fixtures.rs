@@ -3,6 +3,7 @@
 //! test's service with one such file uploaded. Drafts with files of other
 //! types are in `files`.
 
+use anyhow::Context;
 use passare_imports_cli::client::{self, Client};
 use passare_imports_proto::v1 as pb;
 
@@ -104,4 +105,15 @@ impl TestEnv {
         let file = client::upload(client, &import_id, &path, "cases", None).await?;
         Ok((import_id, file))
     }
+}
+
+/// Replaces field `field` of data row `row` (1-based) of a generated CSV.
+pub fn with_field(csv: &[u8], row: usize, field: usize, value: &str) -> anyhow::Result<Vec<u8>> {
+    let text = String::from_utf8(csv.to_vec())?;
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let line = lines.get_mut(row).context("no such row")?;
+    let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+    *fields.get_mut(field).context("no such field")? = value.to_string();
+    *line = fields.join(",");
+    Ok((lines.join("\n") + "\n").into_bytes())
 }

@@ -84,6 +84,21 @@ impl TestEnv {
         }
     }
 
+    /// Waits until the database has ended session `pid` (a killed process's:
+    /// its transaction rolled back), at most 10 s.
+    pub async fn wait_session_end(&self, pid: i32) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let query = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+        while crate::count(&self.db, &query).await? > 0 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "session {pid} outlived its killed process"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Cuts every connection to this test's database (`pg_terminate_backend`);
     /// returns how many were cut.
     pub async fn cut_database_connections(&self) -> anyhow::Result<i64> {

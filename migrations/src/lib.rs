@@ -30,6 +30,10 @@ impl MigratorTrait for Migrator {
                 name: "m0005_resumable_uploads",
                 up: include_str!("../sql/0005_resumable_uploads.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0006_rollback_in_batches",
+                up: include_str!("../sql/0006_rollback_in_batches.sql"),
+            }),
         ]
     }
 }

@@ -71,6 +71,9 @@ pub struct Config {
     /// Longest a chunk's write may take (each statement, lock waits included);
     /// past it the attempt fails as a transient `timeout` and is retried.
     pub chunk_timeout_ms: u64,
+    /// Records an all-or-nothing rollback puts back per transaction (each
+    /// statement limited like a chunk's write, by `chunk_timeout_ms`).
+    pub rollback_batch_rows: u64,
     /// Uploads one server process accepts at the same time.
     pub max_concurrent_uploads: usize,
     /// An upload that sends nothing for this long is abandoned.
@@ -131,6 +134,7 @@ impl Default for Config {
             retry_base_ms: 500,
             retry_max_delay_ms: 60_000,
             chunk_timeout_ms: 600_000,
+            rollback_batch_rows: 10_000,
             max_concurrent_uploads: 32,
             upload_idle_secs: 120,
             upload_part_bytes: 4 * 1024 * 1024,
@@ -241,6 +245,9 @@ impl Config {
             return bad(
                 "IMPORTS_UPLOAD_PART_BYTES must be between 65536 and 6291456 (parts travel in one gRPC message of at most 8 MiB)",
             );
+        }
+        if !(100..=1_000_000).contains(&self.rollback_batch_rows) {
+            return bad("IMPORTS_ROLLBACK_BATCH_ROWS must be between 100 and 1000000");
         }
         if self.upload_expire_secs == 0 {
             return bad("IMPORTS_UPLOAD_EXPIRE_SECS must be at least 1");

@@ -5,7 +5,7 @@
 use passare_imports_store::files::{self, Removed};
 use passare_imports_store::imports::{self as records, ImportFilter, NewImport};
 use passare_imports_store::load::{self, Stopped};
-use passare_imports_store::states::FailurePolicy;
+use passare_imports_store::states::{FailurePolicy, ImportState};
 use passare_imports_store::{PgConnection, Timestamp};
 use uuid::Uuid;
 
@@ -161,6 +161,14 @@ pub async fn stop(
         Stopped::Now => {
             tracing::info!(import_id = %id, by = %who.id, reason = %reason, "import stopped");
             let view = views::visible(&mut conn, who, id).await?;
+            if view.import.state == ImportState::RollingBack {
+                // A worker puts back what it wrote; tell the workers now (the
+                // sweep finds it otherwise).
+                let org = view.import.organization_id;
+                if let Err(e) = app.publisher.announce(&[org]).await {
+                    tracing::warn!(org_id = org, error = %e, "announcing a rollback failed; the worker sweep will");
+                }
+            }
             let details = serde_json::json!({ "reason": reason });
             history::audit_import(
                 app,

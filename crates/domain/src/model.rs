@@ -168,9 +168,10 @@ pub fn mask(value: &str) -> String {
     if count <= 4 {
         return "*".repeat(count);
     }
-    let tail = value.chars().skip(count - 4).map(|c| {
-        if c.is_control() { '\u{FFFD}' } else { c }
-    });
+    let tail = value
+        .chars()
+        .skip(count - 4)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c });
     "*".repeat((count - 4).min(MASK_STARS))
         .chars()
         .chain(tail)

@@ -35,24 +35,30 @@ pub async fn next_pending(
 }
 
 /// Organizations not paused with chunks that have waited at least `min_age`
-/// (since they were queued, or since their retry came due), for the
-/// workers' sweep, which re-announces them; with `organization_id`, only
-/// that one (a resume).
+/// (since they were queued, or since their retry came due), or with an
+/// import rolling back untouched that long, for the workers' sweep, which
+/// re-announces them; with `organization_id`, only that one (a resume).
 pub async fn waiting_organizations(
     conn: &mut PgConnection,
     min_age: std::time::Duration,
     organization_id: Option<i64>,
 ) -> Result<Vec<i64>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT DISTINCT c.organization_id FROM chunks c
-          WHERE c.state = $1 AND ($3::bigint IS NULL OR c.organization_id = $3)
-            AND COALESCE(c.not_before, c.queued_at) <= now() - make_interval(secs => $2)
+        "SELECT DISTINCT w.organization_id FROM (
+             SELECT c.organization_id FROM chunks c
+              WHERE c.state = $1
+                AND COALESCE(c.not_before, c.queued_at) <= now() - make_interval(secs => $2)
+             UNION
+             SELECT i.organization_id FROM imports i
+              WHERE i.state = $4 AND i.updated_at <= now() - make_interval(secs => $2)) w
+          WHERE ($3::bigint IS NULL OR w.organization_id = $3)
             AND NOT EXISTS (SELECT 1 FROM import_pauses p
-                             WHERE p.organization_id IS NULL OR p.organization_id = c.organization_id)",
+                             WHERE p.organization_id IS NULL OR p.organization_id = w.organization_id)",
     )
     .bind(ChunkState::Queued)
     .bind(min_age.as_secs_f64())
     .bind(organization_id)
+    .bind(crate::states::ImportState::RollingBack)
     .fetch_all(conn)
     .await?)
 }

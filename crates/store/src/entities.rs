@@ -85,6 +85,9 @@ entity! {
         pub rolled_back_at: Option<DateTimeWithTimeZone>,
         pub attempt: i32,
         pub results_purged_at: Option<DateTimeWithTimeZone>,
+        pub rollback_started_at: Option<DateTimeWithTimeZone>,
+        pub rollback_records_done: i64,
+        pub rollback_records_total: i64,
     }
 }
 

@@ -65,6 +65,9 @@ stored_enum! {
         CompletedWithErrors => "completed_with_errors",
         Failed => "failed",
         Stopped => "stopped",
+        /// Failed or stopped after writing, all-or-nothing: the workers put
+        /// back what it wrote, in batches; then `Failed` or `Stopped`.
+        RollingBack => "rolling_back",
     }
 }
 

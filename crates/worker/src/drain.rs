@@ -1,12 +1,14 @@
-//! Draining one organization under its lease: one chunk per message taken
-//! from the organization's queue, in the database's order, until nothing is
-//! left, the pause switch holds, the next chunk waits for its retry, or the
-//! time slice ends.
+//! Draining one organization under its lease: first the rollback of an
+//! all-or-nothing import that failed or was stopped, a batch at a time; then
+//! one chunk per message taken from the organization's queue, in the
+//! database's order, until nothing is left, the pause switch holds, the next
+//! chunk waits for its retry, or the time slice ends.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use passare_imports_queue::WorkChannel;
+use passare_imports_store::load::{self, RollbackStep};
 use passare_imports_store::{chunks, locks, pauses};
 use tokio_util::sync::CancellationToken;
 
@@ -113,6 +115,30 @@ impl Worker {
                 return Flow::Stop(Drained::Paused, None);
             }
             Err(e) => return later("reading the pause switch", &e),
+        }
+        // An all-or-nothing import that failed or was stopped is put back,
+        // a batch at a time, before anything else of the organization loads.
+        let batch = load::roll_back_batch(
+            &mut conn,
+            org,
+            self.rollback_batch,
+            Some(self.chunk_timeout),
+        );
+        match batch.await {
+            Ok(None) => {}
+            Ok(Some(RollbackStep::Progress { import_id, records })) => {
+                tracing::debug!(org_id = org, %import_id, records, "rollback batch");
+                return Flow::Go;
+            }
+            Ok(Some(RollbackStep::Finished {
+                import_id,
+                state,
+                records,
+            })) => {
+                tracing::info!(org_id = org, %import_id, records, state = %state, "rollback finished");
+                return Flow::Go;
+            }
+            Err(e) => return later("a rollback batch", &e),
         }
         let next = match chunks::next_pending(&mut conn, org).await {
             Ok(next) => next,

@@ -63,6 +63,8 @@ pub struct Worker {
     pub retention_every: Duration,
     /// How long a resumable upload lives without a part (expired ones are swept).
     pub upload_expiry: Duration,
+    /// Records put back per rollback transaction.
+    pub rollback_batch: i64,
 }
 
 impl Worker {
@@ -80,6 +82,7 @@ impl Worker {
             retention_days: config.retention_days,
             retention_every: Duration::from_secs(config.retention_sweep_secs),
             upload_expiry: Duration::from_secs(config.upload_expire_secs),
+            rollback_batch: config.rollback_batch_rows as i64,
         })
     }
 

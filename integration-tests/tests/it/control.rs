@@ -187,9 +187,16 @@ async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Re
         chunks_done(i) >= 4
     })
     .await?;
-    let stopped = stop(&mut client, &strict, "wrong organization").await?;
+    let stopping = stop(&mut client, &strict, "wrong organization").await?;
+    // The workers put back what it wrote, then it is stopped.
+    assert_eq!(state(&stopping), pb::ImportState::RollingBack);
+    let rollback = stopping.rollback.unwrap_or_default();
+    assert_eq!(rollback.ends_as, pb::ImportState::Stopped as i32);
+    assert!(stopping.rollback_time.is_none() && rollback.start_time.is_some());
+    let stopped = wait_terminal(&mut client, &strict).await?;
     assert_eq!(state(&stopped), pb::ImportState::Stopped);
     assert!(stopped.rollback_time.is_some());
+    let rollback = stopped.rollback.unwrap_or_default();
     let p = stopped.progress.unwrap_or_default();
     assert!(
         p.chunks_done >= 4 && p.chunks_done < p.chunks_total,
@@ -210,6 +217,10 @@ async fn stopping_an_all_or_nothing_import_leaves_nothing_behind() -> anyhow::Re
         "it had written the updates and more: {wrote}"
     );
     assert_eq!(p.rows_rolled_back, wrote);
+    assert_eq!(
+        (rollback.records_done, rollback.records_total),
+        (wrote, wrote)
+    );
     assert_eq!(rows_of(&env.db, &strict).await?, 0);
     assert_eq!(
         cases_fingerprint(&env, 1042).await?,

@@ -35,26 +35,6 @@ struct Kill {
     write_lost: bool,
 }
 
-/// Waits until the database has ended the killed worker's session `pid`
-/// (its transaction rolled back), at most 10 s.
-async fn session_gone(env: &TestEnv, pid: i32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(
-        &env.db,
-        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
-    )
-    .await?
-        > 0
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "session {pid} outlived its killed worker"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() -> anyhow::Result<()>
 {
@@ -140,7 +120,7 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
             break;
         };
         env.kill_worker_process(worker)?;
-        session_gone(&env, write.pid).await?;
+        env.wait_session_end(write.pid).await?;
         // Only a kill before the import ended counts as landing mid-import.
         let after = get(&mut client, &second).await?;
         if is_terminal(&after) {

@@ -25,6 +25,7 @@ mod ordering;
 mod policies;
 mod recovery;
 mod results;
+mod rollback;
 mod samples;
 mod shutdown;
 mod tokens;

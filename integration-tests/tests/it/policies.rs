@@ -14,17 +14,6 @@ use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
 
-/// Replaces field `field` of data row `row` (1-based) of a generated CSV.
-fn with_field(csv: &[u8], row: usize, field: usize, value: &str) -> anyhow::Result<Vec<u8>> {
-    let text = String::from_utf8(csv.to_vec())?;
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    let line = lines.get_mut(row).context("no such row")?;
-    let mut fields: Vec<String> = line.split(',').map(String::from).collect();
-    *fields.get_mut(field).context("no such field")? = value.to_string();
-    *line = fields.join(",");
-    Ok((lines.join("\n") + "\n").into_bytes())
-}
-
 async fn progress(client: &mut Client, id: &str) -> anyhow::Result<pb::Progress> {
     Ok(get(client, id).await?.progress.unwrap_or_default())
 }

@@ -1341,7 +1341,10 @@ async fn sensitive_values_are_masked_in_row_errors() -> anyhow::Result<()> {
     assert_eq!(ssns(&records), vec!["12-345-67890", "666-12-3456"]);
     let mut member = env.client_as(&MEMBER).await?;
     let theirs = download_checked(&mut member, &id, &file.id, pb::ResultKind::FailedRows).await?;
-    assert_eq!(ssns(&theirs.records()?), vec!["********7890", "*******3456"]);
+    assert_eq!(
+        ssns(&theirs.records()?),
+        vec!["********7890", "*******3456"]
+    );
 
     env.finish().await
 }

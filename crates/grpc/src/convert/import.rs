@@ -239,6 +239,16 @@ pub fn import(v: &ImportView) -> pb::Import {
         stop_time: i.stopped_at.as_ref().map(timestamp),
         stop_reason: i.stop_reason.clone().unwrap_or_default(),
         rollback_time: i.rolled_back_at.as_ref().map(timestamp),
+        rollback: i.rollback_started_at.as_ref().map(|start| pb::Rollback {
+            records_done: i.rollback_records_done,
+            records_total: i.rollback_records_total,
+            start_time: Some(timestamp(start)),
+            ends_as: if i.stopped_by_id.is_some() {
+                pb::ImportState::Stopped
+            } else {
+                pb::ImportState::Failed
+            } as i32,
+        }),
         chunk_failures: v
             .chunk_failures
             .iter()

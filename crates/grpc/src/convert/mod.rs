@@ -40,6 +40,7 @@ pub fn import_state(s: ImportState) -> pb::ImportState {
         ImportState::CompletedWithErrors => pb::ImportState::CompletedWithErrors,
         ImportState::Failed => pb::ImportState::Failed,
         ImportState::Stopped => pb::ImportState::Stopped,
+        ImportState::RollingBack => pb::ImportState::RollingBack,
     }
 }
 
@@ -54,6 +55,7 @@ pub fn import_state_from_pb(s: pb::ImportState) -> Result<ImportState, ApiError>
         pb::ImportState::CompletedWithErrors => ImportState::CompletedWithErrors,
         pb::ImportState::Failed => ImportState::Failed,
         pb::ImportState::Stopped => ImportState::Stopped,
+        pb::ImportState::RollingBack => ImportState::RollingBack,
         pb::ImportState::Unspecified | pb::ImportState::Paused => {
             return Err(ApiError::invalid("state", "is not a stored state"));
         }

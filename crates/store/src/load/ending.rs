@@ -1,7 +1,8 @@
 //! Ending an import before all its chunks were written: a failed row or
 //! chunk, a chunk given up after its retries, or a user's stop. Each happens
-//! behind the organization's write fence, between two chunk writes, and an
-//! all-or-nothing import is rolled back in the same transaction.
+//! behind the organization's write fence, between two chunk writes; an
+//! all-or-nothing import that wrote is then rolled back by the workers, in
+//! batches (see `undo`).
 
 use chrono::{DateTime, Utc};
 use passare_imports_domain::FindingKind;
@@ -25,7 +26,6 @@ pub(super) enum How {
 /// An import to end, with what the ending needs to know.
 pub(super) struct Ending {
     pub import_id: Uuid,
-    pub organization_id: i64,
     pub policy: FailurePolicy,
     pub how: How,
     /// When the chunk that ends it began, if a chunk does: the import's
@@ -35,8 +35,8 @@ pub(super) struct Ending {
 }
 
 /// Ends an import: records the final state, skips its chunks still queued,
-/// ends its unfinished files, and — for an all-or-nothing import — rolls
-/// back every record it wrote. Call behind the organization's write fence,
+/// ends its unfinished files, and — for an all-or-nothing import that wrote
+/// — leaves it `rolling_back` for the workers to put back what it wrote. Call behind the organization's write fence,
 /// in the transaction that decided the ending.
 pub(super) async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(), StoreError> {
     let (state, file_state) = match &e.how {
@@ -102,11 +102,13 @@ pub(super) async fn end_import(conn: &mut PgConnection, e: Ending) -> Result<(),
         }
         (None, None) => {}
     }
-    if e.policy == FailurePolicy::StopOnFirstError
-        && let Some(undone) = undo::roll_back(conn, e.import_id, e.organization_id).await?
-    {
-        let detail = format!("{undone} records put back");
-        timeline::record(conn, e.import_id, "rolled_back", None, &detail).await?;
+    if e.policy == FailurePolicy::StopOnFirstError {
+        if undo::wrote_any(conn, e.import_id).await? {
+            // The workers put it back in batches (`undo::roll_back_batch`).
+            undo::begin(conn, e.import_id).await?;
+        } else {
+            undo::forget(conn, e.import_id).await?;
+        }
     }
     Ok(())
 }
@@ -125,8 +127,9 @@ pub enum Stopped {
 
 /// Stops an import. Waits for the organization's write fence, so a chunk in
 /// hand finishes first and none starts after: a queued import never starts,
-/// a running one stops after its current chunk. An all-or-nothing import is
-/// rolled back in the same transaction.
+/// a running one stops after its current chunk. An all-or-nothing import
+/// that wrote is left rolling back (the caller announces the organization to
+/// the workers).
 pub async fn stop_import(
     conn: &mut PgConnection,
     import_id: Uuid,
@@ -146,6 +149,11 @@ pub async fn stop_import(
         .ok_or_else(|| StoreError::Corrupt(format!("import {import_id} vanished")))?;
     match import.state {
         ImportState::Stopped => return Ok(Stopped::Already),
+        // Ending already: stopped (then rolling back), or failed.
+        ImportState::RollingBack if import.stopped_by_id.is_some() => {
+            return Ok(Stopped::Already);
+        }
+        ImportState::RollingBack => return Ok(Stopped::Finished(ImportState::Failed)),
         s if s.is_terminal() => return Ok(Stopped::Finished(s)),
         _ => {}
     }
@@ -157,7 +165,6 @@ pub async fn stop_import(
         &mut tx,
         Ending {
             import_id,
-            organization_id: org,
             policy: import.failure_policy,
             how,
             first_start: None,
@@ -314,7 +321,6 @@ async fn fail_for_chunk(
         conn,
         Ending {
             import_id: chunk.import_id,
-            organization_id: chunk.organization_id,
             policy: chunk.policy,
             how: How::Failed(error),
             first_start: Some(Utc::now()),

@@ -32,6 +32,7 @@ pub use checks::{
 };
 pub use ending::{GaveUp, Stopped, give_up_chunk, stop_import};
 pub use target::{Merged, Target, compare_with_stored};
+pub use undo::{RollbackStep, roll_back_batch};
 
 /// A chunk with the file and import it belongs to.
 #[derive(Debug, Clone)]
@@ -268,7 +269,6 @@ async fn fail_import(
         conn,
         ending::Ending {
             import_id: job.import.id,
-            organization_id: job.import.organization_id,
             policy: job.policy(),
             how: ending::How::Failed(error),
             first_start: Some(w.started_at),

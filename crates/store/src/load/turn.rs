@@ -1,6 +1,7 @@
 //! Whether a chunk may be written now, decided behind the organization's
-//! write fence: it is still queued, its import has not ended, and no earlier
-//! chunk of the organization is pending.
+//! write fence: it is still queued, its import has not ended, no import of
+//! the organization is being rolled back and no earlier chunk of the
+//! organization is pending.
 
 use sqlx::{PgConnection, Row};
 
@@ -78,8 +79,11 @@ pub(super) async fn claim(
             .await?;
         return Ok(Turn::Settled(ChunkOutcome::Skipped));
     }
+    // An import of the organization being rolled back goes first: nothing
+    // else of the organization is written until it is put back whole.
     let earlier_pending: bool = sqlx::query_scalar(
-        "SELECT EXISTS (
+        "SELECT EXISTS (SELECT 1 FROM imports WHERE organization_id = $1 AND state = $8)
+             OR EXISTS (
             SELECT 1 FROM chunks c
               JOIN imports i ON i.id = c.import_id
               JOIN import_files f ON f.id = c.file_id
@@ -96,6 +100,7 @@ pub(super) async fn claim(
     .bind(row.try_get::<i32, _>("seq")?)
     .bind(row.try_get::<i32, _>("load_order")?)
     .bind(ChunkState::Queued)
+    .bind(ImportState::RollingBack)
     .fetch_one(&mut *conn)
     .await?;
     Ok(if earlier_pending {

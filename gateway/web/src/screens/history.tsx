@@ -35,7 +35,7 @@ const listImports = (f: HistoryFilters, pageToken: string) =>
     pageToken,
   });
 
-const STATES = ["DRAFT", "QUEUED", "RUNNING", "PAUSED", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "STOPPED"];
+const STATES = ["DRAFT", "QUEUED", "RUNNING", "PAUSED", "ROLLING_BACK", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "STOPPED"];
 
 export function HistoryScreen(props: { who: Identity }) {
   const { query } = useLocation();

@@ -107,6 +107,14 @@ export function LiveView(props: { imp: Import; who: Identity; onImport: (imp: Im
         </div>
       )}
       {imp.state === ImportState.QUEUED && <QueuePosition imp={imp} />}
+      {imp.state === ImportState.ROLLING_BACK && imp.rollback && (
+        <div class="banner paused" role="status" data-testid="rollback-banner">
+          <strong>Rolling back</strong>: this all-or-nothing import{" "}
+          {imp.rollback.endsAs === ImportState.STOPPED ? "was stopped" : "failed"}; what it wrote is being put back before
+          anything else of the organization runs.
+          <Progress value={n(imp.rollback.recordsDone)} max={n(imp.rollback.recordsTotal)} label="Records put back" />
+        </div>
+      )}
       <Progress value={processed} max={total} label="All files" />
       <dl class="counts" data-testid="live-counts">
         <div>
