@@ -102,6 +102,19 @@ pub fn sign(secret: &str, claims: &Claims) -> anyhow::Result<String> {
     Ok(Auth::from_config(&config)?.issue(claims)?)
 }
 
+/// Runs the orphan sweep once, as a worker does every retention round,
+/// deleting what no record points at and nobody has written for `min_age`.
+pub async fn sweep_orphans(
+    config: &Config,
+    min_age: std::time::Duration,
+) -> anyhow::Result<passare_imports_app::retention::Swept> {
+    let db = Db::connect(&config.database_url, 2).await?;
+    let store = LocalFileStore::new(&config.storage_dir).await?;
+    let swept = passare_imports_app::retention::sweep_orphans(&db, &store, min_age).await;
+    db.close().await;
+    Ok(swept?)
+}
+
 /// Runs the retention job once, as a worker does every sweep, with
 /// `retention_days`; returns how many imports it purged.
 pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<usize> {

@@ -93,8 +93,12 @@ pub struct Config {
     /// Days after an import ends (or a draft is created) before its uploaded
     /// files and row-level results are deleted; 0 keeps them for ever.
     pub retention_days: u64,
-    /// How often a worker looks for imports whose results are due for deletion.
+    /// How often a worker looks for imports whose results are due for deletion
+    /// (and sweeps stored bytes no record points at).
     pub retention_sweep_secs: u64,
+    /// Stored bytes no record points at are deleted once nobody has written
+    /// them for this long; longer than any upload takes to store and read.
+    pub orphan_min_age_secs: u64,
     /// Sample rows kept per finding of an analysis report.
     pub analysis_samples: usize,
     /// Serve gRPC server reflection.
@@ -145,6 +149,7 @@ impl Default for Config {
             max_uploads_per_user: 4,
             retention_days: 90,
             retention_sweep_secs: 3_600,
+            orphan_min_age_secs: 86_400,
             analysis_samples: 20,
             reflection: true,
             watch_poll_ms: 1_000,
@@ -280,6 +285,11 @@ impl Config {
         }
         if self.retention_sweep_secs == 0 {
             return bad("IMPORTS_RETENTION_SWEEP_SECS must be at least 1");
+        }
+        if self.orphan_min_age_secs < 600 {
+            return bad(
+                "IMPORTS_ORPHAN_MIN_AGE_SECS must be at least 600: stored bytes younger than that may still be getting their record",
+            );
         }
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");

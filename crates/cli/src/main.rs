@@ -182,6 +182,13 @@ async fn main() -> anyhow::Result<()> {
                 "{purged} imports purged (retention {} days)",
                 config.retention_days
             );
+            let min_age = std::time::Duration::from_secs(config.orphan_min_age_secs);
+            let swept =
+                passare_imports_app::retention::sweep_orphans(&db, files.as_ref(), min_age).await?;
+            println!(
+                "{} orphaned objects and {} partial writes deleted ({} bytes; untouched for {}s or more)",
+                swept.orphans, swept.partial, swept.bytes, config.orphan_min_age_secs
+            );
         }
         Command::DemoOrg { id, name } => {
             let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;

@@ -6,9 +6,11 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -33,6 +35,24 @@ pub enum StorageError {
     },
 }
 
+/// What marks the bytes of a write that was never committed: a writer
+/// writes beside its key, under a name holding this mark, until it commits.
+pub const PARTIAL_MARK: &str = ".partial-";
+
+/// One stored object, as [`FileStore::list`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its key; for a partial write, the key of its temporary bytes (which
+    /// [`FileStore::delete`] takes like any key).
+    pub key: String,
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+    /// The bytes of a write never committed: readable under no file's key.
+    /// Left behind only when the writing process died mid-write.
+    pub partial: bool,
+}
+
 /// A file being written. Dropped without `commit`, it leaves nothing behind.
 #[async_trait]
 pub trait FileWriter: Send {
@@ -50,6 +70,10 @@ pub trait FileStore: Send + Sync + 'static {
     /// The bytes in `[start, end)`.
     async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StorageError>;
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Every object whose key starts with `prefix` (a folder such as
+    /// `imports/`), partial writes included, in no particular order. The
+    /// listing streams: a store of millions of objects is never held whole.
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<StoredObject, StorageError>>;
 }
 
 /// Files in a local (or mounted) directory.
@@ -143,7 +167,9 @@ impl FileStore for LocalFileStore {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).await.map_err(io_err(key))?;
         }
-        let tmp = dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
+        let mut tmp = dest.clone().into_os_string();
+        tmp.push(format!("{PARTIAL_MARK}{}", uuid::Uuid::new_v4()));
+        let tmp = PathBuf::from(tmp);
         let file = fs::File::create(&tmp).await.map_err(io_err(key))?;
         Ok(Box::new(LocalWriter {
             key: key.to_string(),
@@ -196,6 +222,81 @@ impl FileStore for LocalFileStore {
             Err(e) => Err(io_err(key)(e)),
         }
     }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<StoredObject, StorageError>> {
+        // Walking a directory tree is blocking work: it runs on the blocking
+        // pool and hands objects over a bounded channel, so memory stays flat.
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            for found in walk(&root, &prefix) {
+                if tx.blocking_send(found).is_err() {
+                    return; // the caller stopped listening
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+/// The regular files under `root` whose key starts with `prefix`; symbolic
+/// links are neither followed nor listed.
+fn walk(root: &Path, prefix: &str) -> impl Iterator<Item = Result<StoredObject, StorageError>> {
+    // Start from the deepest folder the prefix names, not the whole root.
+    let folder = match prefix.rfind('/') {
+        Some(end) => root.join(&prefix[..end]),
+        None => root.to_path_buf(),
+    };
+    let root = root.to_path_buf();
+    let prefix = prefix.to_string();
+    walkdir::WalkDir::new(folder)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(move |entry| {
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A folder that does not exist (yet) holds nothing.
+                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => {
+                    return None;
+                }
+                Err(e) => {
+                    let key = e.path().unwrap_or(&root).display().to_string();
+                    return Some(Err(StorageError::Io {
+                        key,
+                        source: e.into(),
+                    }));
+                }
+            };
+            if !entry.file_type().is_file() {
+                return None;
+            }
+            let key = entry
+                .path()
+                .strip_prefix(&root)
+                .ok()?
+                .components()
+                .map(|c| c.as_os_str().to_str())
+                .collect::<Option<Vec<_>>>()?
+                .join("/");
+            if !key.starts_with(&prefix) {
+                return None;
+            }
+            Some(
+                entry
+                    .metadata()
+                    .map_err(|e| StorageError::Io {
+                        key: key.clone(),
+                        source: e.into(),
+                    })
+                    .map(|meta| StoredObject {
+                        partial: key.contains(PARTIAL_MARK),
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        key,
+                    }),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -246,6 +347,36 @@ mod tests {
             .map(|d| d.count())
             .unwrap_or(0);
         assert_eq!(left, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn listing_finds_committed_and_partial_objects_under_a_prefix() -> Result<(), StorageError>
+    {
+        use futures::TryStreamExt;
+        let (_dir, store) = store().await;
+        for key in ["imports/a/one", "imports/b/two.csv", "uploads/u/part"] {
+            let mut w = store.create(key).await?;
+            w.write(b"bytes").await?;
+            w.commit().await?;
+        }
+        let mut half = store.create("imports/a/three").await?;
+        half.write(b"half").await?;
+        let mut found: Vec<StoredObject> = store.list("imports/").try_collect().await?;
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<(&str, bool)> = found.iter().map(|o| (o.key.as_str(), o.partial)).collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0], ("imports/a/one", false));
+        assert!(keys[1].0.starts_with("imports/a/three.partial-") && keys[1].1);
+        assert_eq!(keys[2], ("imports/b/two.csv", false));
+        assert_eq!(found[2].size, 5);
+        // A partial write's key deletes it like any key.
+        store.delete(&found[1].key).await?;
+        drop(half);
+        let all: Vec<StoredObject> = store.list("").try_collect().await?;
+        assert_eq!(all.len(), 3);
+        let none: Vec<StoredObject> = store.list("nothing/here/").try_collect().await?;
+        assert!(none.is_empty());
         Ok(())
     }
 

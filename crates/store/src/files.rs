@@ -219,3 +219,70 @@ pub async fn names(
     .await?;
     Ok(files.into_iter().map(|f| (f.id, f.file_name)).collect())
 }
+
+/// Who a stored object belongs to, read off its key: the files of an import
+/// live under `imports/<import id>/`, the parts of a resumable upload under
+/// `uploads/<upload id>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner {
+    Import(Uuid),
+    Upload(Uuid),
+}
+
+impl KeyOwner {
+    /// The owner a key names, or `None` for a key the service never writes.
+    pub fn of(key: &str) -> Option<Self> {
+        let mut parts = key.split('/');
+        let (folder, id) = (parts.next()?, parts.next()?);
+        parts.next()?;
+        let id = Uuid::parse_str(id).ok()?;
+        match folder {
+            "imports" => Some(Self::Import(id)),
+            "uploads" => Some(Self::Upload(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Which of `keys` a record still points at: a file's original or converted
+/// bytes, a retry chunk's file, or a resumable upload's part. Everything
+/// else under the service's folders is an orphan.
+pub async fn referenced_keys(
+    conn: &mut PgConnection,
+    keys: &[(String, KeyOwner)],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let split = |want_import: bool| -> (Vec<String>, Vec<Uuid>) {
+        keys.iter()
+            .filter_map(|(key, owner)| match (owner, want_import) {
+                (KeyOwner::Import(id), true) | (KeyOwner::Upload(id), false) => {
+                    Some((key.clone(), *id))
+                }
+                _ => None,
+            })
+            .unzip()
+    };
+    let (import_keys, imports) = split(true);
+    let (upload_keys, uploads) = split(false);
+    let mut found: Vec<String> = sqlx::query_scalar(
+        "SELECT t.k FROM unnest($1::text[], $2::uuid[]) AS t(k, owner)
+          WHERE EXISTS (SELECT 1 FROM import_files f
+                         WHERE f.import_id = t.owner AND (f.storage_key = t.k OR f.data_key = t.k))
+             OR EXISTS (SELECT 1 FROM chunks c WHERE c.import_id = t.owner AND c.data_key = t.k)",
+    )
+    .bind(&import_keys)
+    .bind(&imports)
+    .fetch_all(&mut *conn)
+    .await?;
+    found.extend(
+        sqlx::query_scalar::<_, String>(
+            "SELECT t.k FROM unnest($1::text[], $2::uuid[]) AS t(k, owner)
+              WHERE EXISTS (SELECT 1 FROM upload_parts p
+                             WHERE p.upload_id = t.owner AND p.storage_key = t.k)",
+        )
+        .bind(&upload_keys)
+        .bind(&uploads)
+        .fetch_all(&mut *conn)
+        .await?,
+    );
+    Ok(found.into_iter().collect())
+}

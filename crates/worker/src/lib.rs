@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 
 use passare_imports_app::Config;
 use passare_imports_app::app::process_name;
+use passare_imports_app::retention::Housekeeping;
 use passare_imports_queue::{self as queue, QueueConfig, QueueError, WorkChannel};
 use passare_imports_storage::{FileStore, LocalFileStore};
 use passare_imports_store::Db;
@@ -58,11 +59,8 @@ pub struct Worker {
     /// Longest a chunk's write statement may take; an attempt as a whole may
     /// take twice as long.
     pub chunk_timeout: Duration,
-    /// Days before an ended import's files and row-level results are deleted (0: never).
-    pub retention_days: u64,
-    pub retention_every: Duration,
-    /// How long a resumable upload lives without a part (expired ones are swept).
-    pub upload_expiry: Duration,
+    /// Retention, upload expiry and the orphan sweep.
+    pub housekeeping: Housekeeping,
     /// Records put back per rollback transaction.
     pub rollback_batch: i64,
 }
@@ -79,9 +77,12 @@ impl Worker {
             sweep_every: Duration::from_secs(config.worker_sweep_secs.max(1)),
             retry: RetryPolicy::from_config(config),
             chunk_timeout: Duration::from_millis(config.chunk_timeout_ms),
-            retention_days: config.retention_days,
-            retention_every: Duration::from_secs(config.retention_sweep_secs),
-            upload_expiry: Duration::from_secs(config.upload_expire_secs),
+            housekeeping: Housekeeping {
+                retention_days: config.retention_days,
+                retention_every: Duration::from_secs(config.retention_sweep_secs),
+                upload_expiry: Duration::from_secs(config.upload_expire_secs),
+                orphan_min_age: Duration::from_secs(config.orphan_min_age_secs),
+            },
             rollback_batch: config.rollback_batch_rows as i64,
         })
     }
@@ -94,9 +95,7 @@ impl Worker {
         let retention = tokio::spawn(passare_imports_app::retention::run(
             self.db.clone(),
             self.files.clone(),
-            self.retention_days,
-            self.retention_every,
-            self.upload_expiry,
+            self.housekeeping,
             shutdown.clone(),
         ));
         let mut backoff = Duration::from_millis(200);

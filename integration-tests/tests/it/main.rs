@@ -22,6 +22,7 @@ mod import_flow;
 mod limits;
 mod many_workers;
 mod ordering;
+mod orphans;
 mod policies;
 mod recovery;
 mod results;
