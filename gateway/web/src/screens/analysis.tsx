@@ -16,7 +16,7 @@ import {
   type Import,
   type ImportType,
 } from "../gen/passare/imports/v1/imports_pb.js";
-import { fmtInt, fmtTime, formatName, kindName, n, severityName } from "../ui/common.js";
+import { Head, fmtInt, fmtTime, formatName, kindName, n, severityName } from "../ui/common.js";
 
 const analyzeImport = (importId: string) => api.analyzeImport({ importId });
 const watchImport = (importId: string, signal: AbortSignal) => api.watchImport({ importId }, { signal });
@@ -192,12 +192,7 @@ function FileCard(props: {
           Header mapping ({f.columns.length} headers{unmatched.length > 0 && <strong class="warn">, {unmatched.length} unmatched</strong>})
         </summary>
         <table class="mapping">
-          <thead>
-            <tr>
-              <th scope="col">Header in the file</th>
-              <th scope="col">Column</th>
-            </tr>
-          </thead>
+          <Head cols={["Header in the file", "Column"]} />
           <tbody>
             {f.columns.map((c) => (
               <tr>
@@ -256,14 +251,7 @@ function Findings(props: { findings: Finding[]; analysedUnder: FailurePolicy; st
               </summary>
               {f.samples.length > 0 && (
                 <table class="samples">
-                  <thead>
-                    <tr>
-                      <th scope="col">Row</th>
-                      <th scope="col">Column</th>
-                      <th scope="col">Value</th>
-                      <th scope="col">Reason</th>
-                    </tr>
-                  </thead>
+                  <Head cols={["Row", "Column", "Value", "Reason"]} />
                   <tbody>
                     {f.samples.map((s) => (
                       <tr>

@@ -4,7 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api/client.js";
 import type { ImportType } from "../gen/passare/imports/v1/imports_pb.js";
-import { ErrorBox, Section, saveBytes } from "../ui/common.js";
+import { Head, ErrorBox, Section, saveBytes } from "../ui/common.js";
 
 const listImportTypes = () => api.listImportTypes({});
 const getTemplate = (importType: string) => api.getImportTemplate({ importType });
@@ -64,14 +64,7 @@ export function CatalogScreen() {
             {t.prerequisites.length > 0 && <p>Needs organization setup: {t.prerequisites.join("; ")}.</p>}
             {t.dependencies.length > 0 && <p>Loads after: {t.dependencies.join(", ")}.</p>}
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">Column</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Required</th>
-                  <th scope="col">Aliases</th>
-                </tr>
-              </thead>
+              <Head cols={["Column", "Kind", "Required", "Aliases"]} />
               <tbody>
                 {t.columns.map((c) => (
                   <tr>

@@ -4,10 +4,11 @@
 // written rows to download; corrections to upload; retry of the failed rows;
 // and the failed chunk attempts (backtraces for developers only).
 // API: ListRowErrors, DownloadResults, UpdateRows, UploadCorrections, RetryFailedRows.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, canManage, type Identity } from "../api/client.js";
 import { ImportState, ResultKind, type Import, type ImportFile, type RowError } from "../gen/passare/imports/v1/imports_pb.js";
-import { ErrorBox, Section, StateBadge, fileStateName, fmtBytes, fmtInt, fmtTime, kindName, n, policyName, saveBytes } from "../ui/common.js";
+import { Head, ErrorBox, Section, StateBadge, fileStateName, fmtBytes, fmtInt, fmtTime, kindName, n, policyName, saveBytes } from "../ui/common.js";
+import { usePages } from "../ui/paging.js";
 import { ChunkFailureList } from "./developer.js";
 
 const ROW_ERRORS_PAGE = 50;
@@ -168,20 +169,7 @@ function FilesTable(props: {
   const p = imp.progress;
   return (
     <table class="files detail-files" data-testid="detail-files">
-      <thead>
-        <tr>
-          <th scope="col">File</th>
-          <th scope="col">State</th>
-          <th scope="col">Rows</th>
-          <th scope="col">Created</th>
-          <th scope="col">Updated</th>
-          <th scope="col">Unchanged</th>
-          <th scope="col">Stale</th>
-          <th scope="col">Failed</th>
-          <th scope="col">Rolled back</th>
-          <th scope="col">Results</th>
-        </tr>
-      </thead>
+      <Head cols={["File", "State", "Rows", "Created", "Updated", "Unchanged", "Stale", "Failed", "Rolled back", "Results"]} />
       <tbody>
         {imp.files.map((f) => (
           <tr data-testid="file-row" data-name={f.name}>
@@ -254,18 +242,11 @@ function FilesTable(props: {
 function RowErrors(props: { imp: Import; manage: boolean; onImport: (imp: Import) => void }) {
   const imp = props.imp;
   const [fileId, setFileId] = useState("");
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [page, setPage] = useState<{ rows: RowError[]; next: string }>();
-  const [error, setError] = useState<unknown>();
   const [editing, setEditing] = useState<string>("");
-  const load = (token: string) =>
-    listRowErrors(imp.id, fileId, token)
-      .then((r) => (setPage({ rows: r.rowErrors, next: r.nextPageToken }), setError(undefined)))
-      .catch(setError);
-  useEffect(() => {
-    setTokens([""]);
-    void load("");
-  }, [imp.id, fileId, imp.attempt, n(imp.progress?.rowsFailed)]);
+  const { page, error, pager } = usePages(
+    (token) => listRowErrors(imp.id, fileId, token).then((r) => ({ items: r.rowErrors, next: r.nextPageToken })),
+    [imp.id, fileId, imp.attempt, n(imp.progress?.rowsFailed)],
+  );
   return (
     <Section title={`Row errors (${fmtInt(imp.progress?.rowsFailed)} rows still failed)`} id="row-errors">
       <label class="field inline">
@@ -279,21 +260,9 @@ function RowErrors(props: { imp: Import; manage: boolean; onImport: (imp: Import
       </label>
       <ErrorBox error={error} title="Could not list row errors" />
       <table data-testid="row-errors-table">
-        <thead>
-          <tr>
-            <th scope="col">File</th>
-            <th scope="col">Row</th>
-            <th scope="col">Column</th>
-            <th scope="col">Value</th>
-            <th scope="col">Reason</th>
-            <th scope="col">Attempt</th>
-            <th scope="col">
-              <span class="sr-only">Edit</span>
-            </th>
-          </tr>
-        </thead>
+        <Head cols={["File", "Row", "Column", "Value", "Reason", "Attempt", { hidden: "Edit" }]} />
         <tbody>
-          {page?.rows.map((r) => {
+          {page?.items.map((r) => {
             const key = `${r.fileId}:${r.row}:${r.column}`;
             return (
               <>
@@ -337,15 +306,7 @@ function RowErrors(props: { imp: Import; manage: boolean; onImport: (imp: Import
           })}
         </tbody>
       </table>
-      <div class="pager">
-        <button type="button" disabled={tokens.length <= 1} onClick={() => (setTokens(tokens.slice(0, -1)), load(tokens[tokens.length - 2]))}>
-          Previous page
-        </button>
-        <span>Page {tokens.length}</span>
-        <button type="button" disabled={!page?.next} onClick={() => (setTokens([...tokens, page!.next]), load(page!.next))}>
-          Next page
-        </button>
-      </div>
+      {pager}
     </Section>
   );
 }

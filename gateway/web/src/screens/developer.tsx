@@ -3,10 +3,11 @@
 // Sidekiq's retry page shows). The service empties backtraces and causes for
 // callers without the developer role, and refuses the list to plain users.
 // API: ListChunkFailures.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, type Identity } from "../api/client.js";
 import { ChunkFailureOutcome, type ChunkFailure } from "../gen/passare/imports/v1/imports_pb.js";
 import { ErrorBox, Field, Link, Section, fmtInt, fmtTime } from "../ui/common.js";
+import { usePages } from "../ui/paging.js";
 import { setQuery, useLocation } from "../ui/router.js";
 import { OrgPicker } from "./org-picker.js";
 
@@ -17,18 +18,11 @@ export function DeveloperScreen(props: { who: Identity }) {
   const { query } = useLocation();
   const importId = query.get("import") ?? "";
   const org = query.get("org") ?? "";
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [page, setPage] = useState<{ failures: ChunkFailure[]; next: string }>();
-  const [error, setError] = useState<unknown>();
   const [importInput, setImportInput] = useState(importId);
-  const load = (token: string) =>
-    listChunkFailures(importId, org, token)
-      .then((r) => (setPage({ failures: r.chunkFailures, next: r.nextPageToken }), setError(undefined)))
-      .catch((e) => (setError(e), setPage(undefined)));
-  useEffect(() => {
-    setTokens([""]);
-    void load("");
-  }, [importId, org]);
+  const { page, error, pager } = usePages(
+    (token) => listChunkFailures(importId, org, token).then((r) => ({ items: r.chunkFailures, next: r.nextPageToken })),
+    [importId, org],
+  );
   return (
     <Section title="Chunk failures" id="developer">
       <form class="filters" onSubmit={(e) => (e.preventDefault(), setQuery({ import: importInput.trim(), org }))}>
@@ -40,17 +34,9 @@ export function DeveloperScreen(props: { who: Identity }) {
       </form>
       {!props.who.developer && <p class="muted">Backtraces and cause chains are shown to developers only.</p>}
       <ErrorBox error={error} title="Could not list chunk failures" />
-      {page && <ChunkFailureList failures={page.failures} developer={props.who.developer} showImport />}
-      {page && page.failures.length === 0 && <p class="muted">No failed chunk attempt.</p>}
-      <div class="pager">
-        <button type="button" disabled={tokens.length <= 1} onClick={() => (setTokens(tokens.slice(0, -1)), load(tokens[tokens.length - 2]))}>
-          Previous page
-        </button>
-        <span>Page {tokens.length}</span>
-        <button type="button" disabled={!page?.next} onClick={() => (setTokens([...tokens, page!.next]), load(page!.next))}>
-          Next page
-        </button>
-      </div>
+      {page && <ChunkFailureList failures={page.items} developer={props.who.developer} showImport />}
+      {page && page.items.length === 0 && <p class="muted">No failed chunk attempt.</p>}
+      {pager}
     </Section>
   );
 }

@@ -2,11 +2,12 @@
 // state, requester and creation date, newest first, paged. Filters live in the
 // URL's query string, so a reload or a shared link keeps them.
 // API: ListImports (and ListOrganizations / ListImportTypes through the pickers).
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { api, type Identity } from "../api/client.js";
-import { ImportState, type Import } from "../gen/passare/imports/v1/imports_pb.js";
-import { ErrorBox, Field, Link, Section, StateBadge, fmtInt, fmtTime, n } from "../ui/common.js";
+import { ImportState } from "../gen/passare/imports/v1/imports_pb.js";
+import { Head, ErrorBox, Field, Link, Section, StateBadge, fmtInt, fmtTime, n } from "../ui/common.js";
+import { usePages } from "../ui/paging.js";
 import { setQuery, useLocation } from "../ui/router.js";
 import { OrgPicker } from "./org-picker.js";
 import { useCatalog } from "./catalog.js";
@@ -49,30 +50,11 @@ export function HistoryScreen(props: { who: Identity }) {
   };
   const key = JSON.stringify(filters);
   const [types] = useCatalog();
-  const [pages, setPages] = useState<string[]>([""]); // tokens of the pages seen, for Previous
-  const [page, setPage] = useState<{ imports: Import[]; next: string }>();
-  const [error, setError] = useState<unknown>();
-  const [loading, setLoading] = useState(false);
   const [requester, setRequester] = useState(filters.requester);
-  const seq = useRef(0);
-
-  const load = (token: string) => {
-    // Only the latest request's answer is shown, whatever order answers arrive in.
-    const mine = ++seq.current;
-    setLoading(true);
-    listImports(filters, token)
-      .then((r) => {
-        if (mine !== seq.current) return;
-        setPage({ imports: r.imports, next: r.nextPageToken });
-        setError(undefined);
-      })
-      .catch((e) => mine === seq.current && setError(e))
-      .finally(() => mine === seq.current && setLoading(false));
-  };
-  useEffect(() => {
-    setPages([""]);
-    load("");
-  }, [key]);
+  const { page, error, loading, pager } = usePages(
+    (token) => listImports(filters, token).then((r) => ({ items: r.imports, next: r.nextPageToken })),
+    [key],
+  );
 
   const change = (patch: Partial<HistoryFilters>) => setQuery(patch as Record<string, string>);
   const select = (label: string, value: string, options: [string, string][], onChange: (v: string) => void, name: string) => (
@@ -114,18 +96,9 @@ export function HistoryScreen(props: { who: Identity }) {
       </form>
       <ErrorBox error={error} title="Could not list imports" />
       <table class="imports" aria-busy={loading} data-testid="history-table">
-        <thead>
-          <tr>
-            <th scope="col">Created</th>
-            <th scope="col">Organization</th>
-            <th scope="col">Files</th>
-            <th scope="col">State</th>
-            <th scope="col">Rows</th>
-            <th scope="col">Requested by</th>
-          </tr>
-        </thead>
+        <Head cols={["Created", "Organization", "Files", "State", "Rows", "Requested by"]} />
         <tbody>
-          {page?.imports.map((i) => (
+          {page?.items.map((i) => (
             <tr data-testid="history-row" data-import-id={i.id}>
               <td>
                 <Link href={`/imports/${i.id}`}>{fmtTime(i.createTime)}</Link>
@@ -148,7 +121,7 @@ export function HistoryScreen(props: { who: Identity }) {
               <td>{i.requestedBy?.email || i.requestedBy?.id}</td>
             </tr>
           ))}
-          {page && page.imports.length === 0 && (
+          {page && page.items.length === 0 && (
             <tr>
               <td colSpan={6} class="muted">
                 No import matches these filters.
@@ -157,30 +130,7 @@ export function HistoryScreen(props: { who: Identity }) {
           )}
         </tbody>
       </table>
-      <div class="pager">
-        <button
-          type="button"
-          disabled={pages.length <= 1 || loading}
-          onClick={() => {
-            const prev = pages.slice(0, -1);
-            setPages(prev);
-            load(prev[prev.length - 1]);
-          }}
-        >
-          Previous page
-        </button>
-        <span data-testid="page-number">Page {pages.length}</span>
-        <button
-          type="button"
-          disabled={!page?.next || loading}
-          onClick={() => {
-            setPages([...pages, page!.next]);
-            load(page!.next);
-          }}
-        >
-          Next page
-        </button>
-      </div>
+      {pager}
     </Section>
   );
 }

@@ -9,7 +9,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, canManage, type Identity } from "../api/client.js";
 import { FailurePolicy, type Import, type ImportType } from "../gen/passare/imports/v1/imports_pb.js";
 import { uploadFile, type UploadProgress } from "../upload/index.js";
-import { ErrorBox, Field, Progress, Section, fileStateName, fmtBytes, fmtInt, formatName, n } from "../ui/common.js";
+import { Head, ErrorBox, Field, Progress, Section, fileStateName, fmtBytes, fmtInt, formatName, n } from "../ui/common.js";
 import { navigate } from "../ui/router.js";
 import { OrgPicker } from "./org-picker.js";
 import { useCatalog } from "./catalog.js";
@@ -286,18 +286,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
           {imp.note && <> · {imp.note}</>}
         </p>
         <table class="files" data-testid="draft-files">
-          <thead>
-            <tr>
-              <th scope="col">File</th>
-              <th scope="col">Type</th>
-              <th scope="col">Size</th>
-              <th scope="col">Rows</th>
-              <th scope="col">State</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <Head cols={["File", "Type", "Size", "Rows", "State", { hidden: "Actions" }]} />
           <tbody>
             {imp.files.map((f) => (
               <tr data-testid="stored-file" data-name={f.name}>

@@ -145,3 +145,16 @@ export function saveBytes(name: string, type: string, parts: Uint8Array[]): void
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+/** A table's header row; `{ hidden }` names a column for screen readers only. */
+export function Head(props: { cols: (string | { hidden: string })[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.cols.map((c) => (
+          <th scope="col">{typeof c === "string" ? c : <span class="sr-only">{c.hidden}</span>}</th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
