@@ -6,12 +6,10 @@
 //! get its address and the tokens by environment variables, write their
 //! screenshots under `SCREENSHOT_DIR` (default: the cargo target's tmp
 //! folder, `browser-screenshots/`), and print what the test checks against
-//! the database as JSON lines.
-//!
-//! Tests marked `#[ignore]` need the resumable upload (CreateUpload …), which
-//! the server does not offer yet; run them with
-//! `scripts/browser-tests.sh --all` (or `cargo nextest run -p
-//! passare-imports-integration-tests --test browser --run-ignored all`).
+//! the database as JSON lines. The uploads from the page go through the
+//! resumable upload over grpc-web (`gateway/web/src/upload`): a 50 MB file
+//! through the browser going offline, and through a reload that resumes from
+//! the committed offset. `scripts/browser-tests.sh` runs this module alone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -378,7 +376,6 @@ async fn journey_1_onboarding_with_files_uploaded_by_the_harness() -> anyhow::Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the resumable upload (CreateUpload, WriteUploadPart, GetUpload, CompleteUpload), which answers UNIMPLEMENTED until the server lands it"]
 async fn journey_1_onboarding_with_uploads_from_the_page() -> anyhow::Result<()> {
     let b = Browser::start(Options {
         chunk_rows: 20,
@@ -647,13 +644,11 @@ async fn upload_in_chromium(mode: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the resumable upload (CreateUpload, WriteUploadPart, GetUpload, CompleteUpload), which answers UNIMPLEMENTED until the server lands it"]
 async fn a_50_mb_upload_survives_the_browser_going_offline() -> anyhow::Result<()> {
     upload_in_chromium("offline").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the resumable upload (CreateUpload, WriteUploadPart, GetUpload, CompleteUpload), which answers UNIMPLEMENTED until the server lands it"]
 async fn a_50_mb_upload_resumes_after_a_reload_from_the_committed_offset() -> anyhow::Result<()> {
     upload_in_chromium("reload").await
 }

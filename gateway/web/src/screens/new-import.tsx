@@ -132,10 +132,17 @@ export async function suggestType(file: File, types: ImportType[]): Promise<stri
     const headers = line.split(sep).map((h) => normal(h.replace(/^"|"$/g, "")));
     let best = ["", 0] as [string, number];
     for (const t of types) {
-      const names = new Set(t.columns.flatMap((c) => [c.name, ...c.aliases]).map(normal));
-      const hits = headers.filter((h) => names.has(h)).length;
+      // A header named as the type names its column counts most, an alias
+      // less, a header the type has no column for counts against it: a
+      // family file (case_number, first_name, last_name, phone) is not Cases
+      // just because Cases takes first_name as an alias.
+      const names = new Set(t.columns.map((c) => normal(c.name)));
+      const aliases = new Set(t.columns.flatMap((c) => c.aliases).map(normal));
+      const exact = headers.filter((h) => names.has(h)).length;
+      const alias = headers.filter((h) => !names.has(h) && aliases.has(h)).length;
+      const foreign = headers.length - exact - alias;
       const required = t.columns.filter((c) => c.required).every((c) => [c.name, ...c.aliases].map(normal).some((x) => headers.includes(x)));
-      const score = hits + (required ? 2 : 0) - Math.abs(t.columns.length - headers.length) * 0.01;
+      const score = exact + 0.75 * alias - foreign + (required ? 1 : 0) - Math.abs(t.columns.length - headers.length) * 0.01;
       if (score > best[1]) best = [t.key, score];
     }
     if (best[1] >= 3) return best[0];
