@@ -45,3 +45,16 @@ const html = `<!doctype html>
 `;
 await writeFile(path.join(dist, "index.html"), html);
 console.log(`built ${dist}/index.html, ${js}${css ? `, ${css}` : ""}`);
+
+// The same upload client for Node: the grpc-web tests through the gateway
+// (tests/upload-node.mjs) run the page's own client code.
+await build({
+  entryPoints: ["src/upload/node.ts"],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: ["node20"],
+  outfile: "dist-node/upload-client.mjs",
+  logLevel: "warning",
+});
+console.log("built dist-node/upload-client.mjs");

@@ -65,12 +65,22 @@ pub struct WorkerProcesses {
 impl WorkerProcesses {
     /// Starts a `passare-imports work` process with `env`; returns its pid.
     pub fn spawn(&mut self, env: Vec<(String, String)>) -> anyhow::Result<u32> {
+        self.spawn_command("work", env)
+    }
+
+    /// Starts `passare-imports <command>` (`work`, `gateway`, `serve`) with
+    /// `env`; returns its pid.
+    pub fn spawn_command(
+        &mut self,
+        command: &str,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<u32> {
         let child = Command::new(binary()?)
-            .arg("work")
+            .arg(command)
             .envs(env)
             .stdout(Stdio::null())
             .spawn()
-            .context("starting a worker process")?;
+            .with_context(|| format!("starting a `passare-imports {command}` process"))?;
         let pid = child.id();
         self.children.push(child);
         Ok(pid)

@@ -231,6 +231,24 @@ impl TestEnv {
         self.workers.kill(pid)
     }
 
+    /// Starts a `passare-imports gateway` process of this test's service
+    /// on `addr` and waits until it accepts connections; returns its pid.
+    /// [`Self::kill_worker_process`] kills it like any process of the test.
+    pub async fn spawn_gateway_process(&mut self, addr: SocketAddr) -> anyhow::Result<u32> {
+        let mut env = self.child_env();
+        env.push(("IMPORTS_GATEWAY_ADDR".into(), addr.to_string()));
+        let pid = self.workers.spawn_command("gateway", env)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the gateway process did not listen on {addr} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(pid)
+    }
+
     /// Asks a worker process to stop, as an orchestrator would (SIGTERM).
     pub fn terminate_worker_process(&self, pid: u32) -> anyhow::Result<()> {
         self.workers.terminate(pid)

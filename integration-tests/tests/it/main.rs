@@ -16,6 +16,7 @@ mod crash;
 mod discovery;
 mod faults;
 mod formats;
+mod gateway_uploads;
 mod grpc_web;
 mod history;
 mod import_flow;
