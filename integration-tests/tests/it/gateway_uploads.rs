@@ -213,7 +213,8 @@ async fn every_refusal_of_the_resumable_upload_reaches_a_grpc_web_client() -> an
         b"name,category\nA,church\n".to_vec(),
     );
     // A started import, an expired upload, another organization's upload.
-    let (started, _) = files::draft_with_files(&mut admin, ORG, policy, &[vendors.clone()]).await?;
+    let (started, _) =
+        files::draft_with_files(&mut admin, ORG, policy, std::slice::from_ref(&vendors)).await?;
     start(&mut admin, &started).await?;
     let expired = resumable::begin(&mut admin, &draft, &vendors, "", "").await?;
     sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
