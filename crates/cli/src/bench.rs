@@ -84,13 +84,103 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let services = Services::start(&args).await?;
     let mut api = services.client().await?;
     let figures = journey(&args, &mut api, &csv).await;
+    let uploads = match &figures {
+        Ok(_) => Some(compare_uploads(&services, &mut api, &csv).await),
+        Err(_) => None,
+    };
     let server_peak = peak_rss_kib(services.server_pid);
     let worker_peak = peak_rss_kib(services.worker_pid);
     drop(services);
     let figures = figures?;
     let copy = copy_baseline(&args.database_url, &csv)?;
     figures.print(args.rows, copy, server_peak, worker_peak);
+    if let Some(uploads) = uploads {
+        uploads?.print(std::fs::metadata(&csv)?.len());
+    }
     Ok(())
+}
+
+/// The same file uploaded twice into fresh drafts: by the streaming gRPC
+/// upload, and by the resumable upload over grpc-web through the gateway,
+/// as the admin frontend sends it.
+struct UploadFigures {
+    streaming: Duration,
+    resumable_web: Duration,
+    parts: u64,
+}
+
+async fn compare_uploads(
+    services: &Services,
+    api: &mut client::Client,
+    csv: &Path,
+) -> anyhow::Result<UploadFigures> {
+    let draft = |api: &mut client::Client| {
+        let mut api = api.clone();
+        async move {
+            anyhow::Ok(
+                api.create_import(pb::CreateImportRequest {
+                    organization_id: "1042".into(),
+                    failure_policy: pb::FailurePolicy::ImportValidRows as i32,
+                    note: "benchmark: upload throughput".into(),
+                    request_id: String::new(),
+                })
+                .await
+                .map_err(client::describe)?
+                .into_inner()
+                .import
+                .context("no import")?
+                .id,
+            )
+        }
+    };
+    let streamed_into = draft(api).await?;
+    let t = Instant::now();
+    let streamed = client::upload(api, &streamed_into, csv, "cases", None).await?;
+    let streaming = t.elapsed();
+    let web_into = draft(api).await?;
+    let mut web = crate::web_client::connect(
+        &format!("http://127.0.0.1:{}", services.gateway_port),
+        &services.token()?,
+    )?;
+    let t = Instant::now();
+    let (sent, parts) =
+        crate::web_client::upload_in_parts(&mut web, &web_into, csv, "cases").await?;
+    let resumable_web = t.elapsed();
+    if sent.sha256 != streamed.sha256 || sent.row_count != streamed.row_count {
+        bail!(
+            "the two uploads differ: {} rows, sha256 {} streamed; {} rows, sha256 {} in parts",
+            streamed.row_count,
+            streamed.sha256,
+            sent.row_count,
+            sent.sha256
+        );
+    }
+    Ok(UploadFigures {
+        streaming,
+        resumable_web,
+        parts,
+    })
+}
+
+impl UploadFigures {
+    fn print(&self, bytes: u64) {
+        let mb_s = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
+        println!(
+            "upload, streaming gRPC   {:.2} s  ({:.1} MB/s)",
+            self.streaming.as_secs_f64(),
+            mb_s(self.streaming)
+        );
+        println!(
+            "upload, resumable        {:.2} s  ({:.1} MB/s; grpc-web through the gateway, {} parts)",
+            self.resumable_web.as_secs_f64(),
+            mb_s(self.resumable_web),
+            self.parts
+        );
+        println!(
+            "ratio resumable / streaming throughput  {:.2}",
+            self.streaming.as_secs_f64() / self.resumable_web.as_secs_f64()
+        );
+    }
 }
 
 /// The benchmark's Cases file.
@@ -114,6 +204,7 @@ fn generate(args: &BenchArgs) -> anyhow::Result<PathBuf> {
 /// database; stopped when dropped.
 struct Services {
     port: u16,
+    gateway_port: u16,
     secret: String,
     server_pid: u32,
     worker_pid: u32,
@@ -124,6 +215,7 @@ impl Services {
     async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let port = free_port()?;
+        let gateway_port = free_port()?;
         let secret = format!("bench-{}", uuid::Uuid::new_v4());
         let uploads = args.workdir.join("uploads");
         let _ = std::fs::remove_dir_all(&uploads);
@@ -137,6 +229,7 @@ impl Services {
             ("IMPORTS_QUEUE_EXPIRES_MS", "600000".into()),
             ("IMPORTS_STORAGE_DIR", uploads.display().to_string()),
             ("IMPORTS_GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("IMPORTS_GATEWAY_ADDR", format!("127.0.0.1:{gateway_port}")),
             ("IMPORTS_JWT_SECRET", secret.clone()),
             ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
             ("IMPORTS_LOG", "warn".into()),
@@ -155,17 +248,19 @@ impl Services {
         }
         let server = command("serve").stdout(Stdio::null()).spawn()?;
         let worker = command("work").stdout(Stdio::null()).spawn()?;
+        let gateway = command("gateway").stdout(Stdio::null()).spawn()?;
         Ok(Self {
             port,
+            gateway_port,
             secret,
             server_pid: server.id(),
             worker_pid: worker.id(),
-            _children: Children(vec![server, worker]),
+            _children: Children(vec![server, worker, gateway]),
         })
     }
 
-    /// A super admin's client, once the server answers.
-    async fn client(&self) -> anyhow::Result<client::Client> {
+    /// A super admin's token for this run's services.
+    fn token(&self) -> anyhow::Result<String> {
         let claims = passare_imports_app::identity::Claims {
             sub: "bench".into(),
             name: "Benchmark".into(),
@@ -175,13 +270,16 @@ impl Services {
             iat: 0,
             ..Default::default()
         };
-        let token = client::token(Some(
-            passare_imports_app::identity::Auth::from_config(&Config {
-                jwt_secret: self.secret.clone(),
-                ..Config::default()
-            })?
-            .issue(&claims)?,
-        ))?;
+        Ok(passare_imports_app::identity::Auth::from_config(&Config {
+            jwt_secret: self.secret.clone(),
+            ..Config::default()
+        })?
+        .issue(&claims)?)
+    }
+
+    /// A super admin's client, once the server answers.
+    async fn client(&self) -> anyhow::Result<client::Client> {
+        let token = self.token()?;
         let url = format!("http://127.0.0.1:{}", self.port);
         for _ in 0..100 {
             if let Ok(c) = client::connect(&url, &token).await {

@@ -52,6 +52,13 @@ pub struct ImportArgs {
 #[derive(Clone)]
 pub struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
 
+impl BearerToken {
+    /// Sends `header` (`Bearer <token>`) as the authorization.
+    pub fn new(header: MetadataValue<tonic::metadata::Ascii>) -> Self {
+        Self(header)
+    }
+}
+
 impl tonic::service::Interceptor for BearerToken {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         req.metadata_mut().insert("authorization", self.0.clone());

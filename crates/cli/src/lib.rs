@@ -6,3 +6,4 @@ pub mod bench;
 pub mod client;
 pub mod generate;
 pub mod ops;
+pub mod web_client;
