@@ -114,30 +114,11 @@ async fn compare_uploads(
     api: &mut client::Client,
     csv: &Path,
 ) -> anyhow::Result<UploadFigures> {
-    let draft = |api: &mut client::Client| {
-        let mut api = api.clone();
-        async move {
-            anyhow::Ok(
-                api.create_import(pb::CreateImportRequest {
-                    organization_id: "1042".into(),
-                    failure_policy: pb::FailurePolicy::ImportValidRows as i32,
-                    note: "benchmark: upload throughput".into(),
-                    request_id: String::new(),
-                })
-                .await
-                .map_err(client::describe)?
-                .into_inner()
-                .import
-                .context("no import")?
-                .id,
-            )
-        }
-    };
-    let streamed_into = draft(api).await?;
+    let streamed_into = draft(api, "benchmark: streaming upload").await?;
     let t = Instant::now();
     let streamed = client::upload(api, &streamed_into, csv, "cases", None).await?;
     let streaming = t.elapsed();
-    let web_into = draft(api).await?;
+    let web_into = draft(api, "benchmark: resumable upload").await?;
     let mut web = crate::web_client::connect(
         &format!("http://127.0.0.1:{}", services.gateway_port),
         &services.token()?,
@@ -299,6 +280,23 @@ struct Figures {
     end_to_end: Duration,
 }
 
+/// A draft import of the demo organization; returns its id.
+async fn draft(api: &mut client::Client, note: &str) -> anyhow::Result<String> {
+    Ok(api
+        .create_import(pb::CreateImportRequest {
+            organization_id: "1042".into(),
+            failure_policy: pb::FailurePolicy::ImportValidRows as i32,
+            note: note.into(),
+            request_id: String::new(),
+        })
+        .await
+        .map_err(client::describe)?
+        .into_inner()
+        .import
+        .context("no import")?
+        .id)
+}
+
 /// Create, upload, analyse (timed on its own), start and follow to the end.
 async fn journey(
     args: &BenchArgs,
@@ -306,24 +304,13 @@ async fn journey(
     csv: &Path,
 ) -> anyhow::Result<Figures> {
     let t0 = Instant::now();
-    let import = api
-        .create_import(pb::CreateImportRequest {
-            organization_id: "1042".into(),
-            failure_policy: pb::FailurePolicy::ImportValidRows as i32,
-            note: "benchmark".into(),
-            request_id: String::new(),
-        })
-        .await
-        .map_err(client::describe)?
-        .into_inner()
-        .import
-        .context("no import")?;
-    client::upload(api, &import.id, csv, "cases", None).await?;
+    let import_id = draft(api, "benchmark").await?;
+    client::upload(api, &import_id, csv, "cases", None).await?;
     let uploaded = t0.elapsed();
     // The dry run, timed on its own: every row parsed and checked against
     // the organization's stored records, nothing written.
     let analysis_began = Instant::now();
-    let report = client::analyze(api, &import.id).await?;
+    let report = client::analyze(api, &import_id).await?;
     let analysis = analysis_began.elapsed();
     if report.would_create as u64 != args.rows {
         bail!(
@@ -334,12 +321,12 @@ async fn journey(
     }
     let t1 = Instant::now();
     api.start_import(pb::StartImportRequest {
-        import_id: import.id.clone(),
+        import_id: import_id.clone(),
         failure_policy: 0,
     })
     .await
     .map_err(client::describe)?;
-    let done = client::watch(api, &import.id, None::<indicatif::ProgressBar>).await?;
+    let done = client::watch(api, &import_id, None::<indicatif::ProgressBar>).await?;
     // Upload plus load; the analysis, a separate step a user may skip or
     // repeat, is reported on its own.
     let end_to_end = uploaded + t1.elapsed();

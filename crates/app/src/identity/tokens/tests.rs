@@ -20,7 +20,7 @@ fn config(secret: &str, public_key: Option<&str>) -> Config {
 }
 
 fn auth() -> Auth {
-    Auth::from_config(&config(SECRET, None)).unwrap_or_else(|e| panic!("{e}"))
+    Auth::from_config(&config(SECRET, None)).expect("the test secret is valid")
 }
 
 fn now() -> u64 {
@@ -41,7 +41,7 @@ fn claims(super_admin: bool, exp: u64) -> Claims {
 
 /// Claims as the identity service writes them, with `iss` and `aud`.
 fn signed(alg: Algorithm, key: &EncodingKey, body: serde_json::Value) -> String {
-    jsonwebtoken::encode(&Header::new(alg), &body, key).unwrap_or_else(|e| panic!("{e}"))
+    jsonwebtoken::encode(&Header::new(alg), &body, key).expect("a test token encodes")
 }
 
 fn identity_claims(iss: &str, aud: serde_json::Value) -> serde_json::Value {
