@@ -588,6 +588,50 @@ async fn stop_from_the_live_view_leaves_nothing_of_an_all_or_nothing_import() ->
     b.env.finish().await
 }
 
+/// The live view of a large import, measured in the page: the first
+/// progress after Start, updates per second, the longest gap between two
+/// updates and the main thread's long tasks. Printed, not asserted
+/// (`LIVE_VIEW_ROWS` sets the size; the README records a 1M-row run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_of_a_large_import_keeps_up() -> anyhow::Result<()> {
+    let rows: u64 = std::env::var("LIVE_VIEW_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200_000);
+    let b = Browser::start(Options {
+        chunk_rows: 10_000,
+        ..Options::default()
+    })
+    .await?;
+    let mut admin = b.env.client().await?;
+    let id = b
+        .env
+        .generated_draft(
+            &mut admin,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            rows,
+            12,
+        )
+        .await?;
+    let lines = b.run("live-view.mjs", &[("IMPORT_ID", id.clone())]).await?;
+    let figures = lines
+        .iter()
+        .rev()
+        .find(|l| l.get("updatesPerSecond").is_some())
+        .with_context(|| format!("live-view.mjs printed no figures: {lines:?}"))?;
+    println!("live view of {rows} rows: {figures}");
+    let done = get(&mut admin, &id).await?;
+    assert_eq!(done.state, pb::ImportState::Completed as i32);
+    assert_eq!(done.progress.map(|p| p.rows_imported), Some(rows as i64));
+    let updates = printed(&lines, "updates")?.as_u64().unwrap_or_default();
+    assert!(
+        updates >= 2,
+        "the rows counter moved while the import ran: {lines:?}"
+    );
+    b.env.finish().await
+}
+
 /// A generated Cases file of about 50 MB, on disk, and its SHA-256.
 fn big_file(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
     use sha2::Digest;
