@@ -1,7 +1,7 @@
 //! The test's queues on the real RabbitMQ, through the queue crate: waking
 //! workers with a ready notice as the server does, counting and purging
-//! messages, taking a dead-lettered chunk. Only this test's queue prefix is
-//! ever touched.
+//! notices, taking a dead-lettered chunk, building the queues of an older
+//! release. Only this test's queue prefix is ever touched.
 
 use anyhow::Context;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
@@ -54,12 +54,79 @@ impl Broker {
 
     /// Ready notices no worker has taken yet.
     pub async fn ready_notices(&self) -> anyhow::Result<u32> {
-        self.ready_in(&self.config.ready_queue()).await
+        self.ready_in(&self.config.notice_queue()).await
     }
 
-    /// Chunk messages waiting in an organization's queue.
-    pub async fn chunk_messages(&self, org: i64) -> anyhow::Result<u32> {
-        self.ready_in(&self.config.org_queue(org)).await
+    /// Whether a queue of this test's prefix exists (a passive declare on a
+    /// channel of its own: a missing queue closes that channel only).
+    pub async fn queue_exists(&self, name: &str) -> anyhow::Result<bool> {
+        match self.ready_in(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if format!("{e:#}").contains("NOT_FOUND") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Builds the topology of releases before the shared notice queue: a
+    /// queue per organization holding `messages` chunk messages, and the old
+    /// notice queue with a notice for each organization, as a deployment
+    /// upgrading to this release has them.
+    pub async fn legacy_topology(&self, orgs: &[i64], messages: u32) -> anyhow::Result<()> {
+        let channel = self.conn.create_channel().await?;
+        let quorum = || {
+            let mut args = lapin::types::FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("quorum".into()),
+            );
+            args
+        };
+        let declare = |name: String| {
+            let channel = channel.clone();
+            async move {
+                channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        QueueDeclareOptions {
+                            durable: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        quorum(),
+                    )
+                    .await
+            }
+        };
+        let publish = |name: String, body: String| {
+            let channel = channel.clone();
+            async move {
+                channel
+                    .basic_publish(
+                        "".into(),
+                        name.as_str().into(),
+                        Default::default(),
+                        body.as_bytes(),
+                        Default::default(),
+                    )
+                    .await?
+                    .await
+            }
+        };
+        declare(self.config.legacy_ready_queue()).await?;
+        for &org in orgs {
+            declare(self.config.legacy_org_queue(org)).await?;
+            for seq in 0..messages {
+                let chunk = format!(
+                    r#"{{"version":"1","chunk_id":{seq},"import_id":"{}","file_id":"{}","organization_id":{org},"seq":{seq}}}"#,
+                    uuid::Uuid::nil(),
+                    uuid::Uuid::nil()
+                );
+                publish(self.config.legacy_org_queue(org), chunk).await?;
+            }
+            let notice = format!(r#"{{"version":"1","organization_id":{org}}}"#);
+            publish(self.config.legacy_ready_queue(), notice).await?;
+        }
+        let _ = channel.close(200, "done".into()).await;
+        Ok(())
     }
 
     /// Waits until every ready notice has been taken by a worker (at most
@@ -79,15 +146,15 @@ impl Broker {
         }
     }
 
-    /// Loses every message of an organization: its chunk messages and every
-    /// ready notice.
-    pub async fn purge_organization(&self, org: i64) -> anyhow::Result<()> {
+    /// Loses every notice: what the broker would lose with its queues.
+    pub async fn purge_notices(&self) -> anyhow::Result<()> {
         let channel = self.conn.create_channel().await?;
-        for name in [self.config.org_queue(org), self.config.ready_queue()] {
-            channel
-                .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-                .await?;
-        }
+        channel
+            .queue_purge(
+                self.config.notice_queue().as_str().into(),
+                QueuePurgeOptions::default(),
+            )
+            .await?;
         let _ = channel.close(200, "done".into()).await;
         Ok(())
     }

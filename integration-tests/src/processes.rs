@@ -175,6 +175,10 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
             c.retry_max_delay_ms.to_string(),
         ),
         ("IMPORTS_CHUNK_TIMEOUT_MS", c.chunk_timeout_ms.to_string()),
+        (
+            "IMPORTS_ROLLBACK_BATCH_ROWS",
+            c.rollback_batch_rows.to_string(),
+        ),
         ("IMPORTS_WORKER_SWEEP_SECS", c.worker_sweep_secs.to_string()),
         (
             "IMPORTS_WORKER_DRAIN_MAX_SECS",

@@ -34,6 +34,10 @@ impl MigratorTrait for Migrator {
                 name: "m0006_rollback_in_batches",
                 up: include_str!("../sql/0006_rollback_in_batches.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0009_broker_topology",
+                up: include_str!("../sql/0009_broker_topology.sql"),
+            }),
         ]
     }
 }

@@ -3,7 +3,6 @@
 //! it is numbered in its organization's queue with its chunk rows, under
 //! the organization's queue lock, and its chunk messages are published.
 
-use passare_imports_domain::messages::ChunkMessage;
 use passare_imports_store::entities::chunks;
 use passare_imports_store::states::{FailurePolicy, ImportState};
 use passare_imports_store::{files, imports as records, locks};
@@ -89,27 +88,17 @@ async fn queue(
     Ok(Some((org, import.failure_policy, chunks)))
 }
 
-/// Publishes the messages of committed chunk rows. If the broker cannot take
-/// them now, the import stays queued and the workers' sweep announces it
-/// once the broker is back; nothing is lost.
+/// Announces the organization of committed chunk rows to the workers. If
+/// the broker cannot take the notice now, the import stays queued and the
+/// workers' sweep announces it once the broker is back; nothing is lost.
 pub async fn publish(app: &App, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
-    let messages: Vec<ChunkMessage> = chunks
-        .iter()
-        .map(|c| ChunkMessage::V1 {
-            chunk_id: c.id,
-            import_id: c.import_id,
-            file_id: c.file_id,
-            organization_id: c.organization_id,
-            seq: c.seq as u32,
-        })
-        .collect();
-    match app.publisher.publish_chunks(org, &messages).await {
+    match app.publisher.announce(&[org]).await {
         Ok(()) => {
-            tracing::info!(import_id = %import_id, org_id = org, chunks = messages.len(), "import queued")
+            tracing::info!(import_id = %import_id, org_id = org, chunks = chunks.len(), "import queued")
         }
         Err(e) => tracing::warn!(
             import_id = %import_id, org_id = org, error = %e,
-            "import queued, but its chunk messages could not be published; the worker sweep will announce it"
+            "import queued, but its notice could not be published; the worker sweep will announce it"
         ),
     }
 }

@@ -1,25 +1,35 @@
 //! RabbitMQ for Passare Imports: the queue topology, confirmed publishing of
-//! chunk messages, and the operations a worker needs to drain one
-//! organization's queue. It knows nothing of the database: the per-organization
-//! fence lives where rows are written (see docs/per-organization-concurrency.md).
+//! the notices that set workers on an organization's chunks, and the
+//! dead-letter record of chunks given up. It knows nothing of the database:
+//! the chunks and their order live there, and the per-organization fence
+//! lives where rows are written (see docs/per-organization-concurrency.md).
 //!
-//! Topology, all quorum queues on the default exchange:
-//! - `{prefix}.org.{org}` — the chunks of one organization, in the order their
-//!   imports were started. Drained by one worker at a time, with `basic.get`.
-//! - `{prefix}.ready` — notices "organization N has chunks waiting", consumed by
-//!   every worker (competing consumers, prefetch 1 per slot).
-//! - `{prefix}.dead` — chunks past the delivery limit, kept for inspection.
+//! Topology: two quorum queues on the default exchange, however many
+//! organizations there are:
+//! - `{prefix}.notices` — notices "organization N has chunks waiting",
+//!   published when an import starts, when a drain hands an organization
+//!   back, when a pause is lifted and by the sweep; consumed by every worker
+//!   slot (competing consumers, prefetch 1 per slot). A notice delivered
+//!   `delivery_limit` times without being acknowledged (it kept killing
+//!   workers) is dead-lettered.
+//! - `{prefix}.dead` — chunks the workers gave up on, and dead-lettered
+//!   notices, kept for inspection.
+//!
+//! Releases before this one kept a queue per organization
+//! (`{prefix}.org.{org}`) and notices on `{prefix}.ready`;
+//! [`WorkChannel::delete_legacy_queues`] removes them once (the worker's
+//! topology migration).
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ConnectionProperties, Consumer};
-use passare_imports_domain::messages::{ChunkMessage, DeadChunk, OrgReady};
+use passare_imports_domain::messages::{DeadChunk, OrgReady};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -44,7 +54,9 @@ pub struct QueueConfig {
     pub amqp_url: String,
     /// Prefix of every queue name; tests use a unique one each.
     pub prefix: String,
-    /// Deliveries of one chunk message before it goes to the dead-letter queue.
+    /// Deliveries of one notice before it goes to the dead-letter queue (a
+    /// notice that keeps killing workers stops circulating; the sweep
+    /// announces the organization again a sweep later).
     pub delivery_limit: u32,
     /// Queues unused for this long are deleted by the broker (tests only: a
     /// production queue must never expire with messages in it).
@@ -52,11 +64,19 @@ pub struct QueueConfig {
 }
 
 impl QueueConfig {
-    pub fn org_queue(&self, organization_id: i64) -> String {
+    /// The queue an organization had in releases before the shared notice
+    /// queue; only the topology migration still names it.
+    pub fn legacy_org_queue(&self, organization_id: i64) -> String {
         format!("{}.org.{organization_id}", self.prefix)
     }
 
-    pub fn ready_queue(&self) -> String {
+    pub fn notice_queue(&self) -> String {
+        format!("{}.notices", self.prefix)
+    }
+
+    /// The notice queue of releases before this one; only the topology
+    /// migration still names it.
+    pub fn legacy_ready_queue(&self) -> String {
         format!("{}.ready", self.prefix)
     }
 
@@ -103,17 +123,8 @@ pub async fn connect(config: &QueueConfig, name: &str) -> Result<Connection, Que
 /// Declares the queues every process needs (idempotent).
 pub async fn declare_common(config: &QueueConfig, channel: &Channel) -> Result<(), QueueError> {
     declare(channel, &config.dead_queue(), config.queue_args(false)).await?;
-    declare(channel, &config.ready_queue(), config.queue_args(false)).await?;
+    declare(channel, &config.notice_queue(), config.queue_args(true)).await?;
     Ok(())
-}
-
-/// Declares one organization's chunk queue (idempotent).
-pub async fn declare_org(
-    config: &QueueConfig,
-    channel: &Channel,
-    org: i64,
-) -> Result<(), QueueError> {
-    declare(channel, &config.org_queue(org), config.queue_args(true)).await
 }
 
 async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<(), QueueError> {
@@ -192,30 +203,8 @@ impl Publisher {
         &self.config
     }
 
-    /// Publishes an organization's chunks in order, then a ready notice, and
-    /// returns once the broker has confirmed every message. Callers hold the
-    /// organization's publish lock so imports queue in the order they started.
-    pub async fn publish_chunks(
-        &self,
-        org: i64,
-        chunks: &[ChunkMessage],
-    ) -> Result<(), QueueError> {
-        let mut guard = self.channel.lock().await;
-        let result = tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            self.publish_locked(&mut guard, org, chunks),
-        )
-        .await
-        .unwrap_or(Err(QueueError::Timeout(PUBLISH_TIMEOUT)));
-        if result.is_err() {
-            // Start over on a fresh connection next time.
-            *guard = None;
-        }
-        result
-    }
-
-    /// Announces organizations whose chunks wait (after a pause is lifted),
-    /// confirmed.
+    /// Announces organizations whose chunks wait (an import started, a pause
+    /// lifted), confirmed.
     pub async fn announce(&self, orgs: &[i64]) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
@@ -253,30 +242,11 @@ impl Publisher {
             }
         })
     }
-
-    async fn publish_locked(
-        &self,
-        guard: &mut Option<(Connection, Channel)>,
-        org: i64,
-        chunks: &[ChunkMessage],
-    ) -> Result<(), QueueError> {
-        let channel = self.channel_locked(guard).await?;
-        declare_org(&self.config, &channel, org).await?;
-        let queue = self.config.org_queue(org);
-        let mut confirms = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            confirms.push(publish_confirmed(&channel, &queue, chunk).await?);
-        }
-        for confirm in confirms {
-            confirmed(confirm.await?, &queue)?;
-        }
-        notify_ready(&self.config, &channel, org).await
-    }
 }
 
 /// Publishes a ready notice for an organization and waits for its confirm.
 async fn notify_ready(config: &QueueConfig, channel: &Channel, org: i64) -> Result<(), QueueError> {
-    let ready = config.ready_queue();
+    let ready = config.notice_queue();
     let notice = OrgReady::V1 {
         organization_id: org,
     };
@@ -286,47 +256,12 @@ async fn notify_ready(config: &QueueConfig, channel: &Channel, org: i64) -> Resu
     )
 }
 
-/// One worker slot's channel: consumes ready notices and drains organization
-/// queues with `basic.get`, one chunk at a time.
+/// One worker slot's channel: consumes ready notices, announces
+/// organizations again, and records chunks given up.
 #[derive(Clone)]
 pub struct WorkChannel {
     config: QueueConfig,
     channel: Channel,
-}
-
-/// A chunk taken from an organization's queue; ack or nack it exactly once.
-pub struct TakenChunk {
-    pub message: Result<ChunkMessage, QueueError>,
-    pub redelivered: bool,
-    delivery: Delivery,
-}
-
-impl TakenChunk {
-    pub async fn ack(self) -> Result<(), QueueError> {
-        // `Ok(false)` means the channel is gone: the broker redelivers and the
-        // chunk's done mark in the database makes that harmless.
-        self.delivery.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
-
-    /// Rejects the message for good: the broker moves it to the dead-letter queue.
-    pub async fn dead_letter(self) -> Result<(), QueueError> {
-        self.delivery
-            .reject(lapin::options::BasicRejectOptions { requeue: false })
-            .await?;
-        Ok(())
-    }
-
-    /// Puts the chunk back at the head of its queue.
-    pub async fn requeue(self) -> Result<(), QueueError> {
-        self.delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await?;
-        Ok(())
-    }
 }
 
 impl WorkChannel {
@@ -349,7 +284,7 @@ impl WorkChannel {
         Ok(self
             .channel
             .basic_consume(
-                self.config.ready_queue().as_str().into(),
+                self.config.notice_queue().as_str().into(),
                 tag.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -357,45 +292,26 @@ impl WorkChannel {
             .await?)
     }
 
-    /// Takes the next chunk of an organization, if any.
-    pub async fn take_chunk(&self, org: i64) -> Result<Option<TakenChunk>, QueueError> {
-        declare_org(&self.config, &self.channel, org).await?;
-        let queue = self.config.org_queue(org);
-        let Some(got) = self
-            .channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-            .await?
-        else {
-            return Ok(None);
-        };
-        let delivery = got.delivery;
-        let message = serde_json::from_slice::<ChunkMessage>(&delivery.data).map_err(|e| {
-            QueueError::BadMessage {
-                queue: queue.clone(),
-                reason: e.to_string(),
-            }
-        });
-        Ok(Some(TakenChunk {
-            message,
-            redelivered: delivery.redelivered,
-            delivery,
-        }))
-    }
-
-    /// Messages ready in an organization's queue (not counting unacked ones).
-    pub async fn org_depth(&self, org: i64) -> Result<u32, QueueError> {
-        let q = self
-            .channel
-            .queue_declare(
-                self.config.org_queue(org).as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                self.config.queue_args(true),
-            )
-            .await?;
-        Ok(q.message_count())
+    /// Deletes the queues of releases before the shared notice queue — the
+    /// old notice queue and the queue of each of `orgs` — with whatever
+    /// messages they still hold (wake-ups: the chunks themselves are in the
+    /// database); returns how many messages went with them. A queue that does
+    /// not exist is no error.
+    pub async fn delete_legacy_queues(&self, orgs: &[i64]) -> Result<u64, QueueError> {
+        let names = std::iter::once(self.config.legacy_ready_queue())
+            .chain(orgs.iter().map(|org| self.config.legacy_org_queue(*org)));
+        let mut messages = 0;
+        for name in names {
+            messages += u64::from(
+                self.channel
+                    .queue_delete(
+                        name.as_str().into(),
+                        lapin::options::QueueDeleteOptions::default(),
+                    )
+                    .await?,
+            );
+        }
+        Ok(messages)
     }
 
     /// Publishes a ready notice for an organization (confirmed).
@@ -454,8 +370,9 @@ mod tests {
             delivery_limit: 5,
             queue_expires: None,
         };
-        assert_eq!(c.org_queue(42), "t1.org.42");
-        assert_eq!(c.ready_queue(), "t1.ready");
+        assert_eq!(c.legacy_org_queue(42), "t1.org.42");
+        assert_eq!(c.notice_queue(), "t1.notices");
+        assert_eq!(c.legacy_ready_queue(), "t1.ready");
         assert_eq!(c.dead_queue(), "t1.dead");
         assert!(c.queue_args(true).inner().contains_key("x-delivery-limit"));
         assert!(!c.queue_args(false).inner().contains_key("x-delivery-limit"));

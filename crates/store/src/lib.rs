@@ -28,6 +28,7 @@ pub mod records;
 pub mod results;
 pub mod states;
 pub mod timeline;
+pub mod topology;
 pub mod uploads;
 
 use chrono::{DateTime, FixedOffset};

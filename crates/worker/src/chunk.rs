@@ -1,13 +1,13 @@
 //! One chunk: read its byte range from storage, parse it into Arrow,
 //! check it against what is stored, and write it in the fenced transaction
-//! (`store::load`); then settle the message that woke it.
+//! (`store::load`).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
-use passare_imports_queue::{TakenChunk, WorkChannel};
+use passare_imports_queue::WorkChannel;
 use passare_imports_store::load::{self, ChunkOutcome, ChunkWrite, Target};
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
@@ -22,38 +22,21 @@ struct Stamps {
 }
 
 impl Worker {
-    /// Loads one chunk and settles the message that woke it, if any; a
-    /// failed attempt is handled by [`Worker::failed`].
-    pub(crate) async fn load(
-        &self,
-        channel: &WorkChannel,
-        chunk_id: i64,
-        taken: Option<TakenChunk>,
-    ) -> Step {
-        let settle = |ok: bool| async move {
-            if let Some(t) = taken {
-                let _ = if ok { t.ack().await } else { t.requeue().await };
-            }
-        };
+    /// Loads one chunk; a failed attempt is handled by [`Worker::failed`].
+    pub(crate) async fn load(&self, channel: &WorkChannel, chunk_id: i64) -> Step {
         match self.process_chunk(chunk_id).await {
             Ok(ChunkOutcome::NotYourTurn) => {
                 tracing::info!(
                     chunk_id,
                     "an earlier chunk of the organization is pending; retrying"
                 );
-                settle(false).await;
                 Step::Pause(Duration::from_millis(250))
             }
             Ok(outcome) => {
                 tracing::debug!(chunk_id, ?outcome, "chunk settled");
-                settle(true).await;
                 Step::Next
             }
-            Err(e) => {
-                let (step, recorded) = self.failed(channel, chunk_id, e).await;
-                settle(recorded).await;
-                step
-            }
+            Err(e) => self.failed(channel, chunk_id, e).await,
         }
     }
 

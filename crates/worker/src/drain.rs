@@ -1,8 +1,9 @@
 //! Draining one organization under its lease: first the rollback of an
 //! all-or-nothing import that failed or was stopped, a batch at a time; then
-//! one chunk per message taken from the organization's queue, in the
-//! database's order, until nothing is left, the pause switch holds, the next
-//! chunk waits for its retry, or the time slice ends.
+//! its chunks, one at a time in the database's order, until nothing is left,
+//! the pause switch holds, the next chunk waits for its retry, or the time
+//! slice ends. The notice that woke the drain is all the broker says: the
+//! chunks, their order and their state are in PostgreSQL.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::Worker;
 /// Why a drain ended.
 pub(crate) enum Drained {
     /// Nothing is left, the time slice ran out, or the worker stops: hand the
-    /// organization back if its queue still holds messages.
+    /// organization back if it still has work.
     HandBack,
     /// The organization is paused: its chunks wait for the resume.
     Paused,
@@ -29,6 +30,11 @@ pub(crate) enum Drained {
     WakeAt(DateTime<Utc>),
 }
 
+/// Smallest rollback batch: a batch that outlasts the chunk timeout is tried
+/// again a quarter the size, down to this (the database is slow, not the
+/// rollback too large); batches that pass grow back to the configured size.
+const MIN_ROLLBACK_BATCH: i64 = 10;
+
 /// What the drain does after one look at the organization.
 enum Flow {
     Go,
@@ -37,11 +43,11 @@ enum Flow {
 }
 
 impl Worker {
-    /// Loads an organization's chunks while holding its drain lease: one
-    /// chunk per message taken from the organization's queue, and chunks
-    /// still queued in the database when the queue is empty (their message
-    /// was lost). Stops when the organization is paused, when its next chunk
-    /// waits for a retry, when nothing is left, or after `drain_max`.
+    /// Loads an organization's chunks while holding its drain lease, in the
+    /// database's order. Stops when the organization is paused, when its next
+    /// chunk waits for a retry, when nothing is left, or after `drain_max`
+    /// (then the organization goes to the back of the notice queue, behind
+    /// every other organization waiting: a fair share of the workers).
     pub(crate) async fn drain(
         &self,
         channel: &WorkChannel,
@@ -66,11 +72,14 @@ impl Worker {
             }
         }
         let deadline = Instant::now() + self.drain_max;
+        let mut rollback_batch = self.rollback_batch;
         let (ended, pause) = loop {
             if shutdown.is_cancelled() || Instant::now() >= deadline || !channel.is_open() {
                 break (Drained::HandBack, None);
             }
-            if let Flow::Stop(ended, pause) = self.drain_one(channel, org).await {
+            if let Flow::Stop(ended, pause) =
+                self.drain_one(channel, org, &mut rollback_batch).await
+            {
                 break (ended, pause);
             }
         };
@@ -83,22 +92,29 @@ impl Worker {
         }
         drop(lease);
         if let Drained::HandBack = ended {
-            // Anything published after our last look, whose notice another
-            // worker dropped while we held the lease, is announced again.
-            match channel.org_depth(org).await {
-                Ok(0) => {}
-                Ok(_) => self.hand_back(channel, org).await,
-                Err(e) => {
-                    tracing::warn!(org_id = org, error = %e, "checking the organization's queue failed")
+            // Work left, or started after our last look (whose notice another
+            // worker dropped while we held the lease): announce it again. Read
+            // after the lease is released, so nothing committed before the
+            // read is missed and anything after it has a notice of its own.
+            let left = match self.db.conn().await {
+                Ok(mut conn) => {
+                    chunks::waiting_organizations(&mut conn, Duration::ZERO, Some(org)).await
                 }
+                Err(e) => Err(e),
+            };
+            match left {
+                Ok(orgs) if orgs.is_empty() => {}
+                Ok(_) => self.hand_back(channel, org).await,
+                // The sweep announces it if it has work.
+                Err(e) => tracing::warn!(org_id = org, error = %e, "checking for work left failed"),
             }
         }
         ended
     }
 
-    /// One step of a drain: checks the pause switch, finds the
-    /// organization's next chunk, takes a message for it and loads it.
-    async fn drain_one(&self, channel: &WorkChannel, org: i64) -> Flow {
+    /// One step of a drain: checks the pause switch, puts back a batch of a
+    /// rollback, or finds the organization's next chunk and loads it.
+    async fn drain_one(&self, channel: &WorkChannel, org: i64, rollback_batch: &mut i64) -> Flow {
         let later = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(org_id = org, error = %e, "{what} failed");
             Flow::Stop(Drained::HandBack, Some(Duration::from_secs(1)))
@@ -118,16 +134,12 @@ impl Worker {
         }
         // An all-or-nothing import that failed or was stopped is put back,
         // a batch at a time, before anything else of the organization loads.
-        let batch = load::roll_back_batch(
-            &mut conn,
-            org,
-            self.rollback_batch,
-            Some(self.chunk_timeout),
-        );
-        match batch.await {
+        let rows = *rollback_batch;
+        match load::roll_back_batch(&mut conn, org, rows, Some(self.chunk_timeout)).await {
             Ok(None) => {}
             Ok(Some(RollbackStep::Progress { import_id, records })) => {
-                tracing::debug!(org_id = org, %import_id, records, "rollback batch");
+                tracing::debug!(org_id = org, %import_id, records, batch = rows, "rollback batch");
+                *rollback_batch = (rows * 2).min(self.rollback_batch);
                 return Flow::Go;
             }
             Ok(Some(RollbackStep::Finished {
@@ -138,6 +150,16 @@ impl Worker {
                 tracing::info!(org_id = org, %import_id, records, state = %state, "rollback finished");
                 return Flow::Go;
             }
+            Err(e) if e.kind() == "timeout" && rows > MIN_ROLLBACK_BATCH => {
+                *rollback_batch = (rows / 4).max(MIN_ROLLBACK_BATCH);
+                tracing::warn!(
+                    org_id = org,
+                    batch = rows,
+                    next = *rollback_batch,
+                    "a rollback batch outlasted the chunk timeout; trying a smaller one"
+                );
+                return Flow::Go;
+            }
             Err(e) => return later("a rollback batch", &e),
         }
         let next = match chunks::next_pending(&mut conn, org).await {
@@ -146,33 +168,12 @@ impl Worker {
         };
         drop(conn);
         let Some((chunk_id, not_before)) = next else {
-            // Nothing left to load: what the queue still holds are
-            // duplicates, or messages of chunks loaded meanwhile.
-            return match channel.take_chunk(org).await {
-                Ok(Some(t)) => {
-                    let _ = t.ack().await;
-                    Flow::Go
-                }
-                Ok(None) => Flow::Stop(Drained::HandBack, None),
-                Err(e) => later("taking a chunk message", &e),
-            };
+            return Flow::Stop(Drained::HandBack, None);
         };
         if let Some(at) = not_before.filter(|at| *at > Utc::now()) {
             return Flow::Stop(Drained::WakeAt(at), None);
         }
-        let taken = match channel.take_chunk(org).await {
-            Ok(Some(t)) if t.message.is_err() => {
-                tracing::error!(org_id = org, "dead-lettering an unreadable chunk message");
-                let _ = t.dead_letter().await;
-                return Flow::Go;
-            }
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(org_id = org, error = %e, "taking a chunk message failed");
-                return Flow::Stop(Drained::HandBack, None);
-            }
-        };
-        match self.load(channel, chunk_id, taken).await {
+        match self.load(channel, chunk_id).await {
             Step::Next => Flow::Go,
             Step::Pause(wait) => Flow::Stop(Drained::HandBack, Some(wait)),
             Step::WakeAt(at) => Flow::Stop(Drained::WakeAt(at), None),

@@ -184,20 +184,19 @@ impl crate::Worker {
     /// and retried after a backoff (the chunk row keeps its place and gets a
     /// retry time); past the retry limit, or for a permanent failure, the
     /// chunk is given up by its import's policy and dead-lettered. Returns
-    /// what the drain does next and whether the message that woke the chunk
-    /// may be acknowledged (the failure is recorded); otherwise it goes back
-    /// to the queue.
+    /// what the drain does next; a failure that could not be recorded is
+    /// tried again shortly (the chunk is still the organization's next).
     pub(crate) async fn failed(
         &self,
         channel: &WorkChannel,
         chunk_id: i64,
         e: AttemptError,
-    ) -> (Step, bool) {
+    ) -> Step {
         let Some(of) = e.of else {
             // Not even the chunk's row could be read (the database is
             // unreachable): nothing can be recorded; try again shortly.
             tracing::warn!(chunk_id, error = %e, error_kind = e.error.error.kind(), "chunk could not be read; will retry");
-            return (Step::Pause(Duration::from_secs(1)), false);
+            return Step::Pause(Duration::from_secs(1));
         };
         let failure = self.failure_record(chunk_id, &of, &e);
         tracing::warn!(
@@ -217,13 +216,10 @@ impl crate::Worker {
                 self.give_up(channel, &of, &failure, reason).await
             }
         };
-        match recorded {
-            Ok(step) => (step, true),
-            Err(store) => {
-                tracing::warn!(chunk_id, error = %store, "recording the failure failed; will retry");
-                (Step::Pause(Duration::from_secs(1)), false)
-            }
-        }
+        recorded.unwrap_or_else(|store| {
+            tracing::warn!(chunk_id, error = %store, "recording the failure failed; will retry");
+            Step::Pause(Duration::from_secs(1))
+        })
     }
 
     async fn schedule_retry(&self, failure: &NewFailure) -> Result<bool, StoreError> {

@@ -2,8 +2,7 @@
 //! notice it takes the organization's drain lease (a PostgreSQL session
 //! advisory lock) and loads that organization's chunks one at a time, in the
 //! order the database gives (imports by start, files by position, chunks by
-//! sequence), one per message taken from the organization's queue, until
-//! nothing is left. The write of every chunk also takes the organization's
+//! sequence), until nothing is left or its time slice ends. The write of every chunk also takes the organization's
 //! transaction-scoped write fence, so the guarantee holds even when a worker
 //! lost its lease or the broker redelivered a chunk still being written. See
 //! docs/per-organization-concurrency.md.
@@ -11,12 +10,15 @@
 //! - [`slot`]: consuming notices, the sweep, re-announcing organizations;
 //! - [`drain`]: one organization's chunks under its lease;
 //! - [`chunk`]: reading, parsing, checking and writing one chunk;
-//! - [`failure`]: classifying a failed attempt, retrying it or giving it up.
+//! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
+//! - [`topology`]: moving the broker off the queues per organization of
+//!   earlier releases, once.
 
 pub mod chunk;
 mod drain;
 pub mod failure;
 mod slot;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +134,11 @@ impl Worker {
     /// while the connection lives; when the connection is gone, the others
     /// finish their chunk and the cycle ends.
     async fn serve_connection(&self, conn: &queue::Connection, shutdown: &CancellationToken) {
+        if let Err(e) = self.move_topology(conn).await {
+            // The old queues stay until a later connection tries again; the
+            // sweep announces waiting work meanwhile.
+            tracing::warn!(error = %e, "moving the broker to the shared notice queue failed");
+        }
         let cycle = shutdown.child_token();
         let mut slots = JoinSet::new();
         let mut sweep = None;

@@ -30,5 +30,6 @@ mod results;
 mod rollback;
 mod samples;
 mod shutdown;
+mod tenants;
 mod tokens;
 mod uploads;

@@ -27,7 +27,7 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
 
     // The broker loses every message of the import before any worker runs.
     let broker = broker::Broker::connect(&env).await?;
-    broker.purge_organization(1042).await?;
+    broker.purge_notices().await?;
     broker.close().await?;
 
     let _worker = env.start_worker_with(|c| c.worker_sweep_secs = 1).await?;
