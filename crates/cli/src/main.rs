@@ -170,26 +170,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             Worker::build(&config).await?.run(shutdown).await?;
         }
-        Command::Purge => {
-            let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
-            let files: std::sync::Arc<dyn passare_imports_storage::FileStore> = std::sync::Arc::new(
-                passare_imports_storage::LocalFileStore::new(&config.storage_dir).await?,
-            );
-            let purged =
-                passare_imports_app::retention::purge_due(&db, &files, config.retention_days)
-                    .await?;
-            println!(
-                "{purged} imports purged (retention {} days)",
-                config.retention_days
-            );
-            let min_age = std::time::Duration::from_secs(config.orphan_min_age_secs);
-            let swept =
-                passare_imports_app::retention::sweep_orphans(&db, files.as_ref(), min_age).await?;
-            println!(
-                "{} orphaned objects and {} partial writes deleted ({} bytes; untouched for {}s or more)",
-                swept.orphans, swept.partial, swept.bytes, config.orphan_min_age_secs
-            );
-        }
+        Command::Purge => purge(&config).await?,
         Command::DemoOrg { id, name } => {
             let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
             passare_imports_store::organizations::ensure_demo(
@@ -230,5 +211,26 @@ async fn main() -> anyhow::Result<()> {
         | Command::Bench(_)
         | Command::Op(_) => {}
     }
+    Ok(())
+}
+
+/// Runs the retention job and the orphan sweep once, as workers do every round.
+async fn purge(config: &Config) -> anyhow::Result<()> {
+    let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
+    let files: std::sync::Arc<dyn passare_imports_storage::FileStore> = std::sync::Arc::new(
+        passare_imports_storage::LocalFileStore::new(&config.storage_dir).await?,
+    );
+    let purged =
+        passare_imports_app::retention::purge_due(&db, &files, config.retention_days).await?;
+    println!(
+        "{purged} imports purged (retention {} days)",
+        config.retention_days
+    );
+    let min_age = std::time::Duration::from_secs(config.orphan_min_age_secs);
+    let swept = passare_imports_app::retention::sweep_orphans(&db, files.as_ref(), min_age).await?;
+    println!(
+        "{} orphaned objects and {} partial writes deleted ({} bytes; untouched for {}s or more)",
+        swept.orphans, swept.partial, swept.bytes, config.orphan_min_age_secs
+    );
     Ok(())
 }
