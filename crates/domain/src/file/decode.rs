@@ -1017,10 +1017,13 @@ mod tests {
         sheet.write_string(1_048_575, 16_383, "x")?;
         let xlsx = workbook.save_to_buffer()?;
         let err = convert(&xlsx, None).err();
+        // Refused from the sheet's declared dimension, before any cell is read.
         assert!(
-            matches!(&err, Some(DecodeError::SheetTooLarge { range, rows: 1_048_576, columns: 16_384, .. }) if range == "A1:XFD1048576"),
+            matches!(&err, Some(DecodeError::LimitExceeded { what, key: "IMPORTS_XLSX_MAX_CELLS", limit: 200_000_000 }) if what.contains("A1:XFD1048576 (17179869184 cells")),
             "{err:?}"
         );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("stray value"), "{message}");
         Ok(())
     }
 

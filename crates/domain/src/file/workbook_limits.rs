@@ -381,7 +381,9 @@ impl Counts {
                     return Err(beyond(
                         Limit::Cells,
                         limits,
-                        format!("sheet part {name} declares it spans {range} ({cells} cells)"),
+                        format!(
+                            "sheet part {name} declares it spans {range} ({cells} cells; a stray value far below or to the right of the data usually causes this: delete the rows and columns beyond it)"
+                        ),
                     ));
                 }
             }
@@ -435,9 +437,10 @@ fn number_attr(tag: &BytesStart<'_>, attr: &str) -> Result<u64, CheckError> {
 fn range_cells(range: &str) -> u64 {
     let mut ends = range.split(':').map(cell_position);
     match (ends.next().flatten(), ends.next().flatten()) {
-        (Some((r1, c1)), Some((r2, c2))) => {
-            (r1.abs_diff(r2) + 1).saturating_mul(c1.abs_diff(c2) + 1)
-        }
+        (Some((r1, c1)), Some((r2, c2))) => r1
+            .abs_diff(r2)
+            .saturating_add(1)
+            .saturating_mul(c1.abs_diff(c2).saturating_add(1)),
         (Some(_), None) => 1,
         _ => 0,
     }
@@ -448,11 +451,15 @@ fn cell_position(cell: &str) -> Option<(u64, u64)> {
     let cell = cell.trim().replace('$', "");
     let letters = cell.bytes().take_while(u8::is_ascii_alphabetic).count();
     let (col, row) = cell.split_at(letters);
-    let col = col.bytes().try_fold(0u64, |acc, b| {
-        acc.checked_mul(26)?
-            .checked_add(u64::from(b.to_ascii_uppercase() - b'A') + 1)
-    })?;
-    let row: u64 = row.parse().ok()?;
+    // A reference too long for u64 is larger than any limit.
+    let col = col.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(26)
+            .saturating_add(u64::from(b.to_ascii_uppercase() - b'A') + 1)
+    });
+    if row.is_empty() || !row.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let row: u64 = row.parse().unwrap_or(u64::MAX);
     Some((row, col))
 }
 
@@ -467,6 +474,100 @@ mod tests {
         assert_eq!(range_cells("A1:XFD1048576"), 16_384 * 1_048_576);
         assert_eq!(range_cells("$A$1:$B$2"), 4);
         assert_eq!(range_cells("junk"), 0);
-        assert!(range_cells("ZZZZZZZZZZZZZZ1:A1") > 1_000_000_000_000_000);
+        assert_eq!(range_cells("ZZZZZZZZZZZZZZ1:A1"), u64::MAX);
+        assert_eq!(range_cells("A1:A99999999999999999999999"), u64::MAX);
+        assert_eq!(range_cells("A0:A99999999999999999999999"), u64::MAX);
+    }
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A small workbook of Excel's making with one part's XML changed by `edit`.
+    fn edited(
+        part: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let sheet = workbook.add_worksheet();
+        sheet.write_string(0, 0, "case_number")?;
+        sheet.write_string(1, 0, "C1")?;
+        let original = workbook.save_to_buffer()?;
+        let mut zip = ZipArchive::new(io::Cursor::new(original))?;
+        let mut out = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i)?;
+            let name = entry.name()?.into_owned();
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            if name == part {
+                text = edit(text);
+            }
+            out.start_file(name, options)?;
+            io::Write::write_all(&mut out, text.as_bytes())?;
+        }
+        Ok(out.finish()?.into_inner())
+    }
+
+    fn checked(bytes: Vec<u8>) -> Result<(), CheckError> {
+        check_workbook(io::Cursor::new(bytes), &WorkbookLimits::default()).map(|_| ())
+    }
+
+    #[test]
+    fn a_workbook_of_excels_making_passes() -> TestResult {
+        checked(edited("", |t| t)?)?;
+        Ok(())
+    }
+
+    #[test]
+    fn declared_counts_beyond_the_limits_are_refused_before_reading() -> TestResult {
+        let huge = edited("xl/sharedStrings.xml", |t| {
+            t.replacen("uniqueCount=\"", "uniqueCount=\"1844674407370955161", 1)
+        })?;
+        let err = checked(huge).err();
+        assert!(
+            matches!(
+                &err,
+                Some(CheckError::Limit {
+                    key: "IMPORTS_XLSX_MAX_SHARED_STRINGS",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let formula = edited("xl/worksheets/sheet1.xml", |t| {
+            t.replacen("<sheetData>", "<sheetData><row r=\"9\"><c r=\"A9\"><f t=\"shared\" si=\"4000000000\" ref=\"A9\">1</f></c></row>", 1)
+        })?;
+        let err = checked(formula).err();
+        assert!(
+            matches!(&err, Some(CheckError::Malformed(m)) if m.contains("shared formula index")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_document_type_and_an_overlong_text_are_refused() -> TestResult {
+        let dtd = edited("xl/workbook.xml", |t| {
+            t.replacen(
+                "<workbook",
+                "<!DOCTYPE lol [<!ENTITY a \"aaaa\">]><workbook",
+                1,
+            )
+        })?;
+        assert!(matches!(checked(dtd), Err(CheckError::Malformed(_))));
+        let long = edited("xl/sharedStrings.xml", |t| {
+            t.replacen("<t>", &format!("<t>{}", "x".repeat(2 * 1024 * 1024)), 1)
+        })?;
+        let lenient = WorkbookLimits {
+            max_compression_ratio: 100_000,
+            ..WorkbookLimits::default()
+        };
+        let err = check_workbook(io::Cursor::new(long), &lenient).err();
+        assert!(
+            matches!(&err, Some(CheckError::Limit { key, .. }) if key.contains("1 MiB")),
+            "{err:?}"
+        );
+        Ok(())
     }
 }
