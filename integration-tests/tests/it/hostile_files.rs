@@ -2,7 +2,8 @@
 //! strings or cells, inflate a thousandfold or nest XML thousands deep are
 //! refused with an error naming the limit and its setting, and the server
 //! serves the next upload; a large Windows-1252 file is converted with
-//! memory that does not grow with it (the peak is printed).
+//! memory that does not grow with it (the peak is printed), and a conversion
+//! stops at its configured size.
 
 use std::time::{Duration, Instant};
 
@@ -173,5 +174,52 @@ async fn a_large_windows_1252_file_converts_with_bounded_memory() -> anyhow::Res
         peak * 1024 < size,
         "peak RSS {peak} KiB is not below the file's {size} bytes"
     );
+    env.finish().await
+}
+
+fn small_conversions(config: &mut Config) {
+    config.max_converted_bytes = 4_096;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_stops_at_the_configured_size() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        configure: Some(small_conversions),
+        ..Options::default()
+    })
+    .await?;
+    env.organization(7).await?;
+    let mut client = env.client().await?;
+    let import_id =
+        files::create_draft(&mut client, 7, pb::FailurePolicy::StopOnFirstError).await?;
+    let mut text = b"case_number,deceased_first_name,deceased_last_name\n".to_vec();
+    let small = text.len();
+    for i in 1..=400 {
+        text.extend_from_slice(format!("C{i},Ren").as_bytes());
+        text.extend_from_slice(b"\xE9e,M\xFCller\n");
+    }
+    let f = upload(
+        &mut client,
+        &import_id,
+        NewFile::new("big.csv", "cases", text.clone()),
+    )
+    .await?;
+    assert_eq!(f.state, pb::FileState::Invalid as i32, "{f:?}");
+    let reason = refusal(&f);
+    assert!(
+        reason.contains("IMPORTS_MAX_CONVERTED_BYTES") && reason.contains("4096"),
+        "{reason}"
+    );
+    // A file whose conversion fits is read by the same server.
+    text.truncate(small);
+    text.extend_from_slice(b"C1,Ren\xE9e,M\xFCller\n");
+    let f = upload(
+        &mut client,
+        &import_id,
+        NewFile::new("small.csv", "cases", text),
+    )
+    .await?;
+    assert_eq!(f.state, pb::FileState::Ready as i32, "{f:?}");
+    assert_eq!(f.encoding, "windows-1252");
     env.finish().await
 }
