@@ -484,5 +484,31 @@ async fn a_column_named_twice_or_a_blank_header_over_values_blocks_the_file() ->
         files::finding(&report, "twice.csv", pb::FindingKind::UnknownColumn).is_none(),
         "a repeated column is not called unknown: {report:#?}"
     );
+
+    // A header the explicit mapping takes its column from is said to be so.
+    let displaced = "Ref,first name,deceased_last_name,case_number\nC1,Ann,Lee,x\n";
+    let (id, uploaded) = files::draft_with_files(
+        &mut client,
+        7,
+        pb::FailurePolicy::ImportValidRows,
+        &[NewFile::new("displaced.csv", "cases", displaced).map("Ref", "case_number")],
+    )
+    .await?;
+    assert_eq!(
+        uploaded[0].state,
+        pb::FileState::Ready as i32,
+        "{uploaded:?}"
+    );
+    let report = files::analyze(&mut client, &id).await?;
+    let ignored = files::finding(&report, "displaced.csv", pb::FindingKind::UnknownColumn)
+        .context("the displaced header is a finding")?;
+    let sample = ignored.samples.first().context("a sample")?;
+    assert_eq!(sample.column, "case_number");
+    assert!(
+        sample
+            .reason
+            .contains("names the column case_number of Cases, which the column mapping gives to another header"),
+        "{sample:?}"
+    );
     env.finish().await
 }
