@@ -31,6 +31,7 @@ pub mod records;
 pub mod resumable;
 pub mod service;
 pub mod test_env;
+pub mod workbooks;
 
 pub use assertions::*;
 pub use calls::*;

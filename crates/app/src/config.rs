@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use passare_imports_domain::file::decode::WorkbookLimits;
 use passare_imports_queue::QueueConfig;
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,21 @@ pub struct Config {
     pub upload_expire_secs: u64,
     /// Largest accepted upload, in bytes.
     pub max_file_bytes: u64,
+    /// Largest UTF-8 CSV a conversion (workbook, UTF-16, Windows-1252) may
+    /// write; beyond it the file is refused.
+    pub max_converted_bytes: u64,
+    /// Bytes all parts of a workbook may inflate to (declared and actual).
+    pub xlsx_max_uncompressed_bytes: u64,
+    /// Largest inflated-to-compressed ratio of a workbook part over 1 MiB.
+    pub xlsx_max_compression_ratio: u64,
+    /// Cells a worksheet may declare (its dimension), list, or span with data.
+    pub xlsx_max_cells: u64,
+    /// Shared strings a workbook may declare or list.
+    pub xlsx_max_shared_strings: u64,
+    /// Bytes of a workbook's shared-strings part (held in memory while read).
+    pub xlsx_max_shared_strings_bytes: u64,
+    /// Deepest nesting of XML elements in a workbook part.
+    pub xlsx_max_xml_depth: u64,
     /// Files one import may hold.
     pub max_files_per_import: u64,
     /// Data rows one file may hold.
@@ -144,6 +160,13 @@ impl Default for Config {
             upload_part_bytes: 4 * 1024 * 1024,
             upload_expire_secs: 24 * 60 * 60,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
+            max_converted_bytes: 8 * 1024 * 1024 * 1024,
+            xlsx_max_uncompressed_bytes: WorkbookLimits::default().max_uncompressed_bytes,
+            xlsx_max_compression_ratio: WorkbookLimits::default().max_compression_ratio,
+            xlsx_max_cells: WorkbookLimits::default().max_cells,
+            xlsx_max_shared_strings: WorkbookLimits::default().max_shared_strings,
+            xlsx_max_shared_strings_bytes: WorkbookLimits::default().max_shared_strings_bytes,
+            xlsx_max_xml_depth: WorkbookLimits::default().max_xml_depth,
             max_files_per_import: 50,
             max_rows_per_file: 10_000_000,
             max_uploads_per_user: 4,
@@ -283,6 +306,7 @@ impl Config {
                 "IMPORTS_MAX_FILES_PER_IMPORT, IMPORTS_MAX_ROWS_PER_FILE and IMPORTS_MAX_UPLOADS_PER_USER must be at least 1",
             );
         }
+        self.validate_conversion_limits()?;
         if self.retention_sweep_secs == 0 {
             return bad("IMPORTS_RETENTION_SWEEP_SECS must be at least 1");
         }
@@ -309,6 +333,38 @@ impl Config {
             prefix: self.queue_prefix.clone(),
             delivery_limit: self.queue_delivery_limit,
             queue_expires: self.queue_expires_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// The limits of conversions and workbooks.
+    fn validate_conversion_limits(&self) -> Result<(), ConfigError> {
+        if self.max_converted_bytes == 0
+            || self.xlsx_max_uncompressed_bytes == 0
+            || self.xlsx_max_cells == 0
+            || self.xlsx_max_shared_strings == 0
+            || self.xlsx_max_shared_strings_bytes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_MAX_CONVERTED_BYTES, IMPORTS_XLSX_MAX_UNCOMPRESSED_BYTES, IMPORTS_XLSX_MAX_CELLS, IMPORTS_XLSX_MAX_SHARED_STRINGS and IMPORTS_XLSX_MAX_SHARED_STRINGS_BYTES must be at least 1".into(),
+            ));
+        }
+        if self.xlsx_max_compression_ratio < 10 || !(8..=1000).contains(&self.xlsx_max_xml_depth) {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_XLSX_MAX_COMPRESSION_RATIO must be at least 10 and IMPORTS_XLSX_MAX_XML_DEPTH between 8 and 1000 (workbooks nest about 6 deep)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limits a workbook is checked against before it is read.
+    pub fn workbook_limits(&self) -> WorkbookLimits {
+        WorkbookLimits {
+            max_uncompressed_bytes: self.xlsx_max_uncompressed_bytes,
+            max_compression_ratio: self.xlsx_max_compression_ratio,
+            max_cells: self.xlsx_max_cells,
+            max_shared_strings: self.xlsx_max_shared_strings,
+            max_shared_strings_bytes: self.xlsx_max_shared_strings_bytes,
+            max_xml_depth: self.xlsx_max_xml_depth,
         }
     }
 

@@ -46,21 +46,42 @@ pub fn numbered_records(
     Ok(out)
 }
 
-/// A cell a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab or
-/// carriage return first) gets a leading apostrophe, so it is shown as the
-/// text it is and never run (OWASP's advice against CSV injection).
+/// First characters that make a spreadsheet read a cell as a formula or a
+/// command (OWASP's list: `=`, `+`, `-`, `@`, tab, carriage return, line
+/// feed), with the full-width forms `＝＋－＠` that Excel and LibreOffice also
+/// take for them.
+const FORMULA_STARTS: [char; 11] = [
+    '=', '+', '-', '@', '\t', '\r', '\n', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// Whether [`neutralize`] puts an apostrophe before `cell`: a cell a
+/// spreadsheet would run, or one that already starts with apostrophes before
+/// such a cell (so that [`restore`] can tell the apostrophe the service added
+/// from the ones the value has).
+fn needs_apostrophe(cell: &str) -> bool {
+    cell.trim_start_matches('\'').starts_with(FORMULA_STARTS)
+}
+
+/// A cell a spreadsheet would read as a formula (first character one of
+/// `= + - @`, tab, carriage return, line feed, or full-width `＝＋－＠`) gets a
+/// leading apostrophe, so it is shown as the text it is and never run
+/// (OWASP's advice against CSV injection). A value that already starts with
+/// apostrophes before such a character gets one more, so the round trip
+/// through [`restore`] gives back every value exactly.
 pub fn neutralize(cell: &str) -> Cow<'_, str> {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{cell}")),
-        _ => Cow::Borrowed(cell),
+    if needs_apostrophe(cell) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
     }
 }
 
 /// Undoes [`neutralize`] on a cell of a file coming back (a corrected
-/// failed-rows download): the apostrophe it added is not part of the value.
+/// failed-rows download): only the apostrophe the service added is taken
+/// off; an apostrophe a value of the file had stays.
 pub fn restore(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        Some(rest) if needs_apostrophe(rest) => rest,
         _ => cell,
     }
 }
@@ -197,17 +218,58 @@ mod tests {
             ("@cmd", "'@cmd"),
             ("\tx", "'\tx"),
             ("\rx", "'\rx"),
+            ("\n=1+1", "'\n=1+1"),
+            ("\u{FF1D}1+1", "'\u{FF1D}1+1"),
+            ("\u{FF0B}1", "'\u{FF0B}1"),
+            ("\u{FF0D}1", "'\u{FF0D}1"),
+            ("\u{FF20}SUM(1)", "'\u{FF20}SUM(1)"),
+            ("'=already quoted", "''=already quoted"),
+            ("''+2", "'''+2"),
             ("Mary", "Mary"),
+            ("O'Brien", "O'Brien"),
+            ("'tis", "'tis"),
+            ("'", "'"),
+            ("a=b", "a=b"),
             ("", ""),
         ] {
-            assert_eq!(neutralize(cell), shown);
-            assert_eq!(restore(&neutralize(cell)), cell);
+            assert_eq!(neutralize(cell), shown, "{cell:?}");
+            assert_eq!(restore(&neutralize(cell)), cell, "{cell:?}");
         }
         let mut csv = SafeCsv::new();
         csv.record(["row", "name"]).unwrap_or_default();
         csv.record(["7", "=HYPERLINK(\"x\")"]).unwrap_or_default();
         let text = String::from_utf8(csv.take().unwrap_or_default()).unwrap_or_default();
         assert_eq!(text, "row,name\r\n7,\"'=HYPERLINK(\"\"x\"\")\"\r\n");
+    }
+
+    #[test]
+    fn restoring_takes_off_only_the_apostrophe_the_service_added() {
+        // Values a person typed with an apostrophe of their own keep it.
+        for kept in ["'tis", "'", "'12", "O'Brien", "'  =x"] {
+            assert_eq!(restore(kept), kept);
+        }
+        assert_eq!(restore("'=1+1"), "=1+1");
+        assert_eq!(restore("''=1+1"), "'=1+1");
+        assert_eq!(restore("'\u{FF20}x"), "\u{FF20}x");
+        assert_eq!(restore("'\nx"), "\nx");
+    }
+
+    #[test]
+    fn every_value_survives_the_round_trip_and_none_is_shown_as_a_formula() {
+        let starts = [
+            "", "'", "''", "=", "+", "-", "@", "\t", "\r", "\n", "\u{FF1D}", " ", "a",
+        ];
+        for a in starts {
+            for b in starts {
+                let cell = format!("{a}{b}x");
+                assert_eq!(restore(&neutralize(&cell)), cell, "{cell:?}");
+                let shown = neutralize(&cell);
+                assert!(
+                    !shown.starts_with(FORMULA_STARTS),
+                    "{cell:?} is shown as {shown:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! text, Windows-1252 (detected and declared) and an XLSX workbook lands as the
 //! same rows; an explicit column mapping reads headers no alias knows.
 
+use anyhow::Context;
 use passare_imports_integration_tests::files::{self, NewFile};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -410,5 +411,104 @@ async fn an_explicit_column_mapping_reads_headers_no_alias_knows() -> anyhow::Re
     .err()
     .map(|s| s.code());
     assert_eq!(refused, Some(tonic::Code::InvalidArgument));
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_named_twice_or_a_blank_header_over_values_blocks_the_file() -> anyhow::Result<()>
+{
+    let env = TestEnv::start(Options::default()).await?;
+    env.organization(7).await?;
+    let mut client = env.client().await?;
+    let twice = "case_number,first name,deceased_last_name,Case #\nC1,Ann,Lee,C2\n";
+    let blank = "case_number,first name,,deceased_last_name\nC1,Ann,,Lee\nC2,Bo,kept?,Ng\n";
+    let unknown = "case_number,first name,deceased_last_name,Shoe size\nC1,Ann,Lee,9\n";
+    let (id, uploaded) = files::draft_with_files(
+        &mut client,
+        7,
+        pb::FailurePolicy::ImportValidRows,
+        &[
+            NewFile::new("twice.csv", "cases", twice),
+            NewFile::new("blank.csv", "cases", blank),
+            NewFile::new("unknown.csv", "cases", unknown),
+        ],
+    )
+    .await?;
+    let reasons = |f: &pb::ImportFile| {
+        f.problems
+            .iter()
+            .map(|p| (p.row, p.column.clone(), p.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    let f = &uploaded[0];
+    assert_eq!(f.state, pb::FileState::Invalid as i32, "{f:?}");
+    let found = reasons(f);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "case_number");
+    assert!(
+        found[0].2.contains(
+            r#"column 1 ("case_number") and column 4 ("Case #") all name the column case_number"#
+        ),
+        "{found:?}"
+    );
+
+    let f = &uploaded[1];
+    assert_eq!(f.state, pb::FileState::Invalid as i32, "{f:?}");
+    let found = reasons(f);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].0, found[0].1.as_str()),
+        (2, "column 3 (no header)")
+    );
+    assert!(
+        found[0]
+            .2
+            .contains("column 3 has no header but row 2 has a value"),
+        "{found:?}"
+    );
+
+    // A header of no column is only ignored, and said so rightly.
+    assert_eq!(uploaded[2].state, pb::FileState::Ready as i32);
+    let report = files::analyze(&mut client, &id).await?;
+    assert!(report.blocking, "{report:#?}");
+    let ignored = files::finding(&report, "unknown.csv", pb::FindingKind::UnknownColumn)
+        .context("the unknown header is a finding")?;
+    let sample = ignored.samples.first().context("a sample")?;
+    assert_eq!(sample.column, "Shoe size");
+    assert!(
+        sample.reason.contains("is not a column of Cases"),
+        "{sample:?}"
+    );
+    assert!(
+        files::finding(&report, "twice.csv", pb::FindingKind::UnknownColumn).is_none(),
+        "a repeated column is not called unknown: {report:#?}"
+    );
+
+    // A header the explicit mapping takes its column from is said to be so.
+    let displaced = "Ref,first name,deceased_last_name,case_number\nC1,Ann,Lee,x\n";
+    let (id, uploaded) = files::draft_with_files(
+        &mut client,
+        7,
+        pb::FailurePolicy::ImportValidRows,
+        &[NewFile::new("displaced.csv", "cases", displaced).map("Ref", "case_number")],
+    )
+    .await?;
+    assert_eq!(
+        uploaded[0].state,
+        pb::FileState::Ready as i32,
+        "{uploaded:?}"
+    );
+    let report = files::analyze(&mut client, &id).await?;
+    let ignored = files::finding(&report, "displaced.csv", pb::FindingKind::UnknownColumn)
+        .context("the displaced header is a finding")?;
+    let sample = ignored.samples.first().context("a sample")?;
+    assert_eq!(sample.column, "case_number");
+    assert!(
+        sample
+            .reason
+            .contains("names the column case_number of Cases, which the column mapping gives to another header"),
+        "{sample:?}"
+    );
     env.finish().await
 }

@@ -19,6 +19,7 @@ mod formats;
 mod gateway_uploads;
 mod grpc_web;
 mod history;
+mod hostile_files;
 mod import_flow;
 mod limits;
 mod many_workers;

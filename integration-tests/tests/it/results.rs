@@ -1420,3 +1420,82 @@ async fn concurrent_retries_run_the_failed_rows_once() -> anyhow::Result<()> {
 
     env.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formula_cells_are_neutralised_in_downloads_and_come_back_exactly() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options::default()).await?;
+    let mut client = env.client().await?;
+    // First names a spreadsheet would run, and one that starts with an
+    // apostrophe of its own; each row fails on its date.
+    let names = [
+        "\u{FF1D}SUM(A1:A2)",
+        "\u{FF20}cmd",
+        "@SUM(1)",
+        "+1-1",
+        "-2+3",
+        "'=kept as typed",
+        "O'Brien",
+    ];
+    let mut rows: Vec<Case> = (1..=names.len() + 1).map(case).collect();
+    for (row, name) in rows.iter_mut().zip(names) {
+        row[1] = name.to_string();
+        row[3] = "2024-13-01".into();
+    }
+    let (done, file) = import_cases(&mut client, "cases.csv", &rows).await?;
+    let id = done.id.clone();
+    assert_eq!(state(&done), pb::ImportState::CompletedWithErrors);
+
+    let failed = download_checked(&mut client, &id, &file.id, pb::ResultKind::FailedRows).await?;
+    let records = failed.records()?;
+    assert_eq!(records.len(), names.len() + 1, "{records:?}");
+    let shown: Vec<&str> = records[1..].iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "'\u{FF1D}SUM(A1:A2)",
+            "'\u{FF20}cmd",
+            "'@SUM(1)",
+            "'+1-1",
+            "'-2+3",
+            "''=kept as typed",
+            "O'Brien",
+        ]
+    );
+    for record in &records {
+        for cell in record {
+            assert!(
+                !cell.starts_with([
+                    '=', '+', '-', '@', '\t', '\r', '\n', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}',
+                    '\u{FF20}'
+                ]),
+                "{cell:?} would run as a formula"
+            );
+        }
+    }
+
+    // Fixed in the downloaded file and sent back as it is.
+    let mut fix = records.clone();
+    for record in fix.iter_mut().skip(1) {
+        record[4] = "2024-03-01".into();
+    }
+    let response = upload_corrections(&mut client, &id, &file.id, csv_bytes(&fix))
+        .await
+        .map_err(client::describe)?;
+    assert_eq!(response.rows_corrected, names.len() as i32);
+    retry(&mut client, &id).await.map_err(client::describe)?;
+    let done = finished(&mut client, &id).await?;
+    assert_eq!(state(&done), pb::ImportState::Completed, "{done:#?}");
+
+    // Stored exactly as the original file had them: only the apostrophes the
+    // service added came off.
+    let cases = stored(&env).await?;
+    for (row, name) in rows.iter().zip(names) {
+        assert_eq!(
+            cases.get(&row[0]).map(|c| c.0[1].as_str()),
+            Some(name),
+            "{}",
+            row[0]
+        );
+    }
+    env.finish().await
+}

@@ -201,9 +201,22 @@ impl Run<'_> {
         let mapping = load::file_mapping(def, file)?;
         let headers: Vec<String> = serde_json::from_value(file.headers.clone()).unwrap_or_default();
         let mut set = FindingSet::new(self.samples);
+        let explicit: Vec<(String, String)> =
+            serde_json::from_value(file.column_mapping.clone()).unwrap_or_default();
+        let repeated = def.repeated_columns(&headers, &explicit);
         for (header, column) in headers.iter().zip(&mapping) {
             if column.is_none() {
-                let reason = format!("is not a column of {} and is ignored", def.display_name);
+                let reason = match def.column_named(header) {
+                    // A blank header over values and a column named twice
+                    // are blocking findings of the scan already.
+                    _ if header.trim().is_empty() => continue,
+                    Some(c) if repeated.iter().any(|(r, _)| *r == c.name) => continue,
+                    Some(c) => format!(
+                        "names the column {} of {}, which the column mapping gives to another header; its values are ignored",
+                        c.name, def.display_name
+                    ),
+                    None => format!("is not a column of {} and is ignored", def.display_name),
+                };
                 set.add(
                     RowProblem {
                         row: 0,

@@ -4,8 +4,13 @@
 //! stored beside the original and scanned again.
 
 use passare_imports_domain::FileFormat;
-use passare_imports_domain::file::decode::{self, DecodeError, Encoding, Sniffed};
+use std::io::{BufReader, BufWriter, Read, Seek};
+
+use passare_imports_domain::file::decode::{
+    self, Bounded, DecodeError, Encoding, Sniffed, WorkbookLimits,
+};
 use passare_imports_domain::file::scan::{ScanOptions, ScanReport, scan};
+use tokio::io::AsyncReadExt;
 
 use super::FileUpload;
 use crate::app::App;
@@ -47,7 +52,6 @@ impl Conversion {
 pub(super) async fn read_as_text(
     app: &App,
     key: &str,
-    size: u64,
     head: &[u8],
     report: ScanReport,
     upload: &FileUpload,
@@ -77,41 +81,19 @@ pub(super) async fn read_as_text(
             data_key: None,
         });
     }
-    let original = app.files.read_range(key, 0, size).await?;
-    let (reading, def, chunk_rows) = (upload.reading.clone(), upload.def, app.config.chunk_rows);
-    let converted = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(original.len());
-        let sheet = match conversion {
-            Conversion::Workbook => Some(
-                decode::xlsx_to_csv(
-                    std::io::Cursor::new(&original[..]),
-                    reading.sheet.as_deref(),
-                    &mut out,
-                )?
-                .sheet,
-            ),
-            Conversion::Text(e) => {
-                decode::transcode(&original[..], e, &mut out)?;
-                None
-            }
-        };
-        let options = ScanOptions {
-            explicit: &reading.mapping,
-            delimiter: match conversion {
-                Conversion::Workbook => Some(b','),
-                Conversion::Text(_) => reading.delimiter,
-            },
-            chunk_rows,
-        };
-        let mut report = scan(&out[..], def, &options).map_err(DecodeError::from)?;
-        if matches!(conversion, Conversion::Workbook) {
-            report.format = FileFormat::Xlsx;
-        }
-        Ok::<_, DecodeError>((out, report, sheet))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("conversion task: {e}")))?;
-    let (out, report, sheet) = match converted {
+    let source = tokio_util::io::SyncIoBridge::new(app.files.open(key).await?);
+    let job = Job {
+        conversion,
+        reading: upload.reading.clone(),
+        def: upload.def,
+        chunk_rows: app.config.chunk_rows,
+        limits: app.config.workbook_limits(),
+        max_converted: app.config.max_converted_bytes,
+    };
+    let converted = tokio::task::spawn_blocking(move || job.run(source))
+        .await
+        .map_err(|e| ApiError::Internal(format!("conversion task: {e}")))?;
+    let (file, report, sheet) = match converted {
         Ok(done) => done,
         Err(e) => {
             return Ok(ReadFile {
@@ -123,13 +105,90 @@ pub(super) async fn read_as_text(
         }
     };
     let data_key = format!("{key}.utf8.csv");
-    let mut writer = app.files.create(&data_key).await?;
-    writer.write(&out).await?;
-    writer.commit().await?;
+    store_file(app, &data_key, file).await?;
     Ok(ReadFile {
         report,
         encoding: conversion.encoding(),
         sheet,
         data_key: Some(data_key),
     })
+}
+
+/// A conversion to run on a blocking thread.
+struct Job {
+    conversion: Conversion,
+    reading: super::ReadOptions,
+    def: &'static passare_imports_domain::catalog::ImportTypeDef,
+    chunk_rows: u64,
+    limits: WorkbookLimits,
+    max_converted: u64,
+}
+
+impl Job {
+    /// Converts the upload read from `source` into a temporary file, then
+    /// scans that file: memory stays bounded whatever the file's size (a
+    /// workbook is first copied to a temporary file, as its reader seeks).
+    fn run<R: Read>(
+        self,
+        mut source: R,
+    ) -> Result<(std::fs::File, ScanReport, Option<String>), DecodeError> {
+        let mut out = Bounded::new(BufWriter::new(tempfile::tempfile()?), self.max_converted);
+        let sheet = match self.conversion {
+            Conversion::Workbook => {
+                let mut original = tempfile::tempfile()?;
+                std::io::copy(&mut source, &mut original)?;
+                original.rewind()?;
+                let done = decode::xlsx_to_csv(
+                    BufReader::new(original),
+                    self.reading.sheet.as_deref(),
+                    &self.limits,
+                    &mut out,
+                );
+                Some(done.map_err(|e| out.error(e))?.sheet)
+            }
+            Conversion::Text(e) => {
+                decode::transcode(BufReader::new(source), e, &mut out).map_err(|e| out.error(e))?;
+                None
+            }
+        };
+        let mut file = out
+            .into_inner()
+            .into_inner()
+            .map_err(|e| DecodeError::Io(e.into_error()))?;
+        file.rewind()?;
+        let options = ScanOptions {
+            explicit: &self.reading.mapping,
+            delimiter: match self.conversion {
+                Conversion::Workbook => Some(b','),
+                Conversion::Text(_) => self.reading.delimiter,
+            },
+            chunk_rows: self.chunk_rows,
+        };
+        let mut report =
+            scan(BufReader::new(&mut file), self.def, &options).map_err(DecodeError::from)?;
+        if matches!(self.conversion, Conversion::Workbook) {
+            report.format = FileFormat::Xlsx;
+        }
+        file.rewind()?;
+        Ok((file, report, sheet))
+    }
+}
+
+/// Streams a temporary file into storage under `key`.
+async fn store_file(app: &App, key: &str, file: std::fs::File) -> Result<(), ApiError> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut writer = app.files.create(key).await?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the conversion back: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        writer.write(&buf[..n]).await?;
+    }
+    writer.commit().await?;
+    Ok(())
 }

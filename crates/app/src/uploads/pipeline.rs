@@ -88,14 +88,13 @@ where
             }],
         });
     }
-    let read =
-        match read_as_text(app, &stored.key, stored.size, &stored.head, report, &upload).await {
-            Ok(read) => read,
-            Err(e) => {
-                delete_quietly(app, &[Some(stored.key.clone())]).await;
-                return Err(e);
-            }
-        };
+    let read = match read_as_text(app, &stored.key, &stored.head, report, &upload).await {
+        Ok(read) => read,
+        Err(e) => {
+            delete_quietly(app, &[Some(stored.key.clone())]).await;
+            return Err(e);
+        }
+    };
     let keys = [Some(stored.key.clone()), read.data_key.clone()];
     let max_rows = app.config.max_rows_per_file;
     if read.report.row_count > max_rows {

@@ -386,12 +386,9 @@ impl ImportTypeDef {
         headers
             .iter()
             .map(|h| {
-                let wanted = normalize_header(h);
-                let found = self.columns.iter().find(|c| {
-                    normalize_header(c.name) == wanted
-                        || c.aliases.iter().any(|a| normalize_header(a) == wanted)
-                })?;
-                // A second header for the same column is ignored: the first wins.
+                let found = self.column_named(h)?;
+                // A second header for the same column is not read: the scan
+                // refuses such a file (see `repeated_columns`).
                 if taken.contains(&found.name) {
                     return None;
                 }
@@ -399,6 +396,70 @@ impl ImportTypeDef {
                 Some(found.name)
             })
             .collect()
+    }
+
+    /// Columns that more than one header names (by name, alias or the
+    /// explicit mapping), each with the positions (from 0) of those headers.
+    /// Reading such a file would keep one header's values and drop the
+    /// others', so the scan refuses it. An explicit mapping that takes a
+    /// column from a header matching it only by alias is the caller's choice
+    /// and not counted.
+    pub fn repeated_columns(
+        &self,
+        headers: &[String],
+        explicit: &[(String, String)],
+    ) -> Vec<(&'static str, Vec<usize>)> {
+        let forced = |h: &str| {
+            explicit
+                .iter()
+                .find(|(header, _)| normalize_header(header) == normalize_header(h))
+                .and_then(|(_, column)| {
+                    self.columns
+                        .iter()
+                        .find(|c| normalize_header(c.name) == normalize_header(column))
+                })
+                .map(|c| c.name)
+        };
+        let mut by_column: Vec<(&'static str, Vec<usize>, bool)> = Vec::new();
+        for (i, h) in headers.iter().enumerate() {
+            let (column, is_forced) = match forced(h) {
+                Some(c) => (c, true),
+                None => match self.column_named(h) {
+                    Some(c) => (c.name, false),
+                    None => continue,
+                },
+            };
+            match by_column.iter_mut().find(|(c, _, _)| *c == column) {
+                Some((_, at, any_forced)) => {
+                    at.push(i);
+                    *any_forced |= is_forced;
+                }
+                None => by_column.push((column, vec![i], is_forced)),
+            }
+        }
+        by_column
+            .into_iter()
+            .filter_map(|(column, at, any_forced)| {
+                let named: Vec<usize> = at
+                    .iter()
+                    .copied()
+                    .filter(|&i| !any_forced || forced(&headers[i]).is_some())
+                    .collect();
+                (named.len() > 1).then_some((column, named))
+            })
+            .collect()
+    }
+
+    /// The column a header names by the column's name or one of its aliases.
+    pub fn column_named(&self, header: &str) -> Option<&ColumnDef> {
+        let wanted = normalize_header(header);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.columns.iter().find(|c| {
+            normalize_header(c.name) == wanted
+                || c.aliases.iter().any(|a| normalize_header(a) == wanted)
+        })
     }
 
     /// Required columns that none of the mapped headers provides.

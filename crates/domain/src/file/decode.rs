@@ -11,16 +11,12 @@ use calamine::{DataRef, ExcelDateTime, Reader, SheetType, SheetVisible, Xlsx, Xl
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
+pub use super::workbook_limits::WorkbookLimits;
+
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const UTF16LE_BOM: &[u8] = b"\xFF\xFE";
 const UTF16BE_BOM: &[u8] = b"\xFE\xFF";
-
-/// Largest used range, in cells (rows × columns), that [`xlsx_to_csv`]
-/// converts. Every cell of the range costs at least one byte of CSV; a range
-/// this large almost always comes from a stray value far below or to the
-/// right of the data.
-pub const MAX_SHEET_CELLS: u64 = 200_000_000;
 
 /// How the stored bytes of a text file encode its characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,15 +152,43 @@ pub enum DecodeError {
     #[error("sheet \"{sheet}\" is empty; the workbook's sheets are {}", quoted(.sheets))]
     EmptySheet { sheet: String, sheets: Vec<String> },
     #[error(
-        "the data of sheet \"{sheet}\" spans {range} ({rows} rows by {columns} columns), more than the {MAX_SHEET_CELLS} cells the service converts; a value far below or to the right of the data (often a stray space) usually causes this: delete the rows and columns beyond the data and save again"
+        "the data of sheet \"{sheet}\" spans {range} ({rows} rows by {columns} columns), more than the {limit} cells the service converts (IMPORTS_XLSX_MAX_CELLS); a value far below or to the right of the data (often a stray space) usually causes this: delete the rows and columns beyond the data and save again"
     )]
     SheetTooLarge {
+        limit: u64,
         sheet: String,
         /// The range in A1 notation, e.g. `A1:XFD1048576`.
         range: String,
         rows: u64,
         columns: u64,
     },
+    #[error(
+        "the file is refused before it is read: {what}, beyond the limit of {limit} ({key}); save the data as CSV UTF-8, or split it into smaller workbooks"
+    )]
+    LimitExceeded {
+        /// What the file does, e.g. `the workbook declares uniqueCount="4000000000" shared strings`.
+        what: String,
+        limit: u64,
+        /// The configuration key that sets the limit.
+        key: &'static str,
+    },
+    #[error(
+        "the converted file would be larger than {limit} bytes (IMPORTS_MAX_CONVERTED_BYTES); split the file into smaller ones"
+    )]
+    ConvertedTooLarge { limit: u64 },
+}
+
+impl From<super::workbook_limits::CheckError> for DecodeError {
+    fn from(e: super::workbook_limits::CheckError) -> Self {
+        use super::workbook_limits::CheckError;
+        match e {
+            CheckError::Io(io) => DecodeError::Io(io),
+            CheckError::Malformed(reason) => DecodeError::Workbook(reason),
+            CheckError::Limit { what, limit, key } => {
+                DecodeError::LimitExceeded { what, limit, key }
+            }
+        }
+    }
 }
 
 fn quoted(names: &[String]) -> String {
@@ -197,6 +221,70 @@ pub fn transcode<R: Read, W: Write>(
     let written = io::copy(&mut decoder, &mut out)?;
     out.flush()?;
     Ok(written)
+}
+
+/// A writer that takes at most `limit` bytes: past it, writing fails and
+/// [`Bounded::exceeded`] tells why, so a conversion that would grow without
+/// end (a short string repeated in millions of cells) stops at the limit.
+pub struct Bounded<W> {
+    inner: W,
+    limit: u64,
+    written: u64,
+    exceeded: bool,
+}
+
+impl<W: Write> Bounded<W> {
+    pub fn new(inner: W, limit: u64) -> Self {
+        Self {
+            inner,
+            limit,
+            written: 0,
+            exceeded: false,
+        }
+    }
+
+    /// Whether a write went past the limit.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Bytes written.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
+    /// The error of a conversion into this writer: the limit when it was
+    /// reached, as it is otherwise.
+    pub fn error(&self, e: DecodeError) -> DecodeError {
+        if self.exceeded {
+            DecodeError::ConvertedTooLarge { limit: self.limit }
+        } else {
+            e
+        }
+    }
+}
+
+impl<W: Write> Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other(format!(
+                "the conversion is larger than {} bytes",
+                self.limit
+            )));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Outcome of converting one sheet of a workbook.
@@ -235,13 +323,20 @@ pub struct SheetConversion {
 ///
 /// The workbook's table of shared texts is held in memory; the sheet itself
 /// is read twice as a stream (once to find its data, once to write it), one
-/// row at a time. A sheet whose data spans more than [`MAX_SHEET_CELLS`] cells
+/// row at a time. A sheet whose data spans more than `limits.max_cells` cells
 /// is refused.
+///
+/// Before the workbook is read at all, it is checked against `limits`
+/// ([`check_workbook`](super::workbook_limits::check_workbook)): a workbook
+/// whose parts inflate or declare more than they allow is refused with
+/// [`DecodeError::LimitExceeded`], naming the limit.
 pub fn xlsx_to_csv<R: Read + Seek, W: Write>(
     input: R,
     sheet: Option<&str>,
+    limits: &WorkbookLimits,
     out: W,
 ) -> Result<SheetConversion, DecodeError> {
+    let input = super::workbook_limits::check_workbook(input, limits)?;
     let mut workbook: Xlsx<R> = Xlsx::new(input).map_err(workbook_error)?;
     let worksheets: Vec<(String, bool)> = workbook
         .sheets_metadata()
@@ -285,8 +380,9 @@ pub fn xlsx_to_csv<R: Read + Seek, W: Write>(
     };
     let rows = u64::from(used.last_row - used.first_row) + 1;
     let columns = u64::from(used.last_col - used.first_col) + 1;
-    if rows.saturating_mul(columns) > MAX_SHEET_CELLS {
+    if rows.saturating_mul(columns) > limits.max_cells {
         return Err(DecodeError::SheetTooLarge {
+            limit: limits.max_cells,
             sheet: name,
             range: format!(
                 "{}{}:{}{}",
@@ -827,7 +923,12 @@ mod tests {
 
     fn convert(xlsx: &[u8], sheet: Option<&str>) -> Result<(SheetConversion, String), DecodeError> {
         let mut out = Vec::new();
-        let done = xlsx_to_csv(Cursor::new(xlsx), sheet, &mut out)?;
+        let done = xlsx_to_csv(
+            Cursor::new(xlsx),
+            sheet,
+            &WorkbookLimits::default(),
+            &mut out,
+        )?;
         assert_eq!(done.bytes, out.len() as u64);
         Ok((done, String::from_utf8_lossy(&out).into_owned()))
     }
@@ -916,10 +1017,13 @@ mod tests {
         sheet.write_string(1_048_575, 16_383, "x")?;
         let xlsx = workbook.save_to_buffer()?;
         let err = convert(&xlsx, None).err();
+        // Refused from the sheet's declared dimension, before any cell is read.
         assert!(
-            matches!(&err, Some(DecodeError::SheetTooLarge { range, rows: 1_048_576, columns: 16_384, .. }) if range == "A1:XFD1048576"),
+            matches!(&err, Some(DecodeError::LimitExceeded { what, key: "IMPORTS_XLSX_MAX_CELLS", limit: 200_000_000 }) if what.contains("A1:XFD1048576 (17179869184 cells")),
             "{err:?}"
         );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("stray value"), "{message}");
         Ok(())
     }
 
@@ -954,7 +1058,12 @@ mod tests {
         sheet.write_string(2, 1, "Ann\nMarie")?;
         sheet.write_string(2, 2, "Lee")?;
         let mut csv = Vec::new();
-        xlsx_to_csv(Cursor::new(workbook.save_to_buffer()?), None, &mut csv)?;
+        xlsx_to_csv(
+            Cursor::new(workbook.save_to_buffer()?),
+            None,
+            &WorkbookLimits::default(),
+            &mut csv,
+        )?;
         let report = scan(&csv[..], &CASES, &OPTIONS)?;
         assert!(report.is_valid(), "{:?}", report.problems);
         assert_eq!(report.row_count, 2);

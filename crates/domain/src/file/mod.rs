@@ -4,3 +4,4 @@
 
 pub mod decode;
 pub mod scan;
+pub mod workbook_limits;

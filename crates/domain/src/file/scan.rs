@@ -207,6 +207,21 @@ fn map_header(def: &ImportTypeDef, explicit: &[(String, String)], report: &mut S
             kind: FindingKind::MissingColumn,
         });
     }
+    for (column, at) in def.repeated_columns(&report.headers, explicit) {
+        let named: Vec<String> = at.iter().map(|&i| header_at(&report.headers, i)).collect();
+        let reason = format!(
+            "{} all name the column {column} of {}; only one header may name a column, or the values under the others would be lost: rename or remove all but one",
+            named.join(" and "),
+            def.display_name
+        );
+        report.problem(RowProblem {
+            row: 0,
+            column: column.to_string(),
+            value: String::new(),
+            reason,
+            kind: FindingKind::Structure,
+        });
+    }
     for missing in def.missing_required(&mapped) {
         let reason = format!(
             "required column {missing} is missing from the header ({})",
@@ -222,6 +237,14 @@ fn map_header(def: &ImportTypeDef, explicit: &[(String, String)], report: &mut S
     }
 }
 
+/// A header as findings name it: its position (from 1) and its text.
+fn header_at(headers: &[String], i: usize) -> String {
+    match headers.get(i).map(String::as_str) {
+        Some(h) if !h.is_empty() => format!("column {} ({h:?})", i + 1),
+        _ => format!("column {} (no header)", i + 1),
+    }
+}
+
 /// Reads the data records: counts rows, cuts chunks on record boundaries,
 /// and locates ragged rows and bytes that are not UTF-8.
 fn scan_rows<R: Read>(
@@ -233,6 +256,10 @@ fn scan_rows<R: Read>(
     let mut record = ByteRecord::new();
     let mut row: u64 = 0;
     let mut current: Option<ChunkRange> = None;
+    // Columns without a header whose values were not seen yet.
+    let mut unnamed: Vec<usize> = (0..report.headers.len())
+        .filter(|&i| report.headers[i].is_empty())
+        .collect();
     loop {
         match records.next(&mut record)? {
             Next::Record => {}
@@ -266,6 +293,7 @@ fn scan_rows<R: Read>(
         if !is_blank(&record) {
             report.row_count += 1;
             check_row(&record, row, width, report);
+            check_unnamed(&record, row, &mut unnamed, report);
         }
     }
     if let Some(mut last) = current {
@@ -273,6 +301,31 @@ fn scan_rows<R: Read>(
         report.chunks.push(last);
     }
     Ok(())
+}
+
+/// A value under a column without a header would be dropped: the first
+/// such value of each column is a problem naming the column and the row.
+fn check_unnamed(record: &ByteRecord, row: u64, unnamed: &mut Vec<usize>, report: &mut ScanReport) {
+    unnamed.retain(|&i| {
+        let Some(field) = record.get(i) else {
+            return true;
+        };
+        let value = String::from_utf8_lossy(field);
+        if value.trim().is_empty() {
+            return true;
+        }
+        report.problem(RowProblem {
+            row,
+            column: header_at(&report.headers, i),
+            value: excerpt(&value),
+            reason: format!(
+                "column {} has no header but row {row} has a value in it, which would be lost: give the column a header, or delete its values",
+                i + 1
+            ),
+            kind: FindingKind::Structure,
+        });
+        false
+    });
 }
 
 /// Structural problems of one data record: a field count other than the
@@ -576,5 +629,92 @@ mod tests {
         let r = run(b"PK\x03\x04rest", 10);
         assert_eq!(r.format, FileFormat::Xlsx);
         assert!(!r.is_valid());
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused_naming_both_headers() {
+        let r = run(
+            b"case_number,first name,deceased_last_name,Case #\nC1,Ann,Lee,C9\n",
+            10,
+        );
+        assert!(!r.is_valid());
+        assert_eq!(r.problem_count, 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(p.column, "case_number");
+        assert!(
+            p.reason
+                .contains("column 1 (\"case_number\") and column 4 (\"Case #\")"),
+            "{}",
+            p.reason
+        );
+        assert!(!p.reason.contains("not a column"), "{}", p.reason);
+        // Once only, the file is read as before.
+        assert!(
+            run(
+                b"case_number,first name,deceased_last_name\nC1,Ann,Lee\n",
+                10
+            )
+            .is_valid()
+        );
+    }
+
+    #[test]
+    fn an_explicit_mapping_counts_as_naming_its_column() {
+        let explicit = [("Ref".to_string(), "case_number".to_string())];
+        let options = ScanOptions {
+            explicit: &explicit,
+            delimiter: None,
+            chunk_rows: 10,
+        };
+        let text = b"Ref,first name,deceased_last_name\nC1,Ann,Lee\n";
+        assert!(scan(&text[..], &CASES, &options).unwrap().is_valid());
+        // The mapping taking case_number from a header matching it by alias is the caller's choice.
+        let text = b"Ref,first name,deceased_last_name,case_number\nC1,Ann,Lee,x\n";
+        assert!(scan(&text[..], &CASES, &options).unwrap().is_valid());
+        let both = [
+            ("Ref".to_string(), "case_number".to_string()),
+            ("Other".to_string(), "case_number".to_string()),
+        ];
+        let options = ScanOptions {
+            explicit: &both,
+            ..options
+        };
+        let text = b"Ref,first name,deceased_last_name,Other\nC1,Ann,Lee,x\n";
+        let r = scan(&text[..], &CASES, &options).unwrap();
+        assert!(
+            r.problems[0].reason.contains("column 4 (\"Other\")"),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn a_blank_header_over_values_is_refused_with_its_first_row() {
+        let r = run(
+            b"case_number,,first name,deceased_last_name,\nC1,,Ann,Lee,\nC2,x,Bo,Ng,\nC3,y,Cy,Ox,\n",
+            10,
+        );
+        assert_eq!(r.problem_count, 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(
+            (p.row, p.column.as_str(), p.value.as_str()),
+            (2, "column 2 (no header)", "x")
+        );
+        assert!(p.reason.contains("column 2 has no header"), "{}", p.reason);
+        // A blank header over a column without values (a trailing delimiter) is fine.
+        assert!(
+            run(
+                b"case_number,first name,deceased_last_name,\nC1,Ann,Lee,\n",
+                10
+            )
+            .is_valid()
+        );
+        assert!(
+            run(
+                b"case_number,first name,deceased_last_name,\nC1,Ann,Lee, \n",
+                10
+            )
+            .is_valid()
+        );
     }
 }
