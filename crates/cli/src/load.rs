@@ -233,14 +233,21 @@ impl Load {
     }
 }
 
-/// Counts a refusal (RESOURCE_EXHAUSTED) or another error, then waits a little.
+/// Counts a refusal (RESOURCE_EXHAUSTED) or another error, then waits as
+/// the status's RetryInfo asks (a well-behaved client), else 50 ms.
 async fn refused(status: &tonic::Status, refusals: &AtomicU64, counts: &Counts) {
+    use tonic_types::StatusExt;
     if status.code() == Code::ResourceExhausted {
         refusals.fetch_add(1, Ordering::Relaxed);
     } else {
         counts.other_errors.fetch_add(1, Ordering::Relaxed);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let wait = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .unwrap_or(Duration::from_millis(50));
+    tokio::time::sleep(wait).await;
 }
 
 async fn watcher(mut c: Client, stop: Arc<AtomicBool>, counts: Arc<Counts>, id: String) {

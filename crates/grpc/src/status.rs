@@ -9,6 +9,9 @@ use passare_imports_app::error::{ApiError, ERROR_DOMAIN};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// How long a caller refused for a cap is asked to wait (RetryInfo).
+pub const QUOTA_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The status code of each kind of error.
 fn code(e: &ApiError) -> Code {
     match e {
@@ -80,6 +83,9 @@ pub fn status(e: ApiError) -> Status {
             message,
         } => {
             details.add_quota_failure_violation(subject.clone(), format!("{key}: {message}"));
+            // A slot frees when a stream ends: ask clients to wait a moment
+            // rather than retry at once.
+            details.set_retry_info(Some(QUOTA_RETRY));
         }
         ApiError::WatchEnded(_) => {
             // Nothing is wrong: watch again at once.

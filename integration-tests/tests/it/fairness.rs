@@ -133,6 +133,14 @@ async fn watch_streams_are_capped_per_user_and_per_process() -> anyhow::Result<(
         )),
         "{over:?}"
     );
+    assert_eq!(
+        over.as_ref().and_then(|s| s
+            .get_error_details()
+            .retry_info()
+            .and_then(|r| r.retry_delay)),
+        Some(Duration::from_secs(1)),
+        "the refusal asks the client to wait a moment"
+    );
     assert!(
         over.is_some_and(|s| s.message().contains("IMPORTS_MAX_WATCHES_PER_USER")),
         "the message names the cap"
