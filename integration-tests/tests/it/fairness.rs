@@ -379,3 +379,66 @@ async fn a_list_imports_page_is_capped() -> anyhow::Result<()> {
     assert!(rest.next_page_token.is_empty());
     env.finish().await
 }
+
+/// Scans (sequential and index) PostgreSQL counted on each of `tables`.
+async fn scans(env: &TestEnv, tables: &[&str]) -> anyhow::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for table in tables {
+        let n: Option<i64> = passare_imports_store::sqlx::query_scalar(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = $1",
+        )
+        .bind(*table)
+        .fetch_optional(env.db.pool())
+        .await?;
+        out.push(n.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_imports_page_reads_its_children_in_batches() -> anyhow::Result<()> {
+    let (env, mut admin, _) = with_draft(caps).await?;
+    for _ in 1..30 {
+        files::create_draft(&mut admin, ORG, pb::FailurePolicy::ImportValidRows).await?;
+    }
+    // Per-import reads would scan these once per import of the page.
+    let tables = ["import_events", "organizations", "chunk_failures"];
+    // PostgreSQL publishes a backend's counts when it has been idle a
+    // moment (at most about 10 s): wait until they no longer move.
+    let settled = || async {
+        let mut last = scans(&env, &tables).await?;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = scans(&env, &tables).await?;
+            if now == last {
+                return Ok::<_, anyhow::Error>(now);
+            }
+            last = now;
+        }
+        Ok(last)
+    };
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = settled().await?;
+    let page = admin
+        .list_imports(pb::ListImportsRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(page.imports.len(), 30);
+    assert!(page.imports.iter().all(|i| !i.timeline.is_empty()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut after = scans(&env, &tables).await?;
+    while after == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = scans(&env, &tables).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = scans(&env, &tables).await?;
+    let delta: Vec<i64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("scans of {tables:?} for one page of 30 imports: {delta:?}");
+    assert!(delta[0] >= 1, "the page read the timelines: {delta:?}");
+    assert!(
+        delta.iter().all(|d| *d <= 2),
+        "one statement per table for the whole page, not one per import: {delta:?}"
+    );
+    env.finish().await
+}
