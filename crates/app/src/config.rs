@@ -188,7 +188,7 @@ impl Default for Config {
             max_concurrent_watches: 1_000,
             max_watches_per_user: 16,
             max_concurrent_downloads: 64,
-            max_downloads_per_user: 4,
+            max_downloads_per_user: 2,
             stream_stall_secs: 60,
             call_timeout_secs: 120,
             grpc_max_concurrent_streams: 200,
@@ -437,5 +437,28 @@ mod tests {
             ..with("")
         };
         assert!(verify_only.validate().is_ok());
+    }
+
+    #[test]
+    fn the_fairness_bounds_must_be_set() {
+        let secret = "x".repeat(32);
+        let base = || Config {
+            jwt_secret: secret.clone(),
+            ..Config::default()
+        };
+        assert!(base().validate().is_ok());
+        let refused: [fn(&mut Config); 6] = [
+            |c| c.max_watches_per_user = 0,
+            |c| c.max_concurrent_downloads = 0,
+            |c| c.database_read_connections = 0,
+            |c| c.stream_stall_secs = 0,
+            |c| c.watch_max_secs = 0,
+            |c| c.grpc_max_concurrent_streams = 1,
+        ];
+        for (i, change) in refused.iter().enumerate() {
+            let mut c = base();
+            change(&mut c);
+            assert!(c.validate().is_err(), "change {i} is refused");
+        }
     }
 }
