@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, header};
 use passare_imports_app::App;
+use passare_imports_grpc::server::Http2Settings;
 use passare_imports_grpc::{layers, routes, until};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -70,6 +71,7 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, ?origins, "grpc-web gateway listening");
     Server::builder()
         .accept_http1(true)
+        .http2_settings(&app.config)
         .layer(layers())
         .layer(cors(&origins))
         .add_routes(routes)

@@ -1,6 +1,6 @@
 //! What the use cases share in one server process: configuration, the
 //! database, file storage, the broker publisher, change notifications, token
-//! validation and the upload limits of this process.
+//! validation and the caps on long calls of this process.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::events::EventHub;
 use crate::identity::Auth;
-use crate::limits::UploadLimits;
+use crate::limits::Limits;
 
 #[derive(Clone)]
 pub struct App {
@@ -22,14 +22,20 @@ pub struct App {
     pub publisher: Arc<Publisher>,
     pub events: EventHub,
     pub auth: Arc<Auth>,
-    pub uploads: UploadLimits,
+    pub limits: Limits,
 }
 
 impl App {
     /// Connects to PostgreSQL and opens storage; the broker is reached on
     /// first publish. Background tasks stop with `shutdown`.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+        let db = Db::connect(&config.database_url, config.database_max_connections)
+            .await?
+            .with_read_pool(
+                &config.database_url,
+                config.database_read_connections,
+                std::time::Duration::from_millis(config.read_statement_timeout_ms),
+            )?;
         let files = LocalFileStore::new(&config.storage_dir).await?;
         let publisher = Publisher::new(
             config.queue(),
@@ -37,7 +43,7 @@ impl App {
         );
         let events = EventHub::start(db.clone(), shutdown);
         let auth = Auth::from_config(&config)?;
-        let uploads = UploadLimits::new(&config);
+        let limits = Limits::new(&config);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -45,7 +51,7 @@ impl App {
             publisher: Arc::new(publisher),
             events,
             auth: Arc::new(auth),
-            uploads,
+            limits,
         })
     }
 }

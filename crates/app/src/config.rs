@@ -21,8 +21,14 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub struct Config {
     /// PostgreSQL connection URL.
     pub database_url: String,
-    /// Connections per process in the PostgreSQL pool.
+    /// Connections per process in the PostgreSQL pool (writes, workers, short reads).
     pub database_max_connections: u32,
+    /// Connections per process in the separate pool of long reads and
+    /// streams (watch streams, downloads, lists), so writes and workers never
+    /// wait behind readers.
+    pub database_read_connections: u32,
+    /// Longest one statement of the read pool may run, milliseconds.
+    pub read_statement_timeout_ms: u64,
     /// RabbitMQ connection URL.
     pub amqp_url: String,
     /// Prefix of every queue name.
@@ -121,6 +127,29 @@ pub struct Config {
     pub reflection: bool,
     /// Interval at which watch streams re-read an import even without a notification.
     pub watch_poll_ms: u64,
+    /// Longest a watch stream stays open; then it ends with UNAVAILABLE
+    /// (`WATCH_ENDED`) and the client watches again.
+    pub watch_max_secs: u64,
+    /// Watch streams one server process serves at once.
+    pub max_concurrent_watches: usize,
+    /// Watch streams one user may hold open at once (per server process).
+    pub max_watches_per_user: usize,
+    /// Result downloads one server process streams at once.
+    pub max_concurrent_downloads: usize,
+    /// Result downloads one user may run at once (per server process).
+    pub max_downloads_per_user: usize,
+    /// A download or watch stream whose client reads nothing for this long
+    /// is cut (DEADLINE_EXCEEDED, `STREAM_STALLED`) and its resources freed.
+    pub stream_stall_secs: u64,
+    /// Longest a unary call may run on the server before it ends with
+    /// DEADLINE_EXCEEDED (`CALL_TIMEOUT`); streams have their own bounds.
+    pub call_timeout_secs: u64,
+    /// HTTP/2 streams (calls) one client connection may have open at once.
+    pub grpc_max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keepalive pings to clients.
+    pub grpc_keepalive_interval_secs: u64,
+    /// A client that does not answer a keepalive ping within this long is disconnected.
+    pub grpc_keepalive_timeout_secs: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// Log filter (tracing `EnvFilter` syntax).
@@ -132,6 +161,8 @@ impl Default for Config {
         Self {
             database_url: "postgres://postgres@127.0.0.1:5432/passare_imports".into(),
             database_max_connections: 10,
+            database_read_connections: 4,
+            read_statement_timeout_ms: 15_000,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             queue_prefix: "passare.imports".into(),
             queue_delivery_limit: 10,
@@ -176,6 +207,16 @@ impl Default for Config {
             analysis_samples: 20,
             reflection: true,
             watch_poll_ms: 1_000,
+            watch_max_secs: 3_600,
+            max_concurrent_watches: 1_000,
+            max_watches_per_user: 16,
+            max_concurrent_downloads: 64,
+            max_downloads_per_user: 2,
+            stream_stall_secs: 60,
+            call_timeout_secs: 120,
+            grpc_max_concurrent_streams: 200,
+            grpc_keepalive_interval_secs: 30,
+            grpc_keepalive_timeout_secs: 10,
             log_format: "text".into(),
             log: "info".into(),
         }
@@ -315,6 +356,7 @@ impl Config {
                 "IMPORTS_ORPHAN_MIN_AGE_SECS must be at least 600: stored bytes younger than that may still be getting their record",
             );
         }
+        self.validate_fairness()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -323,6 +365,46 @@ impl Config {
         }
         if self.queue_prefix.is_empty() || self.queue_prefix.contains(char::is_whitespace) {
             return bad("IMPORTS_QUEUE_PREFIX must be a non-empty name without spaces");
+        }
+        Ok(())
+    }
+
+    /// The caps that keep one caller from starving the others.
+    fn validate_fairness(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.database_read_connections == 0 {
+            return bad("IMPORTS_DATABASE_READ_CONNECTIONS must be at least 1");
+        }
+        if self.read_statement_timeout_ms < 100 {
+            return bad("IMPORTS_READ_STATEMENT_TIMEOUT_MS must be at least 100");
+        }
+        if [
+            self.max_concurrent_watches,
+            self.max_watches_per_user,
+            self.max_concurrent_downloads,
+            self.max_downloads_per_user,
+        ]
+        .contains(&0)
+        {
+            return bad(
+                "IMPORTS_MAX_CONCURRENT_WATCHES, IMPORTS_MAX_WATCHES_PER_USER, IMPORTS_MAX_CONCURRENT_DOWNLOADS and IMPORTS_MAX_DOWNLOADS_PER_USER must be at least 1",
+            );
+        }
+        if [
+            self.watch_max_secs,
+            self.stream_stall_secs,
+            self.call_timeout_secs,
+            self.grpc_keepalive_interval_secs,
+            self.grpc_keepalive_timeout_secs,
+        ]
+        .contains(&0)
+        {
+            return bad(
+                "IMPORTS_WATCH_MAX_SECS, IMPORTS_STREAM_STALL_SECS, IMPORTS_CALL_TIMEOUT_SECS and the IMPORTS_GRPC_KEEPALIVE_* keys must be at least 1",
+            );
+        }
+        if self.grpc_max_concurrent_streams < 4 {
+            return bad("IMPORTS_GRPC_MAX_CONCURRENT_STREAMS must be at least 4");
         }
         Ok(())
     }
@@ -411,5 +493,28 @@ mod tests {
             ..with("")
         };
         assert!(verify_only.validate().is_ok());
+    }
+
+    #[test]
+    fn the_fairness_bounds_must_be_set() {
+        let secret = "x".repeat(32);
+        let base = || Config {
+            jwt_secret: secret.clone(),
+            ..Config::default()
+        };
+        assert!(base().validate().is_ok());
+        let refused: [fn(&mut Config); 6] = [
+            |c| c.max_watches_per_user = 0,
+            |c| c.max_concurrent_downloads = 0,
+            |c| c.database_read_connections = 0,
+            |c| c.stream_stall_secs = 0,
+            |c| c.watch_max_secs = 0,
+            |c| c.grpc_max_concurrent_streams = 1,
+        ];
+        for (i, change) in refused.iter().enumerate() {
+            let mut c = base();
+            change(&mut c);
+            assert!(c.validate().is_err(), "change {i} is refused");
+        }
     }
 }

@@ -61,8 +61,26 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A cap on concurrent calls (uploads, watch streams, downloads) is
+    /// reached: `key` is the configuration key of the cap, `subject` who
+    /// hit it (`users/<id>` or `server`).
+    #[error("{message}")]
+    Quota {
+        key: &'static str,
+        subject: String,
+        message: String,
+    },
+    /// A watch stream reached its longest duration; the client watches again.
     #[error("{0}")]
-    DeadlineExceeded(String),
+    WatchEnded(String),
+    /// A bound on time was passed: an idle upload (`UPLOAD_IDLE`), a unary
+    /// call over its deadline (`CALL_TIMEOUT`), a stream whose client
+    /// stopped reading (`STREAM_STALLED`).
+    #[error("{message}")]
+    DeadlineExceeded {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// A concurrent change; the call may be retried as it is.
@@ -119,12 +137,13 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument { reason, .. }
             | ApiError::FailedPrecondition { reason, .. }
-            | ApiError::AlreadyExists { reason, .. } => reason,
+            | ApiError::AlreadyExists { reason, .. }
+            | ApiError::DeadlineExceeded { reason, .. } => reason,
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::PermissionDenied(_) => "NOT_SUPER_ADMIN",
-            ApiError::ResourceExhausted(_) => "LIMIT_REACHED",
-            ApiError::DeadlineExceeded(_) => "UPLOAD_IDLE",
+            ApiError::ResourceExhausted(_) | ApiError::Quota { .. } => "LIMIT_REACHED",
+            ApiError::WatchEnded(_) => "WATCH_ENDED",
             ApiError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
             ApiError::Aborted(_) => "CONCURRENT_CHANGE",
             ApiError::Internal(_) => "INTERNAL",

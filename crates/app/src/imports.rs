@@ -135,15 +135,8 @@ pub async fn list(
 ) -> Result<Vec<ImportView>, ApiError> {
     let rows = records::list(conn, filter, cursor, limit).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut files = files::of_imports(conn, &ids).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for import in rows {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            files.into_iter().partition(|f| f.import_id == import.id);
-        files = rest;
-        out.push(views::view_of(conn, import, mine).await?);
-    }
-    Ok(out)
+    let files = files::of_imports(conn, &ids).await?;
+    Ok(views::views_of(conn, rows, files).await?)
 }
 
 /// Stops an import after the chunk in hand; an all-or-nothing import is

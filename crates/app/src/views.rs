@@ -4,6 +4,8 @@
 //! caller, who sees another organization's import exactly like one that
 //! does not exist.
 
+use std::collections::HashMap;
+
 use passare_imports_domain::RowProblem;
 use passare_imports_domain::analysis::AnalysisReport;
 use passare_imports_store::entities::{
@@ -111,6 +113,76 @@ pub async fn view_of(
     import: imports::Model,
     files: Vec<import_files::Model>,
 ) -> Result<ImportView, StoreError> {
+    let timeline = timeline::of_import(conn, import.id).await?;
+    let organization_name = organizations::find(conn, import.organization_id)
+        .await?
+        .map(|o| o.name)
+        .unwrap_or_default();
+    let chunk_failure_count = failures::count_for_import(conn, import.id).await?;
+    let around = Around {
+        timeline,
+        organization_name,
+        chunk_failure_count,
+    };
+    view_with(conn, import, files, around).await
+}
+
+/// The views of a page of imports: timelines, organization names and
+/// failure counts of the whole page in one statement each; per import only
+/// what few imports have (row errors of files with failed rows, the queue
+/// place and pause of a queued or running import, the latest failures of
+/// one that has some).
+pub async fn views_of(
+    conn: &mut PgConnection,
+    imports: Vec<imports::Model>,
+    mut files: Vec<import_files::Model>,
+) -> Result<Vec<ImportView>, StoreError> {
+    let ids: Vec<Uuid> = imports.iter().map(|i| i.id).collect();
+    let mut orgs: Vec<i64> = imports.iter().map(|i| i.organization_id).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let mut timelines = timeline::of_imports(conn, &ids).await?;
+    let names: HashMap<i64, String> = organizations::find_many(conn, &orgs)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let counts = failures::count_for_imports(conn, &ids).await?;
+    let mut out = Vec::with_capacity(imports.len());
+    for import in imports {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|f| f.import_id == import.id);
+        files = rest;
+        let (timeline, others): (Vec<_>, Vec<_>) = timelines
+            .into_iter()
+            .partition(|e| e.import_id == import.id);
+        timelines = others;
+        let around = Around {
+            timeline,
+            organization_name: names
+                .get(&import.organization_id)
+                .cloned()
+                .unwrap_or_default(),
+            chunk_failure_count: counts.get(&import.id).copied().unwrap_or(0),
+        };
+        out.push(view_with(conn, import, mine, around).await?);
+    }
+    Ok(out)
+}
+
+/// What a view shows that a page of views reads in one go.
+struct Around {
+    timeline: Vec<import_events::Model>,
+    organization_name: String,
+    chunk_failure_count: u64,
+}
+
+async fn view_with(
+    conn: &mut PgConnection,
+    import: imports::Model,
+    files: Vec<import_files::Model>,
+    around: Around,
+) -> Result<ImportView, StoreError> {
     let files = file_views(conn, files).await?;
     let queue_position = import_records::queue_position(conn, &import).await?;
     let pause = if matches!(import.state, ImportState::Queued | ImportState::Running) {
@@ -118,8 +190,7 @@ pub async fn view_of(
     } else {
         None
     };
-    let chunk_failure_count = failures::count_for_import(conn, import.id).await?;
-    let chunk_failures = if chunk_failure_count > 0 {
+    let chunk_failures = if around.chunk_failure_count > 0 {
         let filter = failures::Filter {
             import_id: Some(import.id),
             organization_id: None,
@@ -128,20 +199,15 @@ pub async fn view_of(
     } else {
         Vec::new()
     };
-    let timeline = timeline::of_import(conn, import.id).await?;
-    let organization_name = organizations::find(conn, import.organization_id)
-        .await?
-        .map(|o| o.name)
-        .unwrap_or_default();
     Ok(ImportView {
         import,
         files,
         queue_position,
         pause,
         chunk_failures,
-        chunk_failure_count,
-        timeline,
-        organization_name,
+        chunk_failure_count: around.chunk_failure_count,
+        timeline: around.timeline,
+        organization_name: around.organization_name,
     })
 }
 

@@ -183,8 +183,8 @@ fn generate(args: &BenchArgs) -> anyhow::Result<PathBuf> {
 
 /// A server and a worker of the benchmark, as child processes on a fresh
 /// database; stopped when dropped.
-struct Services {
-    port: u16,
+pub(crate) struct Services {
+    pub(crate) port: u16,
     gateway_port: u16,
     secret: String,
     server_pid: u32,
@@ -194,6 +194,12 @@ struct Services {
 
 impl Services {
     async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
+        Self::start_with(args, &[]).await
+    }
+
+    /// The services, with organization 1042 and `orgs` set up as demo
+    /// organizations.
+    pub(crate) async fn start_with(args: &BenchArgs, orgs: &[i64]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let port = free_port()?;
         let gateway_port = free_port()?;
@@ -227,6 +233,19 @@ impl Services {
                 bail!("{sub} failed: {}", String::from_utf8_lossy(&out.stderr));
             }
         }
+        for org in orgs {
+            let out = command("demo-org")
+                .args([
+                    "--id",
+                    &org.to_string(),
+                    "--name",
+                    &format!("Organization {org}"),
+                ])
+                .output()?;
+            if !out.status.success() {
+                bail!("demo-org failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
         let server = command("serve").stdout(Stdio::null()).spawn()?;
         let worker = command("work").stdout(Stdio::null()).spawn()?;
         let gateway = command("gateway").stdout(Stdio::null()).spawn()?;
@@ -242,11 +261,22 @@ impl Services {
 
     /// A super admin's token for this run's services.
     fn token(&self) -> anyhow::Result<String> {
+        self.token_of("bench", true, None)
+    }
+
+    /// A token of user `sub`: a super admin, or a plain user of `org`.
+    pub(crate) fn token_of(
+        &self,
+        sub: &str,
+        super_admin: bool,
+        org: Option<i64>,
+    ) -> anyhow::Result<String> {
         let claims = passare_imports_app::identity::Claims {
-            sub: "bench".into(),
-            name: "Benchmark".into(),
-            email: "bench@passare.com".into(),
-            super_admin: true,
+            sub: sub.into(),
+            name: format!("User {sub}"),
+            email: format!("{sub}@passare.com"),
+            super_admin,
+            org,
             exp: chrono::Utc::now().timestamp() as u64 + 3600,
             iat: 0,
             ..Default::default()
@@ -259,8 +289,13 @@ impl Services {
     }
 
     /// A super admin's client, once the server answers.
-    async fn client(&self) -> anyhow::Result<client::Client> {
-        let token = self.token()?;
+    pub(crate) async fn client(&self) -> anyhow::Result<client::Client> {
+        self.client_with(&self.token()?).await
+    }
+
+    /// A client sending `token`, once the server answers.
+    pub(crate) async fn client_with(&self, token: &str) -> anyhow::Result<client::Client> {
+        let token = token.to_string();
         let url = format!("http://127.0.0.1:{}", self.port);
         for _ in 0..100 {
             if let Ok(c) = client::connect(&url, &token).await {
@@ -282,9 +317,18 @@ struct Figures {
 
 /// A draft import of the demo organization; returns its id.
 async fn draft(api: &mut client::Client, note: &str) -> anyhow::Result<String> {
+    draft_of(api, 1042, note).await
+}
+
+/// A draft import of organization `org`; returns its id.
+pub(crate) async fn draft_of(
+    api: &mut client::Client,
+    org: i64,
+    note: &str,
+) -> anyhow::Result<String> {
     Ok(api
         .create_import(pb::CreateImportRequest {
-            organization_id: "1042".into(),
+            organization_id: org.to_string(),
             failure_policy: pb::FailurePolicy::ImportValidRows as i32,
             note: note.into(),
             request_id: String::new(),

@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod client;
 pub mod generate;
+pub mod load;
 pub mod ops;
 pub mod web_client;

@@ -2,7 +2,7 @@
 //! its operations (migrate, demo-org, token, stop, pause, resume, pauses,
 //! failures) and developer tools (generate, import with progress bars, bench).
 
-use passare_imports_cli::{bench, client, generate, ops};
+use passare_imports_cli::{bench, client, generate, load, ops};
 
 use std::path::PathBuf;
 
@@ -79,6 +79,9 @@ enum Command {
     Import(client::ImportArgs),
     /// Benchmark an end-to-end import against PostgreSQL's own COPY.
     Bench(bench::BenchArgs),
+    /// Fairness under load: an import's duration and a super admin's
+    /// GetImport p99, idle and while a plain user floods watches and downloads.
+    Load(load::LoadArgs),
     /// Stop, pause and resume imports; list pauses and chunk failures.
     #[command(flatten)]
     Op(ops::Op),
@@ -127,25 +130,31 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// Runs a client command, which needs no server configuration; hands any
+/// other command back.
+async fn client_command(command: Command) -> anyhow::Result<Option<Command>> {
+    match command {
+        Command::Generate { rows, seed, out } => generate::write_cases(&out, rows, seed)?,
+        Command::Catalog => print!("{}", passare_imports_domain::catalog::markdown()),
+        Command::Import(args) => client::run(args).await?,
+        Command::Bench(args) => bench::run(args).await?,
+        Command::Load(args) => load::run(args).await?,
+        Command::Op(op) => ops::run(op).await?,
+        other => return Ok(Some(other)),
+    }
+    Ok(None)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Client commands need no server configuration.
-    match cli.command {
-        Command::Generate { rows, seed, out } => return generate::write_cases(&out, rows, seed),
-        Command::Catalog => {
-            print!("{}", passare_imports_domain::catalog::markdown());
-            return Ok(());
-        }
-        Command::Import(args) => return client::run(args).await,
-        Command::Bench(args) => return bench::run(args).await,
-        Command::Op(op) => return ops::run(op).await,
-        _ => {}
-    }
+    let Some(command) = client_command(cli.command).await? else {
+        return Ok(());
+    };
     let config = Config::load()?;
     init_logging(&config);
     tracing::debug!(?config, "configuration");
-    match cli.command {
+    match command {
         Command::Migrate => {
             passare_imports_store::migrate(&config.database_url).await?;
             println!("migrations applied");
@@ -209,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Catalog
         | Command::Import(_)
         | Command::Bench(_)
+        | Command::Load(_)
         | Command::Op(_) => {}
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod feed;
 pub mod handlers;
 pub mod paging;
 pub mod server;
@@ -33,9 +34,30 @@ impl ImportApi {
     }
 }
 
+/// A unary call's handler, cut after `IMPORTS_CALL_TIMEOUT_SECS` with
+/// DEADLINE_EXCEEDED (`CALL_TIMEOUT`); dropping it releases its connection
+/// and rolls back its transaction. Streams have their own bounds.
+async fn within_deadline<T>(
+    app: &App,
+    handler: impl std::future::Future<Output = Result<T, passare_imports_app::ApiError>>,
+) -> Result<T, passare_imports_app::ApiError> {
+    let limit = std::time::Duration::from_secs(app.config.call_timeout_secs);
+    tokio::time::timeout(limit, handler)
+        .await
+        .unwrap_or_else(|_| {
+            Err(passare_imports_app::ApiError::DeadlineExceeded {
+                reason: "CALL_TIMEOUT",
+                message: format!(
+                    "the call took longer than the server allows, {}s (IMPORTS_CALL_TIMEOUT_SECS)",
+                    limit.as_secs()
+                ),
+            })
+        })
+}
+
 /// The ImportService trait. Each unary RPC names who may call it (an
 /// [`Access`] level) and its handler; the call is authorized before the
-/// handler sees the message, and the handler's error becomes a status
+/// handler sees the message, runs within the server's deadline, and the handler's error becomes a status
 /// through the one table.
 macro_rules! import_service {
     ($($rpc:ident($req:ident) -> $resp:ident = $access:ident $handler:path;)* $(; $($extra:item)*)?) => {
@@ -44,7 +66,7 @@ macro_rules! import_service {
             $(
                 async fn $rpc(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
                     let call = Call::authorize(&request, Access::$access).map_err(status::status)?;
-                    $handler(&self.app, call, request.into_inner())
+                    within_deadline(&self.app, $handler(&self.app, call, request.into_inner()))
                         .await
                         .map(Response::new)
                         .map_err(status::status)

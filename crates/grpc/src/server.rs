@@ -16,6 +16,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use passare_imports_app::App;
+use passare_imports_app::config::Config;
+use std::time::Duration;
 
 use crate::ImportApi;
 use crate::auth;
@@ -25,6 +27,25 @@ pub const UPLOAD_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Largest gRPC message accepted (upload chunks are at most 4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// HTTP/2 bounds of a server: concurrent streams per connection and
+/// keepalive pings, so one connection cannot hold every call slot and dead
+/// clients are found.
+pub trait Http2Settings {
+    fn http2_settings(self, config: &Config) -> Self;
+}
+
+impl<L> Http2Settings for Server<L> {
+    fn http2_settings(self, config: &Config) -> Self {
+        self.max_concurrent_streams(config.grpc_max_concurrent_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(
+                config.grpc_keepalive_interval_secs,
+            )))
+            .http2_keepalive_timeout(Some(Duration::from_secs(
+                config.grpc_keepalive_timeout_secs,
+            )))
+    }
+}
 
 /// ImportService (authenticated), health and — when configured — reflection.
 pub async fn routes(app: &App) -> anyhow::Result<(Routes, HealthReporter)> {
@@ -103,6 +124,7 @@ pub async fn serve(
         // make every upload wait on acknowledgements.
         .initial_stream_window_size(UPLOAD_WINDOW_BYTES)
         .initial_connection_window_size(2 * UPLOAD_WINDOW_BYTES)
+        .http2_settings(&app.config)
         .layer(layers())
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), until(shutdown, health))

@@ -9,6 +9,9 @@ use passare_imports_app::error::{ApiError, ERROR_DOMAIN};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// How long a caller refused for a cap is asked to wait (RetryInfo).
+pub const QUOTA_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The status code of each kind of error.
 fn code(e: &ApiError) -> Code {
     match e {
@@ -18,8 +21,9 @@ fn code(e: &ApiError) -> Code {
         ApiError::AlreadyExists { .. } => Code::AlreadyExists,
         ApiError::Unauthenticated(_) => Code::Unauthenticated,
         ApiError::PermissionDenied(_) => Code::PermissionDenied,
-        ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
-        ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        ApiError::ResourceExhausted(_) | ApiError::Quota { .. } => Code::ResourceExhausted,
+        ApiError::WatchEnded(_) => Code::Unavailable,
+        ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         ApiError::Unavailable(_) => Code::Unavailable,
         ApiError::Aborted(_) => Code::Aborted,
         ApiError::Internal(_) => Code::Internal,
@@ -37,6 +41,12 @@ pub fn status(e: ApiError) -> Status {
         }
         ApiError::FailedPrecondition { info, .. } => {
             metadata.extend(info.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        }
+        ApiError::Quota { key, .. } => {
+            metadata.insert("limit".to_string(), key.to_string());
+        }
+        ApiError::WatchEnded(_) => {
+            metadata.insert("limit".to_string(), "IMPORTS_WATCH_MAX_SECS".to_string());
         }
         _ => {}
     }
@@ -66,6 +76,20 @@ pub fn status(e: ApiError) -> Status {
         }
         ApiError::Unavailable(_) => {
             details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+        }
+        ApiError::Quota {
+            key,
+            subject,
+            message,
+        } => {
+            details.add_quota_failure_violation(subject.clone(), format!("{key}: {message}"));
+            // A slot frees when a stream ends: ask clients to wait a moment
+            // rather than retry at once.
+            details.set_retry_info(Some(QUOTA_RETRY));
+        }
+        ApiError::WatchEnded(_) => {
+            // Nothing is wrong: watch again at once.
+            details.set_retry_info(Some(std::time::Duration::ZERO));
         }
         _ => {}
     }

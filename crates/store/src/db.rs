@@ -111,11 +111,14 @@ pub fn transient_sqlstate(code: &str) -> bool {
         )
 }
 
-/// The database of one process: a pool of sqlx connections. Every query of
-/// the store runs on one of its connections (see `exec`).
+/// The database of one process: a pool of sqlx connections for writes,
+/// workers and short reads, and (in a server) a separate small pool for long
+/// reads and streams whose statements are time-limited. Every query of the
+/// store runs on a connection of one of them (see `exec`).
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    reads: PgPool,
 }
 
 impl Db {
@@ -125,11 +128,53 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            reads: pool.clone(),
+            pool,
+        })
+    }
+
+    /// The same database with long reads on a pool of their own:
+    /// `connections` at most, opened when first needed, each statement
+    /// cancelled after `statement_timeout` (SQLSTATE 57014, a transient
+    /// `timeout`).
+    pub fn with_read_pool(
+        self,
+        url: &str,
+        connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("passare-imports reads")
+            .options([(
+                "statement_timeout",
+                format!("{}ms", statement_timeout.as_millis()),
+            )]);
+        let reads = PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool: self.pool,
+            reads,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool of long reads and streams (the main pool unless
+    /// [`Db::with_read_pool`] set one).
+    pub fn reads(&self) -> &PgPool {
+        &self.reads
+    }
+
+    /// A connection of the read pool, for a long read or one page of a stream.
+    pub async fn read_conn(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        Ok(self.reads.acquire().await?)
     }
 
     /// A connection of the pool, for statements outside a transaction.
@@ -143,6 +188,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

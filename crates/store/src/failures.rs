@@ -123,6 +123,24 @@ pub async fn list(
 }
 
 /// How many attempts of an import failed.
+/// How many failed chunk attempts each of `import_ids` has (imports with
+/// none are absent), in one statement.
+pub async fn count_for_imports(
+    conn: &mut PgConnection,
+    import_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, u64>, StoreError> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT import_id, count(*) FROM chunk_failures WHERE import_id = ANY($1) GROUP BY import_id",
+    )
+    .bind(import_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, n)| (id, n.max(0) as u64))
+        .collect())
+}
+
 pub async fn count_for_import(conn: &mut PgConnection, import_id: Uuid) -> Result<u64, StoreError> {
     exec::count(
         conn,

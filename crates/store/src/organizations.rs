@@ -19,6 +19,18 @@ pub async fn find(
     exec::one(conn, organizations::Entity::find_by_id(id)).await
 }
 
+/// The organizations of `ids` that exist, in one statement.
+pub async fn find_many(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> Result<Vec<organizations::Model>, StoreError> {
+    exec::all(
+        conn,
+        organizations::Entity::find().filter(organizations::Column::Id.is_in(ids.iter().copied())),
+    )
+    .await
+}
+
 /// Organizations whose name contains `query` (any case) or whose id it is,
 /// by name then id, after `cursor` (lower-case name, id); only `only` when
 /// given (a user who sees their own organization alone).

@@ -3,7 +3,6 @@
 //! tables are shaped by the catalog, so their SQL is built from it (table and
 //! column names from the compiled catalog, values bound).
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use passare_imports_domain::catalog::ImportTypeDef;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -62,6 +61,20 @@ pub async fn source(
     }))
 }
 
+/// Rows of a WRITTEN_ROWS download read per statement.
+const WRITTEN_ROWS_PAGE: u64 = 1_000;
+
+fn written_row(row: &sqlx::postgres::PgRow) -> Result<WrittenRow, StoreError> {
+    Ok(WrittenRow {
+        row: row
+            .try_get::<Option<i64>, _>("source_row")?
+            .unwrap_or_default(),
+        created: row.try_get("created")?,
+        key: row.try_get("key")?,
+        values: row.try_get("vals")?,
+    })
+}
+
 /// One row a file wrote, as the record stands.
 #[derive(Debug, Clone)]
 pub struct WrittenRow {
@@ -92,35 +105,46 @@ pub fn written_rows(
     };
     let sql = format!(
         "SELECT source_row, created_at = updated_at AS created, ARRAY[{keys}] AS key, ARRAY[{values}] AS vals
-           FROM {table} WHERE organization_id = $1 AND source_file_id = $2
-          ORDER BY source_row",
+           FROM {table} WHERE organization_id = $1 AND source_file_id = $2 AND source_row > $3
+          ORDER BY source_row LIMIT {WRITTEN_ROWS_PAGE}",
         keys = text(def.key_columns),
         values = text(&columns),
         table = def.target_table,
     );
-    let pool = db.pool().clone();
-    // The query runs in a task of its own and hands rows over a bounded
-    // channel, so memory stays flat whatever the file wrote and the stream
-    // does not borrow the pool.
+    let pool = db.reads().clone();
+    // Pages of rows are read in a task of their own, each on a connection
+    // taken and given back before its rows are handed over a bounded
+    // channel: memory stays flat whatever the file wrote, and a client that
+    // stops reading holds no connection of the pool.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<WrittenRow, StoreError>>(256);
     tokio::spawn(async move {
-        let mut rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(organization_id)
-            .bind(file_id)
-            .fetch(&pool);
-        while let Some(row) = rows.next().await {
-            let item = row.map_err(StoreError::from).and_then(|row| {
-                Ok(WrittenRow {
-                    row: row
-                        .try_get::<Option<i64>, _>("source_row")?
-                        .unwrap_or_default(),
-                    created: row.try_get("created")?,
-                    key: row.try_get("key")?,
-                    values: row.try_get("vals")?,
-                })
-            });
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+        let mut after = i64::MIN;
+        loop {
+            let page = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(organization_id)
+                .bind(file_id)
+                .bind(after)
+                .fetch_all(&pool)
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let full = page.len() as u64 == WRITTEN_ROWS_PAGE;
+            for row in page {
+                let item = written_row(&row);
+                if let Ok(r) = &item {
+                    after = r.row;
+                }
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+            if !full {
                 return;
             }
         }

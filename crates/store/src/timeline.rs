@@ -71,6 +71,21 @@ pub async fn of_import(
     exec::all_by(conn, Column::ImportId.eq(import_id), Column::Id).await
 }
 
+/// The timelines of many imports in one statement (a page of ListImports),
+/// each oldest first.
+pub async fn of_imports(
+    conn: &mut PgConnection,
+    import_ids: &[Uuid],
+) -> exec::Records<import_events::Model> {
+    use import_events::Column;
+    exec::all_by(
+        conn,
+        Column::ImportId.is_in(import_ids.iter().copied()),
+        Column::Id,
+    )
+    .await
+}
+
 /// Tells every watcher, on every replica, that an import changed — when the
 /// transaction commits.
 pub async fn notify(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {

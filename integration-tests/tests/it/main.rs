@@ -14,6 +14,7 @@ mod browser;
 mod control;
 mod crash;
 mod discovery;
+mod fairness;
 mod faults;
 mod formats;
 mod gateway_uploads;

@@ -98,10 +98,20 @@ pub fn failed_rows_csv(
                 .chain(std::iter::once("error")),
         )
         .await?;
-        let mut conn = app.db.conn().await?;
-        let edits = results::edits_of(&mut conn, f.file.id).await?;
-        for chunk_id in results::chunks_with_open_errors(&mut conn, f.file.id).await? {
-            for r in failed_rows_of_chunk(&app, &mut conn, &f, &edits, chunk_id).await? {
+        // Each read takes a connection of the read pool and gives it back
+        // before its rows go to the client, who may be slow to read them.
+        let (edits, chunk_ids) = {
+            let mut conn = app.db.read_conn().await?;
+            let edits = results::edits_of(&mut conn, f.file.id).await?;
+            let chunks = results::chunks_with_open_errors(&mut conn, f.file.id).await?;
+            (edits, chunks)
+        };
+        for chunk_id in chunk_ids {
+            let rows = {
+                let mut conn = app.db.read_conn().await?;
+                failed_rows_of_chunk(&app, &mut conn, &f, &edits, chunk_id).await?
+            };
+            for r in rows {
                 let cells = r.cells.iter().zip(&masked).map(|(cell, masked)| {
                     if *masked {
                         passare_imports_domain::mask(cell)

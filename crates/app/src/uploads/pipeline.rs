@@ -56,7 +56,7 @@ struct Stored {
 }
 
 /// Stores, scans and attaches one file. The caller holds the upload's
-/// [`UploadGuard`](super::UploadGuard) while this runs.
+/// [`Slot`](crate::limits::Slot) while this runs.
 pub async fn ingest<S>(
     app: &App,
     who: &Caller,

@@ -307,7 +307,7 @@ pub async fn complete(
     }
     // The upload limits are taken before the upload is marked completing:
     // a refusal (RESOURCE_EXHAUSTED) leaves it active, to be completed again.
-    let _running = app.uploads.start(who)?;
+    let _running = app.limits.uploads.start(who)?;
     let (now, moved) = records::transition(
         &mut conn,
         id,
@@ -410,7 +410,10 @@ async fn finish_completion(
                 .ok_or_else(|| ApiError::not_found("upload", upload.id))?;
             Ok((view, now))
         }
-        Err(e @ (ApiError::Unavailable(_) | ApiError::ResourceExhausted(_))) => {
+        Err(
+            e
+            @ (ApiError::Unavailable(_) | ApiError::ResourceExhausted(_) | ApiError::Quota { .. }),
+        ) => {
             records::transition(
                 conn,
                 upload.id,

@@ -56,7 +56,7 @@ pub async fn upload_file(
 ) -> Result<Response<pb::UploadFileResponse>, ApiError> {
     let who = authorize(&request, Access::Manage)?;
     let call_id = request_id(&request);
-    let _running = app.uploads.start(&who)?;
+    let _running = app.limits.uploads.start(&who)?;
     let idle = Duration::from_secs(app.config.upload_idle_secs);
     let mut stream = request.into_inner();
     let header = match next_message(&mut stream, idle).await? {
@@ -85,10 +85,13 @@ async fn next_message(
     idle: Duration,
 ) -> Result<Option<pb::UploadFileRequest>, ApiError> {
     match tokio::time::timeout(idle, stream.message()).await {
-        Err(_) => Err(ApiError::DeadlineExceeded(format!(
-            "the upload sent nothing for {}s (IMPORTS_UPLOAD_IDLE_SECS); start it again",
-            idle.as_secs()
-        ))),
+        Err(_) => Err(ApiError::DeadlineExceeded {
+            reason: "UPLOAD_IDLE",
+            message: format!(
+                "the upload sent nothing for {}s (IMPORTS_UPLOAD_IDLE_SECS); start it again",
+                idle.as_secs()
+            ),
+        }),
         Ok(Err(status)) => Err(ApiError::invalid(
             "chunk",
             format!("the upload stream broke: {}", status.message()),

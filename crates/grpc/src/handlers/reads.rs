@@ -1,24 +1,22 @@
 //! Reading imports and the catalog: GetImport, ListImports, WatchImport
 //! (server streaming), ListImportTypes and GetImportTemplate.
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
 use passare_imports_app::identity::Caller;
+use passare_imports_app::limits::Slot;
 use passare_imports_app::{Access, ApiError, App, history, imports, views};
 use passare_imports_domain::catalog::{self, CATALOG};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::Timestamp;
 use passare_imports_store::imports::ImportFilter;
 use passare_imports_store::states::ImportState;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 use uuid::Uuid;
 
 use crate::auth::{Call, authorize};
 use crate::convert;
+use crate::feed::{Feed, Messages, feed};
 use crate::paging;
 use crate::status::status;
 
@@ -34,15 +32,19 @@ pub async fn get_import(
     })
 }
 
+/// Most imports in one ListImports page: each carries its files, first row
+/// errors and timeline, and the page must stay well under the message size.
+pub const MAX_IMPORTS_PAGE: u64 = 100;
+
 pub async fn list_imports(
     app: &App,
     call: Call,
     req: pb::ListImportsRequest,
 ) -> Result<pb::ListImportsResponse, ApiError> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = app.db.read_conn().await?;
     let asked = convert::optional_org(&req.organization_id)?;
     let org = history::visible_org(&mut conn, &call.who, asked).await?;
-    let page_size = paging::page_size(req.page_size, 50, 500)?;
+    let page_size = paging::page_size(req.page_size, 50, MAX_IMPORTS_PAGE)?;
     let cursor: Option<(Timestamp, Uuid)> = paging::decode("imports", &req.page_token)?;
     let filter = import_filter(&req, org)?;
     if !call.who.is_staff() && org.is_none() {
@@ -97,43 +99,48 @@ fn import_filter(req: &pb::ListImportsRequest, org: Option<i64>) -> Result<Impor
     })
 }
 
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchImportResponse, Status>> + Send>>;
+pub type WatchStream = Messages<pb::WatchImportResponse>;
 
 pub async fn watch_import(
     app: &App,
     request: Request<pb::WatchImportRequest>,
 ) -> Result<Response<WatchStream>, ApiError> {
     let who = authorize(&request, Access::Read)?;
+    let slot = app.limits.watches.start(&who)?;
     let id = convert::uuid("import_id", &request.get_ref().import_id)?;
     // Subscribe before the snapshot so no change falls between the two.
     let changes = app.events.subscribe();
-    let first = views::visible(&mut *app.db.conn().await?, &who, id).await?;
+    let first = views::visible(&mut *app.db.read_conn().await?, &who, id).await?;
     let first = convert::shown(&who, &first);
-    let (tx, rx) = mpsc::channel(16);
+    let stall = Duration::from_secs(app.config.stream_stall_secs);
+    let (out, stream) = feed(16, stall);
     let watch = Watch {
         app: app.clone(),
         who,
         id,
-        tx,
+        out,
+        _slot: slot,
     };
     tokio::spawn(watch.run(first, changes));
-    Ok(Response::new(
-        Box::pin(ReceiverStream::new(rx)) as WatchStream
-    ))
+    Ok(Response::new(stream))
 }
 
 /// One watch stream: re-reads the import on every change notification (and
-/// on a timer), and sends an event when what the caller sees changed.
+/// on a timer), and sends an event when what the caller sees changed. It
+/// ends when the import does, when the client leaves or stops reading, or
+/// after `IMPORTS_WATCH_MAX_SECS` (UNAVAILABLE, `WATCH_ENDED`: watch again).
 struct Watch {
     app: App,
     who: Caller,
     id: Uuid,
-    tx: mpsc::Sender<Result<pb::WatchImportResponse, Status>>,
+    out: Feed<pb::WatchImportResponse>,
+    /// Counted against the caller while the stream is open.
+    _slot: Slot,
 }
 
 impl Watch {
     async fn run(
-        self,
+        mut self,
         mut last: pb::Import,
         mut changes: tokio::sync::broadcast::Receiver<passare_imports_app::events::ImportChanged>,
     ) {
@@ -141,14 +148,25 @@ impl Watch {
             kind: pb::WatchEventKind::Snapshot as i32,
             import: Some(last.clone()),
         };
-        if self.tx.send(Ok(snapshot)).await.is_err() || terminal(&last) {
+        if !self.out.send(Ok(snapshot)).await || terminal(&last) {
             return;
         }
         let poll = Duration::from_millis(self.app.config.watch_poll_ms.max(50));
+        let max = Duration::from_secs(self.app.config.watch_max_secs);
+        let ends = tokio::time::sleep(max);
+        tokio::pin!(ends);
         let mut tick = tokio::time::interval(poll);
         loop {
             tokio::select! {
-                _ = self.tx.closed() => return,
+                _ = self.out.closed() => return,
+                _ = &mut ends => {
+                    let ended = ApiError::WatchEnded(format!(
+                        "the watch stream reached its longest duration, {}s (IMPORTS_WATCH_MAX_SECS); watch again",
+                        max.as_secs()
+                    ));
+                    self.out.send(Err(status(ended))).await;
+                    return;
+                }
                 _ = tick.tick() => {}
                 changed = changes.recv() => match changed {
                     Ok(Some(other)) if other != self.id => continue,
@@ -160,7 +178,7 @@ impl Watch {
                 Ok(Some(now)) => now,
                 Ok(None) => continue,
                 Err(e) => {
-                    let _ = self.tx.send(Err(status(e))).await;
+                    self.out.send(Err(status(e))).await;
                     return;
                 }
             };
@@ -174,7 +192,7 @@ impl Watch {
                 kind: kind as i32,
                 import: Some(now),
             };
-            if self.tx.send(Ok(event)).await.is_err() || done {
+            if !self.out.send(Ok(event)).await || done {
                 return;
             }
         }
@@ -183,7 +201,7 @@ impl Watch {
     /// The import now; `None` when the database could not be read this
     /// time (the next tick tries again).
     async fn read(&self) -> Result<Option<pb::Import>, ApiError> {
-        let mut conn = match self.app.db.conn().await {
+        let mut conn = match self.app.db.read_conn().await {
             Ok(conn) => conn,
             Err(e) if e.is_transient() => return Ok(None),
             Err(e) => return Err(e.into()),

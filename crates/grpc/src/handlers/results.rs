@@ -1,18 +1,16 @@
 //! Row-level results: ListRowErrors, DownloadResults (server streaming),
 //! UpdateRows, UploadCorrections, RetryFailedRows and GetRecordSource.
 
-use std::pin::Pin;
+use std::time::Duration;
 
-use futures::Stream;
 use passare_imports_app::results::{self, ResultKind};
 use passare_imports_app::{Access, ApiError, App, history};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::results::RowErrorCursor;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use crate::auth::{Call, authorize};
+use crate::feed::{Messages, feed};
 use crate::status::status;
 use crate::{convert, paging};
 
@@ -43,14 +41,14 @@ pub async fn list_row_errors(
     })
 }
 
-pub type DownloadStream =
-    Pin<Box<dyn Stream<Item = Result<pb::DownloadResultsResponse, Status>> + Send>>;
+pub type DownloadStream = Messages<pb::DownloadResultsResponse>;
 
 pub async fn download_results(
     app: &App,
     request: Request<pb::DownloadResultsRequest>,
 ) -> Result<Response<DownloadStream>, ApiError> {
     let who = authorize(&request, Access::Read)?;
+    let slot = app.limits.downloads.start(&who)?;
     let req = request.into_inner();
     let id = convert::uuid("import_id", &req.import_id)?;
     let file_id = convert::uuid("file_id", &req.file_id)?;
@@ -65,8 +63,11 @@ pub async fn download_results(
         }
     };
     let (name, mut bytes) = results::download(app, &who, id, file_id, kind).await?;
-    let (tx, rx) = mpsc::channel(4);
+    let stall = Duration::from_secs(app.config.stream_stall_secs);
+    let (mut out, stream) = feed(4, stall);
     tokio::spawn(async move {
+        // Counted against the caller until the download ends or is cut.
+        let _slot = slot;
         let mut first = Some((name, "text/csv; charset=utf-8".to_string()));
         while let Some(piece) = bytes.recv().await {
             let message = piece.map(|chunk| {
@@ -78,14 +79,12 @@ pub async fn download_results(
                 }
             });
             let failed = message.is_err();
-            if tx.send(message.map_err(status)).await.is_err() || failed {
+            if !out.send(message.map_err(status)).await || failed {
                 return;
             }
         }
     });
-    Ok(Response::new(
-        Box::pin(ReceiverStream::new(rx)) as DownloadStream
-    ))
+    Ok(Response::new(stream))
 }
 
 pub async fn update_rows(
