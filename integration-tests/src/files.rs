@@ -148,8 +148,15 @@ pub async fn draft_with_files(
     Ok((id, uploaded))
 }
 
-/// Runs AnalyzeImport and returns the report.
+/// Runs AnalyzeImport and waits until a worker has stored the report.
 pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb::AnalysisReport> {
+    request_analysis(client, import_id).await?;
+    wait_analysis(client, import_id).await
+}
+
+/// Runs AnalyzeImport, which queues the analysis and returns the import at
+/// once.
+pub async fn request_analysis(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Import> {
     client
         .analyze_import(pb::AnalyzeImportRequest {
             import_id: import_id.into(),
@@ -157,8 +164,33 @@ pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb:
         .await
         .map_err(client::describe)?
         .into_inner()
-        .report
-        .context("AnalyzeImport returned no report")
+        .import
+        .context("AnalyzeImport returned no import")
+}
+
+/// Waits (up to two minutes) until the import's analysis job is done, and
+/// returns its report; an error when the job failed.
+pub async fn wait_analysis(
+    client: &mut Client,
+    import_id: &str,
+) -> anyhow::Result<pb::AnalysisReport> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let import = crate::calls::get(client, import_id).await?;
+        let job = import.analysis_job.clone().unwrap_or_default();
+        match pb::AnalysisJobState::try_from(job.state) {
+            Ok(pb::AnalysisJobState::Done) => {
+                return import.analysis.context("analysis done without a report");
+            }
+            Ok(pb::AnalysisJobState::Failed) => anyhow::bail!("the analysis failed: {}", job.error),
+            _ => {}
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "the analysis of {import_id} did not finish in 2 minutes (is a worker running?): {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The analysis of the file named `file_name`.

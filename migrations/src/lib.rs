@@ -34,6 +34,10 @@ impl MigratorTrait for Migrator {
                 name: "m0006_rollback_in_batches",
                 up: include_str!("../sql/0006_rollback_in_batches.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0007_analysis_jobs",
+                up: include_str!("../sql/0007_analysis_jobs.sql"),
+            }),
         ]
     }
 }

@@ -101,6 +101,13 @@ pub struct Config {
     pub orphan_min_age_secs: u64,
     /// Sample rows kept per finding of an analysis report.
     pub analysis_samples: usize,
+    /// Keys an analysis keeps in memory to find keys repeated across the
+    /// chunks and files of an import; beyond them keys go to a scratch table
+    /// of the analysis's PostgreSQL connection (0: all of them).
+    pub analysis_memory_keys: usize,
+    /// How long a worker holds an analysis job without checking a chunk
+    /// before another worker may take it over (the first one died).
+    pub analysis_lease_secs: u64,
     /// Serve gRPC server reflection.
     pub reflection: bool,
     /// Interval at which watch streams re-read an import even without a notification.
@@ -151,6 +158,8 @@ impl Default for Config {
             retention_sweep_secs: 3_600,
             orphan_min_age_secs: 86_400,
             analysis_samples: 20,
+            analysis_memory_keys: 1_000_000,
+            analysis_lease_secs: 60,
             reflection: true,
             watch_poll_ms: 1_000,
             log_format: "text".into(),
@@ -253,6 +262,14 @@ impl Config {
         }
         if !(100..=1_000_000).contains(&self.rollback_batch_rows) {
             return bad("IMPORTS_ROLLBACK_BATCH_ROWS must be between 100 and 1000000");
+        }
+        if self.analysis_memory_keys > 100_000_000 {
+            return bad(
+                "IMPORTS_ANALYSIS_MEMORY_KEYS must be at most 100000000 (about 4 GB of keys; larger imports spill to PostgreSQL)",
+            );
+        }
+        if !(2..=3_600).contains(&self.analysis_lease_secs) {
+            return bad("IMPORTS_ANALYSIS_LEASE_SECS must be between 2 and 3600");
         }
         if self.upload_expire_secs == 0 {
             return bad("IMPORTS_UPLOAD_EXPIRE_SECS must be at least 1");

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::analysis::fingerprint;
 use crate::error::ApiError;
 use crate::identity::Caller;
+use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 
 /// Row errors shown with each file in `Import` messages.
 pub const PROBLEMS_SHOWN: u64 = 20;
@@ -41,6 +42,8 @@ pub struct ImportView {
     /// Every step of the import, oldest first.
     pub timeline: Vec<import_events::Model>,
     pub organization_name: String,
+    /// The latest analysis asked for, while it waits, runs and after.
+    pub analysis_job: Option<AnalysisJob>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,9 +82,11 @@ pub async fn visible(
     who: &Caller,
     id: Uuid,
 ) -> Result<ImportView, ApiError> {
+    // The job before the import: a job read as done comes with its report.
+    let job = analysis_jobs::of_import(conn, id).await?;
     let import = visible_record(conn, who, id).await?;
     let files = files::of_import(conn, id).await?;
-    Ok(view_of(conn, import, files).await?)
+    Ok(view_of(conn, import, files, job).await?)
 }
 
 /// The import's record alone, as `who` may see it (see [`visible`]).
@@ -98,11 +103,13 @@ pub async fn visible_record(
 
 /// An import's view, whoever asks (the service's own reads).
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<ImportView>, StoreError> {
+    // The job before the import: a job read as done comes with its report.
+    let job = analysis_jobs::of_import(conn, id).await?;
     let Some(import) = import_records::find(conn, id).await? else {
         return Ok(None);
     };
     let files = files::of_import(conn, id).await?;
-    Ok(Some(view_of(conn, import, files).await?))
+    Ok(Some(view_of(conn, import, files, job).await?))
 }
 
 /// Everything an import's message shows, around its stored row and files.
@@ -110,6 +117,7 @@ pub async fn view_of(
     conn: &mut PgConnection,
     import: imports::Model,
     files: Vec<import_files::Model>,
+    analysis_job: Option<AnalysisJob>,
 ) -> Result<ImportView, StoreError> {
     let files = file_views(conn, files).await?;
     let queue_position = import_records::queue_position(conn, &import).await?;
@@ -134,6 +142,7 @@ pub async fn view_of(
         .map(|o| o.name)
         .unwrap_or_default();
     Ok(ImportView {
+        analysis_job,
         import,
         files,
         queue_position,

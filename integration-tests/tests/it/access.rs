@@ -547,16 +547,19 @@ async fn call(
             }
         }
         Rpc::AnalyzeImport => {
-            let report = c
+            let import = c
                 .analyze_import(pb::AnalyzeImportRequest {
                     import_id: draft.clone(),
                 })
                 .await?
                 .into_inner()
-                .report
+                .import
                 .unwrap_or_default();
-            if report.blocking {
-                wrong.push("the report blocks".into());
+            let job = import.analysis_job.unwrap_or_default();
+            if job.state == pb::AnalysisJobState::Unspecified as i32
+                || job.state == pb::AnalysisJobState::Failed as i32
+            {
+                wrong.push(format!("the analysis was not queued: {job:?}"));
             }
         }
         Rpc::StartImport => {

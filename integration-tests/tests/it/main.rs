@@ -9,6 +9,7 @@
 
 mod access;
 mod analysis;
+mod analysis_budget;
 mod broker_restart;
 mod browser;
 mod control;
