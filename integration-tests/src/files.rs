@@ -150,8 +150,7 @@ pub async fn draft_with_files(
 
 /// Runs AnalyzeImport and waits until a worker has stored the report.
 pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb::AnalysisReport> {
-    request_analysis(client, import_id).await?;
-    wait_analysis(client, import_id).await
+    client::analyze(client, import_id).await
 }
 
 /// Runs AnalyzeImport, which queues the analysis and returns the import at
@@ -168,29 +167,13 @@ pub async fn request_analysis(client: &mut Client, import_id: &str) -> anyhow::R
         .context("AnalyzeImport returned no import")
 }
 
-/// Waits (up to two minutes) until the import's analysis job is done, and
-/// returns its report; an error when the job failed.
+/// Waits until the import's analysis job is done, and returns its report;
+/// an error when the job failed.
 pub async fn wait_analysis(
     client: &mut Client,
     import_id: &str,
 ) -> anyhow::Result<pb::AnalysisReport> {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let import = crate::calls::get(client, import_id).await?;
-        let job = import.analysis_job.clone().unwrap_or_default();
-        match pb::AnalysisJobState::try_from(job.state) {
-            Ok(pb::AnalysisJobState::Done) => {
-                return import.analysis.context("analysis done without a report");
-            }
-            Ok(pb::AnalysisJobState::Failed) => anyhow::bail!("the analysis failed: {}", job.error),
-            _ => {}
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < until,
-            "the analysis of {import_id} did not finish in 2 minutes (is a worker running?): {job:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    client::wait_for_analysis(client, import_id).await
 }
 
 /// The analysis of the file named `file_name`.
