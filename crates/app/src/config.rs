@@ -373,4 +373,21 @@ mod tests {
         };
         assert!(verify_only.validate().is_ok());
     }
+
+    #[test]
+    fn analysis_budget_and_lease_are_bounded() {
+        let with = |keys: usize, lease: u64| Config {
+            jwt_secret: "x".repeat(32),
+            analysis_memory_keys: keys,
+            analysis_lease_secs: lease,
+            ..Config::default()
+        };
+        assert!(with(0, 60).validate().is_ok(), "every key to PostgreSQL");
+        assert!(with(100_000_000, 60).validate().is_ok());
+        let huge = with(100_000_001, 60).validate();
+        assert!(huge.is_err_and(|e| e.to_string().contains("IMPORTS_ANALYSIS_MEMORY_KEYS")));
+        assert!(with(1_000, 1).validate().is_err());
+        assert!(with(1_000, 2).validate().is_ok());
+        assert!(with(1_000, 3_601).validate().is_err());
+    }
 }
