@@ -148,8 +148,14 @@ pub async fn draft_with_files(
     Ok((id, uploaded))
 }
 
-/// Runs AnalyzeImport and returns the report.
+/// Runs AnalyzeImport and waits until a worker has stored the report.
 pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb::AnalysisReport> {
+    client::analyze(client, import_id).await
+}
+
+/// Runs AnalyzeImport, which queues the analysis and returns the import at
+/// once.
+pub async fn request_analysis(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Import> {
     client
         .analyze_import(pb::AnalyzeImportRequest {
             import_id: import_id.into(),
@@ -157,8 +163,17 @@ pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb:
         .await
         .map_err(client::describe)?
         .into_inner()
-        .report
-        .context("AnalyzeImport returned no report")
+        .import
+        .context("AnalyzeImport returned no import")
+}
+
+/// Waits until the import's analysis job is done, and returns its report;
+/// an error when the job failed.
+pub async fn wait_analysis(
+    client: &mut Client,
+    import_id: &str,
+) -> anyhow::Result<pb::AnalysisReport> {
+    client::wait_for_analysis(client, import_id).await
 }
 
 /// The analysis of the file named `file_name`.

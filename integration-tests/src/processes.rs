@@ -185,6 +185,14 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
             c.worker_drain_max_secs.to_string(),
         ),
         (
+            "IMPORTS_ANALYSIS_MEMORY_KEYS",
+            c.analysis_memory_keys.to_string(),
+        ),
+        (
+            "IMPORTS_ANALYSIS_LEASE_SECS",
+            c.analysis_lease_secs.to_string(),
+        ),
+        (
             "IMPORTS_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         ),

@@ -35,6 +35,10 @@ impl MigratorTrait for Migrator {
                 up: include_str!("../sql/0006_rollback_in_batches.sql"),
             }),
             Box::new(SqlMigration {
+                name: "m0007_analysis_jobs",
+                up: include_str!("../sql/0007_analysis_jobs.sql"),
+            }),
+            Box::new(SqlMigration {
                 name: "m0009_broker_topology",
                 up: include_str!("../sql/0009_broker_topology.sql"),
             }),

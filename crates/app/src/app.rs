@@ -26,6 +26,15 @@ pub struct App {
 }
 
 impl App {
+    /// What an analysis run by this process reads and writes with.
+    pub fn analyser(&self) -> crate::analysis::Analyser<'_> {
+        crate::analysis::Analyser {
+            db: &self.db,
+            files: self.files.as_ref(),
+            settings: crate::analysis::AnalysisSettings::of(&self.config),
+        }
+    }
+
     /// Connects to PostgreSQL and opens storage; the broker is reached on
     /// first publish. Background tasks stop with `shutdown`.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {

@@ -123,6 +123,13 @@ pub struct Config {
     pub orphan_min_age_secs: u64,
     /// Sample rows kept per finding of an analysis report.
     pub analysis_samples: usize,
+    /// Keys an analysis keeps in memory to find keys repeated across the
+    /// chunks and files of an import; beyond them keys go to a scratch table
+    /// of the analysis's PostgreSQL connection (0: all of them).
+    pub analysis_memory_keys: usize,
+    /// How long a worker holds an analysis job without checking a chunk
+    /// before another worker may take it over (the first one died).
+    pub analysis_lease_secs: u64,
     /// Serve gRPC server reflection.
     pub reflection: bool,
     /// Interval at which watch streams re-read an import even without a notification.
@@ -205,6 +212,8 @@ impl Default for Config {
             retention_sweep_secs: 3_600,
             orphan_min_age_secs: 86_400,
             analysis_samples: 20,
+            analysis_memory_keys: 1_000_000,
+            analysis_lease_secs: 60,
             reflection: true,
             watch_poll_ms: 1_000,
             watch_max_secs: 3_600,
@@ -317,6 +326,14 @@ impl Config {
         }
         if !(100..=1_000_000).contains(&self.rollback_batch_rows) {
             return bad("IMPORTS_ROLLBACK_BATCH_ROWS must be between 100 and 1000000");
+        }
+        if self.analysis_memory_keys > 100_000_000 {
+            return bad(
+                "IMPORTS_ANALYSIS_MEMORY_KEYS must be at most 100000000 (about 4 GB of keys; larger imports spill to PostgreSQL)",
+            );
+        }
+        if !(2..=3_600).contains(&self.analysis_lease_secs) {
+            return bad("IMPORTS_ANALYSIS_LEASE_SECS must be between 2 and 3600");
         }
         if self.upload_expire_secs == 0 {
             return bad("IMPORTS_UPLOAD_EXPIRE_SECS must be at least 1");
@@ -516,5 +533,22 @@ mod tests {
             change(&mut c);
             assert!(c.validate().is_err(), "change {i} is refused");
         }
+    }
+
+    #[test]
+    fn analysis_budget_and_lease_are_bounded() {
+        let with = |keys: usize, lease: u64| Config {
+            jwt_secret: "x".repeat(32),
+            analysis_memory_keys: keys,
+            analysis_lease_secs: lease,
+            ..Config::default()
+        };
+        assert!(with(0, 60).validate().is_ok(), "every key to PostgreSQL");
+        assert!(with(100_000_000, 60).validate().is_ok());
+        let huge = with(100_000_001, 60).validate();
+        assert!(huge.is_err_and(|e| e.to_string().contains("IMPORTS_ANALYSIS_MEMORY_KEYS")));
+        assert!(with(1_000, 1).validate().is_err());
+        assert!(with(1_000, 2).validate().is_ok());
+        assert!(with(1_000, 3_601).validate().is_err());
     }
 }

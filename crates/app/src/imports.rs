@@ -186,13 +186,15 @@ pub async fn stop(
     }
 }
 
-/// Analyses a draft import's files and stores the report with it.
+/// Queues the analysis of a draft import's files and returns at once; a
+/// worker runs it and `analysis_job` follows it until the report is stored
+/// with the import. Asking again replaces a job still waiting or running.
 pub async fn analyze(
     app: &App,
     who: &Caller,
     id: Uuid,
     call_id: &str,
-) -> Result<(passare_imports_domain::analysis::AnalysisReport, ImportView), ApiError> {
+) -> Result<ImportView, ApiError> {
     let mut conn = app.db.conn().await?;
     let view = views::visible(&mut conn, who, id).await?;
     if view.import.state != passare_imports_store::ImportState::Draft {
@@ -204,12 +206,16 @@ pub async fn analyze(
     if view.files.is_empty() {
         return Err(crate::error::no_files("analysing"));
     }
-    let report = crate::analysis::analyze(app, &view.import, &who.requester()).await?;
-    let details = serde_json::json!({
-        "blocking": report.blocks(view.policy().stops_on_first_error()),
-        "files": report.files.len(),
-        "duration_ms": report.duration_ms,
-    });
+    let rows: i64 = view.files.iter().map(|f| f.file.row_count).sum();
+    passare_imports_store::analysis_jobs::request(
+        &mut conn,
+        id,
+        view.import.organization_id,
+        rows,
+        &who.requester(),
+    )
+    .await?;
+    let details = serde_json::json!({ "files": view.files.len(), "rows": rows });
     history::audit_import(
         app,
         who,
@@ -219,5 +225,5 @@ pub async fn analyze(
         details,
     )
     .await;
-    Ok((report, views::visible(&mut conn, who, id).await?))
+    views::visible(&mut conn, who, id).await
 }

@@ -35,8 +35,9 @@ pub async fn start(
     }
     // An import never analysed is analysed now: a caller that uploads and
     // starts gets the same protection as one that looks at the report.
+    check_no_analysis_pending(&view)?;
     if view.import.analysis.is_none() && !view.files.is_empty() {
-        analysis::analyze(app, &view.import, &who.requester()).await?;
+        analysis::analyze(app.analyser(), &view.import, &who.requester(), None).await?;
     }
     let Some((org, policy, chunks)) = queue(app, who, id).await? else {
         return views::visible(&mut conn, who, id).await;
@@ -68,7 +69,9 @@ async fn queue(
         return Ok(None);
     };
     let files = files::of_import(&mut tx, id).await?;
+    let job = passare_imports_store::analysis_jobs::of_import(&mut tx, id).await?;
     let fresh = ImportView {
+        analysis_job: job,
         import: import.clone(),
         files: views::file_views(&mut tx, files.clone()).await?,
         queue_position: 0,
@@ -103,12 +106,48 @@ pub async fn publish(app: &App, import_id: Uuid, org: i64, chunks: &[chunks::Mod
     }
 }
 
+/// Refuses to start an import whose analysis is waiting or running (the
+/// report to check is not there yet), or whose latest analysis failed.
+fn check_no_analysis_pending(view: &ImportView) -> Result<(), ApiError> {
+    let Some(job) = &view.analysis_job else {
+        return Ok(());
+    };
+    let subject = format!("imports/{}", view.import.id);
+    if job.is_pending() {
+        return Err(ApiError::precondition(
+            "ANALYSIS_RUNNING",
+            format!(
+                "the import's analysis is {} ({} of {} rows checked); start it once the report is there",
+                job.state, job.rows_done, job.rows_total
+            ),
+            "ANALYSIS",
+            subject,
+            format!("analysis {}", job.state),
+        ));
+    }
+    if job.state == "failed" {
+        return Err(ApiError::precondition(
+            "ANALYSIS_FAILED",
+            format!(
+                "the import's latest analysis failed ({}); call AnalyzeImport again",
+                job.error.as_deref().unwrap_or("no reason recorded")
+            ),
+            "ANALYSIS",
+            subject,
+            "analysis failed",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses to start an import that cannot succeed: no files, broken files,
-/// no current analysis, or blocking findings.
+/// an analysis waiting, running or failed, no current analysis, or blocking
+/// findings.
 pub fn check_startable(view: &ImportView) -> Result<(), ApiError> {
     if view.files.is_empty() {
         return Err(no_files("starting"));
     }
+    check_no_analysis_pending(view)?;
     check_files_readable(&view.files)?;
     let Some((report, stale)) = view.analysis() else {
         return Err(ApiError::precondition(

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::analysis::fingerprint;
 use crate::error::ApiError;
 use crate::identity::Caller;
+use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 
 /// Row errors shown with each file in `Import` messages.
 pub const PROBLEMS_SHOWN: u64 = 20;
@@ -43,6 +44,8 @@ pub struct ImportView {
     /// Every step of the import, oldest first.
     pub timeline: Vec<import_events::Model>,
     pub organization_name: String,
+    /// The latest analysis asked for, while it waits, runs and after.
+    pub analysis_job: Option<AnalysisJob>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,9 +84,11 @@ pub async fn visible(
     who: &Caller,
     id: Uuid,
 ) -> Result<ImportView, ApiError> {
+    // The job before the import: a job read as done comes with its report.
+    let job = analysis_jobs::of_import(conn, id).await?;
     let import = visible_record(conn, who, id).await?;
     let files = files::of_import(conn, id).await?;
-    Ok(view_of(conn, import, files).await?)
+    Ok(view_of(conn, import, files, job).await?)
 }
 
 /// The import's record alone, as `who` may see it (see [`visible`]).
@@ -100,11 +105,13 @@ pub async fn visible_record(
 
 /// An import's view, whoever asks (the service's own reads).
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<ImportView>, StoreError> {
+    // The job before the import: a job read as done comes with its report.
+    let job = analysis_jobs::of_import(conn, id).await?;
     let Some(import) = import_records::find(conn, id).await? else {
         return Ok(None);
     };
     let files = files::of_import(conn, id).await?;
-    Ok(Some(view_of(conn, import, files).await?))
+    Ok(Some(view_of(conn, import, files, job).await?))
 }
 
 /// Everything an import's message shows, around its stored row and files.
@@ -112,6 +119,7 @@ pub async fn view_of(
     conn: &mut PgConnection,
     import: imports::Model,
     files: Vec<import_files::Model>,
+    analysis_job: Option<AnalysisJob>,
 ) -> Result<ImportView, StoreError> {
     let timeline = timeline::of_import(conn, import.id).await?;
     let organization_name = organizations::find(conn, import.organization_id)
@@ -120,6 +128,7 @@ pub async fn view_of(
         .unwrap_or_default();
     let chunk_failure_count = failures::count_for_import(conn, import.id).await?;
     let around = Around {
+        analysis_job,
         timeline,
         organization_name,
         chunk_failure_count,
@@ -157,7 +166,9 @@ pub async fn views_of(
             .into_iter()
             .partition(|e| e.import_id == import.id);
         timelines = others;
+        let analysis_job = analysis_jobs::of_import(conn, import.id).await?;
         let around = Around {
+            analysis_job,
             timeline,
             organization_name: names
                 .get(&import.organization_id)
@@ -172,6 +183,7 @@ pub async fn views_of(
 
 /// What a view shows that a page of views reads in one go.
 struct Around {
+    analysis_job: Option<AnalysisJob>,
     timeline: Vec<import_events::Model>,
     organization_name: String,
     chunk_failure_count: u64,
@@ -200,6 +212,7 @@ async fn view_with(
         Vec::new()
     };
     Ok(ImportView {
+        analysis_job: around.analysis_job,
         import,
         files,
         queue_position,

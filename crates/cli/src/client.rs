@@ -387,17 +387,51 @@ async fn upload_one(
     Ok(file.row_count)
 }
 
-/// Analyses the import and returns its report.
+/// Asks for the import's analysis and waits until a worker has stored the
+/// report (AnalyzeImport only queues it).
 pub async fn analyze(client: &mut Client, import_id: &str) -> anyhow::Result<pb::AnalysisReport> {
     client
         .analyze_import(pb::AnalyzeImportRequest {
             import_id: import_id.to_string(),
         })
         .await
-        .map_err(describe)?
-        .into_inner()
-        .report
-        .context("no analysis returned")
+        .map_err(describe)?;
+    wait_for_analysis(client, import_id).await
+}
+
+/// Waits (up to ten minutes) until the import's analysis job is done and
+/// returns its report; an error when the job failed.
+pub async fn wait_for_analysis(
+    client: &mut Client,
+    import_id: &str,
+) -> anyhow::Result<pb::AnalysisReport> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let import = client
+            .get_import(pb::GetImportRequest {
+                import_id: import_id.to_string(),
+            })
+            .await
+            .map_err(describe)?
+            .into_inner()
+            .import
+            .context("GetImport returned no import")?;
+        let job = import.analysis_job.unwrap_or_default();
+        match pb::AnalysisJobState::try_from(job.state) {
+            Ok(pb::AnalysisJobState::Done) => {
+                return import.analysis.context("analysis done without a report");
+            }
+            Ok(pb::AnalysisJobState::Failed) => anyhow::bail!("the analysis failed: {}", job.error),
+            _ => {}
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "the analysis of {import_id} did not finish in 10 minutes (is a worker running?): {} of {} rows checked",
+            job.rows_done,
+            job.rows_total
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Prints an analysis: its counts and every finding with its severity.

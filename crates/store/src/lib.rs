@@ -12,6 +12,7 @@
 //! the service lives in this crate; every function takes the connection
 //! (or transaction) it runs on, and each use case chooses its transaction.
 
+pub mod analysis_jobs;
 pub mod audit;
 pub mod chunks;
 mod db;
@@ -26,6 +27,7 @@ pub mod organizations;
 pub mod pauses;
 pub mod records;
 pub mod results;
+pub mod scratch;
 pub mod states;
 pub mod timeline;
 pub mod topology;

@@ -13,6 +13,9 @@
 //! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
 //! - [`topology`]: moving the broker off the queues per organization of
 //!   earlier releases, once.
+//!
+//! Beside the slots, each worker runs waiting analyses one at a time
+//! (`passare_imports_app::analysis::jobs`).
 
 pub mod chunk;
 mod drain;
@@ -65,6 +68,8 @@ pub struct Worker {
     pub housekeeping: Housekeeping,
     /// Records put back per rollback transaction.
     pub rollback_batch: i64,
+    /// How the background analyses this worker runs go.
+    pub analysis: passare_imports_app::analysis::AnalysisSettings,
 }
 
 impl Worker {
@@ -86,6 +91,7 @@ impl Worker {
                 orphan_min_age: Duration::from_secs(config.orphan_min_age_secs),
             },
             rollback_batch: config.rollback_batch_rows as i64,
+            analysis: passare_imports_app::analysis::AnalysisSettings::of(config),
         })
     }
 
@@ -98,6 +104,12 @@ impl Worker {
             self.db.clone(),
             self.files.clone(),
             self.housekeeping,
+            shutdown.clone(),
+        ));
+        let analyses = tokio::spawn(passare_imports_app::analysis::jobs::run(
+            self.db.clone(),
+            self.files.clone(),
+            self.analysis,
             shutdown.clone(),
         ));
         let mut backoff = Duration::from_millis(200);
@@ -125,6 +137,7 @@ impl Worker {
             }
         }
         let _ = retention.await;
+        let _ = analyses.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }

@@ -547,16 +547,42 @@ async fn call(
             }
         }
         Rpc::AnalyzeImport => {
-            let report = c
+            let import = c
                 .analyze_import(pb::AnalyzeImportRequest {
                     import_id: draft.clone(),
                 })
                 .await?
                 .into_inner()
-                .report
+                .import
                 .unwrap_or_default();
-            if report.blocking {
-                wrong.push("the report blocks".into());
+            let job = import.analysis_job.unwrap_or_default();
+            if job.state == pb::AnalysisJobState::Unspecified as i32
+                || job.state == pb::AnalysisJobState::Failed as i32
+            {
+                wrong.push(format!("the analysis was not queued: {job:?}"));
+            }
+            // A worker runs it; StartImport later needs the report.
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let now = c
+                    .get_import(pb::GetImportRequest {
+                        import_id: draft.clone(),
+                    })
+                    .await?
+                    .into_inner()
+                    .import
+                    .unwrap_or_default();
+                let job = now.analysis_job.unwrap_or_default();
+                if job.state == pb::AnalysisJobState::Done as i32 {
+                    break;
+                }
+                if job.state == pb::AnalysisJobState::Failed as i32
+                    || std::time::Instant::now() > until
+                {
+                    wrong.push(format!("the analysis did not finish: {job:?}"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         Rpc::StartImport => {

@@ -9,6 +9,8 @@
 
 mod access;
 mod analysis;
+mod analysis_budget;
+mod analysis_jobs;
 mod broker_restart;
 mod browser;
 mod control;

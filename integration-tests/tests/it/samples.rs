@@ -69,14 +69,7 @@ async fn every_sample_imports_with_exactly_its_normalised_values() -> anyhow::Re
             file.problems
         );
     }
-    let report = client
-        .analyze_import(pb::AnalyzeImportRequest {
-            import_id: import.id.clone(),
-        })
-        .await?
-        .into_inner()
-        .report
-        .context("no report")?;
+    let report = files::analyze(&mut client, &import.id).await?;
     let findings: Vec<String> = report
         .files
         .iter()

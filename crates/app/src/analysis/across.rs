@@ -1,5 +1,5 @@
 //! What analysis remembers across the chunks and files of an import: the
-//! keys seen (repeated keys), flagged groups (one next of kin per case), the
+//! keys seen (repeated keys, see `keys`), flagged groups (one next of kin per case), the
 //! records earlier files define (references to them), and the amounts a
 //! type's warnings add up per referenced record.
 
@@ -10,6 +10,8 @@ use passare_imports_domain::catalog::{self, ImportTypeDef, RefTarget, ReferenceD
 use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup};
 use passare_imports_domain::{FindingKind, excerpt};
 use passare_imports_store::entities::import_files;
+
+use super::keys::FirstSeen;
 
 /// Flagged group → (file index, row, key), per type and flag column.
 pub(super) type Flagged =
@@ -125,49 +127,64 @@ pub(super) struct Sums {
     pub keys: Vec<(String, String)>,
 }
 
-/// Duplicate keys and flags across the chunks and files of the import.
-pub(super) fn across_chunks(
+/// The chunk's valid rows that have a key: (row index, key hash, row number).
+pub(super) fn keyed_rows(
+    def: &'static ImportTypeDef,
+    parsed: &ParsedChunk,
+) -> Vec<(usize, u64, u64)> {
+    (0..parsed.batch.num_rows())
+        .filter(|i| parsed.valid[*i])
+        .filter_map(|i| {
+            let key = parsed.key(def, i)?;
+            Some((i, key_hash(&key), parsed.row_number(i)))
+        })
+        .collect()
+}
+
+/// Fails the rows whose key was seen before (`first`, per row of `rows`):
+/// in the same file, or in an earlier file of the import.
+pub(super) fn fail_repeats(
     def: &'static ImportTypeDef,
     fi: usize,
     files: &[import_files::Model],
     parsed: &mut ParsedChunk,
-    seen: &mut HashMap<&'static str, HashMap<u64, (usize, u64)>>,
-    flagged: &mut Flagged,
+    rows: &[(usize, u64, u64)],
+    first: &[Option<FirstSeen>],
 ) {
-    let keys = seen.entry(def.key).or_default();
-    for i in 0..parsed.batch.num_rows() {
-        if !parsed.valid[i] {
-            continue;
-        }
-        let Some(key) = parsed.key(def, i) else {
+    for ((i, _, _), seen) in rows.iter().zip(first) {
+        let (Some((other, first)), Some(key)) = (seen, parsed.key(def, *i)) else {
             continue;
         };
-        let row = parsed.row_number(i);
-        match keys.get(&key_hash(&key)) {
-            Some((other, first)) if *other == fi => parsed.fail(
-                i,
+        let (kind, reason) = if *other == fi {
+            (
                 FindingKind::DuplicateInFile,
-                &def.key_columns.join("+"),
-                excerpt(&key.join("+")),
                 format!("duplicate key: the same key is already at row {first}"),
-            ),
-            Some((other, first)) => parsed.fail(
-                i,
+            )
+        } else {
+            (
                 FindingKind::DuplicateInRequest,
-                &def.key_columns.join("+"),
-                excerpt(&key.join("+")),
                 format!(
                     "duplicate key: the same key is at row {first} of {}",
                     files
                         .get(*other)
                         .map_or("an earlier file", |f| f.file_name.as_str())
                 ),
-            ),
-            None => {
-                keys.insert(key_hash(&key), (fi, row));
-            }
-        }
+            )
+        };
+        let column = def.key_columns.join("+");
+        parsed.fail(*i, kind, &column, excerpt(&key.join("+")), reason);
     }
+}
+
+/// Flags across the chunks and files of the import: a group flagged by two
+/// records.
+pub(super) fn across_flags(
+    def: &'static ImportTypeDef,
+    fi: usize,
+    files: &[import_files::Model],
+    parsed: &mut ParsedChunk,
+    flagged: &mut Flagged,
+) {
     for check in def.row_checks {
         let RowCheck::OneFlaggedPer { group, flag } = *check else {
             continue;

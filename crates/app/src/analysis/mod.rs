@@ -2,10 +2,14 @@
 //! checked chunk by chunk exactly as the workers will load it, against what
 //! the organization has stored and against the earlier files of the same
 //! import, without writing a target row. Memory stays bounded by one chunk
-//! plus a hash per key of the import (and the keys of types other files
-//! refer to).
+//! plus the keys of the import up to a configured budget (beyond it they go
+//! to a scratch table in PostgreSQL, see `keys`), and the keys of types
+//! other files refer to. AnalyzeImport queues the analysis as a job that a
+//! worker runs (see `jobs`).
 
 mod across;
+pub mod jobs;
+mod keys;
 mod sums;
 
 use std::collections::HashMap;
@@ -17,15 +21,49 @@ use passare_imports_domain::catalog::{self, ImportTypeDef};
 use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
 use passare_imports_domain::{ChunkRange, FindingKind, RowProblem};
 use passare_imports_storage::FileStore;
+use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::entities::{import_files, imports};
 use passare_imports_store::load::{self, Target};
 use passare_imports_store::states::FileState;
-use passare_imports_store::{PgConnection, Requester, imports as records, organizations};
+use passare_imports_store::{Db, PgConnection, Requester, imports as records, organizations};
 use sha2::{Digest, Sha256};
 
-use self::across::{EarlierRecords, Flagged, Sums, across_chunks};
-use crate::app::App;
+use self::across::{EarlierRecords, Flagged, Sums, across_flags, fail_repeats, keyed_rows};
+use self::keys::SeenKeys;
+use crate::config::Config;
 use crate::error::ApiError;
+
+/// How analyses run, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct AnalysisSettings {
+    /// Sample rows kept per finding.
+    pub samples: usize,
+    /// Keys kept in memory before they go to PostgreSQL.
+    pub memory_keys: usize,
+    /// A worker's hold on a job, renewed with every chunk checked.
+    pub lease_secs: u64,
+    /// Claims of one job (a worker died each time) before it fails.
+    pub max_attempts: u32,
+}
+
+impl AnalysisSettings {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            samples: config.analysis_samples,
+            memory_keys: config.analysis_memory_keys,
+            lease_secs: config.analysis_lease_secs,
+            max_attempts: config.retry_max_attempts,
+        }
+    }
+}
+
+/// What an analysis reads and writes with.
+#[derive(Clone, Copy)]
+pub struct Analyser<'a> {
+    pub db: &'a Db,
+    pub files: &'a dyn FileStore,
+    pub settings: AnalysisSettings,
+}
 
 /// Identifies the files of an import as analysed: ids, checksums and how
 /// they are read. Any added, removed or replaced file changes it.
@@ -43,35 +81,38 @@ pub fn fingerprint(files: &[import_files::Model]) -> String {
 }
 
 /// Analyses every file of an import and stores the report with the import.
+/// Run for `job`, it records its progress with every chunk, and stores the
+/// report only while the job is still its own (ABORTED otherwise).
 pub async fn analyze(
-    app: &App,
+    ctx: Analyser<'_>,
     import: &imports::Model,
     by: &Requester,
+    job: Option<&AnalysisJob>,
 ) -> Result<AnalysisReport, ApiError> {
     let began = Instant::now();
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let mut files = passare_imports_store::files::of_import(&mut conn, import.id).await?;
     let print = fingerprint(&files);
     files.sort_by_key(|f| (f.load_order, f.position));
     let findings = prerequisites(&mut conn, import.organization_id, &files).await?;
     let mut run = Run {
-        files: app.files.as_ref(),
+        files: ctx.files,
         import,
+        job,
+        lease_secs: ctx.settings.lease_secs,
+        rows_done: 0,
         today: Utc::now().date_naive(),
-        samples: app.config.analysis_samples,
+        samples: ctx.settings.samples,
         earlier: EarlierRecords::default(),
-        seen: HashMap::new(),
+        seen: SeenKeys::new(ctx.settings.memory_keys),
         flagged: HashMap::new(),
         sums: HashMap::new(),
     };
-    let mut reports = Vec::with_capacity(files.len());
-    let mut sets = Vec::with_capacity(files.len());
-    for (fi, file) in files.iter().enumerate() {
-        let (report, set) = run.file(&mut conn, fi, &files, file).await?;
-        reports.push(report);
-        sets.push(set);
-    }
-    run.warn_sums(&mut conn, &mut sets).await?;
+    let scanned = run.files(&mut conn, &files).await;
+    // The scratch table goes whether or not the analysis succeeded.
+    let released = run.seen.release(&mut conn).await;
+    let (mut reports, sets) = scanned?;
+    released?;
     for (report, set) in reports.iter_mut().zip(sets) {
         report.findings = set.finish();
     }
@@ -84,22 +125,29 @@ pub async fn analyze(
     };
     let json = serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
     let summary = summary(&report, import.failure_policy.stops_on_first_error());
-    records::store_analysis(
-        &mut conn,
-        import.id,
-        json,
-        &report.fingerprint,
-        by,
-        &summary,
-    )
-    .await?;
+    let mut tx = ctx.db.begin().await?;
+    if let Some(job) = job
+        && !analysis_jobs::end(&mut tx, job, None).await?
+    {
+        return Err(superseded());
+    }
+    records::store_analysis(&mut tx, import.id, json, &report.fingerprint, by, &summary).await?;
+    tx.commit()
+        .await
+        .map_err(passare_imports_store::StoreError::from)?;
     tracing::info!(
         import_id = %import.id, org_id = import.organization_id, duration_ms = report.duration_ms,
         rows = report.files.iter().map(|f| f.rows).sum::<u64>(),
         blocking = report.blocks(true),
+        keys_in_memory = run.seen.held(), keys_spilled = run.seen.spilled,
         "import analysed"
     );
     Ok(report)
+}
+
+/// The job being run was asked for again or claimed by another worker.
+fn superseded() -> ApiError {
+    ApiError::Aborted("the analysis was asked for again or taken over by another worker".into())
 }
 
 /// The timeline's line about an analysis.
@@ -178,17 +226,38 @@ struct FileAt<'a> {
 struct Run<'a> {
     files: &'a dyn FileStore,
     import: &'a imports::Model,
+    /// The job run, whose progress is recorded with every chunk.
+    job: Option<&'a AnalysisJob>,
+    lease_secs: u64,
+    rows_done: i64,
     today: NaiveDate,
     samples: usize,
     earlier: EarlierRecords,
-    /// Key hash → (file index, row) per type, across the whole import.
-    seen: HashMap<&'static str, HashMap<u64, (usize, u64)>>,
+    /// Where each key of the import was first seen, per type.
+    seen: SeenKeys,
     /// Flagged group → (file index, row, key) per type and check.
     flagged: Flagged,
     sums: HashMap<&'static str, Sums>,
 }
 
 impl Run<'_> {
+    /// Analyses the files in loading order, then the import-wide warnings.
+    async fn files(
+        &mut self,
+        conn: &mut PgConnection,
+        files: &[import_files::Model],
+    ) -> Result<(Vec<FileAnalysis>, Vec<FindingSet>), ApiError> {
+        let mut reports = Vec::with_capacity(files.len());
+        let mut sets = Vec::with_capacity(files.len());
+        for (fi, file) in files.iter().enumerate() {
+            let (report, set) = self.file(conn, fi, files, file).await?;
+            reports.push(report);
+            sets.push(set);
+        }
+        self.warn_sums(conn, &mut sets).await?;
+        Ok((reports, sets))
+    }
+
     /// Analyses one file: its header, then each of its chunks.
     async fn file(
         &mut self,
@@ -299,7 +368,11 @@ impl Run<'_> {
         let (fi, files, file, def) = (at.index, at.files, at.file, at.def);
         let org = self.import.organization_id;
         load::check_against_stored(conn, org, def, parsed, Some(&self.earlier)).await?;
-        across_chunks(def, fi, files, parsed, &mut self.seen, &mut self.flagged);
+        let rows = keyed_rows(def, parsed);
+        let hashes: Vec<(u64, u64)> = rows.iter().map(|(_, h, row)| (*h, *row)).collect();
+        let first = self.seen.first_seen(conn, def.key, fi, &hashes).await?;
+        fail_repeats(def, fi, files, parsed, &rows, &first);
+        across_flags(def, fi, files, parsed, &mut self.flagged);
         self.sums.entry(def.key).or_default().add(def, fi, parsed);
         let target = Target {
             def,
@@ -314,6 +387,12 @@ impl Run<'_> {
         report.would_skip_stale += would.stale as u64;
         report.rows_failing += parsed.failed_rows();
         self.earlier.remember(def, parsed);
+        self.rows_done += parsed.batch.num_rows() as i64;
+        if let Some(job) = self.job
+            && !analysis_jobs::progress(conn, job, self.rows_done, self.lease_secs).await?
+        {
+            return Err(superseded());
+        }
         Ok(())
     }
 

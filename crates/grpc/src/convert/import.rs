@@ -10,7 +10,7 @@ use passare_imports_store::entities::import_files;
 use passare_imports_store::load::file_mapping;
 use passare_imports_store::states::{FailurePolicy, FileState, ImportState};
 
-use super::records::{chunk_failure, pause, timeline_event};
+use super::records::{analysis_job, chunk_failure, pause, timeline_event};
 use super::{finding_kind, import_state, policy_to_pb, timestamp};
 
 fn file_state(s: FileState) -> pb::FileState {
@@ -267,7 +267,6 @@ pub fn import(v: &ImportView) -> pb::Import {
         timeline: v.timeline.iter().map(timeline_event).collect(),
         attempt: i.attempt,
         results_purge_time: i.results_purged_at.as_ref().map(timestamp),
-        // The background analysis comes with issue 10's worker job.
-        analysis_job: None,
+        analysis_job: v.analysis_job.as_ref().map(analysis_job),
     }
 }

@@ -129,3 +129,30 @@ pub fn upload(u: &uploads::Model, part_size: u64) -> pb::Upload {
         file_id: u.file_id.map(|f| f.to_string()).unwrap_or_default(),
     }
 }
+
+/// A background analysis as `Import.analysis_job` shows it.
+pub fn analysis_job(j: &passare_imports_store::analysis_jobs::AnalysisJob) -> pb::AnalysisJob {
+    let state = match j.state.as_str() {
+        "queued" => pb::AnalysisJobState::Queued,
+        "running" => pb::AnalysisJobState::Running,
+        "done" => pb::AnalysisJobState::Done,
+        "failed" => pb::AnalysisJobState::Failed,
+        _ => pb::AnalysisJobState::Unspecified,
+    };
+    let at = |t: &chrono::DateTime<chrono::Utc>| super::timestamp(&t.fixed_offset());
+    pb::AnalysisJob {
+        state: state as i32,
+        rows_done: j.rows_done,
+        rows_total: j.rows_total,
+        request_time: Some(at(&j.requested_at)),
+        start_time: j.started_at.as_ref().map(at),
+        end_time: j.ended_at.as_ref().map(at),
+        start_when_done: false,
+        error: j.error.clone().unwrap_or_default(),
+        requested_by: Some(pb::User {
+            id: j.requested_by_id.clone(),
+            name: j.requested_by_name.clone(),
+            email: j.requested_by_email.clone(),
+        }),
+    }
+}

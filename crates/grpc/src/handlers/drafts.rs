@@ -152,9 +152,11 @@ pub async fn analyze_import(
     req: pb::AnalyzeImportRequest,
 ) -> Result<pb::AnalyzeImportResponse, ApiError> {
     let id = convert::uuid("import_id", &req.import_id)?;
-    let (report, view) = imports::analyze(app, &call.who, id, &call.id).await?;
+    let view = imports::analyze(app, &call.who, id, &call.id).await?;
+    // The analysis runs in a worker: the report comes with the import once
+    // `analysis_job` is DONE.
     Ok(pb::AnalyzeImportResponse {
-        report: Some(convert::analysis(&report, view.policy(), false)),
+        report: None,
         import: Some(convert::shown(&call.who, &view)),
     })
 }

@@ -1,0 +1,132 @@
+//! Analysis as background work: AnalyzeImport records a job and returns; a
+//! worker process claims the oldest waiting job, runs the analysis with its
+//! progress recorded chunk by chunk, and stores the report (or the job's
+//! error). A job whose worker died is taken over once its lease has passed
+//! and analysed again from the start (analysis writes nothing but its
+//! report, so starting over is exact); one interrupted `max_attempts` times
+//! fails with the reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use passare_imports_storage::FileStore;
+use passare_imports_store::analysis_jobs::{self, AnalysisJob};
+use passare_imports_store::{Db, ImportState, imports as records};
+use tokio_util::sync::CancellationToken;
+
+use super::{Analyser, AnalysisSettings, analyze};
+use crate::error::ApiError;
+
+/// How often an idle worker looks for a waiting analysis.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs waiting analyses until `shutdown`; an analysis in hand when it comes
+/// is handed back to the queue for another worker.
+pub async fn run(
+    db: Db,
+    files: Arc<dyn FileStore>,
+    settings: AnalysisSettings,
+    shutdown: CancellationToken,
+) {
+    let ctx = Analyser {
+        db: &db,
+        files: files.as_ref(),
+        settings,
+    };
+    loop {
+        let ran = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ran = next(ctx, &shutdown) => ran,
+        };
+        match ran {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for analysis jobs failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Claims and runs the next waiting analysis; `false` when none waits.
+async fn next(ctx: Analyser<'_>, shutdown: &CancellationToken) -> Result<bool, ApiError> {
+    let job = {
+        let mut conn = ctx.db.conn().await?;
+        analysis_jobs::claim(&mut conn, ctx.settings.lease_secs).await?
+    };
+    let Some(job) = job else {
+        return Ok(false);
+    };
+    tracing::info!(import_id = %job.import_id, attempt = job.attempts, "analysis job claimed");
+    if job.attempts > ctx.settings.max_attempts as i32 {
+        let why = format!(
+            "the analysis was interrupted {} times (its worker stopped or lost the database); call AnalyzeImport again",
+            job.attempts - 1
+        );
+        return fail(ctx, &job, &why).await.map(|_| true);
+    }
+    let outcome = tokio::select! {
+        outcome = run_one(ctx, &job) => outcome,
+        _ = shutdown.cancelled() => {
+            // The lease passes and another worker takes the job over.
+            tracing::info!(import_id = %job.import_id, "worker stopping; analysis job left to another worker");
+            return Ok(true);
+        }
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(ApiError::Aborted(why)) => {
+            tracing::info!(import_id = %job.import_id, why, "analysis job superseded");
+        }
+        Err(e) if is_transient(&e) => {
+            // Left running: the lease passes and the job is claimed again.
+            tracing::warn!(import_id = %job.import_id, error = %e, "analysis interrupted; it will be retried");
+        }
+        Err(e) => {
+            let why = format!("the analysis failed: {e}; call AnalyzeImport again");
+            fail(ctx, &job, &why).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// A failure that running again may not meet (the database or storage away).
+fn is_transient(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::Unavailable(_) | ApiError::DeadlineExceeded { .. }
+    )
+}
+
+async fn run_one(ctx: Analyser<'_>, job: &AnalysisJob) -> Result<(), ApiError> {
+    let import = {
+        let mut conn = ctx.db.conn().await?;
+        records::find(&mut conn, job.import_id).await?
+    };
+    let Some(import) = import else {
+        return Err(ApiError::Aborted("the import was deleted".into()));
+    };
+    if import.state != ImportState::Draft {
+        return Err(ApiError::FailedPrecondition {
+            reason: "IMPORT_NOT_DRAFT",
+            message: format!(
+                "the import was started ({}) before its analysis ran",
+                import.state
+            ),
+            preconditions: Vec::new(),
+            violations: Vec::new(),
+            info: Vec::new(),
+        });
+    }
+    analyze(ctx, &import, &job.requester(), Some(job)).await?;
+    Ok(())
+}
+
+async fn fail(ctx: Analyser<'_>, job: &AnalysisJob, why: &str) -> Result<(), ApiError> {
+    tracing::warn!(import_id = %job.import_id, error = why, "analysis job failed");
+    let mut conn = ctx.db.conn().await?;
+    analysis_jobs::end(&mut conn, job, Some(why)).await?;
+    Ok(())
+}
