@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 /// Checks an e-mail address's syntax (one `@`, a non-empty local part, a
 /// dotted domain, no spaces) and lower-cases it.
 pub fn parse_email(raw: &str) -> Result<String, String> {
-    let s = raw.trim();
+    // Checked once lower-cased, as stored: lower-casing can lengthen a
+    // character or add a combining mark (`İ` becomes `i̇`).
+    let s = raw.trim().to_lowercase();
     let bad = || Err("is not a valid e-mail address".to_string());
     let Some((local, domain)) = s.split_once('@') else {
         return bad();
@@ -22,11 +24,7 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
         && local.len() <= 64
         && !local.contains(char::is_whitespace)
         && !local.contains('@');
-    if domain_ok && local_ok {
-        Ok(s.to_lowercase())
-    } else {
-        bad()
-    }
+    if domain_ok && local_ok { Ok(s) } else { bad() }
 }
 
 /// Parses a phone number into E.164 form (`+14158675309`).
@@ -188,6 +186,20 @@ mod tests {
         for bad in ["dana", "dana@", "@x.com", "da na@x.com", "d@x", "d@x..com"] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by fuzzing (`values`): the address was checked before being
+    /// lower-cased, so what was stored did not pass the check again.
+    #[test]
+    fn an_email_is_checked_as_it_is_stored() {
+        // `İ` lower-cases to `i` and a combining dot, which no domain holds.
+        assert!(parse_email("a@\u{130}.com").is_err());
+        // `Ⱥ` (2 bytes) lower-cases to `ⱥ` (3 bytes): 32 of them exceed 64 bytes.
+        let local = "\u{23A}".repeat(32);
+        assert!(parse_email(&format!("{local}@x.com")).is_err());
+        let stored = parse_email("Zo\u{CB}@X.com");
+        assert_eq!(stored, Ok("zo\u{EB}@x.com".into()));
+        assert_eq!(parse_email("zo\u{EB}@x.com"), stored);
     }
 
     #[test]
