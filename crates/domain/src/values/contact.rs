@@ -188,8 +188,9 @@ mod tests {
         }
     }
 
-    /// Found by fuzzing (`values`): the address was checked before being
-    /// lower-cased, so what was stored did not pass the check again.
+    /// Found with the `values` fuzz target's read-back check: the address
+    /// was checked before being lower-cased, so what was stored did not pass
+    /// the check again.
     #[test]
     fn an_email_is_checked_as_it_is_stored() {
         // `İ` lower-cases to `i` and a combining dot, which no domain holds.

@@ -234,8 +234,9 @@ mod tests {
         }
     }
 
-    /// Found by fuzzing (`values`): an offset moved the instant out of the
-    /// four-digit years, and the value written back could not be read again.
+    /// Found with the `values` fuzz target's read-back check: an offset moved
+    /// the instant out of the four-digit years, and the value written back
+    /// could not be read again.
     #[test]
     fn an_offset_cannot_carry_a_datetime_out_of_four_digit_years() {
         let outside = Err("is outside the years 0000 to 9999 once converted to UTC".to_string());
