@@ -236,12 +236,19 @@ pub struct SheetConversion {
 /// The workbook's table of shared texts is held in memory; the sheet itself
 /// is read twice as a stream (once to find its data, once to write it), one
 /// row at a time. A sheet whose data spans more than [`MAX_SHEET_CELLS`] cells
-/// is refused.
+/// is refused, and so is a workbook declaring more shared texts than its
+/// shared-text part has bytes (the reader would reserve memory for them all).
 pub fn xlsx_to_csv<R: Read + Seek, W: Write>(
-    input: R,
+    mut input: R,
     sheet: Option<&str>,
     out: W,
 ) -> Result<SheetConversion, DecodeError> {
+    if let Some(over) = super::declared::check_shared_strings(&mut input)? {
+        return Err(DecodeError::Workbook(format!(
+            "its part {} declares {} shared texts but holds only {} bytes",
+            over.part, over.declared, over.bytes
+        )));
+    }
     let mut workbook: Xlsx<R> = Xlsx::new(input).map_err(workbook_error)?;
     let worksheets: Vec<(String, bool)> = workbook
         .sheets_metadata()
@@ -920,6 +927,44 @@ mod tests {
             matches!(&err, Some(DecodeError::SheetTooLarge { range, rows: 1_048_576, columns: 16_384, .. }) if range == "A1:XFD1048576"),
             "{err:?}"
         );
+        Ok(())
+    }
+
+    /// The abort of issue 10, stored as a `workbook` fuzz input
+    /// (`shared-strings-declared-count`): a declared count of shared texts
+    /// made the reader reserve memory for trillions of them, and the failed
+    /// allocation aborted the process.
+    #[test]
+    fn a_workbook_declaring_more_shared_texts_than_it_holds_is_refused() -> TestResult {
+        let mut workbook = Workbook::new();
+        workbook.add_worksheet().write_string(0, 0, "case_number")?;
+        let xlsx = workbook.save_to_buffer()?;
+        let mut archive = zip::ZipArchive::new(Cursor::new(&xlsx))?;
+        let mut rewritten = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..archive.len() {
+            let mut part = archive.by_index(i)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut part, &mut bytes)?;
+            let name = part.name()?.into_owned();
+            if name == "xl/sharedStrings.xml" {
+                let text = String::from_utf8(bytes)?;
+                bytes = text
+                    .replace("uniqueCount=\"1\"", "uniqueCount=\"4000000000000\"")
+                    .into_bytes();
+            }
+            rewritten.start_file(name, zip::write::SimpleFileOptions::default())?;
+            rewritten.write_all(&bytes)?;
+        }
+        let hostile = rewritten.finish()?.into_inner();
+        let message = convert(&hostile, None).err().map(|e| e.to_string());
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(
+                "xl/sharedStrings.xml declares 4000000000000 shared texts but holds only"
+            )),
+            "{message:?}"
+        );
+        // The same workbook as written converts.
+        assert_eq!(convert(&xlsx, None)?.1, "case_number\n");
         Ok(())
     }
 

@@ -2,5 +2,6 @@
 //! becomes UTF-8 text ([`decode`]: encodings and workbooks), then its
 //! structure, rows and chunks ([`scan`]).
 
+mod declared;
 pub mod decode;
 pub mod scan;
