@@ -59,7 +59,18 @@ pub fn parse_phone(raw: &str) -> Result<String, String> {
     }
     let mut e164 = String::new();
     write!(e164, "{}", number.format().mode(phonenumber::Mode::E164)).map_err(|_| invalid())?;
-    Ok(e164)
+    // What is stored must read back as itself: the crate's clean-up (letters
+    // read as keypad digits, a trunk prefix dropped) can give a form that is
+    // no valid number, e.g. `+559090098t098t` became `+559009880988`.
+    match phonenumber::parse(None, &e164) {
+        Ok(again)
+            if phonenumber::is_valid(&again)
+                && again.format().mode(phonenumber::Mode::E164).to_string() == e164 =>
+        {
+            Ok(e164)
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// The 50 states, the District of Columbia and the inhabited territories.
@@ -186,6 +197,20 @@ mod tests {
         for bad in ["dana", "dana@", "@x.com", "da na@x.com", "d@x", "d@x..com"] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `values` fuzz target: the E.164 form of a number written
+    /// with letters was no valid number, so it could not be imported again.
+    #[test]
+    fn a_phone_number_is_accepted_only_if_its_stored_form_reads_back() {
+        assert_eq!(
+            parse_phone("+559090098t098t"),
+            Err("is not a valid phone number".to_string())
+        );
+        // A vanity number whose letters make a valid number stays accepted.
+        let stored = parse_phone("1-800-FLOWERS");
+        assert_eq!(stored, Ok("+18003569377".to_string()));
+        assert_eq!(parse_phone("+18003569377"), stored);
     }
 
     /// Found with the `values` fuzz target's read-back check: the address
