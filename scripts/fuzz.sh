@@ -30,7 +30,7 @@ else
 fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "error: the nightly toolchain is needed (cargo-fuzz builds with sanitizers);" >&2
+    echo "error: the nightly toolchain is needed (cargo-fuzz builds with its -Z instrumentation flags);" >&2
     echo "       install it with: rustup toolchain install nightly" >&2
     exit 1
 fi
