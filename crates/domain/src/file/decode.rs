@@ -329,14 +329,22 @@ pub struct SheetConversion {
 /// Before the workbook is read at all, it is checked against `limits`
 /// ([`check_workbook`](super::workbook_limits::check_workbook)): a workbook
 /// whose parts inflate or declare more than they allow is refused with
-/// [`DecodeError::LimitExceeded`], naming the limit.
+/// [`DecodeError::LimitExceeded`], naming the limit; and so is one declaring
+/// more shared texts than its shared-text part has bytes (the reader would
+/// reserve memory for them all).
 pub fn xlsx_to_csv<R: Read + Seek, W: Write>(
     input: R,
     sheet: Option<&str>,
     limits: &WorkbookLimits,
     out: W,
 ) -> Result<SheetConversion, DecodeError> {
-    let input = super::workbook_limits::check_workbook(input, limits)?;
+    let mut input = super::workbook_limits::check_workbook(input, limits)?;
+    if let Some(over) = super::declared::check_shared_strings(&mut input)? {
+        return Err(DecodeError::Workbook(format!(
+            "its part {} declares {} shared texts but holds only {} bytes",
+            over.part, over.declared, over.bytes
+        )));
+    }
     let mut workbook: Xlsx<R> = Xlsx::new(input).map_err(workbook_error)?;
     let worksheets: Vec<(String, bool)> = workbook
         .sheets_metadata()
@@ -1024,6 +1032,46 @@ mod tests {
         );
         let message = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("stray value"), "{message}");
+        Ok(())
+    }
+
+    /// The abort of issue 10, stored as a `workbook` fuzz input
+    /// (`shared-strings-declared-count`): a declared count of shared texts
+    /// made the reader reserve memory for trillions of them, and the failed
+    /// allocation aborted the process.
+    #[test]
+    fn a_workbook_declaring_more_shared_texts_than_it_holds_is_refused() -> TestResult {
+        let mut workbook = Workbook::new();
+        workbook.add_worksheet().write_string(0, 0, "case_number")?;
+        let xlsx = workbook.save_to_buffer()?;
+        let mut archive = zip::ZipArchive::new(Cursor::new(&xlsx))?;
+        let mut rewritten = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..archive.len() {
+            let mut part = archive.by_index(i)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut part, &mut bytes)?;
+            let name = part.name()?.into_owned();
+            if name == "xl/sharedStrings.xml" {
+                let text = String::from_utf8(bytes)?;
+                bytes = text
+                    .replace("uniqueCount=\"1\"", "uniqueCount=\"4000000000000\"")
+                    .into_bytes();
+            }
+            rewritten.start_file(name, zip::write::SimpleFileOptions::default())?;
+            rewritten.write_all(&bytes)?;
+        }
+        let hostile = rewritten.finish()?.into_inner();
+        let message = convert(&hostile, None).err().map(|e| e.to_string());
+        assert!(
+            // Refused by the workbook limits (IMPORTS_XLSX_MAX_SHARED_STRINGS)
+            // before the check of declared texts against the part's bytes.
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("4000000000000") || m.contains("shared")),
+            "{message:?}"
+        );
+        // The same workbook as written converts.
+        assert_eq!(convert(&xlsx, None)?.1, "case_number\n");
         Ok(())
     }
 

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 /// Checks an e-mail address's syntax (one `@`, a non-empty local part, a
 /// dotted domain, no spaces) and lower-cases it.
 pub fn parse_email(raw: &str) -> Result<String, String> {
-    let s = raw.trim();
+    // Checked once lower-cased, as stored: lower-casing can lengthen a
+    // character or add a combining mark (`İ` becomes `i̇`).
+    let s = raw.trim().to_lowercase();
     let bad = || Err("is not a valid e-mail address".to_string());
     let Some((local, domain)) = s.split_once('@') else {
         return bad();
@@ -22,11 +24,7 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
         && local.len() <= 64
         && !local.contains(char::is_whitespace)
         && !local.contains('@');
-    if domain_ok && local_ok {
-        Ok(s.to_lowercase())
-    } else {
-        bad()
-    }
+    if domain_ok && local_ok { Ok(s) } else { bad() }
 }
 
 /// Parses a phone number into E.164 form (`+14158675309`).
@@ -61,7 +59,18 @@ pub fn parse_phone(raw: &str) -> Result<String, String> {
     }
     let mut e164 = String::new();
     write!(e164, "{}", number.format().mode(phonenumber::Mode::E164)).map_err(|_| invalid())?;
-    Ok(e164)
+    // What is stored must read back as itself: the crate's clean-up (letters
+    // read as keypad digits, a trunk prefix dropped) can give a form that is
+    // no valid number, e.g. `+559090098t098t` became `+559009880988`.
+    match phonenumber::parse(None, &e164) {
+        Ok(again)
+            if phonenumber::is_valid(&again)
+                && again.format().mode(phonenumber::Mode::E164).to_string() == e164 =>
+        {
+            Ok(e164)
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// The 50 states, the District of Columbia and the inhabited territories.
@@ -188,6 +197,35 @@ mod tests {
         for bad in ["dana", "dana@", "@x.com", "da na@x.com", "d@x", "d@x..com"] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `values` fuzz target: the E.164 form of a number written
+    /// with letters was no valid number, so it could not be imported again.
+    #[test]
+    fn a_phone_number_is_accepted_only_if_its_stored_form_reads_back() {
+        assert_eq!(
+            parse_phone("+559090098t098t"),
+            Err("is not a valid phone number".to_string())
+        );
+        // A vanity number whose letters make a valid number stays accepted.
+        let stored = parse_phone("1-800-FLOWERS");
+        assert_eq!(stored, Ok("+18003569377".to_string()));
+        assert_eq!(parse_phone("+18003569377"), stored);
+    }
+
+    /// Found with the `values` fuzz target's read-back check: the address
+    /// was checked before being lower-cased, so what was stored did not pass
+    /// the check again.
+    #[test]
+    fn an_email_is_checked_as_it_is_stored() {
+        // `İ` lower-cases to `i` and a combining dot, which no domain holds.
+        assert!(parse_email("a@\u{130}.com").is_err());
+        // `Ⱥ` (2 bytes) lower-cases to `ⱥ` (3 bytes): 32 of them exceed 64 bytes.
+        let local = "\u{23A}".repeat(32);
+        assert!(parse_email(&format!("{local}@x.com")).is_err());
+        let stored = parse_email("Zo\u{CB}@X.com");
+        assert_eq!(stored, Ok("zo\u{EB}@x.com".into()));
+        assert_eq!(parse_email("zo\u{EB}@x.com"), stored);
     }
 
     #[test]

@@ -84,20 +84,40 @@ pub fn parse_datetime(raw: &str) -> Result<i64, String> {
     if time_part.is_none() {
         return Ok(date.and_time(NaiveTime::MIN).and_utc().timestamp_micros());
     }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(dt.timestamp_micros());
-    }
-    if let Some(dt) = OFFSET_FORMATS
+    let micros = if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        dt.timestamp_micros()
+    } else if let Some(dt) = OFFSET_FORMATS
         .iter()
         .find_map(|f| DateTime::parse_from_str(s, f).ok())
     {
-        return Ok(dt.timestamp_micros());
+        dt.timestamp_micros()
+    } else {
+        LOCAL_FORMATS
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .map(|dt| dt.and_utc().timestamp_micros())
+            .ok_or_else(not_datetime)?
+    };
+    within_four_digit_years(micros)
+}
+
+/// An instant whose UTC year has four digits, as the service writes
+/// date-times back (RFC 3339) and reads them: an offset must not carry
+/// `0000-01-01T00:00-01:00` into year -1 or `9999-12-31T23:30-01:00` into
+/// year 10000, which no file could then hold.
+fn within_four_digit_years(micros: i64) -> Result<i64, String> {
+    let bound = |y, m, d, h, mi, sec, micro| {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|date| date.and_hms_micro_opt(h, mi, sec, micro))
+            .map_or(0, |dt| dt.and_utc().timestamp_micros())
+    };
+    let first = bound(0, 1, 1, 0, 0, 0, 0);
+    let last = bound(9999, 12, 31, 23, 59, 59, 999_999);
+    if (first..=last).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err("is outside the years 0000 to 9999 once converted to UTC".to_string())
     }
-    LOCAL_FORMATS
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|dt| dt.and_utc().timestamp_micros())
-        .ok_or_else(not_datetime)
 }
 
 #[cfg(test)]
@@ -212,5 +232,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Found with the `values` fuzz target's read-back check: an offset moved
+    /// the instant out of the four-digit years, and the value written back
+    /// could not be read again.
+    #[test]
+    fn an_offset_cannot_carry_a_datetime_out_of_four_digit_years() {
+        let outside = Err("is outside the years 0000 to 9999 once converted to UTC".to_string());
+        assert_eq!(parse_datetime("0000-01-01T00:00:00+01:00"), outside);
+        assert_eq!(parse_datetime("9999-12-31 23:30-01:00"), outside);
+        assert_eq!(
+            parse_datetime("0000-01-01T00:00:00Z"),
+            Ok(utc(0, 1, 1, 0, 0, 0, 0))
+        );
+        assert_eq!(
+            parse_datetime("9999-12-31T23:59:59.999999Z"),
+            Ok(utc(9999, 12, 31, 23, 59, 59, 999_999))
+        );
     }
 }
