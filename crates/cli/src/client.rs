@@ -104,6 +104,29 @@ pub fn token(given: Option<String>) -> anyhow::Result<String> {
     })?)
 }
 
+/// The header of an upload of the file at `path`: its name and size.
+pub async fn file_header(
+    import_id: &str,
+    path: &std::path::Path,
+    import_type: &str,
+) -> anyhow::Result<pb::FileHeader> {
+    let size = tokio::fs::metadata(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upload.csv".into());
+    Ok(pb::FileHeader {
+        import_id: import_id.to_string(),
+        file_name,
+        import_type: import_type.to_string(),
+        declared_size_bytes: size as i64,
+        ..Default::default()
+    })
+}
+
 /// Uploads `path` into a draft import through the client-streaming RPC.
 pub async fn upload(
     client: &mut Client,
@@ -112,24 +135,11 @@ pub async fn upload(
     import_type: &str,
     bar: Option<ProgressBar>,
 ) -> anyhow::Result<pb::ImportFile> {
-    let size = tokio::fs::metadata(path)
-        .await
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+    let header = file_header(import_id, path, import_type).await?;
     let mut file = tokio::fs::File::open(path).await?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "upload.csv".into());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let header = pb::UploadFileRequest {
-        payload: Some(pb::upload_file_request::Payload::Header(pb::FileHeader {
-            import_id: import_id.to_string(),
-            file_name: name,
-            import_type: import_type.to_string(),
-            declared_size_bytes: size as i64,
-            ..Default::default()
-        })),
+        payload: Some(pb::upload_file_request::Payload::Header(header)),
     };
     let reader = tokio::spawn(async move {
         if tx.send(header).await.is_err() {

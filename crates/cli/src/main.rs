@@ -101,6 +101,20 @@ fn init_logging(config: &Config) {
 }
 
 /// Cancels on Ctrl-C or SIGTERM.
+/// What a serving command needs: the app, a listener on `addr`, and the
+/// signal that stops it.
+async fn serving(
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(App, tokio::net::TcpListener, CancellationToken)> {
+    let shutdown = shutdown_on_signal();
+    let app = App::build(config.clone(), shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    Ok((app, listener, shutdown))
+}
+
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -160,19 +174,11 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::Serve => {
-            let shutdown = shutdown_on_signal();
-            let app = App::build(config.clone(), shutdown.clone()).await?;
-            let listener = tokio::net::TcpListener::bind(config.grpc_addr)
-                .await
-                .with_context(|| format!("binding {}", config.grpc_addr))?;
+            let (app, listener, shutdown) = serving(&config, config.grpc_addr).await?;
             passare_imports_grpc::serve(app, listener, shutdown).await?;
         }
         Command::Gateway => {
-            let shutdown = shutdown_on_signal();
-            let app = App::build(config.clone(), shutdown.clone()).await?;
-            let listener = tokio::net::TcpListener::bind(config.gateway_addr)
-                .await
-                .with_context(|| format!("binding {}", config.gateway_addr))?;
+            let (app, listener, shutdown) = serving(&config, config.gateway_addr).await?;
             passare_imports_gateway::serve(app, listener, shutdown).await?;
         }
         Command::Work => {

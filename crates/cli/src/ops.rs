@@ -139,10 +139,7 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
                 .map_err(client::describe)?
                 .into_inner()
                 .pauses;
-            if pauses.is_empty() {
-                println!("no pause in force");
-            }
-            pauses.iter().for_each(print_pause);
+            print_all(&pauses, "no pause in force", print_pause);
             Ok(())
         }
         Op::Failures {
@@ -216,13 +213,18 @@ async fn failures(
         .map_err(client::describe)?
         .into_inner()
         .chunk_failures;
-    if failures.is_empty() {
-        println!("no failed chunk attempt");
-    }
-    for f in &failures {
-        print_failure(f, backtrace);
-    }
+    print_all(&failures, "no failed chunk attempt", |f| {
+        print_failure(f, backtrace)
+    });
     Ok(())
+}
+
+/// Prints each of `items`, or `none` when there is nothing to print.
+fn print_all<T>(items: &[T], none: &str, print: impl FnMut(&T)) {
+    if items.is_empty() {
+        println!("{none}");
+    }
+    items.iter().for_each(print);
 }
 
 fn print_failure(f: &pb::ChunkFailure, backtrace: bool) {

@@ -53,23 +53,10 @@ pub async fn upload_in_parts(
     path: &std::path::Path,
     import_type: &str,
 ) -> anyhow::Result<(pb::ImportFile, u64)> {
-    let size = tokio::fs::metadata(path)
-        .await
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "upload.csv".into());
+    let header = crate::client::file_header(import_id, path, import_type).await?;
     let upload = client
         .create_upload(pb::CreateUploadRequest {
-            header: Some(pb::FileHeader {
-                import_id: import_id.to_string(),
-                file_name: name,
-                import_type: import_type.to_string(),
-                declared_size_bytes: size as i64,
-                ..Default::default()
-            }),
+            header: Some(header),
             declared_sha256: String::new(),
             request_id: uuid::Uuid::new_v4().to_string(),
         })

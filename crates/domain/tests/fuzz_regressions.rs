@@ -37,22 +37,13 @@ fn replay(target: &str, run: fn(&[u8])) {
     }
 }
 
+/// Every stored input of every target: scans report consistently, chunks
+/// parse into located rows, values read back as themselves, workbooks and
+/// texts convert or are refused.
 #[test]
-fn stored_scan_inputs_are_reported_consistently() {
+fn stored_inputs_replay_cleanly() {
     replay("scan", fuzz_harness::scan_target);
-}
-
-#[test]
-fn stored_chunk_inputs_parse_into_located_rows() {
     replay("chunk", fuzz_harness::chunk_target);
-}
-
-#[test]
-fn stored_values_read_back_as_themselves() {
     replay("values", fuzz_harness::values_target);
-}
-
-#[test]
-fn stored_workbooks_and_texts_convert_or_are_refused() {
     replay("workbook", fuzz_harness::workbook_target);
 }

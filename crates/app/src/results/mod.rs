@@ -191,26 +191,11 @@ async fn apply_edits(
     what: &str,
     (call_id, rpc, details): (&str, &'static str, serde_json::Value),
 ) -> Result<(usize, ImportView), ApiError> {
-    let n = store_edits(app, who, view, f, edits, what).await?;
-    let scope = (view.import.organization_id, view.import.id);
-    history::audit_import(app, who, call_id, rpc, scope, details).await;
-    let mut conn = app.db.conn().await?;
-    Ok((n, views::visible(&mut conn, who, view.import.id).await?))
-}
-
-async fn store_edits(
-    app: &App,
-    who: &Caller,
-    view: &ImportView,
-    f: &FileResults,
-    edits: &[(i64, String, String)],
-    what: &str,
-) -> Result<usize, ApiError> {
     if view.import.results_purged_at.is_some() {
         return Err(purged(view.import.id));
     }
     let mut conn = app.db.conn().await?;
-    match results::set_edits(
+    let edited = results::set_edits(
         &mut conn,
         view.import.id,
         f.file.id,
@@ -218,13 +203,16 @@ async fn store_edits(
         &who.requester(),
         what,
     )
-    .await?
-    {
-        Edited::Rows(n) => Ok(n),
-        Edited::NotRetryable(state) => Err(not_retryable(state_name(state))),
-        Edited::Purged => Err(purged(view.import.id)),
-        Edited::NotFailed(rows) => Err(not_failed(&f.file.file_name, &rows)),
-    }
+    .await?;
+    let n = match edited {
+        Edited::Rows(n) => n,
+        Edited::NotRetryable(state) => return Err(not_retryable(state_name(state))),
+        Edited::Purged => return Err(purged(view.import.id)),
+        Edited::NotFailed(rows) => return Err(not_failed(&f.file.file_name, &rows)),
+    };
+    let scope = (view.import.organization_id, view.import.id);
+    history::audit_import(app, who, call_id, rpc, scope, details).await;
+    Ok((n, views::visible(&mut conn, who, view.import.id).await?))
 }
 
 fn state_name(state: Option<ImportState>) -> &'static str {

@@ -1165,26 +1165,15 @@ mod tests {
         assert_eq!(rendered(dt(-1.0)), "-1");
         assert_eq!(rendered(dur(1.5)), "36:00:00");
         assert_eq!(rendered(dur(-0.5)), "-12:00:00");
-        assert_eq!(
-            rendered(DataRef::DateTimeIso("2024-03-05T00:00:00".into())),
-            "2024-03-05"
-        );
-        assert_eq!(
-            rendered(DataRef::DateTimeIso("2024-03-05".into())),
-            "2024-03-05"
-        );
-        assert_eq!(
-            rendered(DataRef::DateTimeIso("2024-03-05T14:30:00.5".into())),
-            "2024-03-05T14:30:00.500"
-        );
-        assert_eq!(
-            rendered(DataRef::DateTimeIso("14:30:00".into())),
-            "14:30:00"
-        );
-        assert_eq!(
-            rendered(DataRef::DateTimeIso("2024-03-05T14:30:00Z".into())),
-            "2024-03-05T14:30:00Z"
-        );
+        for (iso, shown) in [
+            ("2024-03-05T00:00:00", "2024-03-05"),
+            ("2024-03-05", "2024-03-05"),
+            ("2024-03-05T14:30:00.5", "2024-03-05T14:30:00.500"),
+            ("14:30:00", "14:30:00"),
+            ("2024-03-05T14:30:00Z", "2024-03-05T14:30:00Z"),
+        ] {
+            assert_eq!(rendered(DataRef::DateTimeIso(iso.into())), shown, "{iso}");
+        }
         assert_eq!(rendered(DataRef::DurationIso("PT1H30M".into())), "PT1H30M");
     }
 

@@ -129,6 +129,20 @@ fn beyond(limit: Limit, limits: &WorkbookLimits, what: String) -> CheckError {
     }
 }
 
+/// A count past its limit, as [`beyond`]; `what` says it when it is.
+fn over<T: PartialOrd>(
+    count: T,
+    max: T,
+    limit: Limit,
+    limits: &WorkbookLimits,
+    what: impl FnOnce() -> String,
+) -> Result<(), CheckError> {
+    if count > max {
+        return Err(beyond(limit, limits, what()));
+    }
+    Ok(())
+}
+
 /// Checks `input`, a workbook, against `limits`; see the module documentation.
 /// Returns the input rewound, for the reader.
 pub fn check_workbook<R: Read + Seek>(input: R, limits: &WorkbookLimits) -> Result<R, CheckError> {
@@ -363,16 +377,18 @@ impl Counts {
             }
             (Part::SharedStrings, "si") => {
                 self.strings += 1;
-                if self.strings > limits.max_shared_strings {
-                    return Err(beyond(
-                        Limit::SharedStrings,
-                        limits,
+                over(
+                    self.strings,
+                    limits.max_shared_strings,
+                    Limit::SharedStrings,
+                    limits,
+                    || {
                         format!(
                             "the workbook lists more than {} shared strings",
                             self.strings - 1
-                        ),
-                    ));
-                }
+                        )
+                    },
+                )?;
             }
             (Part::Worksheet, "dimension") => {
                 let range = text_attr(tag, "ref")?;
@@ -389,13 +405,9 @@ impl Counts {
             }
             (Part::Worksheet, "c") => {
                 self.cells += 1;
-                if self.cells > limits.max_cells {
-                    return Err(beyond(
-                        Limit::Cells,
-                        limits,
-                        format!("sheet part {name} lists more than {} cells", self.cells - 1),
-                    ));
-                }
+                over(self.cells, limits.max_cells, Limit::Cells, limits, || {
+                    format!("sheet part {name} lists more than {} cells", self.cells - 1)
+                })?;
             }
             (Part::Worksheet, "f") => {
                 // The reader keeps shared formulas in a list as long as the
