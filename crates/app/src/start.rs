@@ -36,16 +36,19 @@ pub async fn start(
     // An import never analysed is analysed now: a caller that uploads and
     // starts gets the same protection as one that looks at the report.
     check_no_analysis_pending(&view)?;
+    // The analysis and the queueing take connections of their own: hold
+    // none meanwhile, so concurrent starts never starve the pool.
+    drop(conn);
     if view.import.analysis.is_none() && !view.files.is_empty() {
         analysis::analyze(app.analyser(), &view.import, &who.requester(), None).await?;
     }
-    let Some((org, policy, chunks)) = queue(app, who, id).await? else {
-        return views::visible(&mut conn, who, id).await;
-    };
-    publish(app, id, org, &chunks).await;
-    let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
-    history::audit_import(app, who, call_id, "start_import", (org, id), details).await;
-    views::visible(&mut conn, who, id).await
+    let queued = queue(app, who, id).await?;
+    if let Some((org, policy, chunks)) = &queued {
+        publish(app, id, *org, chunks).await;
+        let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
+        history::audit_import(app, who, call_id, "start_import", (*org, id), details).await;
+    }
+    views::visible(&mut *app.db.conn().await?, who, id).await
 }
 
 /// Queues the import under the organization's queue lock and the import's

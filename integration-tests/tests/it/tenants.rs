@@ -59,7 +59,8 @@ fn rolodex(org: i64) -> NewFile {
     NewFile::new("vendors.csv", "rolodex", rows.into_bytes())
 }
 
-/// A draft of `org` with its small rolodex, analysed and started.
+/// A draft of `org` with its small rolodex, started (StartImport analyses a
+/// draft never analysed within the call, so no worker need run yet).
 async fn start_small(client: &mut Client, org: i64) -> anyhow::Result<String> {
     let (id, _) = files::draft_with_files(
         client,
@@ -68,7 +69,6 @@ async fn start_small(client: &mut Client, org: i64) -> anyhow::Result<String> {
         &[rolodex(org)],
     )
     .await?;
-    files::analyze(client, &id).await?;
     start(client, &id).await?;
     Ok(id)
 }
@@ -141,10 +141,12 @@ async fn thousands_of_organizations_share_two_queues() -> anyhow::Result<()> {
     // The broker holds the same two queues as with one organization.
     let queues = queues_of(&env.config.queue_prefix).await?;
     let prefix = &env.config.queue_prefix;
-    assert_eq!(
-        queues,
-        vec![format!("{prefix}.dead"), format!("{prefix}.notices")],
-        "the queues do not grow with the organizations"
+    // (The dead-letter queue may have expired already: test queues expire
+    // when unused, `IMPORTS_QUEUE_EXPIRES_MS`.)
+    let bounded = [format!("{prefix}.dead"), format!("{prefix}.notices")];
+    assert!(
+        queues.contains(&bounded[1]) && queues.iter().all(|q| bounded.contains(q)),
+        "the queues do not grow with the organizations: {queues:?}"
     );
     let mut lags: Vec<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM (finished_at - queued_at))::float8 FROM imports",
