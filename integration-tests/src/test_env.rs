@@ -113,7 +113,7 @@ fn unique_name() -> String {
 fn config_of(options: &Options, unique: &str, storage: &std::path::Path) -> anyhow::Result<Config> {
     let mut config = Config {
         database_url: format!("{}/pi_test_{unique}", postgres_server()),
-        database_max_connections: 6,
+        database_max_connections: 10,
         amqp_url: amqp_url(),
         queue_prefix: format!("test.{unique}"),
         queue_expires_ms: Some(120_000),

@@ -67,8 +67,8 @@ pub async fn ingest<S>(
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Unpin + Send,
 {
-    let mut conn = app.db.conn().await?;
-    let import = draft_taking_a_file(app, &mut conn, who, upload.import_id).await?;
+    let import =
+        draft_taking_a_file(app, &mut *app.db.conn().await?, who, upload.import_id).await?;
     let file_id = Uuid::now_v7();
     let key = format!("imports/{}/{file_id}", upload.import_id);
     let (stored, report) = store_and_scan(app, &upload, key, bytes).await?;
@@ -108,6 +108,9 @@ where
         ));
     }
     let new = new_file(file_id, &import, &upload, &stored, read);
+    // No connection is held while the bytes arrive and are read: a slow
+    // upload must not keep one from everybody else.
+    let mut conn = app.db.conn().await?;
     let model = match files::add(
         &mut conn,
         new,
