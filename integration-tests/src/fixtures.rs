@@ -105,6 +105,40 @@ impl TestEnv {
         let file = client::upload(client, &import_id, &path, "cases", None).await?;
         Ok((import_id, file))
     }
+
+    /// Starts a cases import of `csv` whose data row `row` (1-based) names a
+    /// location, Annex Chapel, that exists when the import is analysed and
+    /// is gone when the row's chunk loads: the analysis finds nothing
+    /// blocking, and the load fails at that row after writing what came
+    /// before. Returns the import and its file.
+    pub async fn started_with_a_late_failure(
+        &self,
+        client: &mut Client,
+        org: i64,
+        policy: pb::FailurePolicy,
+        csv: &[u8],
+        row: usize,
+    ) -> anyhow::Result<(String, pb::ImportFile)> {
+        const ANNEX: &str = "Annex Chapel";
+        sqlx::query("INSERT INTO locations (organization_id, name) VALUES ($1, $2)")
+            .bind(org)
+            .bind(ANNEX)
+            .execute(self.db.pool())
+            .await?;
+        let csv = with_field(csv, row, 10, ANNEX)?;
+        let (id, file) = self
+            .draft_with_file(client, org, policy, "cases-update.csv", &csv)
+            .await?;
+        let report = files::analyze(client, &id).await?;
+        anyhow::ensure!(!report.blocking, "the analysis blocks: {report:#?}");
+        sqlx::query("DELETE FROM locations WHERE organization_id = $1 AND name = $2")
+            .bind(org)
+            .bind(ANNEX)
+            .execute(self.db.pool())
+            .await?;
+        crate::calls::start(client, &id).await?;
+        Ok((id, file))
+    }
 }
 
 /// Replaces field `field` of data row `row` (1-based) of a generated CSV.

@@ -136,8 +136,8 @@ pub async fn view_of(
     view_with(conn, import, files, around).await
 }
 
-/// The views of a page of imports: timelines, organization names and
-/// failure counts of the whole page in one statement each; per import only
+/// The views of a page of imports: timelines, organization names, failure
+/// counts and analysis jobs of the whole page in one statement each; per import only
 /// what few imports have (row errors of files with failed rows, the queue
 /// place and pause of a queued or running import, the latest failures of
 /// one that has some).
@@ -157,6 +157,7 @@ pub async fn views_of(
         .map(|o| (o.id, o.name))
         .collect();
     let counts = failures::count_for_imports(conn, &ids).await?;
+    let mut jobs = analysis_jobs::of_imports(conn, &ids).await?;
     let mut out = Vec::with_capacity(imports.len());
     for import in imports {
         let (mine, rest): (Vec<_>, Vec<_>) =
@@ -166,9 +167,8 @@ pub async fn views_of(
             .into_iter()
             .partition(|e| e.import_id == import.id);
         timelines = others;
-        let analysis_job = analysis_jobs::of_import(conn, import.id).await?;
         let around = Around {
-            analysis_job,
+            analysis_job: jobs.remove(&import.id),
             timeline,
             organization_name: names
                 .get(&import.organization_id)

@@ -93,6 +93,19 @@ pub async fn of_import(
         .await?)
 }
 
+/// The jobs of a page of imports, in one statement.
+pub async fn of_imports(
+    conn: &mut PgConnection,
+    import_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, AnalysisJob>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM analysis_jobs WHERE import_id = ANY($1)");
+    let jobs: Vec<AnalysisJob> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(import_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(jobs.into_iter().map(|j| (j.import_id, j)).collect())
+}
+
 /// Claims the oldest job waiting, or running under a lease that has passed
 /// (its worker died), for `lease_secs`.
 pub async fn claim(

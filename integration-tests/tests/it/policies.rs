@@ -47,25 +47,15 @@ async fn all_or_nothing_leaves_no_row_of_a_failed_import_and_puts_back_what_it_u
     // The second import updates those 2,000 and adds 1,000; row 2,700 (the
     // sixth chunk) names a location that exists when the import is analysed
     // and is gone when its chunk loads.
-    sqlx::query("INSERT INTO locations (organization_id, name) VALUES (1042, 'Annex Chapel')")
-        .execute(env.db.pool())
-        .await?;
-    let csv = with_field(&cases_csv(3_000, 2)?, 2_700, 10, "Annex Chapel")?;
     let (second, file) = env
-        .draft_with_file(
+        .started_with_a_late_failure(
             &mut client,
             1042,
             pb::FailurePolicy::StopOnFirstError,
-            "cases-update.csv",
-            &csv,
+            &cases_csv(3_000, 2)?,
+            2_700,
         )
         .await?;
-    let report = files::analyze(&mut client, &second).await?;
-    assert!(!report.blocking, "{report:#?}");
-    sqlx::query("DELETE FROM locations WHERE name = 'Annex Chapel'")
-        .execute(env.db.pool())
-        .await?;
-    start(&mut client, &second).await?;
     let done = wait_terminal(&mut client, &second).await?;
 
     assert_eq!(done.state, pb::ImportState::Failed as i32);

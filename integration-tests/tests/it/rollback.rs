@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::load;
-use passare_imports_store::sqlx;
 
 const ORG: i64 = 1042;
 const ROWS: u64 = 100_000;
@@ -54,27 +53,15 @@ async fn a_rollback_too_large_for_one_transaction_finishes_in_batches_through_a_
     // The second import updates every case; a row of its last chunk names a
     // location that exists when the import is analysed and is gone when the
     // chunk loads, so it fails after writing everything else.
-    sqlx::query("INSERT INTO locations (organization_id, name) VALUES ($1, 'Annex Chapel')")
-        .bind(ORG)
-        .execute(env.db.pool())
-        .await?;
-    let bad_row = (ROWS - 100) as usize;
-    let csv = with_field(&cases_csv(ROWS, 2)?, bad_row, 10, "Annex Chapel")?;
     let (second, _) = env
-        .draft_with_file(
+        .started_with_a_late_failure(
             &mut client,
             ORG,
             pb::FailurePolicy::StopOnFirstError,
-            "cases.csv",
-            &csv,
+            &cases_csv(ROWS, 2)?,
+            (ROWS - 100) as usize,
         )
         .await?;
-    let report = files::analyze(&mut client, &second).await?;
-    assert!(!report.blocking, "{report:#?}");
-    sqlx::query("DELETE FROM locations WHERE name = 'Annex Chapel'")
-        .execute(env.db.pool())
-        .await?;
-    start(&mut client, &second).await?;
 
     // Rolling back, with progress: kill the worker in the middle of a batch.
     let rolling = wait_until(&mut client, &second, Duration::from_secs(300), |i| {
