@@ -13,10 +13,11 @@
 //! - `records` and `assertions`: what the database recorded, and checks over it;
 //! - `moments`: chunk writes in flight, cut connections, a held drain lease;
 //! - `broker`: the test's queues (ready notices, purges, dead letters);
-//! - `resumable`: the resumable upload in parts, and its stored parts.
+//! - `resumable`: the resumable upload in parts, and its stored parts;
+//! - `tenants`: many organizations, each with a small import.
 //!
 //! Tests `use passare_imports_integration_tests::*`; `files`, `pages`,
-//! `broker` and `resumable` are used by their module name.
+//! `broker`, `resumable` and `tenants` are used by their module name.
 
 pub mod assertions;
 pub mod broker;
@@ -30,6 +31,7 @@ pub mod processes;
 pub mod records;
 pub mod resumable;
 pub mod service;
+pub mod tenants;
 pub mod test_env;
 pub mod workbooks;
 

@@ -2,7 +2,10 @@
 //! through a server and a worker started as child processes (fresh database,
 //! own queues), then loads the same file with `psql \copy` into a table of the
 //! same shape, and prints both wall times, their ratio, rows/s and the peak
-//! memory (VmHWM) of the server and the worker.
+//! memory (VmHWM) of the server and the worker. With `--tenants N`, the same
+//! rows are then imported again spread over N organizations ([`tenants`]).
+
+mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +37,14 @@ pub struct BenchArgs {
     /// Rows per chunk (the service's default).
     #[arg(long, default_value_t = 10_000)]
     pub chunk_rows: u64,
+    /// Also import `rows` spread over this many organizations (`rows / N`
+    /// each, started side by side) and print it next to the single import.
+    #[arg(long, default_value_t = 0)]
+    pub tenants: u64,
+    /// Worker processes (`passare-imports work`, each with the default
+    /// `IMPORTS_WORKER_CONCURRENCY`).
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -89,13 +100,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Err(_) => None,
     };
     let server_peak = peak_rss_kib(services.server_pid);
-    let worker_peak = peak_rss_kib(services.worker_pid);
+    let worker_peak = services
+        .worker_pids
+        .iter()
+        .filter_map(|p| peak_rss_kib(*p))
+        .max();
+    let spread = match &figures {
+        Ok(_) if args.tenants > 0 => Some(tenants::run(&args, &services).await),
+        _ => None,
+    };
     drop(services);
     let figures = figures?;
     let copy = copy_baseline(&args.database_url, &csv)?;
     figures.print(args.rows, copy, server_peak, worker_peak);
     if let Some(uploads) = uploads {
         uploads?.print(std::fs::metadata(&csv)?.len());
+    }
+    if let Some(spread) = spread {
+        spread?.print(figures.end_to_end);
     }
     Ok(())
 }
@@ -188,7 +210,7 @@ pub(crate) struct Services {
     gateway_port: u16,
     secret: String,
     server_pid: u32,
-    worker_pid: u32,
+    worker_pids: Vec<u32>,
     _children: Children,
 }
 
@@ -247,15 +269,24 @@ impl Services {
             }
         }
         let server = command("serve").stdout(Stdio::null()).spawn()?;
-        let worker = command("work").stdout(Stdio::null()).spawn()?;
-        let gateway = command("gateway").stdout(Stdio::null()).spawn()?;
+        let server_pid = server.id();
+        let mut children = Children(vec![server]);
+        let mut worker_pids = Vec::new();
+        for _ in 0..args.workers.max(1) {
+            let worker = command("work").stdout(Stdio::null()).spawn()?;
+            worker_pids.push(worker.id());
+            children.0.push(worker);
+        }
+        children
+            .0
+            .push(command("gateway").stdout(Stdio::null()).spawn()?);
         Ok(Self {
             port,
             gateway_port,
             secret,
-            server_pid: server.id(),
-            worker_pid: worker.id(),
-            _children: Children(vec![server, worker, gateway]),
+            server_pid,
+            worker_pids,
+            _children: children,
         })
     }
 

@@ -66,6 +66,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         amqp_url: args.amqp_url.clone(),
         workdir: args.workdir.clone(),
         chunk_rows: 10_000,
+        tenants: 0,
+        workers: 1,
     };
     let csv = args.workdir.join(format!("cases-{}.csv", args.rows));
     crate::generate::write_cases(&csv, args.rows, 11)?;

@@ -5,6 +5,10 @@
 //! it), the workers reconnect on their own, the server's publisher reconnects
 //! on its next publish, and every import completes with exactly its rows.
 //!
+//! Before it, 1,000 organizations (`RESTART_TENANTS`) have each imported: with
+//! the broker's queues independent of the organizations, how long imports
+//! take to flow again after the restart does not grow with them (printed).
+//!
 //! This test stops the machine's RabbitMQ for a few seconds, which disturbs
 //! every other test using it: `scripts/test.sh` runs it alone, after the
 //! others. It needs `rabbitmqctl` and the right to run it (root here).
@@ -12,6 +16,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use passare_imports_integration_tests::tenants;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 
@@ -25,6 +30,8 @@ const LATE_ORG: i64 = 2003;
 const LATE_ROWS: u64 = 3_000;
 const LATE_SEED: u64 = 43;
 const CHUNK_ROWS: u64 = 1_000;
+/// The first of the organizations that imported before the restart.
+const TENANTS_FROM: i64 = 100_000;
 
 /// `rabbitmqctl` with a bounded wait.
 async fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
@@ -131,6 +138,27 @@ async fn assert_loaded(
     Ok(())
 }
 
+/// Waits (up to two minutes) until `sql` counts at least `at_least`; returns
+/// the moment it did.
+async fn wait_for_count(
+    env: &TestEnv,
+    sql: &str,
+    at_least: i64,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = count(&env.db, sql).await?;
+        if n >= at_least {
+            return Ok(chrono::Utc::now());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{n} (not {at_least}) after two minutes: {sql}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyhow::Result<()> {
     // Fail early and clearly when the broker cannot be controlled.
@@ -149,6 +177,27 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
     env.organization(OTHER_ORG).await?;
     env.organization(LATE_ORG).await?;
     env.spawn_worker_process()?;
+    let tenants: i64 = std::env::var("RESTART_TENANTS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1_000);
+    let imported = Instant::now();
+    let orgs = TENANTS_FROM..TENANTS_FROM + tenants;
+    tenants::start_many(&env, orgs.clone(), 4).await?;
+    wait_for_count(
+        &env,
+        "SELECT count(*) FROM imports WHERE state = 'completed'",
+        tenants,
+    )
+    .await?;
+    assert_eq!(
+        tenants::rolodex_rows(&env, orgs).await?,
+        (3 * tenants, tenants)
+    );
+    println!(
+        "{tenants} organizations imported before the restart, in {:.1?}",
+        imported.elapsed()
+    );
     let mut client = env.client().await?;
     let big = env
         .generated_draft(
@@ -224,10 +273,24 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
     broker.start().await?;
     let back_at = chrono::Utc::now();
     let down_for = began.elapsed();
+    let restart_took = restarting.elapsed();
+    // Imports flow again when a worker takes a chunk after the broker is
+    // back (on a notice, or on its sweep every two seconds).
+    let flowing = wait_for_count(
+        &env,
+        &format!(
+            "SELECT count(*) FROM chunks WHERE started_at > '{}'::timestamptz",
+            back_at.to_rfc3339()
+        ),
+        1,
+    )
+    .await?;
     println!(
-        "broker back after {down_for:.1?} (start_app + await_startup took {:.1?}); {} chunks done meanwhile",
-        restarting.elapsed(),
-        chunks_done(&during) - chunks_done(&at_stop)
+        "broker back after {down_for:.1?} (start_app + await_startup took {restart_took:.1?}, \
+         {} organizations had imported); {} chunks done meanwhile; imports flowing again {} ms after it was up",
+        tenants + 3,
+        chunks_done(&during) - chunks_done(&at_stop),
+        (flowing - back_at).num_milliseconds()
     );
 
     // The server's publisher reconnects on its next publish: the import
@@ -262,7 +325,8 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
     let intervals = chunk_intervals(&env.db).await?;
     assert_eq!(
         intervals.len() as u64,
-        BIG_ROWS.div_ceil(CHUNK_ROWS)
+        tenants as u64
+            + BIG_ROWS.div_ceil(CHUNK_ROWS)
             + OTHER_ROWS.div_ceil(CHUNK_ROWS)
             + LATE_ROWS.div_ceil(CHUNK_ROWS)
     );

@@ -6,14 +6,13 @@
 //! earlier releases moves to the shared notice queue without losing work.
 //!
 //! `TENANTS` sets how many organizations the simulation runs (300 by
-//! default in the suite, to keep CI short; the organizations are created
-//! through the API one after another).
+//! default in the suite, to keep CI short) and `CALLERS` how many callers
+//! create and start their imports through the API side by side (4).
 
 use std::time::{Duration, Instant};
 
-use passare_imports_cli::client::Client;
 use passare_imports_integration_tests::broker::Broker;
-use passare_imports_integration_tests::files::{self, NewFile};
+use passare_imports_integration_tests::tenants;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
@@ -52,27 +51,6 @@ async fn broker_memory() -> String {
         .unwrap_or_else(|| "memory: n/a".into())
 }
 
-fn rolodex(org: i64) -> NewFile {
-    let rows = format!(
-        "name,category\nChapel of {org},church\nGarden {org},cemetery\nBlooms {org},florist\n"
-    );
-    NewFile::new("vendors.csv", "rolodex", rows.into_bytes())
-}
-
-/// A draft of `org` with its small rolodex, started (StartImport analyses a
-/// draft never analysed within the call, so no worker need run yet).
-async fn start_small(client: &mut Client, org: i64) -> anyhow::Result<String> {
-    let (id, _) = files::draft_with_files(
-        client,
-        org,
-        pb::FailurePolicy::ImportValidRows,
-        &[rolodex(org)],
-    )
-    .await?;
-    start(client, &id).await?;
-    Ok(id)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -95,19 +73,12 @@ async fn thousands_of_organizations_share_two_queues() -> anyhow::Result<()> {
     env.spawn_worker_process()?;
     env.spawn_worker_process()?;
     const FIRST: i64 = 100_000;
-    sqlx::query(
-        "INSERT INTO organizations (id, name)
-         SELECT g, 'Funeral Home ' || g FROM generate_series($1::bigint, $2::bigint) g",
-    )
-    .bind(FIRST)
-    .bind(FIRST + tenants - 1)
-    .execute(env.db.pool())
-    .await?;
+    let callers: usize = std::env::var("CALLERS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(4);
     let began = Instant::now();
-    let mut client = env.client().await?;
-    for org in FIRST..FIRST + tenants {
-        start_small(&mut client, org).await?;
-    }
+    tenants::start_many(&env, FIRST..FIRST + tenants, callers).await?;
     let all_started = began.elapsed();
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
@@ -129,14 +100,7 @@ async fn thousands_of_organizations_share_two_queues() -> anyhow::Result<()> {
     let memory = broker_memory().await;
 
     // Exact rows: three per organization, each its own.
-    let (rows, orgs): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT organization_id) FROM rolodex_entries
-          WHERE name = 'Chapel of ' || organization_id
-             OR name = 'Garden ' || organization_id
-             OR name = 'Blooms ' || organization_id",
-    )
-    .fetch_one(env.db.pool())
-    .await?;
+    let (rows, orgs) = tenants::rolodex_rows(&env, FIRST..FIRST + tenants).await?;
     assert_eq!((rows, orgs), (3 * tenants, tenants));
     // The broker holds the same two queues as with one organization.
     let queues = queues_of(&env.config.queue_prefix).await?;
@@ -203,7 +167,7 @@ async fn a_long_import_holds_up_no_other_organization_while_a_slot_is_free() -> 
     })
     .await?;
     let asked = chrono::Utc::now();
-    let short = start_small(&mut client, 2001).await?;
+    let short = tenants::start_small(&mut client, 2001).await?;
     let short_done = wait_terminal(&mut client, &short).await?;
     let long_done = wait_terminal(&mut client, &long).await?;
     assert_eq!(state(&short_done), pb::ImportState::Completed);
@@ -255,7 +219,7 @@ async fn with_one_slot_organizations_take_turns() -> anyhow::Result<()> {
         chunks_done(i) >= 1
     })
     .await?;
-    let one = start_small(&mut client, 2001).await?;
+    let one = tenants::start_small(&mut client, 2001).await?;
     let one_done = wait_terminal(&mut client, &one).await?;
     assert_eq!(state(&one_done), pb::ImportState::Completed);
     let mut last_of_many = None;
@@ -290,7 +254,7 @@ async fn the_queues_of_an_earlier_release_are_moved_without_losing_work() -> any
     env.organization(2001).await?;
     let mut client = env.client().await?;
     // An earlier import of another organization: its old queue exists.
-    let earlier = start_small(&mut client, 2001).await?;
+    let earlier = tenants::start_small(&mut client, 2001).await?;
     let id = env
         .generated_draft(
             &mut client,
