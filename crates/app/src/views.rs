@@ -121,30 +121,32 @@ pub async fn view_of(
     files: Vec<import_files::Model>,
     analysis_job: Option<AnalysisJob>,
 ) -> Result<ImportView, StoreError> {
-    let timeline = timeline::of_import(conn, import.id).await?;
-    let organization_name = organizations::find(conn, import.organization_id)
-        .await?
-        .map(|o| o.name)
-        .unwrap_or_default();
-    let chunk_failure_count = failures::count_for_import(conn, import.id).await?;
-    let around = Around {
-        analysis_job,
-        timeline,
-        organization_name,
-        chunk_failure_count,
-    };
-    view_with(conn, import, files, around).await
+    let jobs = analysis_job.map(|j| (import.id, j)).into_iter().collect();
+    let mut views = build(conn, vec![import], files, jobs).await?;
+    views
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("a view of one import came back empty".into()))
 }
 
-/// The views of a page of imports: timelines, organization names, failure
-/// counts and analysis jobs of the whole page in one statement each; per import only
-/// what few imports have (row errors of files with failed rows, the queue
-/// place and pause of a queued or running import, the latest failures of
-/// one that has some).
+/// The views of a page of imports: everything each message shows read for
+/// the whole page in one statement per kind (timelines, organization names,
+/// failure counts and latest failures, analysis jobs, queue places, pauses,
+/// first row errors), whatever the page's size.
 pub async fn views_of(
     conn: &mut PgConnection,
     imports: Vec<imports::Model>,
-    mut files: Vec<import_files::Model>,
+    files: Vec<import_files::Model>,
+) -> Result<Vec<ImportView>, StoreError> {
+    let ids: Vec<Uuid> = imports.iter().map(|i| i.id).collect();
+    let jobs = analysis_jobs::of_imports(conn, &ids).await?;
+    build(conn, imports, files, jobs).await
+}
+
+async fn build(
+    conn: &mut PgConnection,
+    imports: Vec<imports::Model>,
+    files: Vec<import_files::Model>,
+    mut jobs: HashMap<Uuid, AnalysisJob>,
 ) -> Result<Vec<ImportView>, StoreError> {
     let ids: Vec<Uuid> = imports.iter().map(|i| i.id).collect();
     let mut orgs: Vec<i64> = imports.iter().map(|i| i.organization_id).collect();
@@ -157,96 +159,86 @@ pub async fn views_of(
         .map(|o| (o.id, o.name))
         .collect();
     let counts = failures::count_for_imports(conn, &ids).await?;
-    let mut jobs = analysis_jobs::of_imports(conn, &ids).await?;
+    let failing: Vec<Uuid> = counts.keys().copied().collect();
+    let mut latest = if failing.is_empty() {
+        HashMap::new()
+    } else {
+        failures::latest_for_imports(conn, &failing, FAILURES_SHOWN).await?
+    };
+    let places = import_records::queue_positions(conn, &ids).await?;
+    let pauses = pauses::holding_many(conn, &orgs).await?;
+    let mut files = file_views(conn, files).await?;
     let mut out = Vec::with_capacity(imports.len());
     for import in imports {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            files.into_iter().partition(|f| f.import_id == import.id);
+        let (mine, rest): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|f| f.file.import_id == import.id);
         files = rest;
         let (timeline, others): (Vec<_>, Vec<_>) = timelines
             .into_iter()
             .partition(|e| e.import_id == import.id);
         timelines = others;
-        let around = Around {
+        let pause = if matches!(import.state, ImportState::Queued | ImportState::Running) {
+            pauses.get(&import.organization_id).cloned()
+        } else {
+            None
+        };
+        out.push(ImportView {
             analysis_job: jobs.remove(&import.id),
+            files: mine,
+            queue_position: places.get(&import.id).copied().unwrap_or(0),
+            pause,
+            chunk_failures: latest.remove(&import.id).unwrap_or_default(),
+            chunk_failure_count: counts.get(&import.id).copied().unwrap_or(0),
             timeline,
             organization_name: names
                 .get(&import.organization_id)
                 .cloned()
                 .unwrap_or_default(),
-            chunk_failure_count: counts.get(&import.id).copied().unwrap_or(0),
-        };
-        out.push(view_with(conn, import, mine, around).await?);
+            import,
+        });
     }
     Ok(out)
 }
 
-/// What a view shows that a page of views reads in one go.
-struct Around {
-    analysis_job: Option<AnalysisJob>,
-    timeline: Vec<import_events::Model>,
-    organization_name: String,
-    chunk_failure_count: u64,
-}
-
-async fn view_with(
-    conn: &mut PgConnection,
-    import: imports::Model,
-    files: Vec<import_files::Model>,
-    around: Around,
-) -> Result<ImportView, StoreError> {
-    let files = file_views(conn, files).await?;
-    let queue_position = import_records::queue_position(conn, &import).await?;
-    let pause = if matches!(import.state, ImportState::Queued | ImportState::Running) {
-        pauses::holding(conn, import.organization_id).await?
-    } else {
-        None
-    };
-    let chunk_failures = if around.chunk_failure_count > 0 {
-        let filter = failures::Filter {
-            import_id: Some(import.id),
-            organization_id: None,
-        };
-        failures::list(conn, &filter, None, FAILURES_SHOWN).await?
-    } else {
-        Vec::new()
-    };
-    Ok(ImportView {
-        analysis_job: around.analysis_job,
-        import,
-        files,
-        queue_position,
-        pause,
-        chunk_failures,
-        chunk_failure_count: around.chunk_failure_count,
-        timeline: around.timeline,
-        organization_name: around.organization_name,
-    })
-}
-
 /// Files with their structural problems, and the first row errors of the
-/// files that have failed rows.
+/// files that have failed rows (read for all of them in one statement).
 pub async fn file_views(
     conn: &mut PgConnection,
     files: Vec<import_files::Model>,
 ) -> Result<Vec<FileView>, StoreError> {
-    let mut views = Vec::with_capacity(files.len());
-    for file in files {
-        let mut problems: Vec<RowProblem> =
-            serde_json::from_value(file.problems.clone()).unwrap_or_default();
-        if file.rows_failed > 0 {
-            let errors = results::first_row_errors(conn, file.id, PROBLEMS_SHOWN).await?;
-            problems.extend(errors.into_iter().map(|e| RowProblem {
-                row: e.row_number as u64,
-                column: e.column_name,
-                value: e.value,
-                kind: serde_json::from_value(serde_json::Value::String(e.kind)).unwrap_or_default(),
-                reason: e.reason,
-            }));
-        }
-        views.push(FileView { file, problems });
-    }
-    Ok(views)
+    let failing: Vec<Uuid> = files
+        .iter()
+        .filter(|f| f.rows_failed > 0)
+        .map(|f| f.id)
+        .collect();
+    let mut errors = if failing.is_empty() {
+        HashMap::new()
+    } else {
+        results::first_row_errors_of_files(conn, &failing, PROBLEMS_SHOWN).await?
+    };
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let mut problems: Vec<RowProblem> =
+                serde_json::from_value(file.problems.clone()).unwrap_or_default();
+            problems.extend(
+                errors
+                    .remove(&file.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| RowProblem {
+                        row: e.row_number as u64,
+                        column: e.column_name,
+                        value: e.value,
+                        kind: serde_json::from_value(serde_json::Value::String(e.kind))
+                            .unwrap_or_default(),
+                        reason: e.reason,
+                    }),
+            );
+            FileView { file, problems }
+        })
+        .collect())
 }
 
 /// Whether a file's structure keeps it from loading.

@@ -43,6 +43,21 @@ pub async fn all<E: EntityTrait>(
 /// The records a query finds, or why it failed.
 pub type Records<M> = Result<Vec<M>, StoreError>;
 
+/// The records a raw statement finds, read as `M`: for the few reads the
+/// builder cannot shape (a lateral join over an array of parents); the
+/// statement selects `M`'s columns.
+pub async fn all_raw<M: FromQueryResult>(
+    conn: &mut PgConnection,
+    statement: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) -> Records<M> {
+    statement
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(model)
+        .collect()
+}
+
 /// The records of one entity matching `condition`, in ascending `order`:
 /// the children of a parent (an import's files, an upload's parts).
 pub async fn all_by<C>(

@@ -122,7 +122,33 @@ pub async fn list(
     exec::all(conn, select.order_by_desc(C::Id).limit(limit)).await
 }
 
-/// How many attempts of an import failed.
+/// The latest `limit` failed attempts of each of `import_ids` (imports with
+/// none are absent), newest first, in one statement.
+pub async fn latest_for_imports(
+    conn: &mut PgConnection,
+    import_ids: &[Uuid],
+    limit: u64,
+) -> Result<std::collections::HashMap<Uuid, Vec<chunk_failures::Model>>, StoreError> {
+    let rows: Vec<chunk_failures::Model> = exec::all_raw(
+        conn,
+        sqlx::query(
+            "SELECT * FROM (
+                 SELECT f.*, row_number() OVER (PARTITION BY import_id ORDER BY id DESC) AS rank
+                   FROM chunk_failures f WHERE import_id = ANY($1)) ranked
+              WHERE rank <= $2 ORDER BY id DESC",
+        )
+        .bind(import_ids)
+        .bind(limit as i64),
+    )
+    .await?;
+    let mut by_import: std::collections::HashMap<Uuid, Vec<chunk_failures::Model>> =
+        std::collections::HashMap::new();
+    for f in rows {
+        by_import.entry(f.import_id).or_default().push(f);
+    }
+    Ok(by_import)
+}
+
 /// How many failed chunk attempts each of `import_ids` has (imports with
 /// none are absent), in one statement.
 pub async fn count_for_imports(
@@ -139,12 +165,4 @@ pub async fn count_for_imports(
         .into_iter()
         .map(|(id, n)| (id, n.max(0) as u64))
         .collect())
-}
-
-pub async fn count_for_import(conn: &mut PgConnection, import_id: Uuid) -> Result<u64, StoreError> {
-    exec::count(
-        conn,
-        chunk_failures::Entity::find().filter(chunk_failures::Column::ImportId.eq(import_id)),
-    )
-    .await
 }

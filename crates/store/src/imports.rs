@@ -202,22 +202,27 @@ pub async fn list(
     .await
 }
 
-/// Imports of the same organization that run or wait before this one.
-pub async fn queue_position(
+/// How many imports are ahead of each of `imports` in its organization's
+/// queue (queued or running with a lower place), for those that have a
+/// place (the others are absent), in one statement.
+pub async fn queue_positions(
     conn: &mut PgConnection,
-    import: &imports::Model,
-) -> Result<u64, StoreError> {
-    let Some(seq) = import.queue_seq else {
-        return Ok(0);
-    };
-    exec::count(
-        conn,
-        imports::Entity::find()
-            .filter(imports::Column::OrganizationId.eq(import.organization_id))
-            .filter(imports::Column::State.is_in([ImportState::Queued, ImportState::Running]))
-            .filter(imports::Column::QueueSeq.lt(seq)),
+    imports: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, u64>, StoreError> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT i.id, (SELECT count(*) FROM imports o
+                        WHERE o.organization_id = i.organization_id
+                          AND o.state IN ('queued', 'running')
+                          AND o.queue_seq < i.queue_seq)
+           FROM imports i WHERE i.id = ANY($1) AND i.queue_seq IS NOT NULL",
     )
-    .await
+    .bind(imports)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, n)| (id, n.max(0) as u64))
+        .collect())
 }
 
 /// Moves a draft import to `queued`: numbers it in its organization's queue

@@ -101,3 +101,36 @@ pub async fn holding(
     found.sort_by_key(|p| p.organization_id.is_some());
     Ok(found.into_iter().next())
 }
+
+/// [`holding`] for each of `organizations` held by a pause (the others are
+/// absent), in one statement: the global pause first, else the
+/// organization's own.
+pub async fn holding_many(
+    conn: &mut PgConnection,
+    organizations: &[i64],
+) -> Result<std::collections::HashMap<i64, import_pauses::Model>, StoreError> {
+    let found = exec::all(
+        conn,
+        import_pauses::Entity::find().filter(
+            Condition::any()
+                .add(import_pauses::Column::OrganizationId.is_null())
+                .add(import_pauses::Column::OrganizationId.is_in(organizations.iter().copied())),
+        ),
+    )
+    .await?;
+    let global = found.iter().find(|p| p.organization_id.is_none()).cloned();
+    Ok(organizations
+        .iter()
+        .filter_map(|org| {
+            global
+                .clone()
+                .or_else(|| {
+                    found
+                        .iter()
+                        .find(|p| p.organization_id == Some(*org))
+                        .cloned()
+                })
+                .map(|p| (*org, p))
+        })
+        .collect())
+}

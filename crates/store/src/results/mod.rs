@@ -12,6 +12,6 @@ pub use edits::{Edited, edits_of, now, set_edits};
 pub use purge::{Purge, begin_purge, due_for_purge};
 pub use retry::{Retry, RetryFile, queue_retry};
 pub use row_errors::{
-    RowErrorCursor, RowErrorRow, chunks_with_open_errors, files_with_open_errors, first_row_errors,
-    list_row_errors, open_failed_rows,
+    RowErrorCursor, RowErrorRow, chunks_with_open_errors, files_with_open_errors,
+    first_row_errors_of_files, list_row_errors, open_failed_rows,
 };

@@ -1,7 +1,6 @@
 //! Reading row errors: a page of an import's errors with their files, the
 //! first open ones of a file, and the still-failed rows a retry needs.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -58,23 +57,33 @@ pub async fn list_row_errors(
     .await?)
 }
 
-/// The first still-open row errors of a file (a retry supersedes the
-/// errors of the rows it tries again), in row order.
-pub async fn first_row_errors(
+/// The first `limit` open row errors of each of `file_ids` (files with none
+/// are absent), in row order, in one statement.
+pub async fn first_row_errors_of_files(
     conn: &mut PgConnection,
-    file_id: Uuid,
+    file_ids: &[Uuid],
     limit: u64,
-) -> Result<Vec<row_errors::Model>, StoreError> {
-    exec::all(
+) -> Result<std::collections::HashMap<Uuid, Vec<row_errors::Model>>, StoreError> {
+    let rows: Vec<row_errors::Model> = exec::all_raw(
         conn,
-        row_errors::Entity::find()
-            .filter(row_errors::Column::FileId.eq(file_id))
-            .filter(row_errors::Column::SupersededAt.is_null())
-            .order_by_asc(row_errors::Column::RowNumber)
-            .order_by_asc(row_errors::Column::Id)
-            .limit(limit),
+        sqlx::query(
+            "SELECT e.* FROM unnest($1::uuid[]) AS f(id)
+               CROSS JOIN LATERAL (
+                 SELECT * FROM row_errors
+                  WHERE file_id = f.id AND superseded_at IS NULL
+                  ORDER BY row_number, id LIMIT $2) e
+              ORDER BY e.row_number, e.id",
+        )
+        .bind(file_ids)
+        .bind(limit as i64),
     )
-    .await
+    .await?;
+    let mut by_file: std::collections::HashMap<Uuid, Vec<row_errors::Model>> =
+        std::collections::HashMap::new();
+    for e in rows {
+        by_file.entry(e.file_id).or_default().push(e);
+    }
+    Ok(by_file)
 }
 
 /// The chunks of a file whose rows hold open (not superseded) errors, in
