@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// `IMPORTS_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
+    /// Also write every figure of the run (times, ratios, rows/s, peak
+    /// memory, percentiles) to this file as JSON, to compare runs.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -113,11 +117,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let figures = figures?;
     let copy = copy_baseline(&args.database_url, &csv)?;
     figures.print(args.rows, copy, server_peak, worker_peak);
+    let bytes = std::fs::metadata(&csv)?.len();
+    let mut json = serde_json::json!({
+        "rows": args.rows,
+        "file_bytes": bytes,
+        "chunk_rows": args.chunk_rows,
+        "workers": args.workers,
+        "copy_s": copy.as_secs_f64(),
+        "single": figures.json(args.rows, copy),
+        "peak_rss_kib": { "server": server_peak, "worker": worker_peak },
+    });
     if let Some(uploads) = uploads {
-        uploads?.print(std::fs::metadata(&csv)?.len());
+        let uploads = uploads?;
+        uploads.print(bytes);
+        json["uploads"] = uploads.json(bytes);
     }
     if let Some(spread) = spread {
-        spread?.print(figures.end_to_end);
+        let spread = spread?;
+        spread.print(figures.end_to_end);
+        json["tenants"] = spread.json();
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
     }
     Ok(())
 }
@@ -166,6 +189,17 @@ async fn compare_uploads(
 }
 
 impl UploadFigures {
+    fn json(&self, bytes: u64) -> serde_json::Value {
+        let mb_s = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
+        serde_json::json!({
+            "streaming_s": self.streaming.as_secs_f64(),
+            "streaming_mb_s": mb_s(self.streaming),
+            "resumable_web_s": self.resumable_web.as_secs_f64(),
+            "resumable_web_mb_s": mb_s(self.resumable_web),
+            "resumable_parts": self.parts,
+        })
+    }
+
     fn print(&self, bytes: u64) {
         let mb_s = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
         println!(
@@ -422,6 +456,20 @@ async fn journey(
 }
 
 impl Figures {
+    fn json(&self, rows: u64, copy: Duration) -> serde_json::Value {
+        let per_sec = |d: Duration| rows as f64 / d.as_secs_f64();
+        serde_json::json!({
+            "end_to_end_s": self.end_to_end.as_secs_f64(),
+            "end_to_end_rows_s": per_sec(self.end_to_end),
+            "upload_s": self.uploaded.as_secs_f64(),
+            "start_to_completed_s": (self.end_to_end - self.uploaded).as_secs_f64(),
+            "analysis_s": self.analysis.as_secs_f64(),
+            "analysis_rows_s": per_sec(self.analysis),
+            "analysis_server_ms": self.analysis_server_ms,
+            "ratio_to_copy": self.end_to_end.as_secs_f64() / copy.as_secs_f64(),
+        })
+    }
+
     fn print(&self, rows: u64, copy: Duration, server_peak: Option<u64>, worker_peak: Option<u64>) {
         let ratio = self.end_to_end.as_secs_f64() / copy.as_secs_f64();
         let mib = |k: Option<u64>| {

@@ -68,6 +68,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         chunk_rows: 10_000,
         tenants: 0,
         workers: 1,
+        json: None,
     };
     let csv = args.workdir.join(format!("cases-{}.csv", args.rows));
     crate::generate::write_cases(&csv, args.rows, 11)?;

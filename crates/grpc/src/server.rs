@@ -11,7 +11,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
-use tower_http::classify::{GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -85,8 +85,26 @@ pub type Layers = tower::ServiceBuilder<
     >,
 >;
 
+/// Calls that ended with one of these codes are the caller's to handle (a
+/// bad request, a missing record, a refusal by a cap or by access control),
+/// not the service's failures: the trace layer logs them at its normal
+/// level, so an ERROR line always means something went wrong in the service.
+const CALLER_CODES: [GrpcCode; 9] = [
+    GrpcCode::Cancelled,
+    GrpcCode::InvalidArgument,
+    GrpcCode::NotFound,
+    GrpcCode::AlreadyExists,
+    GrpcCode::PermissionDenied,
+    GrpcCode::ResourceExhausted,
+    GrpcCode::FailedPrecondition,
+    GrpcCode::OutOfRange,
+    GrpcCode::Unauthenticated,
+];
+
 /// Request ids (`x-request-id`, generated when absent, echoed) and one
-/// tracing span per call carrying the id and the method.
+/// tracing span per call carrying the id and the method; calls failing with
+/// a code of the service's own ([`CALLER_CODES`] excepted) are logged as
+/// errors.
 pub fn layers() -> Layers {
     fn span(req: &http::Request<tonic::body::Body>) -> tracing::Span {
         let request_id = req
@@ -98,7 +116,14 @@ pub fn layers() -> Layers {
     }
     tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TraceLayer::new_for_grpc().make_span_with(span as SpanFn))
+        .layer(
+            TraceLayer::new(SharedClassifier::new(
+                CALLER_CODES
+                    .into_iter()
+                    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success),
+            ))
+            .make_span_with(span as SpanFn),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
 }
 

@@ -138,6 +138,19 @@ async fn wait_all_ended(db: &Db, orgs: u64) -> anyhow::Result<()> {
 }
 
 impl TenantFigures {
+    pub(super) fn json(&self) -> serde_json::Value {
+        let rows = (self.orgs * self.rows_each) as f64;
+        serde_json::json!({
+            "organizations": self.orgs,
+            "rows_each": self.rows_each,
+            "all_started_s": self.started.as_secs_f64(),
+            "all_completed_s": self.completed.as_secs_f64(),
+            "rows_s": rows / self.completed.as_secs_f64(),
+            "queued_to_completed_p50_s": self.lag_p50,
+            "queued_to_completed_p99_s": self.lag_p99,
+        })
+    }
+
     pub(super) fn print(&self, single: Duration) {
         let rows = (self.orgs * self.rows_each) as f64;
         println!(
