@@ -38,7 +38,12 @@ pub async fn get(client: &mut Client, import_id: &str) -> anyhow::Result<pb::Imp
         .context("no import")
 }
 
-pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, tonic::Status> {
+/// StartImport, as the call answers it: for an import never analysed, the
+/// draft with its analysis queued (`analysis_job.start_when_done`).
+pub async fn request_start(
+    client: &mut Client,
+    import_id: &str,
+) -> Result<pb::Import, tonic::Status> {
     client
         .start_import(pb::StartImportRequest {
             import_id: import_id.into(),
@@ -48,6 +53,36 @@ pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, t
         .into_inner()
         .import
         .ok_or_else(|| tonic::Status::internal("no import"))
+}
+
+/// StartImport, then — for an import whose analysis the call queued — the
+/// import as soon as a worker has analysed and queued it (or failed it), as
+/// a client following the import sees it. Waits at most two minutes.
+pub async fn start(client: &mut Client, import_id: &str) -> Result<pb::Import, tonic::Status> {
+    let mut import = request_start(client, import_id).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while state(&import) == pb::ImportState::Draft
+        && import
+            .analysis_job
+            .as_ref()
+            .is_some_and(|j| j.start_when_done)
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err(tonic::Status::deadline_exceeded(format!(
+                "import {import_id} was still a draft two minutes after StartImport queued its analysis"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        import = client
+            .get_import(pb::GetImportRequest {
+                import_id: import_id.into(),
+            })
+            .await?
+            .into_inner()
+            .import
+            .ok_or_else(|| tonic::Status::internal("no import"))?;
+    }
+    Ok(import)
 }
 
 /// StopImport with a reason.

@@ -124,3 +124,32 @@ pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<u
     db.close().await;
     Ok(purged?)
 }
+
+/// Analyses a draft inside the test process exactly as a worker's analysis
+/// job does (the report stored with the import, on behalf of the user who
+/// created the draft), for tests that start
+/// imports while no worker runs: StartImport then queues at once.
+pub async fn analyse_now(config: &Config, import_id: &str) -> anyhow::Result<()> {
+    use passare_imports_app::analysis::{Analyser, AnalysisSettings, analyze};
+    let db = Db::connect(&config.database_url, 2).await?;
+    let store = LocalFileStore::new(&config.storage_dir).await?;
+    let id = uuid::Uuid::parse_str(import_id)?;
+    let import = passare_imports_store::imports::find(&mut *db.conn().await?, id)
+        .await?
+        .with_context(|| format!("no import {import_id}"))?;
+    let ctx = Analyser {
+        db: &db,
+        files: &store,
+        settings: AnalysisSettings::of(config),
+    };
+    // On behalf of the user who created the draft, as if they had asked.
+    let by = passare_imports_store::Requester {
+        id: import.requested_by_id.clone(),
+        name: import.requested_by_name.clone(),
+        email: import.requested_by_email.clone(),
+    };
+    let analysed = analyze(ctx, &import, &by, None).await;
+    db.close().await;
+    analysed.map_err(|e| anyhow::anyhow!("analysing {import_id}: {e}"))?;
+    Ok(())
+}

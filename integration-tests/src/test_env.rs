@@ -213,6 +213,12 @@ impl TestEnv {
         self.organization_with(id, generate::DEMO_SETUP).await
     }
 
+    /// Analyses a draft in the test process, as a worker would, so that
+    /// StartImport queues it at once while no worker runs.
+    pub async fn analyse_now(&self, import_id: &str) -> anyhow::Result<()> {
+        crate::service::analyse_now(&self.config, import_id).await
+    }
+
     /// Environment of a worker process of this test's service.
     pub fn child_env(&self) -> Vec<(String, String)> {
         child_env(&self.config)

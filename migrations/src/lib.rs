@@ -42,6 +42,10 @@ impl MigratorTrait for Migrator {
                 name: "m0009_broker_topology",
                 up: include_str!("../sql/0009_broker_topology.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0012_start_when_analysed",
+                up: include_str!("../sql/0012_start_when_analysed.sql"),
+            }),
         ]
     }
 }

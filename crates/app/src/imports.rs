@@ -207,14 +207,13 @@ pub async fn analyze(
         return Err(crate::error::no_files("analysing"));
     }
     let rows: i64 = view.files.iter().map(|f| f.file.row_count).sum();
-    passare_imports_store::analysis_jobs::request(
-        &mut conn,
-        id,
-        view.import.organization_id,
-        rows,
-        &who.requester(),
-    )
-    .await?;
+    let asked = passare_imports_store::analysis_jobs::Request {
+        import_id: id,
+        organization_id: view.import.organization_id,
+        rows_total: rows,
+        start_when_done: false,
+    };
+    passare_imports_store::analysis_jobs::request(&mut conn, asked, &who.requester()).await?;
     let details = serde_json::json!({ "files": view.files.len(), "rows": rows });
     history::audit_import(
         app,

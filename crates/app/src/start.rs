@@ -3,12 +3,15 @@
 //! it is numbered in its organization's queue with its chunk rows, under
 //! the organization's queue lock, and its chunk messages are published.
 
+use passare_imports_queue::Publisher;
+use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::entities::chunks;
 use passare_imports_store::states::{FailurePolicy, ImportState};
-use passare_imports_store::{files, imports as records, locks};
+use passare_imports_store::{
+    Db, Requester, StoreError, files, imports as records, load, locks, timeline,
+};
 use uuid::Uuid;
 
-use crate::analysis;
 use crate::app::App;
 use crate::error::{ApiError, FieldViolation, Precondition, no_files};
 use crate::history;
@@ -16,7 +19,10 @@ use crate::identity::Caller;
 use crate::views::{self, FileView, ImportView, is_invalid};
 
 /// Starts a draft import (optionally changing its failure policy first);
-/// starting a started import returns it as it is.
+/// starting a started import returns it as it is. An import never analysed
+/// is not analysed within the call: its analysis is queued with
+/// `start_when_done`, and the worker that runs it queues the import when
+/// the report finds nothing blocking ([`after_analysis`]).
 pub async fn start(
     app: &App,
     who: &Caller,
@@ -33,37 +39,106 @@ pub async fn start(
         records::set_failure_policy(&mut conn, id, policy).await?;
         view = views::visible(&mut conn, who, id).await?;
     }
-    // An import never analysed is analysed now: a caller that uploads and
-    // starts gets the same protection as one that looks at the report.
-    check_no_analysis_pending(&view)?;
-    // The analysis and the queueing take connections of their own: hold
-    // none meanwhile, so concurrent starts never starve the pool.
-    drop(conn);
-    if view.import.analysis.is_none() && !view.files.is_empty() {
-        analysis::analyze(app.analyser(), &view.import, &who.requester(), None).await?;
+    // Asked again while the analysis it queued runs: nothing more to do.
+    if view
+        .analysis_job
+        .as_ref()
+        .is_some_and(|j| j.is_pending() && j.start_when_done)
+    {
+        return Ok(view);
     }
-    let queued = queue(app, who, id).await?;
-    if let Some((org, policy, chunks)) = &queued {
-        publish(app, id, *org, chunks).await;
+    check_no_analysis_pending(&view)?;
+    let org = view.import.organization_id;
+    let policy = view.import.failure_policy;
+    if view.import.analysis.is_none() && !view.files.is_empty() {
+        // A caller that uploads and starts gets the same protection as one
+        // that looks at the report first, without holding the call open.
+        check_files_readable(&view.files)?;
+        let rows: i64 = view.files.iter().map(|f| f.file.row_count).sum();
+        let asked = analysis_jobs::Request {
+            import_id: id,
+            organization_id: org,
+            rows_total: rows,
+            start_when_done: true,
+        };
+        analysis_jobs::request(&mut conn, asked, &who.requester()).await?;
+        let details =
+            serde_json::json!({ "failure_policy": policy, "after_analysis": true, "rows": rows });
+        history::audit_import(app, who, call_id, "start_import", (org, id), details).await;
+        return views::visible(&mut conn, who, id).await;
+    }
+    // The queueing takes a transaction of its own: hold no connection
+    // meanwhile, so concurrent starts never starve the pool.
+    drop(conn);
+    let queued = queue(&app.db, id, &who.requester()).await?;
+    if let Some(chunks) = &queued {
+        publish(&app.publisher, id, org, chunks).await;
         let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
-        history::audit_import(app, who, call_id, "start_import", (*org, id), details).await;
+        history::audit_import(app, who, call_id, "start_import", (org, id), details).await;
     }
     views::visible(&mut *app.db.conn().await?, who, id).await
+}
+
+/// Queues an import whose analysis StartImport asked for, once a worker has
+/// stored its report: the import is queued and announced when nothing
+/// blocks it; when something does, it ends FAILED with the refusal's reason
+/// and message (the report stays with it). An import that is no longer a
+/// draft, or whose files changed since (ANALYSIS_STALE: its user has to
+/// start it again), is left as it is.
+pub async fn after_analysis(
+    db: &Db,
+    publisher: &Publisher,
+    job: &AnalysisJob,
+) -> Result<(), ApiError> {
+    let id = job.import_id;
+    match queue(db, id, &job.requester()).await {
+        Ok(Some(chunks)) => {
+            publish(publisher, id, job.organization_id, &chunks).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(ApiError::FailedPrecondition { reason, .. })
+            if matches!(
+                reason,
+                "ANALYSIS_STALE" | "ANALYSIS_RUNNING" | "NOT_ANALYZED"
+            ) =>
+        {
+            tracing::info!(import_id = %id, reason, "import not started after its analysis");
+            Ok(())
+        }
+        Err(ApiError::FailedPrecondition {
+            reason, message, ..
+        }) => {
+            let mut tx = db.begin().await?;
+            let Some(import) = records::lock(&mut tx, id)
+                .await?
+                .filter(|i| i.state == ImportState::Draft)
+            else {
+                return Ok(());
+            };
+            let error = serde_json::json!({
+                "reason": reason,
+                "message": format!("the analysis asked for by StartImport found the import cannot start: {message}"),
+            });
+            load::fail_draft(&mut tx, id, import.failure_policy, error).await?;
+            timeline::notify(&mut tx, id).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            tracing::info!(import_id = %id, reason, "import failed: its analysis found it cannot start");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Queues the import under the organization's queue lock and the import's
 /// row lock, checking the files as they are now: an upload that raced the
 /// start is either in the list or refused. `None` when the import is no
-/// longer a draft.
-async fn queue(
-    app: &App,
-    who: &Caller,
-    id: Uuid,
-) -> Result<Option<(i64, FailurePolicy, Vec<chunks::Model>)>, ApiError> {
-    let mut tx = app.db.begin().await?;
-    let org = views::visible_record(&mut tx, who, id)
-        .await?
-        .organization_id;
+/// longer a draft (or is gone).
+async fn queue(db: &Db, id: Uuid, by: &Requester) -> Result<Option<Vec<chunks::Model>>, ApiError> {
+    let mut tx = db.begin().await?;
+    let Some(org) = records::find(&mut tx, id).await?.map(|i| i.organization_id) else {
+        return Ok(None);
+    };
     locks::queue(&mut tx, org).await?;
     let Some(import) = records::lock(&mut tx, id)
         .await?
@@ -72,7 +147,7 @@ async fn queue(
         return Ok(None);
     };
     let files = files::of_import(&mut tx, id).await?;
-    let job = passare_imports_store::analysis_jobs::of_import(&mut tx, id).await?;
+    let job = analysis_jobs::of_import(&mut tx, id).await?;
     let fresh = ImportView {
         analysis_job: job,
         import: import.clone(),
@@ -85,20 +160,18 @@ async fn queue(
         organization_name: String::new(),
     };
     check_startable(&fresh)?;
-    let Some(chunks) = records::queue(&mut tx, &import, &files, &who.requester()).await? else {
+    let Some(chunks) = records::queue(&mut tx, &import, &files, by).await? else {
         return Ok(None);
     };
-    tx.commit()
-        .await
-        .map_err(passare_imports_store::StoreError::from)?;
-    Ok(Some((org, import.failure_policy, chunks)))
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Some(chunks))
 }
 
 /// Announces the organization of committed chunk rows to the workers. If
 /// the broker cannot take the notice now, the import stays queued and the
 /// workers' sweep announces it once the broker is back; nothing is lost.
-pub async fn publish(app: &App, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
-    match app.publisher.announce(&[org]).await {
+pub async fn publish(publisher: &Publisher, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
+    match publisher.announce(&[org]).await {
         Ok(()) => {
             tracing::info!(import_id = %import_id, org_id = org, chunks = chunks.len(), "import queued")
         }

@@ -117,11 +117,10 @@ pub fn layers() -> Layers {
     tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
-            TraceLayer::new(SharedClassifier::new(
-                CALLER_CODES
-                    .into_iter()
-                    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success),
-            ))
+            TraceLayer::new(SharedClassifier::new(CALLER_CODES.into_iter().fold(
+                GrpcErrorsAsFailures::new(),
+                GrpcErrorsAsFailures::with_success,
+            )))
             .make_span_with(span as SpanFn),
         )
         .layer(PropagateRequestIdLayer::x_request_id())

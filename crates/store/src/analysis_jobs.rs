@@ -28,6 +28,9 @@ pub struct AnalysisJob {
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Asked for by StartImport: the import is queued when the report finds
+    /// nothing blocking, and fails with the reason when it does.
+    pub start_when_done: bool,
 }
 
 impl AnalysisJob {
@@ -47,24 +50,39 @@ impl AnalysisJob {
 
 const COLUMNS: &str = "import_id, organization_id, state, generation, attempts, rows_done, \
     rows_total, error, requested_by_id, requested_by_name, requested_by_email, requested_at, \
-    started_at, ended_at";
+    started_at, ended_at, start_when_done";
+
+/// An analysis asked for: of which import, how many rows, and whether the
+/// import starts when the report finds nothing blocking.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub import_id: Uuid,
+    pub organization_id: i64,
+    pub rows_total: i64,
+    pub start_when_done: bool,
+}
 
 /// Queues an analysis of the import, replacing the job of an earlier
 /// request (a worker still running that one is fenced out).
 pub async fn request(
     conn: &mut PgConnection,
-    import_id: Uuid,
-    organization_id: i64,
-    rows_total: i64,
+    asked: Request,
     by: &Requester,
 ) -> Result<(), StoreError> {
+    let Request {
+        import_id,
+        organization_id,
+        rows_total,
+        start_when_done,
+    } = asked;
     sqlx::query(
         "INSERT INTO analysis_jobs (import_id, organization_id, state, rows_total,
-                requested_by_id, requested_by_name, requested_by_email)
-         VALUES ($1, $2, 'queued', $3, $4, $5, $6)
+                requested_by_id, requested_by_name, requested_by_email, start_when_done)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7)
          ON CONFLICT (import_id) DO UPDATE SET
             state = 'queued', generation = analysis_jobs.generation + 1, attempts = 0,
             rows_done = 0, rows_total = EXCLUDED.rows_total, error = NULL,
+            start_when_done = EXCLUDED.start_when_done,
             requested_by_id = EXCLUDED.requested_by_id,
             requested_by_name = EXCLUDED.requested_by_name,
             requested_by_email = EXCLUDED.requested_by_email,
@@ -76,6 +94,7 @@ pub async fn request(
     .bind(&by.id)
     .bind(&by.name)
     .bind(&by.email)
+    .bind(start_when_done)
     .execute(&mut *conn)
     .await?;
     timeline::notify(conn, import_id).await

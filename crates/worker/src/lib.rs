@@ -106,10 +106,17 @@ impl Worker {
             self.housekeeping,
             shutdown.clone(),
         ));
+        // Imports whose analysis StartImport queued are announced by the
+        // worker that analysed them, on a publisher of its own.
+        let publisher = Arc::new(passare_imports_queue::Publisher::new(
+            self.queue.clone(),
+            format!("passare-imports worker {} analyses", self.name),
+        ));
         let analyses = tokio::spawn(passare_imports_app::analysis::jobs::run(
             self.db.clone(),
             self.files.clone(),
             self.analysis,
+            publisher,
             shutdown.clone(),
         ));
         let mut backoff = Duration::from_millis(200);

@@ -399,6 +399,8 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     )
     .await?;
     labels.add(&i6, "I6");
+    // No worker runs to analyse them: analysed here, they queue at once.
+    env.analyse_now(&i6).await?;
     assert_eq!(state(&start(&mut bob, &i6).await?), pb::ImportState::Queued);
     let i7_cases = cases_csv(10, 105)?;
     let (i7, _) = files::draft_with_files(
@@ -409,6 +411,7 @@ async fn history_answers_what_was_imported_into_an_organization_by_whom_and_what
     )
     .await?;
     labels.add(&i7, "I7");
+    env.analyse_now(&i7).await?;
     assert_eq!(
         state(&start(&mut alice, &i7).await?),
         pb::ImportState::Queued

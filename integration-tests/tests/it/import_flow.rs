@@ -1,6 +1,7 @@
 //! One Cases file from upload to rows: the client-streaming upload, the
 //! chunked load, the watch stream, idempotent re-imports and bad files.
 
+use passare_imports_integration_tests::files;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use tonic_types::StatusExt;
@@ -379,7 +380,8 @@ async fn bad_values_are_row_errors_or_fail_the_import_by_policy() -> anyhow::Res
         .await?;
     // Stopping at the first error, the import is doomed: analysis blocks it
     // before anything runs, naming every failing row.
-    let refused = start(&mut client, &stop)
+    files::analyze(&mut client, &stop).await?;
+    let refused = request_start(&mut client, &stop)
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("a doomed import started"))?;
@@ -433,7 +435,41 @@ async fn an_organization_without_a_location_cannot_start_a_cases_import() -> any
             &csv,
         )
         .await?;
-    let refused = start(&mut client, &id)
+    // Started without an analysis: the analysis StartImport queued finds the
+    // missing prerequisite, and the import fails with it, nothing written.
+    let failed = start(&mut client, &id).await?;
+    assert_eq!(state(&failed), pb::ImportState::Failed);
+    let error = failed.error.clone().unwrap_or_default();
+    assert_eq!(error.reason, "MISSING_PREREQUISITE");
+    assert!(
+        error
+            .message
+            .contains("organization 500 has no location; needed by cases.csv"),
+        "{}",
+        error.message
+    );
+    assert!(failed.analysis.is_some_and(|a| a.blocking));
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM cases WHERE organization_id = 500"
+        )
+        .await?,
+        0
+    );
+    // Analysed first, the draft is refused by StartImport itself, with
+    // every detail, and stays a draft.
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            500,
+            pb::FailurePolicy::StopOnFirstError,
+            "cases.csv",
+            &csv,
+        )
+        .await?;
+    files::analyze(&mut client, &id).await?;
+    let refused = request_start(&mut client, &id)
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("started"))?;

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use passare_imports_integration_tests::broker::Broker;
+use passare_imports_integration_tests::files;
 use passare_imports_integration_tests::tenants;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -253,8 +254,17 @@ async fn the_queues_of_an_earlier_release_are_moved_without_losing_work() -> any
     .await?;
     env.organization(2001).await?;
     let mut client = env.client().await?;
-    // An earlier import of another organization: its old queue exists.
-    let earlier = tenants::start_small(&mut client, 2001).await?;
+    // An earlier import of another organization: its old queue exists. No
+    // worker runs yet: both imports are analysed here and queue at once.
+    let (earlier, _) = files::draft_with_files(
+        &mut client,
+        2001,
+        pb::FailurePolicy::ImportValidRows,
+        &[tenants::rolodex(2001)],
+    )
+    .await?;
+    env.analyse_now(&earlier).await?;
+    start(&mut client, &earlier).await?;
     let id = env
         .generated_draft(
             &mut client,
@@ -264,6 +274,7 @@ async fn the_queues_of_an_earlier_release_are_moved_without_losing_work() -> any
             9,
         )
         .await?;
+    env.analyse_now(&id).await?;
     start(&mut client, &id).await?;
     // As an upgrade finds the broker: the notices of this release were never
     // published (the old servers published to the old queues instead).

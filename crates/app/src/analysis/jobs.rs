@@ -4,11 +4,14 @@
 //! error). A job whose worker died is taken over once its lease has passed
 //! and analysed again from the start (analysis writes nothing but its
 //! report, so starting over is exact); one interrupted `max_attempts` times
-//! fails with the reason.
+//! fails with the reason. A job StartImport asked for (`start_when_done`)
+//! then queues its import, or fails it when the report blocks it
+//! ([`crate::start::after_analysis`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use passare_imports_queue::Publisher;
 use passare_imports_storage::FileStore;
 use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::{Db, ImportState, imports as records};
@@ -26,6 +29,7 @@ pub async fn run(
     db: Db,
     files: Arc<dyn FileStore>,
     settings: AnalysisSettings,
+    publisher: Arc<Publisher>,
     shutdown: CancellationToken,
 ) {
     let ctx = Analyser {
@@ -36,7 +40,7 @@ pub async fn run(
     loop {
         let ran = tokio::select! {
             _ = shutdown.cancelled() => break,
-            ran = next(ctx, &shutdown) => ran,
+            ran = next(ctx, &publisher, &shutdown) => ran,
         };
         match ran {
             Ok(true) => continue,
@@ -51,7 +55,11 @@ pub async fn run(
 }
 
 /// Claims and runs the next waiting analysis; `false` when none waits.
-async fn next(ctx: Analyser<'_>, shutdown: &CancellationToken) -> Result<bool, ApiError> {
+async fn next(
+    ctx: Analyser<'_>,
+    publisher: &Publisher,
+    shutdown: &CancellationToken,
+) -> Result<bool, ApiError> {
     let job = {
         let mut conn = ctx.db.conn().await?;
         analysis_jobs::claim(&mut conn, ctx.settings.lease_secs).await?
@@ -76,6 +84,9 @@ async fn next(ctx: Analyser<'_>, shutdown: &CancellationToken) -> Result<bool, A
         }
     };
     match outcome {
+        Ok(()) if job.start_when_done => {
+            crate::start::after_analysis(ctx.db, publisher, &job).await?;
+        }
         Ok(()) => {}
         Err(ApiError::Aborted(why)) => {
             tracing::info!(import_id = %job.import_id, why, "analysis job superseded");

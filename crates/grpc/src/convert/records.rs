@@ -147,7 +147,7 @@ pub fn analysis_job(j: &passare_imports_store::analysis_jobs::AnalysisJob) -> pb
         request_time: Some(at(&j.requested_at)),
         start_time: j.started_at.as_ref().map(at),
         end_time: j.ended_at.as_ref().map(at),
-        start_when_done: false,
+        start_when_done: j.start_when_done,
         error: j.error.clone().unwrap_or_default(),
         requested_by: Some(pb::User {
             id: j.requested_by_id.clone(),

@@ -34,6 +34,28 @@ pub(super) struct Ending {
     pub first_start: Option<DateTime<Utc>>,
 }
 
+/// Ends a draft whose start was asked for but cannot happen (the analysis
+/// StartImport queued found something blocking): FAILED with `error`, its
+/// files failed. Call in the transaction that holds the import's row lock
+/// and found it a draft; nothing was written, so nothing is rolled back.
+pub async fn fail_draft(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    policy: FailurePolicy,
+    error: serde_json::Value,
+) -> Result<(), StoreError> {
+    end_import(
+        conn,
+        Ending {
+            import_id,
+            policy,
+            how: How::Failed(error),
+            first_start: None,
+        },
+    )
+    .await
+}
+
 /// Ends an import: records the final state, skips its chunks still queued,
 /// ends its unfinished files, and — for an all-or-nothing import that wrote
 /// — leaves it `rolling_back` for the workers to put back what it wrote. Call behind the organization's write fence,

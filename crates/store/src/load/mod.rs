@@ -30,7 +30,7 @@ use crate::{StoreError, exec, timeline};
 pub use checks::{
     StoredSum, check_against_stored, check_repeated_in_import, reference_index, stored_sums,
 };
-pub use ending::{GaveUp, Stopped, give_up_chunk, stop_import};
+pub use ending::{GaveUp, Stopped, fail_draft, give_up_chunk, stop_import};
 pub use target::{Merged, Target, compare_with_stored};
 pub use undo::{RollbackStep, roll_back_batch};
 
