@@ -6,6 +6,7 @@
 //! (`passare-imports-worker`) shares the configuration and retention.
 
 pub mod analysis;
+pub mod analysis_jobs;
 pub mod app;
 pub mod config;
 pub mod control;

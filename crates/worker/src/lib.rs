@@ -15,7 +15,7 @@
 //!   earlier releases, once.
 //!
 //! Beside the slots, each worker runs waiting analyses one at a time
-//! (`passare_imports_app::analysis::jobs`).
+//! (`passare_imports_app::analysis_jobs`).
 
 pub mod chunk;
 mod drain;
@@ -112,7 +112,7 @@ impl Worker {
             self.queue.clone(),
             format!("passare-imports worker {} analyses", self.name),
         ));
-        let analyses = tokio::spawn(passare_imports_app::analysis::jobs::run(
+        let analyses = tokio::spawn(passare_imports_app::analysis_jobs::run(
             self.db.clone(),
             self.files.clone(),
             self.analysis,

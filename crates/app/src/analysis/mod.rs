@@ -8,7 +8,6 @@
 //! worker runs (see `jobs`).
 
 mod across;
-pub mod jobs;
 mod keys;
 mod sums;
 

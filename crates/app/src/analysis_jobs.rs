@@ -17,7 +17,7 @@ use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::{Db, ImportState, imports as records};
 use tokio_util::sync::CancellationToken;
 
-use super::{Analyser, AnalysisSettings, analyze};
+use crate::analysis::{Analyser, AnalysisSettings, analyze};
 use crate::error::ApiError;
 
 /// How often an idle worker looks for a waiting analysis.
