@@ -1,7 +1,8 @@
-//! The scratch table of one analysis: the keys it has seen beyond its memory
-//! budget. A temporary table of the analysis's own connection — never written
-//! to the WAL, invisible to other sessions, and gone with the connection if
-//! the process dies — dropped when the analysis ends.
+//! The scratch tables of one analysis: the keys it has seen and the records
+//! of earlier files it remembers, beyond its memory budget. Temporary tables
+//! of the analysis's own connection — never written to the WAL, invisible to
+//! other sessions, and gone with the connection if the process dies —
+//! dropped when the analysis ends.
 
 use sqlx::PgConnection;
 
@@ -101,6 +102,80 @@ pub async fn insert_keys(
 /// Drops the connection's scratch table, if it has one.
 pub async fn drop_keys(conn: &mut PgConnection) -> Result<(), StoreError> {
     sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_keys")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Creates the connection's (empty) table of remembered records, replacing
+/// one an earlier analysis on the same connection left behind.
+pub async fn create_records(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_records")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE analysis_records (
+            type_key text NOT NULL,
+            key      text NOT NULL,
+            vals     text NOT NULL,
+            PRIMARY KEY (type_key, key))",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Remembers records of `type_key` (key, values of the columns other types
+/// read), keeping the values first remembered for a key, in one statement.
+pub async fn insert_records(
+    conn: &mut PgConnection,
+    type_key: &str,
+    records: &[(String, Vec<Option<String>>)],
+) -> Result<(), StoreError> {
+    let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+    let vals = records
+        .iter()
+        .map(|(_, v)| serde_json::to_string(v))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("remembered record values: {e}")))?;
+    sqlx::query(
+        "INSERT INTO pg_temp.analysis_records (type_key, key, vals)
+         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS r(k, v)
+         ON CONFLICT (type_key, key) DO NOTHING",
+    )
+    .bind(type_key)
+    .bind(&keys)
+    .bind(&vals)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The remembered records of `type_key` among `keys`, with their values.
+pub async fn find_records(
+    conn: &mut PgConnection,
+    type_key: &str,
+    keys: &[String],
+) -> Result<Vec<(String, Vec<Option<String>>)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT key, vals FROM pg_temp.analysis_records WHERE type_key = $1 AND key = ANY($2)",
+    )
+    .bind(type_key)
+    .bind(keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(key, vals)| {
+            let vals = serde_json::from_str(&vals)
+                .map_err(|e| StoreError::Corrupt(format!("remembered record {key}: {e}")))?;
+            Ok((key, vals))
+        })
+        .collect()
+}
+
+/// Drops the connection's table of remembered records, if it has one.
+pub async fn drop_records(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_records")
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -82,7 +82,7 @@ async fn analyse_with_budget(
     let peak = peak_rss_kib();
     let leftovers = count(
         &env.db,
-        "SELECT count(*) FROM pg_class WHERE relname = 'analysis_keys'",
+        "SELECT count(*) FROM pg_class WHERE relname IN ('analysis_keys', 'analysis_records')",
     )
     .await?;
     env.finish().await?;
@@ -118,6 +118,75 @@ async fn a_tiny_key_budget_gives_the_findings_of_the_in_memory_analysis() -> any
         files::finding(&memory, "second.csv", pb::FindingKind::DuplicateInRequest).map(|f| f.count);
     assert_eq!(across, Some(29), "keys of second.csv repeating first.csv");
     assert!(memory.rows_failing > 60, "{}", memory.rows_failing);
+    assert_eq!(comparable(spilled), comparable(memory.clone()));
+    assert_eq!(comparable(none), comparable(memory));
+    Ok(())
+}
+
+/// Cases, their contracts and payments against them in one import: every
+/// payment refers to a contract of the import's earlier file (which must
+/// agree on the case), and a contract's payments add up against its total.
+fn contracts_and_payments(contracts: usize) -> Vec<NewFile> {
+    let mut cases = String::from("case_number,deceased_first_name,deceased_last_name\n");
+    let mut contract =
+        String::from("contract_number,case_number,contract_date,total,contract_type,status\n");
+    let mut payments =
+        String::from("contract_number,paid_on,amount,method,reference,case_number\n");
+    for i in 0..contracts {
+        let _ = writeln!(cases, "C{i},Ann,Lee{i}");
+        let _ = writeln!(contract, "K{i},C{i},2026-01-16,$100.00,at need,signed");
+        // Two payments each; every 7th contract is paid above its total,
+        // every 11th payment names another case than its contract's.
+        let second = if i % 7 == 3 { "$60.00" } else { "$40.00" };
+        let case = if i % 11 == 5 {
+            format!("C{}", i + 1)
+        } else {
+            format!("C{i}")
+        };
+        let _ = writeln!(payments, "K{i},2026-01-20,$60.00,check,R{i}a,C{i}");
+        let _ = writeln!(payments, "K{i},2026-02-01,{second},card,R{i}b,{case}");
+    }
+    // A payment against a contract the import does not have.
+    let _ = writeln!(payments, "K-none,2026-02-01,$10.00,cash,R-none,C0");
+    vec![
+        NewFile::new("cases.csv", "cases", cases),
+        NewFile::new("contracts.csv", "contract_information", contract),
+        NewFile::new("payments.csv", "payments", payments),
+    ]
+}
+
+/// The records of earlier files that later files refer to (contracts for
+/// payments) kept beyond the budget in the scratch table: references, the
+/// columns that must agree and the totals payments add up against give the
+/// report of the analysis that kept every record in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_earlier_files_beyond_the_budget_give_the_same_findings() -> anyhow::Result<()> {
+    let files = contracts_and_payments(600);
+    let (memory, _) = analyse_with_budget(&files, all_in_memory, 100).await?;
+    let (spilled, _) = analyse_with_budget(&files, tiny, 100).await?;
+    let (none, _) = analyse_with_budget(&files, none_in_memory, 100).await?;
+    let kinds: Vec<(String, i32, i64)> = memory
+        .files
+        .iter()
+        .flat_map(|f| {
+            f.findings
+                .iter()
+                .map(|x| (f.file_name.clone(), x.kind, x.count))
+        })
+        .collect();
+    println!("findings of the in-memory analysis: {kinds:?}");
+    let payments = |k: pb::FindingKind| files::finding(&memory, "payments.csv", k).map(|f| f.count);
+    // 55 payments naming another case than their contract's (every 11th),
+    // and 78 contracts paid above their total (every 7th, less the 8 whose
+    // second payment failed for its case).
+    let constraint = pb::FindingKind::Constraint as i32;
+    for n in [55, 78] {
+        assert!(
+            kinds.contains(&("payments.csv".into(), constraint, n)),
+            "{n} constraint findings: {kinds:?}"
+        );
+    }
+    assert_eq!(payments(pb::FindingKind::UnresolvedReference), Some(1));
     assert_eq!(comparable(spilled), comparable(memory.clone()));
     assert_eq!(comparable(none), comparable(memory));
     Ok(())

@@ -9,9 +9,12 @@ use std::hash::{Hash, Hasher};
 use passare_imports_domain::catalog::{self, ImportTypeDef, RefTarget, ReferenceDef, RowCheck};
 use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup};
 use passare_imports_domain::{FindingKind, excerpt};
+use passare_imports_store::PgConnection;
 use passare_imports_store::entities::import_files;
+use passare_imports_store::scratch;
 
 use super::keys::FirstSeen;
+use crate::error::ApiError;
 
 /// Flagged group → (file index, row, key), per type and flag column.
 pub(super) type Flagged =
@@ -47,16 +50,48 @@ fn record_columns(type_key: &str) -> Vec<&'static str> {
     out
 }
 
-/// Records of earlier files of the import, for the types other types refer to.
-#[derive(Default)]
+/// Values of a remembered record's `record_columns`.
+type Values = Vec<Option<String>>;
+
+/// Records of earlier files of the import, for the types other types refer
+/// to: the first `budget` in memory, the rest in the analysis's scratch
+/// table in PostgreSQL, fetched a chunk at a time for the references the
+/// chunk holds ([`EarlierRecords::fetch`]). Both give the same answer.
 pub(super) struct EarlierRecords {
+    budget: usize,
+    held: usize,
+    /// Records in the scratch table (it exists once one is).
+    spilled: u64,
     /// type key → record key → values of its `record_columns`.
-    records: HashMap<&'static str, HashMap<String, Vec<Option<String>>>>,
+    records: HashMap<&'static str, HashMap<String, Values>>,
+    /// Spilled records fetched for the chunk being checked.
+    fetched: HashMap<&'static str, HashMap<String, Values>>,
     /// type key → its `record_columns`, computed once per type.
     columns: HashMap<&'static str, Vec<&'static str>>,
 }
 
 impl EarlierRecords {
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            held: 0,
+            spilled: 0,
+            records: HashMap::new(),
+            fetched: HashMap::new(),
+            columns: HashMap::new(),
+        }
+    }
+
+    /// Records held in memory.
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Records in the scratch table.
+    pub(super) fn spilled(&self) -> u64 {
+        self.spilled
+    }
+
     fn wants(type_key: &str) -> bool {
         catalog::CATALOG.iter().any(|t| {
             t.references
@@ -65,24 +100,109 @@ impl EarlierRecords {
         })
     }
 
-    pub(super) fn remember(&mut self, def: &'static ImportTypeDef, parsed: &ParsedChunk) {
+    /// Remembers the valid records of a chunk whose type others refer to
+    /// (the first values seen for a key stay).
+    pub(super) async fn remember(
+        &mut self,
+        conn: &mut PgConnection,
+        def: &'static ImportTypeDef,
+        parsed: &ParsedChunk,
+    ) -> Result<(), ApiError> {
         if !Self::wants(def.key) {
-            return;
+            return Ok(());
         }
         let columns = self
             .columns
             .entry(def.key)
             .or_insert_with(|| record_columns(def.key));
         let map = self.records.entry(def.key).or_default();
+        let mut spill: Vec<(String, Values)> = Vec::new();
         for i in 0..parsed.batch.num_rows() {
             if !parsed.valid[i] {
                 continue;
             }
-            if let Some(key) = parsed.key(def, i) {
-                let values = columns.iter().map(|c| parsed.text(c, i)).collect();
-                map.entry(key.join("+")).or_insert(values);
+            let Some(key) = parsed.key(def, i) else {
+                continue;
+            };
+            let key = key.join("+");
+            if map.contains_key(&key) {
+                continue;
+            }
+            let values = columns.iter().map(|c| parsed.text(c, i)).collect();
+            if self.held < self.budget {
+                map.insert(key, values);
+                self.held += 1;
+            } else if !spill.iter().any(|(k, _)| *k == key) {
+                spill.push((key, values));
             }
         }
+        if !spill.is_empty() {
+            if self.spilled == 0 {
+                scratch::create_records(conn).await?;
+            }
+            scratch::insert_records(conn, def.key, &spill).await?;
+            self.spilled += spill.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Fetches from the scratch table the remembered records a chunk of
+    /// `def` refers to (those not in memory), replacing the last chunk's.
+    pub(super) async fn fetch(
+        &mut self,
+        conn: &mut PgConnection,
+        def: &ImportTypeDef,
+        parsed: &ParsedChunk,
+    ) -> Result<(), ApiError> {
+        self.fetched.clear();
+        if self.spilled == 0 {
+            return Ok(());
+        }
+        for (r, values) in def.references.iter().zip(parsed.reference_values(def)) {
+            if let RefTarget::Records { type_key } = r.target {
+                self.fetch_keys(conn, type_key, values).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the remembered records of `type_key` among `keys` that are
+    /// not in memory, adding them to those fetched.
+    pub(super) async fn fetch_keys(
+        &mut self,
+        conn: &mut PgConnection,
+        type_key: &'static str,
+        keys: Vec<String>,
+    ) -> Result<(), ApiError> {
+        if self.spilled == 0 {
+            return Ok(());
+        }
+        let memory = self.records.get(type_key);
+        let missing: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !memory.is_some_and(|m| m.contains_key(k)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let found = scratch::find_records(conn, type_key, &missing).await?;
+        self.fetched.entry(type_key).or_default().extend(found);
+        Ok(())
+    }
+
+    /// Drops the scratch table, if records were spilled to it.
+    pub(super) async fn release(&self, conn: &mut PgConnection) -> Result<(), ApiError> {
+        if self.spilled > 0 {
+            scratch::drop_records(conn).await?;
+        }
+        Ok(())
+    }
+
+    fn values(&self, type_key: &str, key: &str) -> Option<&Values> {
+        self.records
+            .get(type_key)
+            .and_then(|m| m.get(key))
+            .or_else(|| self.fetched.get(type_key).and_then(|m| m.get(key)))
     }
 
     pub(super) fn column(&self, type_key: &str, key: &str, column: &str) -> Option<String> {
@@ -91,12 +211,7 @@ impl EarlierRecords {
             .get(type_key)?
             .iter()
             .position(|c| *c == column)?;
-        self.records
-            .get(type_key)?
-            .get(key)?
-            .get(i)
-            .cloned()
-            .flatten()
+        self.values(type_key, key)?.get(i).cloned().flatten()
     }
 }
 
@@ -105,7 +220,7 @@ impl ReferenceLookup for EarlierRecords {
         let RefTarget::Records { type_key } = r.target else {
             return None;
         };
-        self.records.get(type_key)?.get(value)?;
+        self.values(type_key, value)?;
         Some(RefHit {
             id: None,
             agrees: r

@@ -102,16 +102,18 @@ pub async fn analyze(
         rows_done: 0,
         today: Utc::now().date_naive(),
         samples: ctx.settings.samples,
-        earlier: EarlierRecords::default(),
+        earlier: EarlierRecords::new(ctx.settings.memory_keys),
         seen: SeenKeys::new(ctx.settings.memory_keys),
         flagged: HashMap::new(),
         sums: HashMap::new(),
     };
     let scanned = run.files(&mut conn, &files).await;
-    // The scratch table goes whether or not the analysis succeeded.
+    // The scratch tables go whether or not the analysis succeeded.
     let released = run.seen.release(&mut conn).await;
+    let released_records = run.earlier.release(&mut conn).await;
     let (mut reports, sets) = scanned?;
     released?;
+    released_records?;
     for (report, set) in reports.iter_mut().zip(sets) {
         report.findings = set.finish();
     }
@@ -139,6 +141,7 @@ pub async fn analyze(
         rows = report.files.iter().map(|f| f.rows).sum::<u64>(),
         blocking = report.blocks(true),
         keys_in_memory = run.seen.held(), keys_spilled = run.seen.spilled,
+        records_in_memory = run.earlier.held(), records_spilled = run.earlier.spilled(),
         "import analysed"
     );
     Ok(report)
@@ -366,6 +369,7 @@ impl Run<'_> {
     ) -> Result<(), ApiError> {
         let (fi, files, file, def) = (at.index, at.files, at.file, at.def);
         let org = self.import.organization_id;
+        self.earlier.fetch(conn, def, parsed).await?;
         load::check_against_stored(conn, org, def, parsed, Some(&self.earlier)).await?;
         let rows = keyed_rows(def, parsed);
         let hashes: Vec<(u64, u64)> = rows.iter().map(|(_, h, row)| (*h, *row)).collect();
@@ -385,7 +389,7 @@ impl Run<'_> {
         report.would_leave_unchanged += would.unchanged as u64;
         report.would_skip_stale += would.stale as u64;
         report.rows_failing += parsed.failed_rows();
-        self.earlier.remember(def, parsed);
+        self.earlier.remember(conn, def, parsed).await?;
         self.rows_done += parsed.batch.num_rows() as i64;
         if let Some(job) = self.job
             && !analysis_jobs::progress(conn, job, self.rows_done, self.lease_secs).await?
@@ -397,7 +401,7 @@ impl Run<'_> {
 
     /// The request-wide warnings of types whose amounts add up per record.
     async fn warn_sums(
-        &self,
+        &mut self,
         conn: &mut PgConnection,
         sets: &mut [FindingSet],
     ) -> Result<(), ApiError> {
@@ -406,7 +410,8 @@ impl Run<'_> {
                 continue;
             };
             let org = self.import.organization_id;
-            for (fi, problem) in sums::sums_above_totals(conn, org, def, s, &self.earlier).await? {
+            let found = sums::sums_above_totals(conn, org, def, s, &mut self.earlier).await?;
+            for (fi, problem) in found {
                 if let Some(set) = sets.get_mut(fi) {
                     set.add(problem, true);
                 }

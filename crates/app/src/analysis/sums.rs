@@ -17,7 +17,7 @@ pub(super) async fn sums_above_totals(
     org: i64,
     def: &'static ImportTypeDef,
     sums: &Sums,
-    earlier: &EarlierRecords,
+    earlier: &mut EarlierRecords,
 ) -> Result<Vec<(usize, RowProblem)>, ApiError> {
     let Some(s) = def.sum_within else {
         return Ok(Vec::new());
@@ -30,6 +30,8 @@ pub(super) async fn sums_above_totals(
     };
     let records: Vec<String> = sums.by_record.keys().cloned().collect();
     let stored = load::stored_sums(conn, org, def, &records, &sums.keys).await?;
+    // The totals of records of earlier files held beyond the memory budget.
+    earlier.fetch_keys(conn, type_key, records).await?;
     let show = |c: i128| i64::try_from(c).map(format_cents).unwrap_or_default();
     let mut out = Vec::new();
     for (record, (sum, row, fi)) in &sums.by_record {
@@ -62,5 +64,8 @@ pub(super) async fn sums_above_totals(
             ));
         }
     }
+    // In file and row order, so the samples a finding shows are the first
+    // rows, whatever order the records were summed in.
+    out.sort_by_key(|(fi, p)| (*fi, p.row));
     Ok(out)
 }
