@@ -107,42 +107,67 @@ pub async fn drop_keys(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Creates the connection's (empty) table of remembered records, replacing
-/// one an earlier analysis on the same connection left behind.
-pub async fn create_records(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_records")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "CREATE TEMP TABLE analysis_records (
+/// The tables of values an analysis remembers by key beyond its budget
+/// (the first values remembered for a key stay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    /// Records of earlier files that later files refer to: their key and
+    /// the values of the columns other types read.
+    Records,
+    /// Groups with a flagged row (one next of kin per case): the group and
+    /// where its flag was first seen.
+    FlaggedGroups,
+}
+
+impl Remembered {
+    fn table(self) -> &'static str {
+        match self {
+            Remembered::Records => "pg_temp.analysis_records",
+            Remembered::FlaggedGroups => "pg_temp.analysis_flagged",
+        }
+    }
+}
+
+/// Creates the connection's (empty) table of `what`, replacing one an
+/// earlier analysis on the same connection left behind.
+pub async fn create_remembered(
+    conn: &mut PgConnection,
+    what: Remembered,
+) -> Result<(), StoreError> {
+    drop_remembered(conn, what).await?;
+    let name = what.table().trim_start_matches("pg_temp.");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TEMP TABLE {name} (
             type_key text NOT NULL,
             key      text NOT NULL,
             vals     text NOT NULL,
-            PRIMARY KEY (type_key, key))",
-    )
+            PRIMARY KEY (type_key, key))"
+    )))
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Remembers records of `type_key` (key, values of the columns other types
-/// read), keeping the values first remembered for a key, in one statement.
-pub async fn insert_records(
+/// Remembers values of `type_key` by key, keeping the values first
+/// remembered for a key, in one statement.
+pub async fn insert_remembered<V: serde::Serialize>(
     conn: &mut PgConnection,
+    what: Remembered,
     type_key: &str,
-    records: &[(String, Vec<Option<String>>)],
+    rows: &[(String, V)],
 ) -> Result<(), StoreError> {
-    let keys: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
-    let vals = records
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    let vals = rows
         .iter()
         .map(|(_, v)| serde_json::to_string(v))
         .collect::<Result<Vec<String>, _>>()
-        .map_err(|e| StoreError::Corrupt(format!("remembered record values: {e}")))?;
-    sqlx::query(
-        "INSERT INTO pg_temp.analysis_records (type_key, key, vals)
+        .map_err(|e| StoreError::Corrupt(format!("remembered values: {e}")))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {} (type_key, key, vals)
          SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS r(k, v)
          ON CONFLICT (type_key, key) DO NOTHING",
-    )
+        what.table()
+    )))
     .bind(type_key)
     .bind(&keys)
     .bind(&vals)
@@ -151,15 +176,17 @@ pub async fn insert_records(
     Ok(())
 }
 
-/// The remembered records of `type_key` among `keys`, with their values.
-pub async fn find_records(
+/// The remembered values of `type_key` among `keys`.
+pub async fn find_remembered<V: serde::de::DeserializeOwned>(
     conn: &mut PgConnection,
+    what: Remembered,
     type_key: &str,
     keys: &[String],
-) -> Result<Vec<(String, Vec<Option<String>>)>, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT key, vals FROM pg_temp.analysis_records WHERE type_key = $1 AND key = ANY($2)",
-    )
+) -> Result<Vec<(String, V)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT key, vals FROM {} WHERE type_key = $1 AND key = ANY($2)",
+        what.table()
+    )))
     .bind(type_key)
     .bind(keys)
     .fetch_all(&mut *conn)
@@ -167,15 +194,163 @@ pub async fn find_records(
     rows.into_iter()
         .map(|(key, vals)| {
             let vals = serde_json::from_str(&vals)
-                .map_err(|e| StoreError::Corrupt(format!("remembered record {key}: {e}")))?;
+                .map_err(|e| StoreError::Corrupt(format!("remembered values of {key}: {e}")))?;
             Ok((key, vals))
         })
         .collect()
 }
 
-/// Drops the connection's table of remembered records, if it has one.
-pub async fn drop_records(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_records")
+/// Drops the connection's table of `what`, if it has one.
+pub async fn drop_remembered(conn: &mut PgConnection, what: Remembered) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {}",
+        what.table()
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A row that adds to a referenced record's running total (a payment of a
+/// contract), kept beyond the analysis's memory budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummedRow {
+    pub reference: String,
+    pub cents: i128,
+    pub file_index: usize,
+    pub row: u64,
+    /// The row's own key, so stored rows it replaces are not counted twice.
+    pub key: String,
+}
+
+/// A referenced record's total over the summed rows in the scratch table:
+/// the sum of their amounts and the last row (by file, then row) that added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSum {
+    pub reference: String,
+    pub cents: i128,
+    pub file_index: usize,
+    pub row: u64,
+}
+
+/// Creates the connection's (empty) table of summed rows, replacing one an
+/// earlier analysis on the same connection left behind.
+pub async fn create_sums(conn: &mut PgConnection) -> Result<(), StoreError> {
+    drop_sums(conn).await?;
+    sqlx::query(
+        "CREATE TEMP TABLE analysis_sums (
+            type_key   text    NOT NULL,
+            reference  text    NOT NULL,
+            cents      numeric NOT NULL,
+            file_index int     NOT NULL,
+            row_number bigint  NOT NULL,
+            key        text    NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("CREATE INDEX ON pg_temp.analysis_sums (type_key, reference)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds summed rows of `type_key`, in one statement.
+pub async fn insert_sums(
+    conn: &mut PgConnection,
+    type_key: &str,
+    rows: &[SummedRow],
+) -> Result<(), StoreError> {
+    let refs: Vec<&str> = rows.iter().map(|r| r.reference.as_str()).collect();
+    let cents: Vec<String> = rows.iter().map(|r| r.cents.to_string()).collect();
+    let files: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.file_index).unwrap_or(i32::MAX))
+        .collect();
+    let numbers: Vec<i64> = rows
+        .iter()
+        .map(|r| i64::try_from(r.row).unwrap_or(i64::MAX))
+        .collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO pg_temp.analysis_sums (type_key, reference, cents, file_index, row_number, key)
+         SELECT $1, r, c::numeric, f, n, k
+           FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[]) AS s(r, c, f, n, k)",
+    )
+    .bind(type_key)
+    .bind(&refs)
+    .bind(&cents)
+    .bind(&files)
+    .bind(&numbers)
+    .bind(&keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` references of `type_key` in the table after `after`, in
+/// order: a page of the records the summed rows add to.
+pub async fn sum_references_after(
+    conn: &mut PgConnection,
+    type_key: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT reference FROM pg_temp.analysis_sums
+          WHERE type_key = $1 AND reference > $2 ORDER BY reference LIMIT $3",
+    )
+    .bind(type_key)
+    .bind(after)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The totals of the summed rows of `type_key` for `references`, and the
+/// (reference, key) of each of those rows.
+pub async fn sums_of(
+    conn: &mut PgConnection,
+    type_key: &str,
+    references: &[String],
+) -> Result<(Vec<RecordSum>, Vec<(String, String)>), StoreError> {
+    let totals: Vec<(String, String, i32, i64)> = sqlx::query_as(
+        "SELECT DISTINCT ON (reference) reference,
+                (sum(cents) OVER (PARTITION BY reference))::text, file_index, row_number
+           FROM pg_temp.analysis_sums WHERE type_key = $1 AND reference = ANY($2)
+          ORDER BY reference, file_index DESC, row_number DESC",
+    )
+    .bind(type_key)
+    .bind(references)
+    .fetch_all(&mut *conn)
+    .await?;
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT reference, key FROM pg_temp.analysis_sums
+          WHERE type_key = $1 AND reference = ANY($2)",
+    )
+    .bind(type_key)
+    .bind(references)
+    .fetch_all(&mut *conn)
+    .await?;
+    let totals = totals
+        .into_iter()
+        .map(|(reference, cents, file_index, row)| {
+            let cents = cents
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("sum of {reference}: {e}")))?;
+            Ok(RecordSum {
+                reference,
+                cents,
+                file_index: usize::try_from(file_index).unwrap_or_default(),
+                row: u64::try_from(row).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((totals, keys))
+}
+
+/// Drops the connection's table of summed rows, if it has one.
+pub async fn drop_sums(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.analysis_sums")
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -82,7 +82,7 @@ async fn analyse_with_budget(
     let peak = peak_rss_kib();
     let leftovers = count(
         &env.db,
-        "SELECT count(*) FROM pg_class WHERE relname IN ('analysis_keys', 'analysis_records')",
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'analysis\\_%' AND relpersistence = 't'",
     )
     .await?;
     env.finish().await?;
@@ -123,9 +123,10 @@ async fn a_tiny_key_budget_gives_the_findings_of_the_in_memory_analysis() -> any
     Ok(())
 }
 
-/// Cases, their contracts and payments against them in one import: every
-/// payment refers to a contract of the import's earlier file (which must
-/// agree on the case), and a contract's payments add up against its total.
+/// Cases, their next of kin, contracts and payments against them in one
+/// import: every payment refers to a contract of the import's earlier file
+/// (which must agree on the case), a contract's payments add up against its
+/// total, and a case has one next of kin.
 fn contracts_and_payments(contracts: usize) -> Vec<NewFile> {
     let mut cases = String::from("case_number,deceased_first_name,deceased_last_name\n");
     let mut contract =
@@ -148,17 +149,29 @@ fn contracts_and_payments(contracts: usize) -> Vec<NewFile> {
     }
     // A payment against a contract the import does not have.
     let _ = writeln!(payments, "K-none,2026-02-01,$10.00,cash,R-none,C0");
+    // A next of kin per case, and for every 13th case a second one, after
+    // all the first ones (other chunks).
+    let mut family = String::from("case_number,first_name,last_name,relationship,next of kin\n");
+    for i in 0..contracts {
+        let _ = writeln!(family, "C{i},Rob,Lee{i},son,yes");
+    }
+    for i in (4..contracts).step_by(13) {
+        let _ = writeln!(family, "C{i},Sue,Lee{i},daughter,yes");
+    }
     vec![
         NewFile::new("cases.csv", "cases", cases),
+        NewFile::new("family.csv", "family_and_friends", family),
         NewFile::new("contracts.csv", "contract_information", contract),
         NewFile::new("payments.csv", "payments", payments),
     ]
 }
 
-/// The records of earlier files that later files refer to (contracts for
-/// payments) kept beyond the budget in the scratch table: references, the
-/// columns that must agree and the totals payments add up against give the
-/// report of the analysis that kept every record in memory.
+/// Records of earlier files that later files refer to (contracts for
+/// payments), the running sums of payments and the cases flagged with a next
+/// of kin, kept beyond the budget in the scratch tables: references, the
+/// columns that must agree, the totals payments add up against and the one
+/// next of kin per case give the report of the analysis that kept
+/// everything in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_earlier_files_beyond_the_budget_give_the_same_findings() -> anyhow::Result<()> {
     let files = contracts_and_payments(600);
@@ -187,6 +200,11 @@ async fn records_of_earlier_files_beyond_the_budget_give_the_same_findings() -> 
         );
     }
     assert_eq!(payments(pb::FindingKind::UnresolvedReference), Some(1));
+    // 46 cases with a second next of kin.
+    assert_eq!(
+        files::finding(&memory, "family.csv", pb::FindingKind::Constraint).map(|f| f.count),
+        Some(46)
+    );
     assert_eq!(comparable(spilled), comparable(memory.clone()));
     assert_eq!(comparable(none), comparable(memory));
     Ok(())

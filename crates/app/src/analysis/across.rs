@@ -11,14 +11,10 @@ use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup};
 use passare_imports_domain::{FindingKind, excerpt};
 use passare_imports_store::PgConnection;
 use passare_imports_store::entities::import_files;
-use passare_imports_store::scratch;
+use passare_imports_store::scratch::{self, Remembered, SummedRow};
 
 use super::keys::FirstSeen;
 use crate::error::ApiError;
-
-/// Flagged group → (file index, row, key), per type and flag column.
-pub(super) type Flagged =
-    HashMap<(&'static str, &'static str), HashMap<String, (usize, u64, String)>>;
 
 fn key_hash(parts: &[String]) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
@@ -138,9 +134,9 @@ impl EarlierRecords {
         }
         if !spill.is_empty() {
             if self.spilled == 0 {
-                scratch::create_records(conn).await?;
+                scratch::create_remembered(conn, Remembered::Records).await?;
             }
-            scratch::insert_records(conn, def.key, &spill).await?;
+            scratch::insert_remembered(conn, Remembered::Records, def.key, &spill).await?;
             self.spilled += spill.len() as u64;
         }
         Ok(())
@@ -155,20 +151,27 @@ impl EarlierRecords {
         parsed: &ParsedChunk,
     ) -> Result<(), ApiError> {
         self.fetched.clear();
-        if self.spilled == 0 {
-            return Ok(());
-        }
         for (r, values) in def.references.iter().zip(parsed.reference_values(def)) {
             if let RefTarget::Records { type_key } = r.target {
-                self.fetch_keys(conn, type_key, values).await?;
+                self.add_fetched(conn, type_key, values).await?;
             }
         }
         Ok(())
     }
 
-    /// Fetches the remembered records of `type_key` among `keys` that are
-    /// not in memory, adding them to those fetched.
-    pub(super) async fn fetch_keys(
+    /// Fetches the remembered records of `type_key` among `keys` (those not
+    /// in memory), replacing those fetched before.
+    pub(super) async fn fetch_only(
+        &mut self,
+        conn: &mut PgConnection,
+        type_key: &'static str,
+        keys: Vec<String>,
+    ) -> Result<(), ApiError> {
+        self.fetched.clear();
+        self.add_fetched(conn, type_key, keys).await
+    }
+
+    async fn add_fetched(
         &mut self,
         conn: &mut PgConnection,
         type_key: &'static str,
@@ -185,7 +188,7 @@ impl EarlierRecords {
         if missing.is_empty() {
             return Ok(());
         }
-        let found = scratch::find_records(conn, type_key, &missing).await?;
+        let found = scratch::find_remembered(conn, Remembered::Records, type_key, &missing).await?;
         self.fetched.entry(type_key).or_default().extend(found);
         Ok(())
     }
@@ -193,7 +196,7 @@ impl EarlierRecords {
     /// Drops the scratch table, if records were spilled to it.
     pub(super) async fn release(&self, conn: &mut PgConnection) -> Result<(), ApiError> {
         if self.spilled > 0 {
-            scratch::drop_records(conn).await?;
+            scratch::drop_remembered(conn, Remembered::Records).await?;
         }
         Ok(())
     }
@@ -233,13 +236,19 @@ impl ReferenceLookup for EarlierRecords {
 }
 
 /// Running totals of a `sum_within` warning: per referenced record, the sum
-/// of this import's amounts and the last row that added to it.
-#[derive(Default)]
+/// of this import's amounts and the last row that added to it, with the
+/// keys of the rows (so stored rows the import replaces are not counted
+/// twice). Rows go to memory until `budget` entries are held; after that,
+/// every further row goes to the analysis's scratch table, and the totals
+/// are read back a page of records at a time (`sums::sums_above_totals`).
 pub(super) struct Sums {
+    budget: usize,
+    held: usize,
+    /// Rows in the scratch table.
+    pub spilled: u64,
     pub by_record: HashMap<String, (i128, u64, usize)>,
-    /// (reference, key) of the import's rows, so stored rows that the import
-    /// replaces are not counted twice.
-    pub keys: Vec<(String, String)>,
+    /// Reference → keys of the import's rows that add to it.
+    pub keys: HashMap<String, Vec<String>>,
 }
 
 /// The chunk's valid rows that have a key: (row index, key hash, row number).
@@ -291,49 +300,127 @@ pub(super) fn fail_repeats(
     }
 }
 
-/// Flags across the chunks and files of the import: a group flagged by two
-/// records.
-pub(super) fn across_flags(
-    def: &'static ImportTypeDef,
-    fi: usize,
-    files: &[import_files::Model],
-    parsed: &mut ParsedChunk,
-    flagged: &mut Flagged,
-) {
-    for check in def.row_checks {
-        let RowCheck::OneFlaggedPer { group, flag } = *check else {
-            continue;
-        };
-        let groups = flagged.entry((def.key, flag)).or_default();
-        for i in 0..parsed.batch.num_rows() {
-            if !parsed.valid[i] || parsed.text(flag, i).as_deref() != Some("true") {
-                continue;
-            }
-            let (Some(g), Some(key)) = (parsed.text(group, i), parsed.key(def, i)) else {
+/// Where a group's flag was first seen: file index, row and the flagging
+/// record's key.
+type FirstFlag = (usize, u64, String);
+
+/// The groups flagged so far (one next of kin per case), per type and flag
+/// column: the first `budget` in memory, the rest in the analysis's scratch
+/// table, looked up a chunk at a time.
+pub(super) struct FlaggedGroups {
+    budget: usize,
+    held: usize,
+    spilled: u64,
+    memory: HashMap<(&'static str, &'static str), HashMap<String, FirstFlag>>,
+}
+
+impl FlaggedGroups {
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            held: 0,
+            spilled: 0,
+            memory: HashMap::new(),
+        }
+    }
+
+    /// Fails the rows that flag a group another record flagged first, in
+    /// this chunk, an earlier chunk or an earlier file of the import.
+    pub(super) async fn check(
+        &mut self,
+        conn: &mut PgConnection,
+        def: &'static ImportTypeDef,
+        at: (usize, &[import_files::Model]),
+        parsed: &mut ParsedChunk,
+    ) -> Result<(), ApiError> {
+        for check in def.row_checks {
+            let RowCheck::OneFlaggedPer { group, flag } = *check else {
                 continue;
             };
-            let key = key.join("+");
-            match groups.get(&g) {
+            self.check_one(conn, def, at, parsed, (group, flag)).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_one(
+        &mut self,
+        conn: &mut PgConnection,
+        def: &'static ImportTypeDef,
+        (fi, files): (usize, &[import_files::Model]),
+        parsed: &mut ParsedChunk,
+        (group, flag): (&'static str, &'static str),
+    ) -> Result<(), ApiError> {
+        // The chunk's flagged rows: (row index, group, record key).
+        let rows: Vec<(usize, String, String)> = (0..parsed.batch.num_rows())
+            .filter(|i| parsed.valid[*i] && parsed.text(flag, *i).as_deref() == Some("true"))
+            .filter_map(|i| Some((i, parsed.text(group, i)?, parsed.key(def, i)?.join("+"))))
+            .collect();
+        let scope = format!("{}:{flag}", def.key);
+        let memory = self.memory.entry((def.key, flag)).or_default();
+        let mut known: HashMap<String, FirstFlag> = HashMap::new();
+        if self.spilled > 0 {
+            let mut missing: Vec<String> = rows
+                .iter()
+                .filter(|(_, g, _)| !memory.contains_key(g))
+                .map(|(_, g, _)| g.clone())
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            if !missing.is_empty() {
+                known.extend(
+                    scratch::find_remembered(conn, Remembered::FlaggedGroups, &scope, &missing)
+                        .await?,
+                );
+            }
+        }
+        let mut first_here: Vec<(String, FirstFlag)> = Vec::new();
+        for (i, g, key) in rows {
+            let first = memory
+                .get(&g)
+                .or_else(|| known.get(&g))
+                .or_else(|| first_here.iter().find(|(h, _)| *h == g).map(|(_, f)| f));
+            match first {
                 Some((other, row, first_key)) if *first_key != key => {
-                    let reason = format!(
-                        "{group} {g:?} already has {flag} at row {row}{}",
-                        if *other == fi {
-                            String::new()
-                        } else {
-                            format!(
-                                " of {}",
-                                files.get(*other).map_or("", |f| f.file_name.as_str())
-                            )
-                        }
-                    );
+                    let of = if *other == fi {
+                        String::new()
+                    } else {
+                        format!(
+                            " of {}",
+                            files.get(*other).map_or("", |f| f.file_name.as_str())
+                        )
+                    };
+                    let reason = format!("{group} {g:?} already has {flag} at row {row}{of}");
                     parsed.fail(i, FindingKind::Constraint, flag, "true".into(), reason);
                 }
                 Some(_) => {}
-                None => {
-                    groups.insert(g, (fi, parsed.row_number(i), key));
-                }
+                None => first_here.push((g, (fi, parsed.row_number(i), key))),
             }
         }
+        let mut spill = Vec::new();
+        for (g, first) in first_here {
+            if self.held < self.budget {
+                memory.insert(g, first);
+                self.held += 1;
+            } else {
+                spill.push((g, first));
+            }
+        }
+        if !spill.is_empty() {
+            if self.spilled == 0 {
+                scratch::create_remembered(conn, Remembered::FlaggedGroups).await?;
+            }
+            scratch::insert_remembered(conn, Remembered::FlaggedGroups, &scope, &spill).await?;
+            self.spilled += spill.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Drops the scratch table, if groups were spilled to it.
+    pub(super) async fn release(&self, conn: &mut PgConnection) -> Result<(), ApiError> {
+        if self.spilled > 0 {
+            scratch::drop_remembered(conn, Remembered::FlaggedGroups).await?;
+        }
+        Ok(())
     }
 }
 
@@ -343,11 +430,28 @@ pub(super) fn cents(text: &str) -> Option<i128> {
         .map(i128::from)
 }
 impl Sums {
+    pub(super) fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            held: 0,
+            spilled: 0,
+            by_record: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
+
     /// Adds a chunk's valid rows to the sums of the records they refer to.
-    pub(super) fn add(&mut self, def: &ImportTypeDef, fi: usize, parsed: &ParsedChunk) {
+    pub(super) async fn add(
+        &mut self,
+        conn: &mut PgConnection,
+        def: &ImportTypeDef,
+        fi: usize,
+        parsed: &ParsedChunk,
+    ) -> Result<(), ApiError> {
         let Some(s) = def.sum_within else {
-            return;
+            return Ok(());
         };
+        let mut spill = Vec::new();
         for i in 0..parsed.batch.num_rows() {
             let (true, Some(reference), Some(amount), Some(key)) = (
                 parsed.valid[i],
@@ -357,11 +461,43 @@ impl Sums {
             ) else {
                 continue;
             };
-            let entry = self.by_record.entry(reference.clone()).or_default();
+            let (key, row) = (key.join("+"), parsed.row_number(i));
+            if self.spilled > 0 || !spill.is_empty() || self.held >= self.budget {
+                spill.push(SummedRow {
+                    reference,
+                    cents: amount,
+                    file_index: fi,
+                    row,
+                    key,
+                });
+                continue;
+            }
+            let keys = self.keys.entry(reference.clone()).or_default();
+            keys.push(key);
+            let entry = self.by_record.entry(reference).or_insert_with(|| {
+                self.held += 1;
+                (0, 0, 0)
+            });
             entry.0 += amount;
-            entry.1 = parsed.row_number(i);
+            entry.1 = row;
             entry.2 = fi;
-            self.keys.push((reference, key.join("+")));
+            self.held += 1;
         }
+        if !spill.is_empty() {
+            if self.spilled == 0 {
+                scratch::create_sums(conn).await?;
+            }
+            scratch::insert_sums(conn, def.key, &spill).await?;
+            self.spilled += spill.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Drops the scratch table, if rows were spilled to it.
+    pub(super) async fn release(&self, conn: &mut PgConnection) -> Result<(), ApiError> {
+        if self.spilled > 0 {
+            scratch::drop_sums(conn).await?;
+        }
+        Ok(())
     }
 }

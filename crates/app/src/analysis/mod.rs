@@ -27,7 +27,7 @@ use passare_imports_store::states::FileState;
 use passare_imports_store::{Db, PgConnection, Requester, imports as records, organizations};
 use sha2::{Digest, Sha256};
 
-use self::across::{EarlierRecords, Flagged, Sums, across_flags, fail_repeats, keyed_rows};
+use self::across::{EarlierRecords, FlaggedGroups, Sums, fail_repeats, keyed_rows};
 use self::keys::SeenKeys;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -104,16 +104,15 @@ pub async fn analyze(
         samples: ctx.settings.samples,
         earlier: EarlierRecords::new(ctx.settings.memory_keys),
         seen: SeenKeys::new(ctx.settings.memory_keys),
-        flagged: HashMap::new(),
+        flagged: FlaggedGroups::new(ctx.settings.memory_keys),
         sums: HashMap::new(),
+        budget: ctx.settings.memory_keys,
     };
     let scanned = run.files(&mut conn, &files).await;
     // The scratch tables go whether or not the analysis succeeded.
-    let released = run.seen.release(&mut conn).await;
-    let released_records = run.earlier.release(&mut conn).await;
+    let released = release(&mut conn, &run).await;
     let (mut reports, sets) = scanned?;
     released?;
-    released_records?;
     for (report, set) in reports.iter_mut().zip(sets) {
         report.findings = set.finish();
     }
@@ -237,9 +236,24 @@ struct Run<'a> {
     earlier: EarlierRecords,
     /// Where each key of the import was first seen, per type.
     seen: SeenKeys,
-    /// Flagged group → (file index, row, key) per type and check.
-    flagged: Flagged,
+    /// Groups flagged so far, per type and check.
+    flagged: FlaggedGroups,
+    /// Entries each of the structures above keeps in memory.
+    budget: usize,
     sums: HashMap<&'static str, Sums>,
+}
+
+/// Drops every scratch table of the analysis, whether or not it succeeded.
+async fn release(conn: &mut PgConnection, run: &Run<'_>) -> Result<(), ApiError> {
+    let results = [
+        run.seen.release(conn).await,
+        run.earlier.release(conn).await,
+        run.flagged.release(conn).await,
+    ];
+    for sums in run.sums.values() {
+        sums.release(conn).await?;
+    }
+    results.into_iter().collect()
 }
 
 impl Run<'_> {
@@ -375,8 +389,13 @@ impl Run<'_> {
         let hashes: Vec<(u64, u64)> = rows.iter().map(|(_, h, row)| (*h, *row)).collect();
         let first = self.seen.first_seen(conn, def.key, fi, &hashes).await?;
         fail_repeats(def, fi, files, parsed, &rows, &first);
-        across_flags(def, fi, files, parsed, &mut self.flagged);
-        self.sums.entry(def.key).or_default().add(def, fi, parsed);
+        self.flagged.check(conn, def, (fi, files), parsed).await?;
+        let budget = self.budget;
+        let sums = self
+            .sums
+            .entry(def.key)
+            .or_insert_with(|| Sums::new(budget));
+        sums.add(conn, def, fi, parsed).await?;
         let target = Target {
             def,
             organization_id: org,
@@ -409,8 +428,12 @@ impl Run<'_> {
             let Some(def) = catalog::find(type_key) else {
                 continue;
             };
-            let org = self.import.organization_id;
-            let found = sums::sums_above_totals(conn, org, def, s, &mut self.earlier).await?;
+            let check = sums::SumCheck {
+                org: self.import.organization_id,
+                def,
+                sums: s,
+            };
+            let found = sums::sums_above_totals(conn, check, &mut self.earlier).await?;
             for (fi, problem) in found {
                 if let Some(set) = sets.get_mut(fi) {
                     set.add(problem, true);
