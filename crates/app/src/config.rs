@@ -66,6 +66,9 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// Longest time a worker keeps draining one organization before handing it back.
     pub worker_drain_max_secs: u64,
+    /// Whether a drain reads and parses an organization's next chunk while
+    /// the one before it is written.
+    pub worker_read_ahead: bool,
     /// How often a worker re-announces organizations whose chunks have waited this long.
     pub worker_sweep_secs: u64,
     /// Attempts at a chunk that fails for a transient reason before it is
@@ -187,6 +190,7 @@ impl Default for Config {
             chunk_rows: 10_000,
             worker_concurrency: 2,
             worker_drain_max_secs: 300,
+            worker_read_ahead: true,
             worker_sweep_secs: 15,
             retry_max_attempts: 10,
             retry_base_ms: 500,

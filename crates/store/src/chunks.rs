@@ -15,22 +15,23 @@ use crate::{StoreError, exec};
 /// imports were started, files load and chunks were cut, with the time
 /// before which it must not be tried (after a transient failure). Workers
 /// load this one whatever message woke them, so order never depends on the
-/// broker.
+/// broker. The chunk after it comes second, when there is one: a worker may
+/// read and parse it while the first is written.
 pub async fn next_pending(
     conn: &mut PgConnection,
     organization_id: i64,
-) -> Result<Option<(i64, Option<DateTime<Utc>>)>, StoreError> {
+) -> Result<Vec<(i64, Option<DateTime<Utc>>)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT c.id, c.not_before FROM chunks c
            JOIN imports i ON i.id = c.import_id
            JOIN import_files f ON f.id = c.file_id
           WHERE c.organization_id = $1 AND c.state = $2
           ORDER BY i.queue_seq, f.load_order, f.position, c.seq
-          LIMIT 1",
+          LIMIT 2",
     )
     .bind(organization_id)
     .bind(ChunkState::Queued)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?)
 }
 

@@ -5,10 +5,13 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
+use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
 use passare_imports_queue::WorkChannel;
-use passare_imports_store::load::{self, ChunkOutcome, ChunkWrite, Target};
+use passare_imports_storage::FileStore;
+use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite, Target};
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
 use crate::{Step, Worker};
@@ -21,10 +24,59 @@ struct Stamps {
     write_started_at: Option<DateTime<Utc>>,
 }
 
+/// A chunk being read and parsed ahead, while the chunk before it of the
+/// same organization is written: reading and parsing touch no stored record,
+/// so they may run early; checks and the write still wait their turn.
+pub(crate) struct ReadAhead {
+    chunk_id: i64,
+    parsed: tokio::task::JoinHandle<Result<ParsedChunk, Traced>>,
+}
+
+impl ReadAhead {
+    /// Starts reading and parsing `job`'s chunk in the background.
+    pub(crate) fn start(files: Arc<dyn FileStore>, job: ChunkJob) -> Self {
+        Self {
+            chunk_id: job.chunk.id,
+            parsed: tokio::spawn(async move { read_and_parse(files, &job).await }),
+        }
+    }
+}
+
+/// Reads a chunk's byte range from storage and parses it into Arrow (on a
+/// blocking thread: parsing is CPU work).
+async fn read_and_parse(files: Arc<dyn FileStore>, job: &ChunkJob) -> Result<ParsedChunk, Traced> {
+    let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
+    let bytes = files.read_range(job.data_key(), start, end).await?;
+    let mapping = job.mapping.clone();
+    let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
+    let row_numbers = job.row_numbers();
+    let today = Utc::now().date_naive();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let layout = ChunkLayout {
+            def,
+            mapping: &mapping,
+            delimiter,
+            first_row,
+            row_numbers: row_numbers.as_deref(),
+            today,
+        };
+        parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
+    })
+    .await
+    .map_err(|e| ChunkError::Parse(e.to_string()))??;
+    Ok(parsed)
+}
+
 impl Worker {
-    /// Loads one chunk; a failed attempt is handled by [`Worker::failed`].
-    pub(crate) async fn load(&self, channel: &WorkChannel, chunk_id: i64) -> Step {
-        match self.process_chunk(chunk_id).await {
+    /// Loads one chunk (with what was read ahead for it, if anything); a
+    /// failed attempt is handled by [`Worker::failed`].
+    pub(crate) async fn load(
+        &self,
+        channel: &WorkChannel,
+        chunk_id: i64,
+        ahead: Option<ReadAhead>,
+    ) -> Step {
+        match self.process_chunk_with(chunk_id, ahead).await {
             Ok(ChunkOutcome::NotYourTurn) => {
                 tracing::info!(
                     chunk_id,
@@ -43,11 +95,21 @@ impl Worker {
     /// Reads, parses and writes one chunk, within twice the chunk timeout.
     /// Safe to call for a chunk that is already done or whose import ended:
     /// it then has no effect. A failure says how far the attempt got.
-    #[tracing::instrument(skip_all, fields(chunk_id))]
     pub async fn process_chunk(&self, chunk_id: i64) -> Result<ChunkOutcome, AttemptError> {
+        self.process_chunk_with(chunk_id, None).await
+    }
+
+    /// [`Worker::process_chunk`], using the chunk's read-ahead if it has one.
+    #[tracing::instrument(skip_all, fields(chunk_id))]
+    async fn process_chunk_with(
+        &self,
+        chunk_id: i64,
+        ahead: Option<ReadAhead>,
+    ) -> Result<ChunkOutcome, AttemptError> {
         let stamps = Mutex::new(Stamps::default());
         let limit = self.chunk_timeout * 2;
-        let result = match tokio::time::timeout(limit, self.attempt(chunk_id, &stamps)).await {
+        let attempt = self.attempt(chunk_id, ahead, &stamps);
+        let result = match tokio::time::timeout(limit, attempt).await {
             Ok(result) => result,
             Err(_) => Err(ChunkError::Timeout(limit).into()),
         };
@@ -65,7 +127,12 @@ impl Worker {
         })
     }
 
-    async fn attempt(&self, chunk_id: i64, stamps: &Mutex<Stamps>) -> Result<ChunkOutcome, Traced> {
+    async fn attempt(
+        &self,
+        chunk_id: i64,
+        ahead: Option<ReadAhead>,
+        stamps: &Mutex<Stamps>,
+    ) -> Result<ChunkOutcome, Traced> {
         let stamp = |f: &dyn Fn(&mut Stamps)| {
             if let Ok(mut s) = stamps.lock() {
                 f(&mut s);
@@ -90,29 +157,21 @@ impl Worker {
             s.read_started_at = Some(Utc::now());
         });
         let read_at = std::time::Instant::now();
-        let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
-        let bytes = self.files.read_range(job.data_key(), start, end).await?;
-        let mapping = job.mapping.clone();
-        let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
-        let row_numbers = job.row_numbers();
-        let today = Utc::now().date_naive();
-        let mut parsed = tokio::task::spawn_blocking(move || {
-            let layout = ChunkLayout {
-                def,
-                mapping: &mapping,
-                delimiter,
-                first_row,
-                row_numbers: row_numbers.as_deref(),
-                today,
-            };
-            parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
-        })
-        .await
-        .map_err(|e| ChunkError::Parse(e.to_string()))??;
+        // The chunk read and parsed while the one before it was written,
+        // when the drain could; else now. A read-ahead that failed is done
+        // again here, where its failure is recorded like any other.
+        let ahead = match ahead.filter(|a| a.chunk_id == chunk_id) {
+            Some(a) => a.parsed.await.ok().and_then(Result::ok),
+            None => None,
+        };
+        let mut parsed = match ahead {
+            Some(parsed) => parsed,
+            None => read_and_parse(self.files.clone(), &job).await?,
+        };
         // References resolve against what is stored: earlier files of the
         // import were loaded before this one (files load in dependency order).
         let org = job.import.organization_id;
-        load::check_against_stored(&mut conn, org, def, &mut parsed, None).await?;
+        load::check_against_stored(&mut conn, org, job.def, &mut parsed, None).await?;
         load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await?;
         let parsed_at = std::time::Instant::now();
         stamp(&|s| s.write_started_at = Some(Utc::now()));

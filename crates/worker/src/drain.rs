@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Step;
 use crate::Worker;
+use crate::chunk::ReadAhead;
 
 /// Why a drain ended.
 pub(crate) enum Drained {
@@ -73,13 +74,13 @@ impl Worker {
         }
         let deadline = Instant::now() + self.drain_max;
         let mut rollback_batch = self.rollback_batch;
+        let mut read_ahead = None;
         let (ended, pause) = loop {
             if shutdown.is_cancelled() || Instant::now() >= deadline || !channel.is_open() {
                 break (Drained::HandBack, None);
             }
-            if let Flow::Stop(ended, pause) =
-                self.drain_one(channel, org, &mut rollback_batch).await
-            {
+            let step = self.drain_one(channel, org, &mut rollback_batch, &mut read_ahead);
+            if let Flow::Stop(ended, pause) = step.await {
                 break (ended, pause);
             }
         };
@@ -114,7 +115,13 @@ impl Worker {
 
     /// One step of a drain: checks the pause switch, puts back a batch of a
     /// rollback, or finds the organization's next chunk and loads it.
-    async fn drain_one(&self, channel: &WorkChannel, org: i64, rollback_batch: &mut i64) -> Flow {
+    async fn drain_one(
+        &self,
+        channel: &WorkChannel,
+        org: i64,
+        rollback_batch: &mut i64,
+        read_ahead: &mut Option<ReadAhead>,
+    ) -> Flow {
         let later = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(org_id = org, error = %e, "{what} failed");
             Flow::Stop(Drained::HandBack, Some(Duration::from_secs(1)))
@@ -166,14 +173,25 @@ impl Worker {
             Ok(next) => next,
             Err(e) => return later("finding the next chunk", &e),
         };
-        drop(conn);
-        let Some((chunk_id, not_before)) = next else {
+        let Some(&(chunk_id, not_before)) = next.first() else {
             return Flow::Stop(Drained::HandBack, None);
         };
         if let Some(at) = not_before.filter(|at| *at > Utc::now()) {
             return Flow::Stop(Drained::WakeAt(at), None);
         }
-        match self.load(channel, chunk_id).await {
+        // The chunk after it is read and parsed while this one is checked
+        // and written (the read-ahead of the previous step, if it was this
+        // chunk's, is used by its attempt).
+        let ahead = std::mem::take(read_ahead);
+        if let Some(&(after, None)) = next.get(1).filter(|_| self.read_ahead) {
+            match load::load_job(&mut conn, after).await {
+                Ok(Some(job)) => *read_ahead = Some(ReadAhead::start(self.files.clone(), job)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(org_id = org, error = %e, "no read-ahead"),
+            }
+        }
+        drop(conn);
+        match self.load(channel, chunk_id, ahead).await {
             Step::Next => Flow::Go,
             Step::Pause(wait) => Flow::Stop(Drained::HandBack, Some(wait)),
             Step::WakeAt(at) => Flow::Stop(Drained::WakeAt(at), None),

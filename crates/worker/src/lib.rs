@@ -58,6 +58,8 @@ pub struct Worker {
     pub name: String,
     pub concurrency: usize,
     pub drain_max: Duration,
+    /// Read and parse an organization's next chunk while one is written.
+    pub read_ahead: bool,
     /// How often waiting organizations are re-announced.
     pub sweep_every: Duration,
     pub retry: RetryPolicy,
@@ -81,6 +83,7 @@ impl Worker {
             name: process_name(),
             concurrency: config.worker_concurrency,
             drain_max: Duration::from_secs(config.worker_drain_max_secs.max(1)),
+            read_ahead: config.worker_read_ahead,
             sweep_every: Duration::from_secs(config.worker_sweep_secs.max(1)),
             retry: RetryPolicy::from_config(config),
             chunk_timeout: Duration::from_millis(config.chunk_timeout_ms),

@@ -23,6 +23,8 @@ async fn chunks_whose_messages_were_lost_are_still_loaded() -> anyhow::Result<()
             8,
         )
         .await?;
+    // No worker runs yet: analysed here, the import queues at once.
+    env.analyse_now(&id).await?;
     start(&mut client, &id).await?;
 
     // The broker loses every message of the import before any worker runs.
