@@ -378,6 +378,45 @@ struct Figures {
     analysis: Duration,
     analysis_server_ms: i64,
     end_to_end: Duration,
+    /// From a chunk's commit to the WatchImport event that shows it, p50 and
+    /// p95 over the import's chunks, in milliseconds.
+    watch_latency: (f64, f64),
+}
+
+/// The watch latency of an import: for each chunk, from the end of its
+/// write (`chunks.finished_at`) to the first event whose count of chunks
+/// done includes it; p50 and p95 over the chunks, in milliseconds.
+async fn watch_latency(
+    database_url: &str,
+    import_id: &str,
+    arrivals: &[(i32, chrono::DateTime<chrono::Utc>)],
+) -> anyhow::Result<(f64, f64)> {
+    use passare_imports_store::sqlx;
+    let db = passare_imports_store::Db::connect(database_url, 1).await?;
+    let finished: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT finished_at FROM chunks WHERE import_id = $1::uuid AND finished_at IS NOT NULL
+          ORDER BY finished_at",
+    )
+    .bind(import_id)
+    .fetch_all(db.pool())
+    .await?;
+    db.close().await;
+    let mut latencies: Vec<f64> = finished
+        .iter()
+        .enumerate()
+        .filter_map(|(k, at)| {
+            let (_, seen) = arrivals.iter().find(|(n, _)| *n as usize > k)?;
+            Some((*seen - *at).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok((at(0.5), at(0.95)))
 }
 
 /// A draft import of the demo organization; returns its id.
@@ -435,7 +474,13 @@ async fn journey(
     })
     .await
     .map_err(client::describe)?;
-    let done = client::watch(api, &import_id, None::<indicatif::ProgressBar>).await?;
+    // When each count of chunks done reached this client.
+    let mut arrivals: Vec<(i32, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let done = client::watch_with(api, &import_id, None::<indicatif::ProgressBar>, |i| {
+        let chunks = i.progress.as_ref().map_or(0, |p| p.chunks_done);
+        arrivals.push((chunks, chrono::Utc::now()));
+    })
+    .await?;
     // Upload plus load; the analysis, a separate step a user may skip or
     // repeat, is reported on its own.
     let end_to_end = uploaded + t1.elapsed();
@@ -447,11 +492,13 @@ async fn journey(
             args.rows
         );
     }
+    let watch_latency = watch_latency(&args.database_url, &import_id, &arrivals).await?;
     Ok(Figures {
         uploaded,
         analysis,
         analysis_server_ms: report.duration_ms,
         end_to_end,
+        watch_latency,
     })
 }
 
@@ -467,6 +514,8 @@ impl Figures {
             "analysis_rows_s": per_sec(self.analysis),
             "analysis_server_ms": self.analysis_server_ms,
             "ratio_to_copy": self.end_to_end.as_secs_f64() / copy.as_secs_f64(),
+            "watch_latency_p50_ms": self.watch_latency.0,
+            "watch_latency_p95_ms": self.watch_latency.1,
         })
     }
 
@@ -504,6 +553,10 @@ impl Figures {
             per_sec(copy)
         );
         println!("ratio end to end / copy  {ratio:.2}");
+        println!(
+            "watch latency            p50 {:.0} ms, p95 {:.0} ms  (chunk commit → WatchImport event)",
+            self.watch_latency.0, self.watch_latency.1
+        );
         println!("peak memory server       {}", mib(server_peak));
         println!("peak memory worker       {}", mib(worker_peak));
     }

@@ -221,6 +221,17 @@ pub async fn watch(
     import_id: &str,
     bar: Option<ProgressBar>,
 ) -> anyhow::Result<pb::Import> {
+    watch_with(client, import_id, bar, |_| {}).await
+}
+
+/// [`watch`], calling `seen` with every state of the import as it arrives
+/// (the benchmark times them).
+pub async fn watch_with(
+    client: &mut Client,
+    import_id: &str,
+    bar: Option<ProgressBar>,
+    mut seen: impl FnMut(&pb::Import),
+) -> anyhow::Result<pb::Import> {
     let mut last = None;
     // A dropped stream is resumed: the snapshot comes first again.
     for _attempt in 0..10 {
@@ -244,6 +255,7 @@ pub async fn watch(
                 Err(e) => return Err(describe(e)),
             };
             let Some(import) = event.import else { continue };
+            seen(&import);
             let p = import.progress.unwrap_or_default();
             match &bar {
                 Some(bar) => {
