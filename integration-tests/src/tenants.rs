@@ -9,7 +9,7 @@ use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
 
 use crate::files::{self, NewFile};
-use crate::{TestEnv, start};
+use crate::{TestEnv, request_start};
 
 /// A rolodex of three vendors, each named after `org`, so every
 /// organization's rows are its own and can be counted exactly.
@@ -36,8 +36,9 @@ pub async fn rolodex_rows(env: &TestEnv, orgs: Range<i64>) -> anyhow::Result<(i6
     .await?)
 }
 
-/// A draft of `org` with its small rolodex, started (StartImport analyses a
-/// draft never analysed within the call, so no worker need run yet).
+/// A draft of `org` with its small rolodex, started: StartImport queues its
+/// analysis and returns, and a worker queues the import once analysed, as
+/// for a service that uploads and starts without looking at the report.
 pub async fn start_small(client: &mut Client, org: i64) -> anyhow::Result<String> {
     let (id, _) = files::draft_with_files(
         client,
@@ -46,7 +47,7 @@ pub async fn start_small(client: &mut Client, org: i64) -> anyhow::Result<String
         &[rolodex(org)],
     )
     .await?;
-    start(client, &id).await?;
+    request_start(client, &id).await?;
     Ok(id)
 }
 
