@@ -160,7 +160,7 @@ impl TenantFigures {
             self.orgs * self.rows_each
         );
         println!(
-            "  all started            {:.2} s  (upload, analysis and start of each, {CALLERS} callers)",
+            "  all started            {:.2} s  (draft, upload and StartImport of each, {CALLERS} callers)",
             self.started.as_secs_f64()
         );
         println!(
