@@ -71,6 +71,12 @@ pub struct Config {
     pub worker_read_ahead: bool,
     /// How often a worker re-announces organizations whose chunks have waited this long.
     pub worker_sweep_secs: u64,
+    /// How often a worker writes its heartbeat row (the queue monitor's live
+    /// workers), seconds.
+    pub worker_heartbeat_secs: u64,
+    /// A worker whose last heartbeat is older than this is dead: the monitor
+    /// drops it and shows its drain as stalled, seconds.
+    pub worker_heartbeat_expiry_secs: u64,
     /// Attempts at a chunk that fails for a transient reason before it is
     /// dead-lettered (the import then fails or goes on, by its policy).
     pub retry_max_attempts: u32,
@@ -192,6 +198,8 @@ impl Default for Config {
             worker_drain_max_secs: 300,
             worker_read_ahead: true,
             worker_sweep_secs: 15,
+            worker_heartbeat_secs: 5,
+            worker_heartbeat_expiry_secs: 20,
             retry_max_attempts: 10,
             retry_base_ms: 500,
             retry_max_delay_ms: 60_000,
