@@ -50,11 +50,10 @@ pub async fn organizations(
              SELECT organization_id FROM imports WHERE state IN ('queued', 'running', 'rolling_back')
              UNION SELECT organization_id FROM drains)
          SELECT o.id AS organization_id, o.name AS organization_name,
-                (SELECT i.id FROM imports i WHERE i.organization_id = o.id
-                    AND i.state IN ('running', 'rolling_back') ORDER BY i.queue_seq LIMIT 1)
-                    AS running_import,
+                r.id AS running_import,
                 COALESCE((SELECT array_agg(i.id ORDER BY i.queue_seq) FROM imports i
-                           WHERE i.organization_id = o.id AND i.state = 'queued'), '{}')
+                           WHERE i.organization_id = o.id AND i.state = 'queued'
+                             AND i.id IS DISTINCT FROM r.id), '{}')
                     AS queued_imports,
                 (SELECT count(*) FROM chunks c WHERE c.organization_id = o.id
                     AND c.state = 'queued') AS waiting_chunks,
@@ -71,6 +70,15 @@ pub async fn organizations(
                 (SELECT max(c.finished_at) FROM chunks c WHERE c.organization_id = o.id)
                     AS last_activity
            FROM organizations o JOIN busy b ON b.organization_id = o.id
+           -- The import a worker holds a chunk of (still `queued` until that
+           -- first chunk commits), else the one running or rolling back.
+           LEFT JOIN LATERAL (
+                SELECT COALESCE(
+                    (SELECT c.import_id FROM drains d JOIN chunks c ON c.id = d.chunk_id
+                      WHERE d.organization_id = o.id),
+                    (SELECT i.id FROM imports i WHERE i.organization_id = o.id
+                        AND i.state IN ('running', 'rolling_back') ORDER BY i.queue_seq LIMIT 1))
+                    AS id) r ON true
           WHERE ($1::bigint IS NULL OR o.id > $1)
           ORDER BY o.id
           LIMIT $2",

@@ -147,7 +147,8 @@ pub async fn drains(
     Ok(sqlx::query_as(
         "SELECT d.organization_id, d.worker, d.drain_started_at, d.chunk_id, d.chunk_started_at,
                 (w.name IS NULL
-                 OR d.chunk_started_at < now() - make_interval(secs => $1)) AS stalled
+                 OR COALESCE(d.chunk_started_at < now() - make_interval(secs => $1), false))
+                    AS stalled
            FROM drains d
            LEFT JOIN workers w ON w.name = d.worker AND w.expires_at >= now()
           ORDER BY d.organization_id",
