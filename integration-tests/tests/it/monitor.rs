@@ -64,6 +64,20 @@ async fn chunk_of(env: &TestEnv, chunk_id: i64) -> anyhow::Result<(uuid::Uuid, i
     )
 }
 
+/// Runs `passare-imports <args>` against the test's server as a super admin.
+fn cli(env: &TestEnv, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(binary()?)
+        .args(args)
+        .args(["--server", &env.url(), "--token", &env.token(&ADMIN)])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_shows_queues_in_order_and_the_chunk_in_hand() -> anyhow::Result<()> {
     let mut env = TestEnv::start(Options {
@@ -91,12 +105,32 @@ async fn the_monitor_shows_queues_in_order_and_the_chunk_in_hand() -> anyhow::Re
     assert!(q.running_chunk.is_none(), "{q:?}");
     assert!(q.oldest_waiting_time.is_some());
     let o = queue_of(&m, OTHER).context("organization 2001 is not shown")?;
-    assert_eq!((o.queued_import_ids.clone(), o.waiting_chunks), (vec![other.clone()], 3));
+    assert_eq!(
+        (o.queued_import_ids.clone(), o.waiting_chunks),
+        (vec![other.clone()], 3)
+    );
     let p = queue_of(&m, PAUSED).context("the paused organization is not shown")?;
     assert!(p.paused && p.waiting_chunks == 1 && p.queued_import_ids == vec![held.clone()]);
     let totals = m.totals.unwrap_or_default();
     assert_eq!((totals.queued_imports, totals.waiting_chunks), (4, 26));
     assert_eq!(totals.live_workers, 0);
+
+    // The CLI's table (stdout is a pipe: plain lines).
+    let table = cli(&env, &["queues"])?;
+    let row = |org: i64| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{org} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row(ORG).contains(" 22 ") && row(ORG).contains(&first[..8]),
+        "{table}"
+    );
+    assert!(row(PAUSED).contains("paused"), "{table}");
+    assert!(table.contains("queued 4 · waiting chunks 26"), "{table}");
+    assert_eq!(cli(&env, &["workers"])?.trim(), "no live worker");
 
     // Only staff see it.
     let mut member = env.client_as(&MEMBER).await?;
@@ -116,12 +150,19 @@ async fn the_monitor_shows_queues_in_order_and_the_chunk_in_hand() -> anyhow::Re
         {
             break (q.clone(), m.workers);
         }
-        anyhow::ensure!(Instant::now() < deadline, "no chunk of 1042 shown in hand: {m:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no chunk of 1042 shown in hand: {m:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let held_chunk = q.running_chunk.clone().unwrap_or_default();
     let (import_of_chunk, _) = chunk_of(&env, held_chunk.chunk_id).await?;
-    assert_eq!(import_of_chunk.to_string(), first, "the first import loads first");
+    assert_eq!(
+        import_of_chunk.to_string(),
+        first,
+        "the first import loads first"
+    );
     assert_eq!(q.running_import_id, first);
     assert!(!held_chunk.stalled);
     let worker = workers
@@ -130,23 +171,32 @@ async fn the_monitor_shows_queues_in_order_and_the_chunk_in_hand() -> anyhow::Re
         .context("the worker process is not among the live workers")?;
     assert_eq!(held_chunk.worker, worker.id);
     assert_eq!(worker.slots, 1);
+    let listed = cli(&env, &["workers"])?;
+    assert!(listed.contains(&worker.id), "{listed}");
 
     for id in [&first, &second, &other] {
         let done = wait_terminal(&mut client, id).await?;
         assert_eq!(state(&done), pb::ImportState::Completed, "{done:?}");
     }
     let m = monitor(&mut client).await?;
-    assert!(queue_of(&m, ORG).is_none() && queue_of(&m, OTHER).is_none(), "{m:?}");
+    assert!(
+        queue_of(&m, ORG).is_none() && queue_of(&m, OTHER).is_none(),
+        "{m:?}"
+    );
     let p = queue_of(&m, PAUSED).context("the paused organization is not shown")?;
     assert_eq!((p.waiting_chunks, p.paused), (1, true));
     let loaded: i64 = m.throughput.iter().map(|t| t.rows).sum();
-    assert_eq!(loaded, 25_000, "rows of the last minutes: {:?}", m.throughput);
+    assert_eq!(
+        loaded, 25_000,
+        "rows of the last minutes: {:?}",
+        m.throughput
+    );
     env.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_worker_leaves_the_live_workers_and_its_stalled_work_resumes()
--> anyhow::Result<()> {
+async fn a_killed_worker_leaves_the_live_workers_and_its_stalled_work_resumes() -> anyhow::Result<()>
+{
     let mut env = TestEnv::start(Options {
         chunk_rows: 1_000,
         worker_concurrency: 1,
@@ -188,7 +238,10 @@ async fn a_killed_worker_leaves_the_live_workers_and_its_stalled_work_resumes()
         if workers.iter().all(|w| w.id != name) {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the killed worker is still listed");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the killed worker is still listed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
@@ -197,7 +250,10 @@ async fn a_killed_worker_leaves_the_live_workers_and_its_stalled_work_resumes()
     );
     let m = monitor(&mut client).await?;
     let q = queue_of(&m, ORG).context("organization 1042 is not shown")?;
-    let stalled = q.running_chunk.clone().context("the dead worker's drain is not shown")?;
+    let stalled = q
+        .running_chunk
+        .clone()
+        .context("the dead worker's drain is not shown")?;
     assert!(stalled.stalled && stalled.worker == name, "{stalled:?}");
     assert!(q.waiting_chunks > 0);
     assert_eq!(m.totals.unwrap_or_default().stalled_drains, 1);
@@ -229,7 +285,13 @@ async fn a_running_import_shows_rows_per_second_and_its_estimated_end() -> anyho
     .await?;
     let mut client = env.client().await?;
     let id = env
-        .generated_draft(&mut client, ORG, pb::FailurePolicy::ImportValidRows, ROWS, 11)
+        .generated_draft(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            ROWS,
+            11,
+        )
         .await?;
     start(&mut client, &id).await?;
     let mut at_half: Option<(f64, f64)> = None;

@@ -25,10 +25,9 @@ pub async fn get_queue_monitor(
     let after: Option<i64> = paging::decode("queue_monitor", &req.page_token)?;
     let m = monitor::read(app, after, page_size + 1, minutes).await?;
     let (totals, workers, throughput) = convert::monitor_rest(&m);
-    let (orgs, next_page_token) =
-        paging::page("queue_monitor", m.organizations, page_size, |o| {
-            o.queue.organization_id
-        });
+    let (orgs, next_page_token) = paging::page("queue_monitor", m.organizations, page_size, |o| {
+        o.queue.organization_id
+    });
     Ok(pb::GetQueueMonitorResponse {
         organizations: orgs.iter().map(convert::organization_queue).collect(),
         next_page_token,
