@@ -29,3 +29,5 @@ CREATE TABLE drains (
 
 -- The monitor's throughput: rows of the chunks finished in the last minutes.
 CREATE INDEX chunks_finished ON chunks (finished_at) WHERE finished_at IS NOT NULL;
+-- The monitor's last activity per organization.
+CREATE INDEX chunks_org_finished ON chunks (organization_id, finished_at);
