@@ -386,6 +386,7 @@ impl Config {
             );
         }
         self.validate_fairness()?;
+        self.validate_heartbeat()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -399,6 +400,18 @@ impl Config {
     }
 
     /// The caps that keep one caller from starving the others.
+    fn validate_heartbeat(&self) -> Result<(), ConfigError> {
+        if self.worker_heartbeat_secs == 0
+            || self.worker_heartbeat_expiry_secs <= self.worker_heartbeat_secs
+        {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_WORKER_HEARTBEAT_SECS must be at least 1 and IMPORTS_WORKER_HEARTBEAT_EXPIRY_SECS longer than it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_fairness(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.database_read_connections == 0 {
