@@ -52,11 +52,13 @@ pub async fn read(
     minutes: i32,
 ) -> Result<Monitor, StoreError> {
     let mut conn = app.db.conn().await?;
-    let organizations = monitor::organizations(&mut conn, after, limit).await?;
-    let totals = monitor::totals(&mut conn).await?;
-    let throughput = monitor::rows_per_minute(&mut conn, minutes).await?;
-    let drains = workers::drains(&mut conn, attempt_limit(app)).await?;
-    let live = live_workers(&mut conn, &drains).await?;
+    let mut tx = monitor::snapshot(&mut conn).await?;
+    let organizations = monitor::organizations(&mut tx, after, limit).await?;
+    let totals = monitor::totals(&mut tx).await?;
+    let throughput = monitor::rows_per_minute(&mut tx, minutes).await?;
+    let drains = workers::drains(&mut tx, attempt_limit(app)).await?;
+    let live = live_workers(&mut tx, &drains).await?;
+    tx.commit().await?;
     let stalled_drains = drains.iter().filter(|d| d.stalled).count() as i64;
     let mut by_org: HashMap<i64, Drain> =
         drains.into_iter().map(|d| (d.organization_id, d)).collect();

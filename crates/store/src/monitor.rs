@@ -125,3 +125,15 @@ pub async fn rows_per_minute(
     .fetch_all(conn)
     .await?)
 }
+
+/// A read-only transaction that sees one snapshot, so the monitor's reads
+/// agree with each other (a drain and the import of its chunk, say).
+pub async fn snapshot(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
