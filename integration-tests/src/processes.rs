@@ -181,6 +181,14 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
         ),
         ("IMPORTS_WORKER_SWEEP_SECS", c.worker_sweep_secs.to_string()),
         (
+            "IMPORTS_WORKER_HEARTBEAT_SECS",
+            c.worker_heartbeat_secs.to_string(),
+        ),
+        (
+            "IMPORTS_WORKER_HEARTBEAT_EXPIRY_SECS",
+            c.worker_heartbeat_expiry_secs.to_string(),
+        ),
+        (
             "IMPORTS_WORKER_DRAIN_MAX_SECS",
             c.worker_drain_max_secs.to_string(),
         ),

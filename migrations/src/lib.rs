@@ -43,6 +43,10 @@ impl MigratorTrait for Migrator {
                 up: include_str!("../sql/0009_broker_topology.sql"),
             }),
             Box::new(SqlMigration {
+                name: "m0011_workers",
+                up: include_str!("../sql/0011_workers.sql"),
+            }),
+            Box::new(SqlMigration {
                 name: "m0012_start_when_analysed",
                 up: include_str!("../sql/0012_start_when_analysed.sql"),
             }),

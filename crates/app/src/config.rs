@@ -71,6 +71,12 @@ pub struct Config {
     pub worker_read_ahead: bool,
     /// How often a worker re-announces organizations whose chunks have waited this long.
     pub worker_sweep_secs: u64,
+    /// How often a worker writes its heartbeat row (the queue monitor's live
+    /// workers), seconds.
+    pub worker_heartbeat_secs: u64,
+    /// A worker whose last heartbeat is older than this is dead: the monitor
+    /// drops it and shows its drain as stalled, seconds.
+    pub worker_heartbeat_expiry_secs: u64,
     /// Attempts at a chunk that fails for a transient reason before it is
     /// dead-lettered (the import then fails or goes on, by its policy).
     pub retry_max_attempts: u32,
@@ -192,6 +198,8 @@ impl Default for Config {
             worker_drain_max_secs: 300,
             worker_read_ahead: true,
             worker_sweep_secs: 15,
+            worker_heartbeat_secs: 5,
+            worker_heartbeat_expiry_secs: 20,
             retry_max_attempts: 10,
             retry_base_ms: 500,
             retry_max_delay_ms: 60_000,
@@ -378,6 +386,7 @@ impl Config {
             );
         }
         self.validate_fairness()?;
+        self.validate_heartbeat()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -391,6 +400,18 @@ impl Config {
     }
 
     /// The caps that keep one caller from starving the others.
+    fn validate_heartbeat(&self) -> Result<(), ConfigError> {
+        if self.worker_heartbeat_secs == 0
+            || self.worker_heartbeat_expiry_secs <= self.worker_heartbeat_secs
+        {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_WORKER_HEARTBEAT_SECS must be at least 1 and IMPORTS_WORKER_HEARTBEAT_EXPIRY_SECS longer than it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_fairness(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.database_read_connections == 0 {

@@ -16,6 +16,7 @@ pub mod history;
 pub mod identity;
 pub mod imports;
 pub mod limits;
+pub mod monitor;
 pub mod results;
 pub mod retention;
 pub mod start;

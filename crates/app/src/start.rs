@@ -158,6 +158,7 @@ async fn queue(db: &Db, id: Uuid, by: &Requester) -> Result<Option<Vec<chunks::M
         chunk_failure_count: 0,
         timeline: Vec::new(),
         organization_name: String::new(),
+        rate: None,
     };
     check_startable(&fresh)?;
     let Some(chunks) = records::queue(&mut tx, &import, &files, by).await? else {

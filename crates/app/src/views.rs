@@ -14,7 +14,7 @@ use passare_imports_store::entities::{
 use passare_imports_store::states::{FailurePolicy, FileState, ImportState};
 use passare_imports_store::{
     PgConnection, StoreError, failures, files, imports as import_records, organizations, pauses,
-    results, timeline,
+    rates, results, timeline,
 };
 use uuid::Uuid;
 
@@ -28,6 +28,10 @@ pub const PROBLEMS_SHOWN: u64 = 20;
 
 /// Failed chunk attempts shown in `Import` messages.
 pub const FAILURES_SHOWN: u64 = 10;
+
+/// Chunks finished this long before a running import's latest one give its
+/// speed (docs/monitoring.md).
+pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An import with everything its message shows.
 #[derive(Debug, Clone)]
@@ -46,6 +50,9 @@ pub struct ImportView {
     pub organization_name: String,
     /// The latest analysis asked for, while it waits, runs and after.
     pub analysis_job: Option<AnalysisJob>,
+    /// While running: rows per second over [`RATE_WINDOW`] and the estimated
+    /// end, once a chunk has finished.
+    pub rate: Option<rates::ImportRate>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +174,12 @@ async fn build(
     };
     let places = import_records::queue_positions(conn, &ids).await?;
     let pauses = pauses::holding_many(conn, &orgs).await?;
+    let running: Vec<Uuid> = imports
+        .iter()
+        .filter(|i| i.state == ImportState::Running)
+        .map(|i| i.id)
+        .collect();
+    let mut speeds = rates::of_imports(conn, &running, RATE_WINDOW).await?;
     let mut files = file_views(conn, files).await?;
     let mut out = Vec::with_capacity(imports.len());
     for import in imports {
@@ -185,6 +198,7 @@ async fn build(
         };
         out.push(ImportView {
             analysis_job: jobs.remove(&import.id),
+            rate: speeds.remove(&import.id),
             files: mine,
             queue_position: places.get(&import.id).copied().unwrap_or(0),
             pause,

@@ -262,11 +262,12 @@ pub async fn watch_with(
                     bar.set_length(p.rows_total.max(1) as u64);
                     bar.set_position(p.rows_processed as u64);
                     bar.set_message(format!(
-                        "{} · chunks {}/{} · failed {}{}",
+                        "{} · chunks {}/{} · failed {}{}{}",
                         state_name(import.state),
                         p.chunks_done,
                         p.chunks_total,
                         p.rows_failed,
+                        speed(&p),
                         import
                             .pause
                             .as_ref()
@@ -275,14 +276,15 @@ pub async fn watch_with(
                     ));
                 }
                 None => println!(
-                    "{} rows {}/{} imported {} failed {} chunks {}/{}",
+                    "{} rows {}/{} imported {} failed {} chunks {}/{}{}",
                     state_name(import.state),
                     p.rows_processed,
                     p.rows_total,
                     p.rows_imported,
                     p.rows_failed,
                     p.chunks_done,
-                    p.chunks_total
+                    p.chunks_total,
+                    speed(&p)
                 ),
             }
             let done = is_terminal(import.state);
@@ -486,6 +488,20 @@ fn print_report(report: &pb::AnalysisReport) {
             );
         }
     }
+}
+
+/// Rows per second and the time left, when the service has measured them.
+fn speed(p: &pb::Progress) -> String {
+    if p.rows_per_second <= 0.0 {
+        return String::new();
+    }
+    let left = p
+        .estimated_completion_time
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|at| (at - chrono::Utc::now()).num_seconds().max(0))
+        .map(|s| format!(" · {}m{:02}s left", s / 60, s % 60))
+        .unwrap_or_default();
+    format!(" · {:.0} rows/s{left}", p.rows_per_second)
 }
 
 /// Prints how an import ended, with the first row errors of each file.

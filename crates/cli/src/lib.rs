@@ -7,4 +7,5 @@ pub mod client;
 pub mod generate;
 pub mod load;
 pub mod ops;
+pub mod queues;
 pub mod web_client;

@@ -73,6 +73,24 @@ pub enum Op {
         #[command(flatten)]
         server: Server,
     },
+    /// The queue monitor: each organization's running chunk, waiting
+    /// chunks and queued imports, stalled work, totals and throughput.
+    Queues {
+        /// Refresh in place (plain lines again when stdout is not a terminal).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, default_value_t = 2)]
+        every: u64,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// The live workers: id, host, pid, slots, start, last heartbeat, and
+    /// the organization and chunk each holds.
+    Workers {
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 fn user(u: &Option<pb::User>) -> String {
@@ -149,6 +167,15 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
             backtrace,
             server,
         } => failures(server, import, org, limit, backtrace).await,
+        Op::Queues {
+            watch,
+            every,
+            server,
+        } => {
+            let every = std::time::Duration::from_secs(every.max(1));
+            crate::queues::queues(server.connect().await?, watch, every).await
+        }
+        Op::Workers { server } => crate::queues::workers(server.connect().await?).await,
     }
 }
 

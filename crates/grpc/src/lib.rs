@@ -19,7 +19,7 @@ use passare_imports_proto::v1::import_service_server::ImportService;
 use tonic::{Request, Response, Status, Streaming};
 
 use auth::Call;
-use handlers::{control, drafts, history, reads, results, uploads};
+use handlers::{control, drafts, history, monitor, reads, results, uploads};
 
 pub use server::{layers, routes, serve, until};
 
@@ -92,6 +92,8 @@ import_service! {
     resume_imports(ResumeImportsRequest) -> ResumeImportsResponse = Manage control::resume_imports;
     list_pauses(ListPausesRequest) -> ListPausesResponse = Staff control::list_pauses;
     list_chunk_failures(ListChunkFailuresRequest) -> ListChunkFailuresResponse = Staff control::list_chunk_failures;
+    get_queue_monitor(GetQueueMonitorRequest) -> GetQueueMonitorResponse = Staff monitor::get_queue_monitor;
+    list_workers(ListWorkersRequest) -> ListWorkersResponse = Staff monitor::list_workers;
     get_import(GetImportRequest) -> GetImportResponse = Read reads::get_import;
     list_imports(ListImportsRequest) -> ListImportsResponse = Read reads::list_imports;
     list_import_types(ListImportTypesRequest) -> ListImportTypesResponse = Read reads::list_import_types;

@@ -23,8 +23,10 @@ pub mod files;
 pub mod imports;
 pub mod load;
 pub mod locks;
+pub mod monitor;
 pub mod organizations;
 pub mod pauses;
+pub mod rates;
 pub mod records;
 pub mod results;
 pub mod scratch;
@@ -32,6 +34,7 @@ pub mod states;
 pub mod timeline;
 pub mod topology;
 pub mod uploads;
+pub mod workers;
 
 use chrono::{DateTime, FixedOffset};
 

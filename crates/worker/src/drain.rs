@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use passare_imports_queue::WorkChannel;
 use passare_imports_store::load::{self, RollbackStep};
-use passare_imports_store::{chunks, locks, pauses};
+use passare_imports_store::{chunks, locks, pauses, workers};
 use tokio_util::sync::CancellationToken;
 
 use crate::Step;
@@ -72,6 +72,9 @@ impl Worker {
                 return Drained::HandBack;
             }
         }
+        if let Err(e) = workers::drain_taken(&mut lease, org, &self.name).await {
+            tracing::debug!(org_id = org, error = %e, "recording the drain for the monitor failed");
+        }
         let deadline = Instant::now() + self.drain_max;
         let mut rollback_batch = self.rollback_batch;
         let mut read_ahead = None;
@@ -86,6 +89,9 @@ impl Worker {
         };
         if let Some(wait) = pause {
             tokio::time::sleep(wait).await;
+        }
+        if let Err(e) = workers::drain_released(&mut lease, org, &self.name).await {
+            tracing::debug!(org_id = org, error = %e, "recording the drain's end failed");
         }
         if locks::release_drain(&mut lease, org).await.is_err() {
             // The session is broken; closing it releases the lock.
@@ -189,6 +195,9 @@ impl Worker {
                 Ok(None) => {}
                 Err(e) => tracing::debug!(org_id = org, error = %e, "no read-ahead"),
             }
+        }
+        if let Err(e) = workers::chunk_taken(&mut conn, org, &self.name, chunk_id).await {
+            tracing::debug!(org_id = org, error = %e, "recording the chunk for the monitor failed");
         }
         drop(conn);
         match self.load(channel, chunk_id, ahead).await {

@@ -11,6 +11,7 @@
 //! - [`drain`]: one organization's chunks under its lease;
 //! - [`chunk`]: reading, parsing, checking and writing one chunk;
 //! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
+//! - [`heartbeat`]: the row that shows the worker alive in the queue monitor;
 //! - [`topology`]: moving the broker off the queues per organization of
 //!   earlier releases, once.
 //!
@@ -20,6 +21,7 @@
 pub mod chunk;
 mod drain;
 pub mod failure;
+mod heartbeat;
 mod slot;
 mod topology;
 
@@ -72,6 +74,9 @@ pub struct Worker {
     pub rollback_batch: i64,
     /// How the background analyses this worker runs go.
     pub analysis: passare_imports_app::analysis::AnalysisSettings,
+    /// How often the heartbeat is written, and how long it stays valid.
+    pub heartbeat_every: Duration,
+    pub heartbeat_expiry: Duration,
 }
 
 impl Worker {
@@ -95,6 +100,8 @@ impl Worker {
             },
             rollback_batch: config.rollback_batch_rows as i64,
             analysis: passare_imports_app::analysis::AnalysisSettings::of(config),
+            heartbeat_every: Duration::from_secs(config.worker_heartbeat_secs.max(1)),
+            heartbeat_expiry: Duration::from_secs(config.worker_heartbeat_expiry_secs.max(2)),
         })
     }
 
@@ -122,6 +129,7 @@ impl Worker {
             publisher,
             shutdown.clone(),
         ));
+        let heartbeat = tokio::spawn(heartbeat::run(self.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let label = format!("passare-imports worker {}", self.name);
@@ -148,6 +156,7 @@ impl Worker {
         }
         let _ = retention.await;
         let _ = analyses.await;
+        let _ = heartbeat.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }

@@ -185,6 +185,8 @@ enum Rpc {
     ResumeImports,
     ListPauses,
     ListChunkFailures,
+    GetQueueMonitor,
+    ListWorkers,
     ListRowErrors,
     DownloadResults,
     UpdateRows,
@@ -693,6 +695,13 @@ async fn call(
         Rpc::ListPauses => {
             c.list_pauses(pb::ListPausesRequest {}).await?;
         }
+        Rpc::GetQueueMonitor => {
+            c.get_queue_monitor(pb::GetQueueMonitorRequest::default())
+                .await?;
+        }
+        Rpc::ListWorkers => {
+            c.list_workers(pb::ListWorkersRequest {}).await?;
+        }
         Rpc::ListChunkFailures => {
             c.list_chunk_failures(pb::ListChunkFailuresRequest {
                 import_id: done.clone(),
@@ -868,6 +877,8 @@ fn matrix() -> Vec<(Rpc, Target, [Code; 7])> {
         (ListChunkFailures, Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (ListAuditEvents,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (ListPauses,        Any,     [UA, UA, UA, UA, PD, OK, OK]),
+        (GetQueueMonitor,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
+        (ListWorkers,       Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Unknown, [UA, UA, UA, UA, PD, NF, NF]),
@@ -1031,7 +1042,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
             mismatches.push(format!("{name}: no row in the matrix"));
         }
     }
-    anyhow::ensure!(rpcs.len() == 28, "the proto names {rpcs:?}");
+    anyhow::ensure!(rpcs.len() == 30, "the proto names {rpcs:?}");
 
     let mut callers = Vec::new();
     for kind in KINDS {

@@ -123,6 +123,8 @@ fn progress(f: &import_files::Model) -> pb::Progress {
         rows_total: f.row_count,
         rows_stale: f.rows_stale,
         rows_rolled_back: f.rows_rolled_back,
+        rows_per_second: 0.0,
+        estimated_completion_time: None,
     }
 }
 
@@ -187,6 +189,12 @@ pub fn import(v: &ImportView) -> pb::Import {
         if let Some(p) = &f.progress {
             add(&mut total, p);
         }
+    }
+    if let Some(rate) = &v.rate {
+        total.rows_per_second = rate.rows_per_second;
+        total.estimated_completion_time = rate
+            .estimated_completion
+            .map(|at| timestamp(&at.fixed_offset()));
     }
     let state = i.state;
     let paused = v.pause.is_some() && matches!(state, ImportState::Queued | ImportState::Running);

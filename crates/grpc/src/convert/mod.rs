@@ -6,6 +6,7 @@
 mod catalog;
 mod header;
 mod import;
+mod monitor;
 mod records;
 
 use chrono::{DateTime, FixedOffset};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub use catalog::import_type;
 pub use header::file_upload;
 pub use import::{analysis, file, import, problem};
+pub use monitor::{live_worker, monitor_rest, organization_queue};
 pub use records::{audit_event, chunk_failure, pause, row_error, upload};
 
 pub fn timestamp(t: &DateTime<FixedOffset>) -> prost_types::Timestamp {
