@@ -7,6 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let file = root.join("passare/imports/v1/imports.proto");
     println!("cargo:rerun-if-changed={}", root.display());
+    // The file itself too: a directory alone was seen not to trigger a
+    // rebuild after a merge changed the file.
+    println!("cargo:rerun-if-changed={}", file.display());
 
     let fds = protox::compile([&file], [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
