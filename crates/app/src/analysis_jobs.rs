@@ -37,6 +37,15 @@ pub async fn run(
         files: files.as_ref(),
         settings,
     };
+    // Woken at once by a notice of an analysis asked for; without one (the
+    // listener could not connect), the runner looks every `POLL`.
+    let mut waiting = match analysis_jobs::Waiting::listen(&db).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no notices of analyses asked for; looking for them every {POLL:?}");
+            None
+        }
+    };
     loop {
         let ran = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -47,8 +56,22 @@ pub async fn run(
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "looking for analysis jobs failed"),
         }
+        let notice = async {
+            match waiting.as_mut() {
+                Some(w) => {
+                    if let Err(e) = w.next().await {
+                        // Reconnected on the next call; until then, the
+                        // runner looks every `POLL`.
+                        tracing::debug!(error = %e, "the notice connection broke; it reconnects");
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = notice => {}
             _ = tokio::time::sleep(POLL) => {}
         }
     }

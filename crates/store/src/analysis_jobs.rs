@@ -97,7 +97,41 @@ pub async fn request(
     .bind(start_when_done)
     .execute(&mut *conn)
     .await?;
+    // Wakes an idle worker's analysis runner at once (it also looks every
+    // half second, in case a notice is missed).
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAITING_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     timeline::notify(conn, import_id).await
+}
+
+/// The PostgreSQL channel told of every analysis asked for.
+pub const WAITING_CHANNEL: &str = "passare_imports_analysis_waiting";
+
+/// Notices of analyses asked for, on a connection of their own: `next`
+/// returns when one arrives (or the connection was lost and is being
+/// restored, which may have missed one).
+pub struct Waiting(sqlx::postgres::PgListener);
+
+impl Waiting {
+    pub async fn listen(db: &crate::Db) -> Result<Self, StoreError> {
+        // A connection of its own, outside the process's pool: the listener
+        // holds it for as long as it lives.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*db.pool().connect_options()).clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+        listener.listen(WAITING_CHANNEL).await?;
+        Ok(Self(listener))
+    }
+
+    /// Waits for the next notice; an error means the connection broke (the
+    /// listener reconnects on the next call).
+    pub async fn next(&mut self) -> Result<(), StoreError> {
+        self.0.recv().await?;
+        Ok(())
+    }
 }
 
 /// The import's latest analysis job.
