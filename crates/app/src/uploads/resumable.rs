@@ -307,7 +307,7 @@ pub async fn complete(
     }
     // The upload limits are taken before the upload is marked completing:
     // a refusal (RESOURCE_EXHAUSTED) leaves it active, to be completed again.
-    let _running = app.limits.uploads.start(who)?;
+    let running = app.limits.uploads.start(who)?;
     let (now, moved) = records::transition(
         &mut conn,
         id,
@@ -320,8 +320,21 @@ pub async fn complete(
         let now = now.ok_or_else(|| ApiError::not_found("upload", id))?;
         return Err(ended(&now));
     }
-    let result = alive(app, id, attach(app, &mut conn, who, &upload, call_id)).await;
-    finish_completion(app, &mut conn, &upload, result).await
+    drop(conn);
+    // The completion runs to its end on its own task: a caller that goes
+    // away (a page reloaded while its last call was in flight) does not
+    // cut it half-way; calling CompleteUpload again returns the file once
+    // it is there (UPLOAD_COMPLETING meanwhile).
+    let (app, who, call_id) = (app.clone(), who.clone(), call_id.to_string());
+    let completion = tokio::spawn(async move {
+        let _running = running;
+        let mut conn = app.db.conn().await?;
+        let result = alive(&app, id, attach(&app, &mut conn, &who, &upload, &call_id)).await;
+        finish_completion(&app, &mut conn, &upload, result).await
+    });
+    completion
+        .await
+        .map_err(|e| ApiError::Internal(format!("completing upload {id}: {e}")))?
 }
 
 /// How often a completion shows it is alive.

@@ -164,7 +164,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
       }
       report();
     }
-    const done = await call(signal, retry, () => client.completeUpload({ uploadId }, { signal }), report);
+    const done = await complete(client, uploadId, signal, retry, report);
     if (!done.file) throw new UploadError("CompleteUpload returned no file", "NO_FILE");
     const digest = await hasher.digestUpTo(total, signal);
     if (done.file.sha256 && done.file.sha256 !== digest) {
@@ -206,6 +206,31 @@ async function committedOffset(client: Client<typeof ImportService>, uploadId: s
 }
 
 /** Runs `f`, retrying transient failures with the shared backoff. */
+/** CompleteUpload, waiting while a completion asked for earlier (by a tab
+ * that was reloaded, or a call whose connection dropped) is still running:
+ * the server finishes it and then returns the same file to this call. */
+async function complete(
+  client: Parameters<typeof committedOffset>[0],
+  uploadId: string,
+  signal: AbortSignal | undefined,
+  retry: Backoff,
+  report?: (w?: string) => void,
+) {
+  for (;;) {
+    try {
+      return await call(signal, retry, () => client.completeUpload({ uploadId }, { signal }), report);
+    } catch (err) {
+      // Bounded by the server: a completion whose process died is expired
+      // (UPLOAD_EXPIRED, which ends this loop) once it stops showing signs
+      // of life.
+      if (signal?.aborted || !(err instanceof UploadError) || err.reason !== "UPLOAD_COMPLETING") throw err;
+      report?.("the server is still storing the file; waiting");
+      await sleep(1000, signal);
+      report?.();
+    }
+  }
+}
+
 async function call<T>(signal: AbortSignal | undefined, retry: Backoff, f: () => Promise<T>, report?: (w?: string) => void): Promise<T> {
   for (;;) {
     try {
