@@ -112,7 +112,7 @@ impl EarlierRecords {
             .entry(def.key)
             .or_insert_with(|| record_columns(def.key));
         let map = self.records.entry(def.key).or_default();
-        let mut spill: Vec<(String, Values)> = Vec::new();
+        let mut spill: HashMap<String, Values> = HashMap::new();
         for i in 0..parsed.batch.num_rows() {
             if !parsed.valid[i] {
                 continue;
@@ -128,14 +128,15 @@ impl EarlierRecords {
             if self.held < self.budget {
                 map.insert(key, values);
                 self.held += 1;
-            } else if !spill.iter().any(|(k, _)| *k == key) {
-                spill.push((key, values));
+            } else {
+                spill.entry(key).or_insert(values);
             }
         }
         if !spill.is_empty() {
             if self.spilled == 0 {
                 scratch::create_remembered(conn, Remembered::Records).await?;
             }
+            let spill: Vec<(String, Values)> = spill.into_iter().collect();
             scratch::insert_remembered(conn, Remembered::Records, def.key, &spill).await?;
             self.spilled += spill.len() as u64;
         }
@@ -373,12 +374,12 @@ impl FlaggedGroups {
                 );
             }
         }
-        let mut first_here: Vec<(String, FirstFlag)> = Vec::new();
+        let mut first_here: HashMap<String, FirstFlag> = HashMap::new();
         for (i, g, key) in rows {
             let first = memory
                 .get(&g)
                 .or_else(|| known.get(&g))
-                .or_else(|| first_here.iter().find(|(h, _)| *h == g).map(|(_, f)| f));
+                .or_else(|| first_here.get(&g));
             match first {
                 Some((other, row, first_key)) if *first_key != key => {
                     let of = if *other == fi {
@@ -393,7 +394,9 @@ impl FlaggedGroups {
                     parsed.fail(i, FindingKind::Constraint, flag, "true".into(), reason);
                 }
                 Some(_) => {}
-                None => first_here.push((g, (fi, parsed.row_number(i), key))),
+                None => {
+                    first_here.insert(g, (fi, parsed.row_number(i), key));
+                }
             }
         }
         let mut spill = Vec::new();
