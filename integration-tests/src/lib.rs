@@ -30,6 +30,7 @@ pub mod pages;
 pub mod processes;
 pub mod records;
 pub mod resumable;
+pub mod scrapes;
 pub mod service;
 pub mod tenants;
 pub mod test_env;

@@ -204,6 +204,11 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
             "IMPORTS_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         ),
+        // Many processes of many tests run at once: no ops listener unless a
+        // test asks for one on an address of its own.
+        ("IMPORTS_SERVER_OPS_ADDR", "off".into()),
+        ("IMPORTS_GATEWAY_OPS_ADDR", "off".into()),
+        ("IMPORTS_WORKER_OPS_ADDR", "off".into()),
     ];
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

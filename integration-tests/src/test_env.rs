@@ -241,14 +241,27 @@ impl TestEnv {
     /// on `addr` and waits until it accepts connections; returns its pid.
     /// [`Self::kill_worker_process`] kills it like any process of the test.
     pub async fn spawn_gateway_process(&mut self, addr: SocketAddr) -> anyhow::Result<u32> {
+        let env = vec![("IMPORTS_GATEWAY_ADDR".into(), addr.to_string())];
+        self.spawn_listening("gateway", env, addr).await
+    }
+
+    /// Starts `passare-imports <command>` of this test's service with
+    /// `extra` variables on top of its environment, and waits until `addr`
+    /// accepts connections; returns its pid.
+    pub async fn spawn_listening(
+        &mut self,
+        command: &str,
+        extra: Vec<(String, String)>,
+        addr: SocketAddr,
+    ) -> anyhow::Result<u32> {
         let mut env = self.child_env();
-        env.push(("IMPORTS_GATEWAY_ADDR".into(), addr.to_string()));
-        let pid = self.workers.spawn_command("gateway", env)?;
+        env.extend(extra);
+        let pid = self.workers.spawn_command(command, env)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
-                "the gateway process did not listen on {addr} within 30 s"
+                "the {command} process did not listen on {addr} within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

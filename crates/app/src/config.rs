@@ -166,6 +166,15 @@ pub struct Config {
     pub grpc_keepalive_interval_secs: u64,
     /// A client that does not answer a keepalive ping within this long is disconnected.
     pub grpc_keepalive_timeout_secs: u64,
+    /// Ops listener of `serve` (`/metrics`, `/livez`, `/readyz`), or `off`.
+    pub server_ops_addr: String,
+    /// Ops listener of `gateway`, or `off`.
+    pub gateway_ops_addr: String,
+    /// Ops listener of `work`, or `off`.
+    pub worker_ops_addr: String,
+    /// Organizations with the most waiting chunks that get a backlog series
+    /// of their own (the `organization` label); the rest are in the totals.
+    pub metrics_top_organizations: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// Log filter (tracing `EnvFilter` syntax).
@@ -238,6 +247,10 @@ impl Default for Config {
             grpc_max_concurrent_streams: 200,
             grpc_keepalive_interval_secs: 30,
             grpc_keepalive_timeout_secs: 10,
+            server_ops_addr: "127.0.0.1:9601".into(),
+            gateway_ops_addr: "127.0.0.1:9602".into(),
+            worker_ops_addr: "127.0.0.1:9603".into(),
+            metrics_top_organizations: 20,
             log_format: "text".into(),
             log: "info".into(),
         }
@@ -274,6 +287,35 @@ fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// The long-running processes of the service, each with an ops listener of
+/// its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    Server,
+    Gateway,
+    Worker,
+}
+
+impl Process {
+    /// The process's name in logs, metrics and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Process::Server => "server",
+            Process::Gateway => "gateway",
+            Process::Worker => "worker",
+        }
+    }
+
+    /// The configuration key of the process's ops listener.
+    pub fn ops_key(self) -> &'static str {
+        match self {
+            Process::Server => "IMPORTS_SERVER_OPS_ADDR",
+            Process::Gateway => "IMPORTS_GATEWAY_OPS_ADDR",
+            Process::Worker => "IMPORTS_WORKER_OPS_ADDR",
+        }
     }
 }
 
@@ -387,6 +429,7 @@ impl Config {
         }
         self.validate_fairness()?;
         self.validate_heartbeat()?;
+        self.validate_ops()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -400,6 +443,38 @@ impl Config {
     }
 
     /// The caps that keep one caller from starving the others.
+    fn validate_ops(&self) -> Result<(), ConfigError> {
+        for process in [Process::Server, Process::Gateway, Process::Worker] {
+            self.ops_addr(process)?;
+        }
+        if self.metrics_top_organizations > 1_000 {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_METRICS_TOP_ORGANIZATIONS must be at most 1000 (each is a series of its own)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ops listener address of `process`, or `None` when it is `off`.
+    pub fn ops_addr(&self, process: Process) -> Result<Option<SocketAddr>, ConfigError> {
+        let value = match process {
+            Process::Server => &self.server_ops_addr,
+            Process::Gateway => &self.gateway_ops_addr,
+            Process::Worker => &self.worker_ops_addr,
+        };
+        let key = process.ops_key();
+        let value = value.trim();
+        if value.is_empty() || value.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        value.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "{key} must be an address such as 0.0.0.0:9600, or off; got {value:?}"
+            ))
+        })
+    }
+
     fn validate_heartbeat(&self) -> Result<(), ConfigError> {
         if self.worker_heartbeat_secs == 0
             || self.worker_heartbeat_expiry_secs <= self.worker_heartbeat_secs

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod imports;
 pub mod limits;
 pub mod monitor;
+pub mod observability;
 pub mod results;
 pub mod retention;
 pub mod start;

@@ -91,6 +91,13 @@ impl Limiter {
         }
     }
 
+    /// Calls of this kind running now.
+    pub fn in_use(&self) -> usize {
+        self.process_cap
+            .max
+            .saturating_sub(self.all.available_permits())
+    }
+
     /// Counts a call of `who`; RESOURCE_EXHAUSTED naming the cap when the
     /// user or the process already runs as many as allowed.
     pub fn start(&self, who: &Caller) -> Result<Slot, ApiError> {

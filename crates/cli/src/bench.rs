@@ -276,6 +276,10 @@ impl Services {
             ("IMPORTS_JWT_SECRET", secret.clone()),
             ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
             ("IMPORTS_LOG", "warn".into()),
+            // Several workers on one host: no ops listeners to collide.
+            ("IMPORTS_SERVER_OPS_ADDR", "off".into()),
+            ("IMPORTS_GATEWAY_OPS_ADDR", "off".into()),
+            ("IMPORTS_WORKER_OPS_ADDR", "off".into()),
         ];
         let command = |sub: &str| {
             let mut c = Command::new(&exe);

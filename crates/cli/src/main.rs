@@ -8,9 +8,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use passare_imports_app::config::Process;
 use passare_imports_app::identity::{Auth, Claims};
+use passare_imports_app::observability::Ops;
+use passare_imports_app::observability::api::ApiProbe;
 use passare_imports_app::{App, Config};
 use passare_imports_worker::Worker;
+use passare_imports_worker::telemetry::WorkerProbe;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -174,16 +178,32 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::Serve => {
+            let ops = Ops::prepare(&config, Process::Server)?;
             let (app, listener, shutdown) = serving(&config, config.grpc_addr).await?;
+            if let Some(ops) = ops {
+                ops.serve(ApiProbe::new(app.clone(), shutdown.clone()))
+                    .await?;
+            }
             passare_imports_grpc::serve(app, listener, shutdown).await?;
         }
         Command::Gateway => {
+            let ops = Ops::prepare(&config, Process::Gateway)?;
             let (app, listener, shutdown) = serving(&config, config.gateway_addr).await?;
+            if let Some(ops) = ops {
+                ops.serve(ApiProbe::new(app.clone(), shutdown.clone()))
+                    .await?;
+            }
             passare_imports_gateway::serve(app, listener, shutdown).await?;
         }
         Command::Work => {
+            let ops = Ops::prepare(&config, Process::Worker)?;
             let shutdown = shutdown_on_signal();
-            Worker::build(&config).await?.run(shutdown).await?;
+            let worker = Worker::build(&config).await?;
+            if let Some(ops) = ops {
+                ops.serve(WorkerProbe::new(worker.clone(), shutdown.clone()))
+                    .await?;
+            }
+            worker.run(shutdown).await?;
         }
         Command::Purge => purge(&config).await?,
         Command::DemoOrg { id, name } => {

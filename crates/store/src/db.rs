@@ -187,6 +187,12 @@ impl Db {
         Ok(self.pool.begin().await?)
     }
 
+    /// Whether the database answers (`SELECT 1` on a connection of the pool).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.reads.close().await;
         self.pool.close().await;

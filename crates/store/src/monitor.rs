@@ -106,6 +106,57 @@ pub async fn totals(conn: &mut PgConnection) -> Result<Totals, StoreError> {
     .await?)
 }
 
+/// What the metrics of a server or gateway read from the database at a
+/// scrape (docs/operations.md).
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Imports per state, every state present.
+    pub imports_by_state: Vec<(String, i64)>,
+    pub waiting_chunks: i64,
+    pub oldest_waiting: Option<DateTime<Utc>>,
+    /// The organizations with the most waiting chunks: id, waiting chunks,
+    /// oldest waiting since.
+    pub top_organizations: Vec<(i64, i64, Option<DateTime<Utc>>)>,
+    pub dead_lettered_chunks: i64,
+    pub live_workers: i64,
+}
+
+/// Reads the gauges, with the `top` organizations by backlog.
+pub async fn gauges(conn: &mut PgConnection, top: usize) -> Result<Gauges, StoreError> {
+    let imports_by_state =
+        sqlx::query_as("SELECT state::text, count(*) FROM imports GROUP BY state ORDER BY state")
+            .fetch_all(&mut *conn)
+            .await?;
+    let (waiting_chunks, oldest_waiting): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*), min(COALESCE(not_before, queued_at)) FROM chunks WHERE state = 'queued'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let top_organizations = sqlx::query_as(
+        "SELECT organization_id, count(*), min(COALESCE(not_before, queued_at))
+           FROM chunks WHERE state = 'queued'
+          GROUP BY organization_id ORDER BY count(*) DESC, organization_id LIMIT $1",
+    )
+    .bind(top as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (dead_lettered_chunks, live_workers): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT chunk_id) FROM chunk_failures
+                  WHERE outcome = 'dead_lettered' AND failed_at >= now() - interval '24 hours'),
+                (SELECT count(*) FROM workers WHERE expires_at >= now())",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Gauges {
+        imports_by_state,
+        waiting_chunks,
+        oldest_waiting,
+        top_organizations,
+        dead_lettered_chunks,
+        live_workers,
+    })
+}
+
 /// Rows of the chunks finished in each of the last `minutes` minutes, oldest
 /// first (minutes with none are 0).
 pub async fn rows_per_minute(

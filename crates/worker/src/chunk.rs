@@ -3,7 +3,7 @@
 //! (`store::load`).
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use passare_imports_storage::FileStore;
 use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite, Target};
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
+use crate::telemetry::{self, Phase};
 use crate::{Step, Worker};
 
 /// How far an attempt got, and what it was about.
@@ -46,12 +47,15 @@ impl ReadAhead {
 /// blocking thread: parsing is CPU work).
 async fn read_and_parse(files: Arc<dyn FileStore>, job: &ChunkJob) -> Result<ParsedChunk, Traced> {
     let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
+    let read_at = Instant::now();
     let bytes = files.read_range(job.data_key(), start, end).await?;
+    telemetry::phase(Phase::Read, read_at.elapsed());
     let mapping = job.mapping.clone();
     let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
     let row_numbers = job.row_numbers();
     let today = Utc::now().date_naive();
     let parsed = tokio::task::spawn_blocking(move || {
+        let parse_at = Instant::now();
         let layout = ChunkLayout {
             def,
             mapping: &mapping,
@@ -60,7 +64,9 @@ async fn read_and_parse(files: Arc<dyn FileStore>, job: &ChunkJob) -> Result<Par
             row_numbers: row_numbers.as_deref(),
             today,
         };
-        parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()))
+        let parsed = parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()));
+        telemetry::phase(Phase::Parse, parse_at.elapsed());
+        parsed
     })
     .await
     .map_err(|e| ChunkError::Parse(e.to_string()))??;
@@ -152,11 +158,12 @@ impl Worker {
                 organization_id: job.import.organization_id,
                 file_id: job.file.id,
                 seq: job.chunk.seq,
+                kind: job.def.key,
                 attempts_before: job.chunk.attempts,
             });
             s.read_started_at = Some(Utc::now());
         });
-        let read_at = std::time::Instant::now();
+        let read_at = Instant::now();
         // The chunk read and parsed while the one before it was written,
         // when the drain could; else now. A read-ahead that failed is done
         // again here, where its failure is recorded like any other.
@@ -171,9 +178,11 @@ impl Worker {
         // References resolve against what is stored: earlier files of the
         // import were loaded before this one (files load in dependency order).
         let org = job.import.organization_id;
+        let check_at = Instant::now();
         load::check_against_stored(&mut conn, org, job.def, &mut parsed, None).await?;
         load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await?;
-        let parsed_at = std::time::Instant::now();
+        let parsed_at = Instant::now();
+        telemetry::phase(Phase::Check, parsed_at - check_at);
         stamp(&|s| s.write_started_at = Some(Utc::now()));
         let write = ChunkWrite {
             job: &job,
@@ -183,6 +192,8 @@ impl Worker {
             statement_timeout: Some(self.chunk_timeout),
         };
         let outcome = load::write_chunk(&mut conn, write).await?;
+        telemetry::phase(Phase::Write, parsed_at.elapsed());
+        telemetry::settled(job.def.key, &outcome);
         tracing::info!(
             import_id = %job.import.id, org_id = org, file_id = %job.file.id,
             chunk = job.chunk.seq, ?outcome,

@@ -75,6 +75,7 @@ impl Worker {
         if let Err(e) = workers::drain_taken(&mut lease, org, &self.name).await {
             tracing::debug!(org_id = org, error = %e, "recording the drain for the monitor failed");
         }
+        let _busy = self.activity.busy();
         let deadline = Instant::now() + self.drain_max;
         let mut rollback_batch = self.rollback_batch;
         let mut read_ahead = None;

@@ -19,7 +19,7 @@ use passare_imports_store::load::{self, GaveUp};
 use passare_imports_store::{FailureOutcome, StoreError};
 use uuid::Uuid;
 
-use crate::Step;
+use crate::{Step, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -109,6 +109,8 @@ pub struct AttemptOf {
     pub organization_id: i64,
     pub file_id: Uuid,
     pub seq: i32,
+    /// The import type's key (the metrics' `kind`).
+    pub kind: &'static str,
     /// Failed attempts before this one.
     pub attempts_before: i32,
 }
@@ -207,10 +209,10 @@ impl crate::Worker {
             "chunk attempt failed"
         );
         let recorded = match failure.retry_at {
-            Some(at) => self
-                .schedule_retry(&failure)
-                .await
-                .map(|_| Step::WakeAt(at)),
+            Some(at) => self.schedule_retry(&failure).await.map(|_| {
+                telemetry::chunk(of.kind, "retried");
+                Step::WakeAt(at)
+            }),
             None => {
                 let reason = e.error.error.public_reason();
                 self.give_up(channel, &of, &failure, reason).await
@@ -244,6 +246,7 @@ impl crate::Worker {
             outcome = ?gave_up, "chunk given up"
         );
         if !matches!(gave_up, GaveUp::Nothing(_)) {
+            telemetry::chunk(of.kind, "failed");
             self.dead_letter(channel, of, failure).await;
         }
         Ok(Step::Next)
@@ -302,8 +305,11 @@ impl crate::Worker {
             message: failure.message.clone(),
             worker: self.name.clone(),
         };
-        if let Err(q) = channel.dead_letter(&dead).await {
-            tracing::warn!(chunk_id, error = %q, "publishing to the dead-letter queue failed; the failure is recorded in the database");
+        match channel.dead_letter(&dead).await {
+            Ok(()) => telemetry::dead_lettered(of.kind),
+            Err(q) => {
+                tracing::warn!(chunk_id, error = %q, "publishing to the dead-letter queue failed; the failure is recorded in the database")
+            }
         }
     }
 }

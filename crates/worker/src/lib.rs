@@ -12,6 +12,7 @@
 //! - [`chunk`]: reading, parsing, checking and writing one chunk;
 //! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
 //! - [`heartbeat`]: the row that shows the worker alive in the queue monitor;
+//! - [`telemetry`]: metrics and the readiness the ops listener reports;
 //! - [`topology`]: moving the broker off the queues per organization of
 //!   earlier releases, once.
 //!
@@ -23,6 +24,7 @@ mod drain;
 pub mod failure;
 mod heartbeat;
 mod slot;
+pub mod telemetry;
 mod topology;
 
 use std::sync::Arc;
@@ -77,6 +79,8 @@ pub struct Worker {
     /// How often the heartbeat is written, and how long it stays valid.
     pub heartbeat_every: Duration,
     pub heartbeat_expiry: Duration,
+    /// Busy slots and the broker connection, for the ops listener.
+    pub activity: Arc<telemetry::Activity>,
 }
 
 impl Worker {
@@ -102,6 +106,7 @@ impl Worker {
             analysis: passare_imports_app::analysis::AnalysisSettings::of(config),
             heartbeat_every: Duration::from_secs(config.worker_heartbeat_secs.max(1)),
             heartbeat_expiry: Duration::from_secs(config.worker_heartbeat_expiry_secs.max(2)),
+            activity: Arc::default(),
         })
     }
 
@@ -147,7 +152,9 @@ impl Worker {
             };
             tracing::info!(worker = %self.name, slots = self.concurrency, "worker connected to the broker");
             backoff = Duration::from_millis(200);
+            self.activity.set_connected(true);
             self.serve_connection(&conn, &shutdown).await;
+            self.activity.set_connected(false);
             let _ = conn.close(200, "worker stopping".into()).await;
             if !shutdown.is_cancelled() {
                 tracing::warn!("broker connection lost; reconnecting");

@@ -26,6 +26,7 @@ mod hostile_files;
 mod import_flow;
 mod limits;
 mod many_workers;
+mod metrics;
 mod monitor;
 mod ordering;
 mod orphans;

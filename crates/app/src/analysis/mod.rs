@@ -88,6 +88,21 @@ pub async fn analyze(
     by: &Requester,
     job: Option<&AnalysisJob>,
 ) -> Result<AnalysisReport, ApiError> {
+    use crate::observability::names;
+    let began = Instant::now();
+    let analysed = analyze_and_store(ctx, import, by, job).await;
+    metrics::histogram!(names::ANALYSIS_SECONDS).record(began.elapsed().as_secs_f64());
+    let outcome = if analysed.is_ok() { "done" } else { "failed" };
+    metrics::counter!(names::ANALYSES, "outcome" => outcome).increment(1);
+    analysed
+}
+
+async fn analyze_and_store(
+    ctx: Analyser<'_>,
+    import: &imports::Model,
+    by: &Requester,
+    job: Option<&AnalysisJob>,
+) -> Result<AnalysisReport, ApiError> {
     let began = Instant::now();
     let mut conn = ctx.db.conn().await?;
     let mut files = passare_imports_store::files::of_import(&mut conn, import.id).await?;

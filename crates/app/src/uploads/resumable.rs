@@ -241,7 +241,11 @@ pub async fn write_part(
     )
     .await;
     match outcome {
-        Ok(Committed::Now(now)) => Ok(now),
+        Ok(Committed::Now(now)) => {
+            metrics::counter!(crate::observability::names::UPLOAD_BYTES, "route" => "resumable")
+                .increment(tail.len() as u64);
+            Ok(now)
+        }
         Ok(Committed::Moved(now)) => {
             unused_part(app, &key).await;
             if now >= end {

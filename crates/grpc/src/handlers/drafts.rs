@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use passare_imports_app::imports::{self, NewDraft};
+use passare_imports_app::observability::names;
 use passare_imports_app::{Access, ApiError, App, uploads};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::upload_file_request::Payload;
@@ -115,7 +116,11 @@ fn upload_bytes(
                     Ok(None) => None,
                     Ok(Some(pb::UploadFileRequest {
                         payload: Some(Payload::Chunk(bytes)),
-                    })) => Some((Ok(Bytes::from(bytes)), Some(stream))),
+                    })) => {
+                        metrics::counter!(names::UPLOAD_BYTES, "route" => "stream")
+                            .increment(bytes.len() as u64);
+                        Some((Ok(Bytes::from(bytes)), Some(stream)))
+                    }
                     Ok(Some(pb::UploadFileRequest {
                         payload: Some(Payload::Header(_)),
                     })) => Some((
