@@ -331,3 +331,66 @@ async fn a_running_import_shows_rows_per_second_and_its_estimated_end() -> anyho
     assert_eq!(done.progress.unwrap_or_default().rows_per_second, 0.0);
     env.finish().await
 }
+
+/// Runs `passare-imports queues --watch --every 1` for `secs` seconds, on a
+/// terminal (a pseudo-terminal from util-linux's `script`) or on a pipe;
+/// returns what it printed.
+fn watch_for(env: &TestEnv, secs: f64, on_terminal: bool) -> anyhow::Result<String> {
+    let bin = binary()?;
+    let args = format!(
+        "{} queues --watch --every 1 --server {} --token {}",
+        bin.display(),
+        env.url(),
+        env.token(&ADMIN)
+    );
+    let mut command = if on_terminal {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qfec", &args, "/dev/null"]);
+        c
+    } else {
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", &format!("exec {args}")]);
+        c
+    };
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("running `script` (util-linux) for a terminal")?;
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let pid = child.id().to_string();
+    std::process::Command::new("kill").arg(&pid).status()?;
+    let out = child.wait_with_output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_watch_redraws_in_place_on_a_terminal_and_prints_lines_otherwise()
+-> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
+    let mut client = env.client().await?;
+    queued(&env, &mut client, ORG, 10, 1).await?;
+    let clear = "\x1b[2J";
+
+    let terminal = tokio::task::block_in_place(|| watch_for(&env, 4.0, true))?;
+    assert!(
+        terminal.matches(clear).count() >= 2,
+        "on a terminal every refresh clears the screen and redraws: {terminal:?}"
+    );
+    assert!(terminal.contains(&format!("{ORG} ")), "{terminal:?}");
+
+    let piped = tokio::task::block_in_place(|| watch_for(&env, 4.0, false))?;
+    assert!(
+        !piped.contains('\x1b'),
+        "no escape codes on a pipe: {piped:?}"
+    );
+    assert!(
+        piped.matches(&format!("\n{ORG} ")).count() >= 2,
+        "on a pipe the table is printed again: {piped:?}"
+    );
+    env.finish().await
+}
