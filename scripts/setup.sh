@@ -4,8 +4,8 @@
 # used by the benchmark), and the Node packages of the grpc-web test client
 # (which also bring the buf CLI) with its generated code, the Operations
 # Center page (gateway/web: npm ci, then its build into gateway/web/dist) with
-# Playwright's library (no browser download), and Debian's Chromium for the
-# browser tests. Idempotent.
+# Playwright's library (no browser download), Debian's Chromium for the
+# browser tests, and the Python test tools (integration-tests/python). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +37,17 @@ if [ "$(cat "$client/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$wan
   echo "$want" >"$client/node_modules/.installed-lock-sha256"
 fi
 npm --prefix "$client" run --silent generate
+
+# Python readers the tests check the service's output with (pyarrow for the
+# raw archive), in a virtual environment of their own.
+venv="$HOME/.cache/passare-imports/venv"
+requirements=integration-tests/python/requirements.txt
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$venv/.installed-requirements-sha256" 2>/dev/null)" != "$want" ]; then
+  echo "installing the Python test tools ($requirements)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$venv/.installed-requirements-sha256"
+fi
 
 scripts/build-web.sh

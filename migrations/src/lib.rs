@@ -50,6 +50,10 @@ impl MigratorTrait for Migrator {
                 name: "m0012_start_when_analysed",
                 up: include_str!("../sql/0012_start_when_analysed.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0015_raw_archive",
+                up: include_str!("../sql/0015_raw_archive.sql"),
+            }),
         ]
     }
 }

@@ -166,6 +166,17 @@ pub struct Config {
     pub grpc_keepalive_interval_secs: u64,
     /// A client that does not answer a keepalive ping within this long is disconnected.
     pub grpc_keepalive_timeout_secs: u64,
+    /// Whether workers write the raw archive: every loaded chunk's rows as
+    /// Parquet, and each file's original bytes (docs/archive.md).
+    pub archive: bool,
+    /// Where in the file store the archive goes (a folder name).
+    pub archive_prefix: String,
+    /// Days the archive keeps a date partition; 0 keeps it for ever. Apart
+    /// from `retention_days`, which purges the service's own copies.
+    pub archive_retention_days: u32,
+    /// First wait before an archive write that failed is tried again,
+    /// seconds; it doubles per attempt up to an hour.
+    pub archive_retry_secs: u64,
     /// Ops listener of `serve` (`/metrics`, `/livez`, `/readyz`), or `off`.
     pub server_ops_addr: String,
     /// Ops listener of `gateway`, or `off`.
@@ -247,6 +258,10 @@ impl Default for Config {
             grpc_max_concurrent_streams: 200,
             grpc_keepalive_interval_secs: 30,
             grpc_keepalive_timeout_secs: 10,
+            archive: true,
+            archive_prefix: "archive".into(),
+            archive_retention_days: 730,
+            archive_retry_secs: 30,
             server_ops_addr: "127.0.0.1:9601".into(),
             gateway_ops_addr: "127.0.0.1:9602".into(),
             worker_ops_addr: "127.0.0.1:9603".into(),
@@ -446,6 +461,22 @@ impl Config {
     fn validate_ops(&self) -> Result<(), ConfigError> {
         for process in [Process::Server, Process::Gateway, Process::Worker] {
             self.ops_addr(process)?;
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.archive_prefix.is_empty()
+            || !self.archive_prefix.chars().all(plain)
+            || self.archive_prefix.starts_with('.')
+            || matches!(self.archive_prefix.as_str(), "imports" | "uploads")
+        {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_ARCHIVE_PREFIX must be one folder name of letters, digits, '-', '_' or '.', other than imports and uploads (the service's own files)"
+                    .into(),
+            ));
+        }
+        if self.archive_retry_secs == 0 || self.archive_retry_secs > 3_600 {
+            return Err(ConfigError::Invalid(
+                "IMPORTS_ARCHIVE_RETRY_SECS must be between 1 and 3600".into(),
+            ));
         }
         if self.metrics_top_organizations > 1_000 {
             return Err(ConfigError::Invalid(

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod analysis_jobs;
 pub mod app;
+pub mod archive;
 pub mod config;
 pub mod control;
 pub mod error;

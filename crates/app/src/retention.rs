@@ -61,6 +61,21 @@ async fn alone<T: Default>(
     result
 }
 
+/// The raw archive's own retention ([`crate::archive::purge_expired`]),
+/// under the housekeeping lock: one process at a time lists the archive.
+pub async fn purge_archive(
+    db: &Db,
+    files: &dyn FileStore,
+    prefix: &str,
+    days: u32,
+    min_age: Duration,
+) -> Result<crate::archive::Expired, RetentionError> {
+    alone(db, async {
+        Ok(crate::archive::purge_expired(files, prefix, days, min_age).await?)
+    })
+    .await
+}
+
 /// What one orphan sweep deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {

@@ -159,6 +159,7 @@ async fn queue(db: &Db, id: Uuid, by: &Requester) -> Result<Option<Vec<chunks::M
         timeline: Vec::new(),
         organization_name: String::new(),
         rate: None,
+        archive: None,
     };
     check_startable(&fresh)?;
     let Some(chunks) = records::queue(&mut tx, &import, &files, by).await? else {

@@ -13,8 +13,8 @@ use passare_imports_store::entities::{
 };
 use passare_imports_store::states::{FailurePolicy, FileState, ImportState};
 use passare_imports_store::{
-    PgConnection, StoreError, failures, files, imports as import_records, organizations, pauses,
-    rates, results, timeline,
+    PgConnection, StoreError, archive, failures, files, imports as import_records, organizations,
+    pauses, rates, results, timeline,
 };
 use uuid::Uuid;
 
@@ -53,6 +53,8 @@ pub struct ImportView {
     /// While running: rows per second over [`RATE_WINDOW`] and the estimated
     /// end, once a chunk has finished.
     pub rate: Option<rates::ImportRate>,
+    /// The raw archive's progress, once the import loaded something.
+    pub archive: Option<archive::ImportArchive>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +182,7 @@ async fn build(
         .map(|i| i.id)
         .collect();
     let mut speeds = rates::of_imports(conn, &running, RATE_WINDOW).await?;
+    let mut archives = archive::of_imports(conn, &ids).await?;
     let mut files = file_views(conn, files).await?;
     let mut out = Vec::with_capacity(imports.len());
     for import in imports {
@@ -199,6 +202,7 @@ async fn build(
         out.push(ImportView {
             analysis_job: jobs.remove(&import.id),
             rate: speeds.remove(&import.id),
+            archive: archives.remove(&import.id),
             files: mine,
             queue_position: places.get(&import.id).copied().unwrap_or(0),
             pause,

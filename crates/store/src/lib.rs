@@ -13,6 +13,7 @@
 //! (or transaction) it runs on, and each use case chooses its transaction.
 
 pub mod analysis_jobs;
+pub mod archive;
 pub mod audit;
 pub mod chunks;
 mod db;

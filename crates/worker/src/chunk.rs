@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
+use passare_imports_domain::chunk::ParsedChunk;
 use passare_imports_queue::WorkChannel;
 use passare_imports_storage::FileStore;
 use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite, Target};
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
+use crate::read::read_and_parse;
 use crate::telemetry::{self, Phase};
 use crate::{Step, Worker};
 
@@ -41,36 +42,6 @@ impl ReadAhead {
             parsed: tokio::spawn(async move { read_and_parse(files, &job).await }),
         }
     }
-}
-
-/// Reads a chunk's byte range from storage and parses it into Arrow (on a
-/// blocking thread: parsing is CPU work).
-async fn read_and_parse(files: Arc<dyn FileStore>, job: &ChunkJob) -> Result<ParsedChunk, Traced> {
-    let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
-    let read_at = Instant::now();
-    let bytes = files.read_range(job.data_key(), start, end).await?;
-    telemetry::phase(Phase::Read, read_at.elapsed());
-    let mapping = job.mapping.clone();
-    let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
-    let row_numbers = job.row_numbers();
-    let today = Utc::now().date_naive();
-    let parsed = tokio::task::spawn_blocking(move || {
-        let parse_at = Instant::now();
-        let layout = ChunkLayout {
-            def,
-            mapping: &mapping,
-            delimiter,
-            first_row,
-            row_numbers: row_numbers.as_deref(),
-            today,
-        };
-        let parsed = parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()));
-        telemetry::phase(Phase::Parse, parse_at.elapsed());
-        parsed
-    })
-    .await
-    .map_err(|e| ChunkError::Parse(e.to_string()))??;
-    Ok(parsed)
 }
 
 impl Worker {
@@ -190,10 +161,15 @@ impl Worker {
             started_at,
             worker: &self.name,
             statement_timeout: Some(self.chunk_timeout),
+            archive_after: self.archive.as_ref().map(|_| crate::archive::GRACE),
         };
         let outcome = load::write_chunk(&mut conn, write).await?;
         telemetry::phase(Phase::Write, parsed_at.elapsed());
         telemetry::settled(job.def.key, &outcome);
+        if matches!(outcome, ChunkOutcome::Written(_)) {
+            let failed = crate::archive::failed_rows(&parsed.problems);
+            self.archive_now(&job, parsed.batch.clone(), failed);
+        }
         tracing::info!(
             import_id = %job.import.id, org_id = org, file_id = %job.file.id,
             chunk = job.chunk.seq, ?outcome,

@@ -9,7 +9,9 @@
 //!
 //! - [`slot`]: consuming notices, the sweep, re-announcing organizations;
 //! - [`drain`]: one organization's chunks under its lease;
+//! - [`archive`]: the raw archive (Parquet rows, original bytes);
 //! - [`chunk`]: reading, parsing, checking and writing one chunk;
+//! - [`read`]: reading and parsing a chunk's bytes;
 //! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
 //! - [`heartbeat`]: the row that shows the worker alive in the queue monitor;
 //! - [`telemetry`]: metrics and the readiness the ops listener reports;
@@ -19,10 +21,12 @@
 //! Beside the slots, each worker runs waiting analyses one at a time
 //! (`passare_imports_app::analysis_jobs`).
 
+pub mod archive;
 pub mod chunk;
 mod drain;
 pub mod failure;
 mod heartbeat;
+mod read;
 mod slot;
 pub mod telemetry;
 mod topology;
@@ -79,6 +83,8 @@ pub struct Worker {
     /// How often the heartbeat is written, and how long it stays valid.
     pub heartbeat_every: Duration,
     pub heartbeat_expiry: Duration,
+    /// The raw archive, unless `IMPORTS_ARCHIVE` is off.
+    pub archive: Option<archive::ArchiveSettings>,
     /// Busy slots and the broker connection, for the ops listener.
     pub activity: Arc<telemetry::Activity>,
 }
@@ -106,6 +112,15 @@ impl Worker {
             analysis: passare_imports_app::analysis::AnalysisSettings::of(config),
             heartbeat_every: Duration::from_secs(config.worker_heartbeat_secs.max(1)),
             heartbeat_expiry: Duration::from_secs(config.worker_heartbeat_expiry_secs.max(2)),
+            archive: config.archive.then(|| archive::ArchiveSettings {
+                prefix: config.archive_prefix.clone(),
+                retry: RetryPolicy {
+                    max_attempts: u32::MAX,
+                    base: Duration::from_secs(config.archive_retry_secs),
+                    max_delay: Duration::from_secs(3_600),
+                },
+                retention_days: config.archive_retention_days,
+            }),
             activity: Arc::default(),
         })
     }
@@ -135,6 +150,7 @@ impl Worker {
             shutdown.clone(),
         ));
         let heartbeat = tokio::spawn(heartbeat::run(self.clone(), shutdown.clone()));
+        let archiver = tokio::spawn(self.clone().archive_runner(shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let label = format!("passare-imports worker {}", self.name);
@@ -164,6 +180,7 @@ impl Worker {
         let _ = retention.await;
         let _ = analyses.await;
         let _ = heartbeat.await;
+        let _ = archiver.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }

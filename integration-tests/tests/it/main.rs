@@ -11,6 +11,7 @@ mod access;
 mod analysis;
 mod analysis_budget;
 mod analysis_jobs;
+mod archive;
 mod broker_restart;
 mod browser;
 mod control;

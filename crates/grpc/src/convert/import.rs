@@ -180,12 +180,10 @@ pub fn file(v: &FileView) -> pb::ImportFile {
     }
 }
 
-/// An import as the API shows it.
-pub fn import(v: &ImportView) -> pb::Import {
-    let i = &v.import;
-    let files: Vec<pb::ImportFile> = v.files.iter().map(file).collect();
+/// The progress of all the files, with the import's speed and estimated end.
+fn total_progress(v: &ImportView, files: &[pb::ImportFile]) -> pb::Progress {
     let mut total = pb::Progress::default();
-    for f in &files {
+    for f in files {
         if let Some(p) = &f.progress {
             add(&mut total, p);
         }
@@ -196,6 +194,14 @@ pub fn import(v: &ImportView) -> pb::Import {
             .estimated_completion
             .map(|at| timestamp(&at.fixed_offset()));
     }
+    total
+}
+
+/// An import as the API shows it.
+pub fn import(v: &ImportView) -> pb::Import {
+    let i = &v.import;
+    let files: Vec<pb::ImportFile> = v.files.iter().map(file).collect();
+    let total = total_progress(v, &files);
     let state = i.state;
     let paused = v.pause.is_some() && matches!(state, ImportState::Queued | ImportState::Running);
     let error = i.error.as_ref().map(|e| pb::ImportError {
@@ -247,6 +253,10 @@ pub fn import(v: &ImportView) -> pb::Import {
         stop_time: i.stopped_at.as_ref().map(timestamp),
         stop_reason: i.stop_reason.clone().unwrap_or_default(),
         rollback_time: i.rolled_back_at.as_ref().map(timestamp),
+        archive: v
+            .archive
+            .as_ref()
+            .and_then(|a| archive(a, i.rolled_back_at.is_some())),
         rollback: i.rollback_started_at.as_ref().map(|start| pb::Rollback {
             records_done: i.rollback_records_done,
             records_total: i.rollback_records_total,
@@ -277,4 +287,34 @@ pub fn import(v: &ImportView) -> pb::Import {
         results_purge_time: i.results_purged_at.as_ref().map(timestamp),
         analysis_job: v.analysis_job.as_ref().map(analysis_job),
     }
+}
+
+/// The raw archive of an import; unset while nothing was archived or due.
+fn archive(
+    a: &passare_imports_store::archive::ImportArchive,
+    rolled_back: bool,
+) -> Option<pb::ImportArchive> {
+    let touched = a.chunks_archived + a.originals_archived + a.pending > 0;
+    if !touched {
+        return None;
+    }
+    let state = match (a.pending > 0, a.failed_attempts > 0) {
+        (true, true) => pb::ArchiveState::Retrying,
+        (true, false) => pb::ArchiveState::Pending,
+        (false, _) if rolled_back => pb::ArchiveState::Withdrawn,
+        (false, _) => pb::ArchiveState::Archived,
+    };
+    let count = |n: i64| n.clamp(0, i64::from(i32::MAX)) as i32;
+    Some(pb::ImportArchive {
+        state: state as i32,
+        chunks_archived: count(a.chunks_archived),
+        files_archived: count(a.originals_archived),
+        pending: count(a.pending),
+        failed_attempts: count(a.failed_attempts),
+        last_error: a.last_error.clone().unwrap_or_default(),
+        next_attempt_time: a
+            .next_attempt
+            .filter(|_| a.pending > 0)
+            .map(|at| timestamp(&at.fixed_offset())),
+    })
 }

@@ -161,6 +161,9 @@ pub struct ChunkWrite<'a> {
     pub worker: &'a str,
     /// Longest any statement of the write may take, lock waits included.
     pub statement_timeout: Option<std::time::Duration>,
+    /// With the raw archive on: how long after the commit the archive runner
+    /// may take the chunk if its writer has not archived it by then.
+    pub archive_after: Option<std::time::Duration>,
 }
 
 /// Target columns written for each row, in COPY order after `organization_id`.
@@ -222,6 +225,9 @@ pub async fn write_chunk(
     };
     progress::settle_chunk(&mut tx, job.chunk.id, state, &counts, &timing).await?;
     progress::add_file_progress(&mut tx, job.file.id, &counts, stop).await?;
+    if let (false, Some(after)) = (stop, w.archive_after) {
+        crate::archive::due(&mut tx, job.chunk.id, job.file.id, after).await?;
+    }
     if stop {
         fail_import(&mut tx, job, w).await?;
     } else {

@@ -1,0 +1,400 @@
+//! The raw archive writer (docs/archive.md): a loaded chunk's rows, as the
+//! Arrow batch the worker parsed, with their provenance, written as one
+//! Parquet object; each file's original bytes copied beside them. Right
+//! after a chunk's commit the writing worker archives it from memory
+//! ([`Worker::archive_now`]); every worker's [`Worker::archive_runner`]
+//! takes what is still due — a failed write (with backoff), a worker that
+//! died first, a rolled-back import whose archived rows must go — reading
+//! and parsing the chunk again and taking its failed rows from the
+//! database. Archiving never holds up a load, and a failure is retried and
+//! shown on the import, never lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use bytes::Bytes;
+use chrono::Utc;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use passare_imports_app::archive::FileArchive;
+use passare_imports_domain::chunk::ROW_COLUMN;
+use passare_imports_storage::{FileStore, StorageError};
+use passare_imports_store::archive;
+use passare_imports_store::load::{self, ChunkJob};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{RetryPolicy, Worker};
+
+/// How long after a chunk's commit the runner may take it when its writer
+/// has not archived it (the writer died): the writer normally takes well
+/// under a second.
+pub const GRACE: Duration = Duration::from_secs(60);
+
+/// Chunks or files the runner claims per round.
+const BATCH: i64 = 8;
+
+/// How often the runner looks for work due.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Why an archive write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("encoding Parquet: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Store(#[from] passare_imports_store::StoreError),
+    #[error("reading the chunk again: {0}")]
+    Read(String),
+}
+
+/// Whose rows a chunk's Parquet holds.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub organization_id: i64,
+    pub import_id: uuid::Uuid,
+    pub file_id: uuid::Uuid,
+    /// The import's attempt (1, then one more per RetryFailedRows).
+    pub attempt: i32,
+}
+
+/// The chunk's rows as Parquet: `_organization_id`, `_import_id`,
+/// `_file_id`, `_attempt`, `_row_number`, `_outcome` (`loaded` or
+/// `failed`), `_error` (the first reason a failed row has), then every
+/// parsed column with its Arrow type (null where a value was missing or
+/// failed).
+pub fn encode(
+    batch: &RecordBatch,
+    p: &Provenance,
+    failed: &HashMap<i64, String>,
+) -> Result<Bytes, ArchiveError> {
+    let n = batch.num_rows();
+    let rows = batch
+        .column_by_name(ROW_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| ArchiveError::Encode("the batch has no row numbers".into()))?;
+    let outcome: StringArray = rows
+        .iter()
+        .map(|r| {
+            Some(if r.is_some_and(|r| failed.contains_key(&r)) {
+                "failed"
+            } else {
+                "loaded"
+            })
+        })
+        .collect();
+    let error: StringArray = rows
+        .iter()
+        .map(|r| r.and_then(|r| failed.get(&r)).map(String::as_str))
+        .collect();
+    let text = |v: String| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+    let mut fields = vec![
+        Field::new("_organization_id", DataType::Int64, false),
+        Field::new("_import_id", DataType::Utf8, false),
+        Field::new("_file_id", DataType::Utf8, false),
+        Field::new("_attempt", DataType::Int64, false),
+        Field::new("_row_number", DataType::Int64, false),
+        Field::new("_outcome", DataType::Utf8, false),
+        Field::new("_error", DataType::Utf8, true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![p.organization_id; n])),
+        text(p.import_id.to_string()),
+        text(p.file_id.to_string()),
+        Arc::new(Int64Array::from(vec![i64::from(p.attempt); n])),
+        Arc::new(rows.clone()),
+        Arc::new(outcome),
+        Arc::new(error),
+    ];
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.name() != ROW_COLUMN {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let out = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| ArchiveError::Encode(e.to_string()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by("passare-imports raw archive".into())
+        .build();
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(props))
+        .map_err(|e| ArchiveError::Encode(e.to_string()))?;
+    writer
+        .write(&out)
+        .map_err(|e| ArchiveError::Encode(e.to_string()))?;
+    writer
+        .close()
+        .map_err(|e| ArchiveError::Encode(e.to_string()))?;
+    Ok(Bytes::from(bytes))
+}
+
+/// The first reason of each failed row of a parsed chunk.
+pub fn failed_rows(problems: &[passare_imports_domain::model::RowProblem]) -> HashMap<i64, String> {
+    let mut failed = HashMap::new();
+    for p in problems {
+        failed
+            .entry(p.row as i64)
+            .or_insert_with(|| p.reason.clone());
+    }
+    failed
+}
+
+/// Where a chunk's file goes in the archive.
+fn place<'a>(prefix: &'a str, job: &'a ChunkJob) -> FileArchive<'a> {
+    let started = job.import.started_at.map(|t| t.with_timezone(&Utc));
+    FileArchive {
+        prefix,
+        organization_id: job.import.organization_id,
+        import_type: job.def.key,
+        date: started.unwrap_or_else(Utc::now).date_naive(),
+        import_id: job.import.id,
+        file_id: job.file.id,
+    }
+}
+
+fn provenance(job: &ChunkJob) -> Provenance {
+    Provenance {
+        organization_id: job.import.organization_id,
+        import_id: job.import.id,
+        file_id: job.file.id,
+        attempt: job.import.attempt,
+    }
+}
+
+/// Stores `bytes` under `key` (visible only once complete).
+async fn store(files: &dyn FileStore, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let mut writer = files.create(key).await?;
+    writer.write(bytes).await?;
+    writer.commit().await?;
+    Ok(())
+}
+
+/// What the archive of this worker needs.
+#[derive(Clone)]
+pub struct ArchiveSettings {
+    pub prefix: String,
+    pub retry: RetryPolicy,
+    pub retention_days: u32,
+}
+
+impl Worker {
+    /// Archives a chunk just written, from the batch in memory, in the
+    /// background; a failure is recorded for the runner to retry.
+    pub(crate) fn archive_now(
+        &self,
+        job: &ChunkJob,
+        batch: RecordBatch,
+        failed: HashMap<i64, String>,
+    ) {
+        let Some(settings) = self.archive.clone() else {
+            return;
+        };
+        let key = place(&settings.prefix, job).chunk_key(job.chunk.seq, job.chunk.id);
+        // A chunk is written once: its archive has not been tried before.
+        let (p, chunk_id, attempts) = (provenance(job), job.chunk.id, 0);
+        let worker = self.clone();
+        tokio::spawn(async move {
+            let encoded = tokio::task::spawn_blocking(move || encode(&batch, &p, &failed)).await;
+            let written = match encoded {
+                Ok(Ok(bytes)) => store(worker.files.as_ref(), &key, &bytes)
+                    .await
+                    .map_err(Into::into),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(ArchiveError::Encode(e.to_string())),
+            };
+            worker
+                .archive_settled(chunk_id, attempts, &settings, written)
+                .await;
+        });
+    }
+
+    /// Records how a chunk's archive went.
+    async fn archive_settled(
+        &self,
+        chunk_id: i64,
+        attempts: i32,
+        settings: &ArchiveSettings,
+        written: Result<(), ArchiveError>,
+    ) {
+        let recorded = match self.db.conn().await {
+            Ok(mut conn) => match &written {
+                Ok(()) => archive::chunk_done(&mut conn, chunk_id, true).await,
+                Err(e) => {
+                    let delay = settings.retry.delay_after((attempts + 1).max(1) as u32);
+                    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    tracing::warn!(chunk_id, error = %e, retry_at = %at, "archiving a chunk failed; it is tried again");
+                    archive::chunk_failed(&mut conn, chunk_id, &e.to_string(), at)
+                        .await
+                        .map(|_| ())
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            // The chunk stays due: the runner takes it after its grace.
+            tracing::warn!(chunk_id, error = %e, "recording a chunk's archive failed");
+        }
+    }
+
+    /// Until `shutdown`: archives what is due, and runs the archive's
+    /// retention every `retention_every`.
+    pub(crate) async fn archive_runner(self, shutdown: CancellationToken) {
+        let Some(settings) = self.archive.clone() else {
+            return;
+        };
+        let mut next_purge = tokio::time::Instant::now();
+        loop {
+            if let Err(e) = self.archive_due_chunks(&settings).await {
+                tracing::warn!(error = %e, "the archive runner could not read its work; next round retries");
+            }
+            if let Err(e) = self.archive_due_originals(&settings).await {
+                tracing::warn!(error = %e, "the archive runner could not read its originals; next round retries");
+            }
+            if tokio::time::Instant::now() >= next_purge {
+                self.purge_archive(&settings).await;
+                next_purge = tokio::time::Instant::now() + self.housekeeping.retention_every;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    async fn purge_archive(&self, settings: &ArchiveSettings) {
+        let purged = passare_imports_app::retention::purge_archive(
+            &self.db,
+            self.files.as_ref(),
+            &settings.prefix,
+            settings.retention_days,
+            self.housekeeping.orphan_min_age,
+        )
+        .await;
+        match purged {
+            Ok(e) if e.objects == 0 => {}
+            Ok(e) => tracing::info!(
+                objects = e.objects,
+                bytes = e.bytes,
+                "archive retention: expired objects deleted"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "archive retention failed; the next round retries")
+            }
+        }
+    }
+
+    async fn archive_due_chunks(&self, settings: &ArchiveSettings) -> Result<(), ArchiveError> {
+        let claimed = archive::claim_chunks(&mut *self.db.conn().await?, BATCH).await?;
+        for (chunk_id, attempts) in claimed {
+            let written = self.archive_again(settings, chunk_id).await;
+            if let Ok(false) = written {
+                // Withdrawn: recorded as such.
+                continue;
+            }
+            self.archive_settled(chunk_id, attempts, settings, written.map(|_| ()))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Archives a due chunk by reading and parsing it again, or deletes its
+    /// archive when its import was rolled back; `false` when withdrawn.
+    async fn archive_again(
+        &self,
+        settings: &ArchiveSettings,
+        chunk_id: i64,
+    ) -> Result<bool, ArchiveError> {
+        let mut conn = self.db.conn().await?;
+        let Some(job) = load::load_job(&mut conn, chunk_id).await? else {
+            return Ok(false);
+        };
+        let key = place(&settings.prefix, &job).chunk_key(job.chunk.seq, job.chunk.id);
+        if job.import.rolled_back_at.is_some() {
+            match self.files.delete(&key).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            archive::chunk_done(&mut conn, chunk_id, false).await?;
+            return Ok(false);
+        }
+        let failed = archive::chunk_row_errors(&mut conn, job.file.id, chunk_id).await?;
+        drop(conn);
+        let parsed = crate::read::read_and_parse(self.files.clone(), &job)
+            .await
+            .map_err(|e| ArchiveError::Read(e.error.to_string()))?;
+        let p = provenance(&job);
+        let bytes = tokio::task::spawn_blocking(move || encode(&parsed.batch, &p, &failed))
+            .await
+            .map_err(|e| ArchiveError::Encode(e.to_string()))??;
+        store(self.files.as_ref(), &key, &bytes).await?;
+        Ok(true)
+    }
+
+    async fn archive_due_originals(&self, settings: &ArchiveSettings) -> Result<(), ArchiveError> {
+        let claimed = archive::claim_originals(&mut *self.db.conn().await?, BATCH).await?;
+        for (file_id, attempts) in claimed {
+            let copied = self.archive_original(settings, file_id).await;
+            let mut conn = self.db.conn().await?;
+            match copied {
+                Ok(()) => archive::original_done(&mut conn, file_id).await?,
+                Err(e) => {
+                    let delay = settings.retry.delay_after((attempts + 1).max(1) as u32);
+                    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    tracing::warn!(%file_id, error = %e, retry_at = %at, "archiving an original failed; it is tried again");
+                    archive::original_failed(&mut conn, file_id, &e.to_string(), at).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a file's original bytes into the archive, streaming.
+    async fn archive_original(
+        &self,
+        settings: &ArchiveSettings,
+        file_id: uuid::Uuid,
+    ) -> Result<(), ArchiveError> {
+        let mut conn = self.db.conn().await?;
+        let Some((job_file, import)) = archive::file_and_import(&mut conn, file_id).await? else {
+            return Ok(());
+        };
+        drop(conn);
+        let started = import.started_at.map(|t| t.with_timezone(&Utc));
+        let at = FileArchive {
+            prefix: &settings.prefix,
+            organization_id: import.organization_id,
+            import_type: &job_file.import_type,
+            date: started.unwrap_or_else(Utc::now).date_naive(),
+            import_id: import.id,
+            file_id,
+        };
+        let key = at.original_key(&job_file.file_name);
+        let mut reader = self.files.open(&job_file.storage_key).await?;
+        let mut writer = self.files.create(&key).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|source| StorageError::Io {
+                    key: job_file.storage_key.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]).await?;
+        }
+        writer.commit().await?;
+        Ok(())
+    }
+}
