@@ -5,13 +5,18 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = root.join("passare/imports/v1/imports.proto");
+    let files = [
+        root.join("passare/imports/v1/imports.proto"),
+        root.join("passare/imports/events/v1/record_event.proto"),
+    ];
     println!("cargo:rerun-if-changed={}", root.display());
-    // The file itself too: a directory alone was seen not to trigger a
-    // rebuild after a merge changed the file.
-    println!("cargo:rerun-if-changed={}", file.display());
+    // The files themselves too: a directory alone was seen not to trigger a
+    // rebuild after a merge changed a file.
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
 
-    let fds = protox::compile([&file], [&root])?;
+    let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out.join("passare_imports_v1_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;

@@ -32,6 +32,7 @@ pub mod records;
 pub mod resumable;
 pub mod scrapes;
 pub mod service;
+pub mod subscriber;
 pub mod tenants;
 pub mod test_env;
 pub mod workbooks;

@@ -54,6 +54,10 @@ impl MigratorTrait for Migrator {
                 name: "m0015_raw_archive",
                 up: include_str!("../sql/0015_raw_archive.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0016_record_events",
+                up: include_str!("../sql/0016_record_events.sql"),
+            }),
         ]
     }
 }

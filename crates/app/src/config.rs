@@ -166,6 +166,10 @@ pub struct Config {
     pub grpc_keepalive_interval_secs: u64,
     /// A client that does not answer a keepalive ping within this long is disconnected.
     pub grpc_keepalive_timeout_secs: u64,
+    /// Whether chunk writes record an event per record created or updated,
+    /// published to the `{queue_prefix}.records` topic exchange
+    /// (docs/record-events.md).
+    pub record_events: bool,
     /// Whether workers write the raw archive: every loaded chunk's rows as
     /// Parquet, and each file's original bytes (docs/archive.md).
     pub archive: bool,
@@ -258,6 +262,7 @@ impl Default for Config {
             grpc_max_concurrent_streams: 200,
             grpc_keepalive_interval_secs: 30,
             grpc_keepalive_timeout_secs: 10,
+            record_events: true,
             archive: true,
             archive_prefix: "archive".into(),
             archive_retention_days: 730,

@@ -1,4 +1,5 @@
-//! Types generated from `proto/passare/imports/v1`. This crate holds no logic:
+//! Types generated from `proto/passare/imports/v1` (the API) and
+//! `proto/passare/imports/events/v1` (record events). This crate holds no logic:
 //! conversions between these types and the domain live in the service crate.
 
 #![allow(clippy::all, missing_docs)]
@@ -11,4 +12,11 @@ pub mod v1 {
         env!("OUT_DIR"),
         "/passare_imports_v1_descriptor.bin"
     ));
+}
+
+/// The record events other services consume (docs/record-events.md).
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("passare.imports.events.v1");
+    }
 }

@@ -20,6 +20,8 @@
 //! [`WorkChannel::delete_legacy_queues`] removes them once (the worker's
 //! topology migration).
 
+pub mod records;
+
 use std::time::Duration;
 
 use futures::StreamExt;

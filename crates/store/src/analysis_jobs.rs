@@ -116,13 +116,18 @@ pub struct Waiting(sqlx::postgres::PgListener);
 
 impl Waiting {
     pub async fn listen(db: &crate::Db) -> Result<Self, StoreError> {
+        Self::listen_to(db, WAITING_CHANNEL).await
+    }
+
+    /// Notices on `channel` (the record events' relay listens to its own).
+    pub async fn listen_to(db: &crate::Db, channel: &str) -> Result<Self, StoreError> {
         // A connection of its own, outside the process's pool: the listener
         // holds it for as long as it lives.
         let own = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect_lazy_with((*db.pool().connect_options()).clone());
         let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
-        listener.listen(WAITING_CHANNEL).await?;
+        listener.listen(channel).await?;
         Ok(Self(listener))
     }
 

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod chunks;
 mod db;
 pub mod entities;
+pub mod events;
 mod exec;
 pub mod failures;
 pub mod files;

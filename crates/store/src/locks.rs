@@ -7,6 +7,7 @@
 //! | drain lease (`passare_imports.drain:{org}`) | session | one worker slot | one worker drains an organization at a time |
 //! | write fence (`passare_imports.write:{org}`) | transaction | every chunk write, give-up, stop | never two chunks of an organization written at once, whatever the broker redelivers |
 //! | retention (`passare_imports.retention`) | session | one worker's retention job | one process purges at a time |
+//! | record events (`passare_imports.record_events`) | session | one worker's event relay | events are published by one process, in commit order |
 //!
 //! The keys are part of the contract with running workers: changing one is a
 //! migration of its own.
@@ -19,6 +20,7 @@ const QUEUE: &str = "passare_imports.queue:";
 const DRAIN: &str = "passare_imports.drain:";
 const WRITE: &str = "passare_imports.write:";
 const RETENTION: &str = "passare_imports.retention";
+const RELAY: &str = "passare_imports.record_events";
 
 /// Serialises the StartImport (and RetryFailedRows) calls of one
 /// organization for the rest of the transaction, so their chunks reach the
@@ -67,9 +69,19 @@ async fn xact_lock(conn: &mut PgConnection, prefix: &str, org: i64) -> Result<()
 
 /// The retention job's lock, on this session: one process at a time purges.
 pub async fn try_retention(conn: &mut PgConnection) -> Result<bool, StoreError> {
+    try_session(conn, RETENTION).await
+}
+
+/// The event relay's lock, on this session (until the session ends): one
+/// process at a time publishes record events.
+pub async fn try_relay(conn: &mut PgConnection) -> Result<bool, StoreError> {
+    try_session(conn, RELAY).await
+}
+
+async fn try_session(conn: &mut PgConnection, name: &str) -> Result<bool, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(RETENTION)
+            .bind(name)
             .fetch_one(conn)
             .await?,
     )

@@ -162,6 +162,7 @@ impl Worker {
             worker: &self.name,
             statement_timeout: Some(self.chunk_timeout),
             archive_after: self.archive.as_ref().map(|_| crate::archive::GRACE),
+            record_events: self.record_events,
         };
         let outcome = load::write_chunk(&mut conn, write).await?;
         telemetry::phase(Phase::Write, parsed_at.elapsed());

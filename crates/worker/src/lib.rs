@@ -11,6 +11,7 @@
 //! - [`drain`]: one organization's chunks under its lease;
 //! - [`archive`]: the raw archive (Parquet rows, original bytes);
 //! - [`chunk`]: reading, parsing, checking and writing one chunk;
+//! - [`relay`]: publishing the record events' outbox;
 //! - [`read`]: reading and parsing a chunk's bytes;
 //! - [`failure`]: classifying a failed attempt, retrying it or giving it up;
 //! - [`heartbeat`]: the row that shows the worker alive in the queue monitor;
@@ -27,6 +28,7 @@ mod drain;
 pub mod failure;
 mod heartbeat;
 mod read;
+pub mod relay;
 mod slot;
 pub mod telemetry;
 mod topology;
@@ -83,6 +85,9 @@ pub struct Worker {
     /// How often the heartbeat is written, and how long it stays valid.
     pub heartbeat_every: Duration,
     pub heartbeat_expiry: Duration,
+    /// Whether chunk writes add record events to the outbox, and this worker
+    /// runs the relay that publishes them.
+    pub record_events: bool,
     /// The raw archive, unless `IMPORTS_ARCHIVE` is off.
     pub archive: Option<archive::ArchiveSettings>,
     /// Busy slots and the broker connection, for the ops listener.
@@ -112,6 +117,7 @@ impl Worker {
             analysis: passare_imports_app::analysis::AnalysisSettings::of(config),
             heartbeat_every: Duration::from_secs(config.worker_heartbeat_secs.max(1)),
             heartbeat_expiry: Duration::from_secs(config.worker_heartbeat_expiry_secs.max(2)),
+            record_events: config.record_events,
             archive: config.archive.then(|| archive::ArchiveSettings {
                 prefix: config.archive_prefix.clone(),
                 retry: RetryPolicy {
@@ -151,6 +157,7 @@ impl Worker {
         ));
         let heartbeat = tokio::spawn(heartbeat::run(self.clone(), shutdown.clone()));
         let archiver = tokio::spawn(self.clone().archive_runner(shutdown.clone()));
+        let relay = tokio::spawn(self.clone().relay(shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let label = format!("passare-imports worker {}", self.name);
@@ -181,6 +188,7 @@ impl Worker {
         let _ = analyses.await;
         let _ = heartbeat.await;
         let _ = archiver.await;
+        let _ = relay.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }

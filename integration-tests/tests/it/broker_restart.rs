@@ -16,6 +16,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use passare_imports_integration_tests::subscriber::Subscriber;
 use passare_imports_integration_tests::tenants;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
@@ -199,6 +200,8 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
         imported.elapsed()
     );
     let mut client = env.client().await?;
+    // Another service listening to the Cases events of every organization.
+    let mut subscriber = Subscriber::bind(&env, "*.cases.*").await?;
     let big = env
         .generated_draft(
             &mut client,
@@ -331,6 +334,25 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
             + LATE_ROWS.div_ceil(CHUNK_ROWS)
     );
     assert_serial_per_org(&intervals)?;
+    // One event per record created, across the restart: delivered at least
+    // once, exactly once by event id.
+    subscriber.reconnect(&env).await?;
+    let cases = (BIG_ROWS + OTHER_ROWS + LATE_ROWS) as usize;
+    let got = subscriber
+        .collect(cases, Duration::from_secs(60), Duration::from_secs(2))
+        .await?;
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().map(|d| d.event.event_id.as_str()).collect();
+    let records: std::collections::BTreeSet<(&str, i64)> = got
+        .iter()
+        .map(|d| (d.event.import_id.as_str(), d.event.row))
+        .collect();
+    println!(
+        "record events: {} delivered for {cases} records ({} delivered twice)",
+        got.len(),
+        got.len() - ids.len()
+    );
+    assert_eq!((ids.len(), records.len()), (cases, cases));
     // Both workers (the process and the one in this process) reconnected
     // and loaded chunks after the broker came back.
     let mut after: Vec<&str> = intervals

@@ -32,6 +32,7 @@ mod monitor;
 mod ordering;
 mod orphans;
 mod policies;
+mod record_events;
 mod recovery;
 mod results;
 mod rollback;

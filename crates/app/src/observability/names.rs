@@ -51,6 +51,8 @@ pub const ORGANIZATION_OLDEST_WAITING_SECONDS: &str =
 pub const DEAD_LETTERS: &str = "passare_imports_dead_letters";
 /// Workers whose heartbeat is current.
 pub const LIVE_WORKERS: &str = "passare_imports_live_workers";
+/// Record events published to the records exchange (confirmed).
+pub const RECORD_EVENTS: &str = "passare_imports_record_events_published_total";
 /// Scrapes whose database gauges could not be read (the last values stay).
 pub const SCRAPE_ERRORS: &str = "passare_imports_metrics_refresh_errors_total";
 
@@ -74,6 +76,7 @@ pub const ALL: &[&str] = &[
     ORGANIZATION_OLDEST_WAITING_SECONDS,
     DEAD_LETTERS,
     LIVE_WORKERS,
+    RECORD_EVENTS,
     SCRAPE_ERRORS,
 ];
 
@@ -132,6 +135,11 @@ pub fn describe() {
         LIVE_WORKERS,
         Unit::Count,
         "Workers with a current heartbeat"
+    );
+    describe_counter!(
+        RECORD_EVENTS,
+        Unit::Count,
+        "Record events published, confirmed"
     );
     describe_counter!(
         SCRAPE_ERRORS,

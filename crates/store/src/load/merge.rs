@@ -3,6 +3,7 @@
 use passare_imports_domain::chunk::ParsedChunk;
 // Dynamic SQL below is assembled from the compiled catalog's table and
 // column names, never from a request or a file.
+use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::ChunkJob;
@@ -24,6 +25,7 @@ pub(super) async fn merge(
     conn: &mut PgConnection,
     job: &ChunkJob,
     parsed: &ParsedChunk,
+    events: bool,
 ) -> Result<Merged, StoreError> {
     let target = Target::of(job);
     let valid: Vec<usize> = (0..parsed.batch.num_rows())
@@ -42,6 +44,7 @@ pub(super) async fn merge(
     if let Some(created) = copy_new_keys(conn, target, parsed, &valid, &copy, &data).await? {
         return Ok(Merged {
             created,
+            created_rows: if events { valid } else { Vec::new() },
             ..Merged::default()
         });
     }
@@ -57,8 +60,16 @@ pub(super) async fn merge(
         target.encode(&parsed.batch, &old, &mut data);
         target.stage(conn, &data).await?;
         let stop_on_first_error = job.policy() == FailurePolicy::StopOnFirstError;
-        (merged.updated, merged.stale) =
-            update_existing(conn, target, job.import.id, stop_on_first_error).await?;
+        let how = Update {
+            import_id: job.import.id,
+            keep_before_images: stop_on_first_error,
+            events,
+        };
+        (merged.updated, merged.stale, merged.updated_rows) =
+            update_existing(conn, target, how).await?;
+    }
+    if events {
+        merged.created_rows = new;
     }
     Ok(merged)
 }
@@ -102,18 +113,35 @@ async fn copy_new_keys(
     }
 }
 
+/// The row number of each updated row with the columns it changed.
+type ChangedColumns = Vec<(i64, Vec<String>)>;
+
+/// How [`update_existing`] updates.
+struct Update {
+    import_id: uuid::Uuid,
+    keep_before_images: bool,
+    /// Also say which columns each updated row changed.
+    events: bool,
+}
+
 /// Updates the staged rows' records where a value differs and the row is not
 /// stale, keeping before-images when the import is all-or-nothing. One
-/// statement, one snapshot: the before-images are the records as they were
-/// when the update began. Returns (updated, stale).
+/// statement, one snapshot: the before-images (and the changed columns) are
+/// the records as they were when the update began. Returns (updated, stale,
+/// the changed columns of each updated row when asked).
 async fn update_existing(
     conn: &mut PgConnection,
     target: Target<'_>,
-    import_id: uuid::Uuid,
-    keep_before_images: bool,
-) -> Result<(i64, i64), StoreError> {
+    how: Update,
+) -> Result<(i64, i64, ChangedColumns), StoreError> {
     let def = target.def;
     let c = target.comparison();
+    let changed_columns = c
+        .compared
+        .iter()
+        .map(|col| format!("CASE WHEN t.{col} IS DISTINCT FROM s.{col} THEN '{col}' END"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut set: Vec<String> = c
         .compared
         .iter()
@@ -144,21 +172,29 @@ async fn update_existing(
                     updated_at = now()
                FROM {STAGE} s
               WHERE t.organization_id = s.organization_id AND {matched} AND {differs} AND NOT {stale}
-             RETURNING 1)
+             RETURNING 1),
+         changed AS (
+             SELECT s.source_row, array_remove(ARRAY[{changed_columns}]::text[], NULL) AS columns
+               FROM {table} t JOIN {STAGE} s ON t.organization_id = s.organization_id AND {matched}
+              WHERE $3 AND {differs} AND NOT {stale})
          SELECT (SELECT count(*) FROM updated),
                 (SELECT count(*) FROM {STAGE} s JOIN {table} t
                     ON t.organization_id = s.organization_id AND {matched} WHERE {stale}),
-                (SELECT count(*) FROM undo)",
+                (SELECT count(*) FROM undo),
+                (SELECT COALESCE(jsonb_agg(jsonb_build_array(source_row, columns)), '[]'::jsonb)
+                   FROM changed)",
         table = def.target_table,
         set = set.join(", "),
         matched = c.matched,
         differs = c.differs,
         stale = c.stale,
     );
-    let (updated, stale, _undo): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(import_id)
-        .bind(keep_before_images)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok((updated, stale))
+    let (updated, stale, _undo, changed): (i64, i64, i64, Json<ChangedColumns>) =
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(how.import_id)
+            .bind(how.keep_before_images)
+            .bind(how.events)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((updated, stale, changed.0))
 }

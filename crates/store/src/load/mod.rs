@@ -12,6 +12,7 @@ mod checks;
 mod ending;
 mod merge;
 mod progress;
+mod record_events;
 mod target;
 mod turn;
 mod undo;
@@ -164,6 +165,8 @@ pub struct ChunkWrite<'a> {
     /// With the raw archive on: how long after the commit the archive runner
     /// may take the chunk if its writer has not archived it by then.
     pub archive_after: Option<std::time::Duration>,
+    /// Whether the write adds record events to the outbox.
+    pub record_events: bool,
 }
 
 /// Target columns written for each row, in COPY order after `organization_id`.
@@ -207,11 +210,15 @@ pub async fn write_chunk(
         ..ChunkCounts::default()
     };
     if !stop {
-        let merged = merge::merge(&mut tx, job, w.parsed).await?;
+        let merged = merge::merge(&mut tx, job, w.parsed, w.record_events).await?;
         counts.created = merged.created;
         counts.updated = merged.updated;
         counts.stale = merged.stale;
         counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
+        if w.record_events {
+            let events = record_events::of_chunk(job, w.parsed, merged);
+            crate::events::record(&mut tx, record_events::source(job), events).await?;
+        }
     }
     let state = if stop {
         ChunkState::Failed

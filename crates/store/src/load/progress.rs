@@ -132,6 +132,8 @@ pub(super) async fn settle_import(
         timeline::record(conn, import_id, next_state.as_str(), None, &detail).await?;
         if policy == FailurePolicy::StopOnFirstError {
             undo::forget(conn, import_id).await?;
+            // Its writes stand: their record events may go.
+            crate::events::release(conn, import_id).await?;
         }
     }
     Ok(())

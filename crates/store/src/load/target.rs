@@ -145,12 +145,16 @@ pub(super) struct Comparison {
 }
 
 /// What writing rows does (or would do) to the stored records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Merged {
     pub created: i64,
     pub updated: i64,
     pub unchanged: i64,
     pub stale: i64,
+    /// With record events: the batch rows created, and the row numbers of
+    /// the rows that updated a record with the columns they changed.
+    pub created_rows: Vec<usize>,
+    pub updated_rows: Vec<(i64, Vec<String>)>,
 }
 
 /// What writing a chunk would do, without writing it, among the valid rows.
@@ -195,6 +199,7 @@ pub async fn compare_with_stored(
         updated: changed,
         unchanged: existing - changed - stale,
         stale,
+        ..Merged::default()
     })
 }
 

@@ -273,8 +273,10 @@ async fn finish(
     .bind(ImportState::Stopped)
     .fetch_one(&mut *conn)
     .await?;
-    // The import's rows are no longer in Passare: nor in the archive.
+    // The import's rows are no longer in Passare: nor in the archive, nor
+    // in the record events it held back.
     crate::archive::withdraw_import(conn, import_id).await?;
+    crate::events::discard(conn, import_id).await?;
     let wrote: i64 = sqlx::query_scalar(
         "SELECT COALESCE(sum(rows_created + rows_updated), 0)::bigint FROM import_files WHERE import_id = $1",
     )
