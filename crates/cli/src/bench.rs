@@ -3,8 +3,11 @@
 //! own queues), then loads the same file with `psql \copy` into a table of the
 //! same shape, and prints both wall times, their ratio, rows/s and the peak
 //! memory (VmHWM) of the server and the worker. With `--tenants N`, the same
-//! rows are then imported again spread over N organizations ([`tenants`]).
+//! rows are then imported again spread over N organizations ([`tenants`]);
+//! with `--costs`, again without record events and without the raw archive
+//! ([`costs`]).
 
+mod costs;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +48,10 @@ pub struct BenchArgs {
     /// `IMPORTS_WORKER_CONCURRENCY`).
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
+    /// Also import the file again with record events off, then with the
+    /// raw archive off, and print what each adds to the load.
+    #[arg(long)]
+    pub costs: bool,
     /// Also write every figure of the run (times, ratios, rows/s, peak
     /// memory, percentiles) to this file as JSON, to compare runs.
     #[arg(long)]
@@ -136,6 +143,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let spread = spread?;
         spread.print(figures.end_to_end);
         json["tenants"] = spread.json();
+    }
+    if args.costs {
+        let costs = costs::run(&args, &csv).await?;
+        costs.print(args.rows);
+        json["costs"] = costs.json();
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
@@ -250,12 +262,17 @@ pub(crate) struct Services {
 
 impl Services {
     async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
-        Self::start_with(args, &[]).await
+        Self::start_with(args, &[], &[]).await
     }
 
     /// The services, with organization 1042 and `orgs` set up as demo
-    /// organizations.
-    pub(crate) async fn start_with(args: &BenchArgs, orgs: &[i64]) -> anyhow::Result<Self> {
+    /// organizations, and `settings` (`IMPORTS_*` pairs) on top of the
+    /// benchmark's own.
+    pub(crate) async fn start_with(
+        args: &BenchArgs,
+        orgs: &[i64],
+        settings: &[(&'static str, &str)],
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let port = free_port()?;
         let gateway_port = free_port()?;
@@ -281,6 +298,10 @@ impl Services {
             ("IMPORTS_GATEWAY_OPS_ADDR", "off".into()),
             ("IMPORTS_WORKER_OPS_ADDR", "off".into()),
         ];
+        let env: Vec<(&str, String)> = env
+            .into_iter()
+            .chain(settings.iter().map(|(k, v)| (*k, v.to_string())))
+            .collect();
         let command = |sub: &str| {
             let mut c = Command::new(&exe);
             c.arg(sub).envs(env.iter().map(|(k, v)| (*k, v.as_str())));

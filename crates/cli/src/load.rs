@@ -68,13 +68,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         chunk_rows: 10_000,
         tenants: 0,
         workers: 1,
+        costs: false,
         json: None,
     };
     let csv = args.workdir.join(format!("cases-{}.csv", args.rows));
     crate::generate::write_cases(&csv, args.rows, 11)?;
     let target = args.workdir.join("plain-user-target.csv");
     crate::generate::write_cases(&target, 20_000, 3)?;
-    let services = Services::start_with(&bench, &[IDLE_ORG, LOADED_ORG]).await?;
+    let services = Services::start_with(&bench, &[IDLE_ORG, LOADED_ORG], &[]).await?;
     let mut admin = services.client().await?;
     let limit = Duration::from_secs(args.max_secs);
     // What the plain user watches (a draft: a watch that never ends by
