@@ -52,6 +52,11 @@ impl Broker {
         Ok(q.message_count())
     }
 
+    /// Messages waiting in the dead-letter queue.
+    pub async fn dead_messages(&self) -> anyhow::Result<u32> {
+        self.ready_in(&self.config.dead_queue()).await
+    }
+
     /// Ready notices no worker has taken yet.
     pub async fn ready_notices(&self) -> anyhow::Result<u32> {
         self.ready_in(&self.config.notice_queue()).await

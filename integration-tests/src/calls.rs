@@ -294,3 +294,14 @@ pub async fn update_row(
         .await?
         .into_inner())
 }
+
+/// The `reason` of a refused call's google.rpc ErrorInfo; empty when it
+/// has none.
+pub fn error_reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|e| e.reason.clone())
+        .unwrap_or_default()
+}

@@ -33,6 +33,7 @@ pub mod resumable;
 pub mod scrapes;
 pub mod service;
 pub mod subscriber;
+pub mod table_lock;
 pub mod tenants;
 pub mod test_env;
 pub mod workbooks;

@@ -51,6 +51,10 @@ impl MigratorTrait for Migrator {
                 up: include_str!("../sql/0012_start_when_analysed.sql"),
             }),
             Box::new(SqlMigration {
+                name: "m0013_dead_letters",
+                up: include_str!("../sql/0013_dead_letters.sql"),
+            }),
+            Box::new(SqlMigration {
                 name: "m0015_raw_archive",
                 up: include_str!("../sql/0015_raw_archive.sql"),
             }),

@@ -11,6 +11,7 @@ pub mod app;
 pub mod archive;
 pub mod config;
 pub mod control;
+pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod history;

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod dead_letters;
 pub mod generate;
 pub mod load;
 pub mod ops;

@@ -91,6 +91,34 @@ pub enum Op {
         #[command(flatten)]
         server: Server,
     },
+    /// The dead letters (chunks the workers gave up on), newest first.
+    DeadLetters {
+        #[arg(long)]
+        org: Option<i64>,
+        /// Also those already requeued or discarded.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Run dead-lettered chunks' rows again as their import's next attempt.
+    RequeueDeadLetters {
+        #[arg(required = true)]
+        chunk_ids: Vec<i64>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Mark dead letters handled without loading them (their rows stay failed).
+    DiscardDeadLetters {
+        #[arg(required = true)]
+        chunk_ids: Vec<i64>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 fn user(u: &Option<pb::User>) -> String {
@@ -176,6 +204,20 @@ pub async fn run(op: Op) -> anyhow::Result<()> {
             crate::queues::queues(server.connect().await?, watch, every).await
         }
         Op::Workers { server } => crate::queues::workers(server.connect().await?).await,
+        Op::DeadLetters {
+            org,
+            all,
+            limit,
+            server,
+        } => crate::dead_letters::list(server.connect().await?, org, all, limit).await,
+        Op::RequeueDeadLetters { chunk_ids, server } => {
+            crate::dead_letters::requeue(server.connect().await?, chunk_ids).await
+        }
+        Op::DiscardDeadLetters {
+            chunk_ids,
+            reason,
+            server,
+        } => crate::dead_letters::discard(server.connect().await?, chunk_ids, reason).await,
     }
 }
 

@@ -93,6 +93,9 @@ import_service! {
     list_pauses(ListPausesRequest) -> ListPausesResponse = Staff control::list_pauses;
     list_chunk_failures(ListChunkFailuresRequest) -> ListChunkFailuresResponse = Staff control::list_chunk_failures;
     get_queue_monitor(GetQueueMonitorRequest) -> GetQueueMonitorResponse = Staff monitor::get_queue_monitor;
+    list_dead_letters(ListDeadLettersRequest) -> ListDeadLettersResponse = Staff monitor::list_dead_letters;
+    requeue_dead_letters(RequeueDeadLettersRequest) -> RequeueDeadLettersResponse = Manage monitor::requeue_dead_letters;
+    discard_dead_letters(DiscardDeadLettersRequest) -> DiscardDeadLettersResponse = Manage monitor::discard_dead_letters;
     list_workers(ListWorkersRequest) -> ListWorkersResponse = Staff monitor::list_workers;
     get_import(GetImportRequest) -> GetImportResponse = Read reads::get_import;
     list_imports(ListImportsRequest) -> ListImportsResponse = Read reads::list_imports;

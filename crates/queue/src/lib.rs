@@ -20,7 +20,10 @@
 //! [`WorkChannel::delete_legacy_queues`] removes them once (the worker's
 //! topology migration).
 
+mod dead;
 pub mod records;
+
+pub use dead::prune_dead;
 
 use std::time::Duration;
 

@@ -17,6 +17,7 @@ pub mod archive;
 pub mod audit;
 pub mod chunks;
 mod db;
+pub mod dead_letters;
 pub mod entities;
 pub mod events;
 mod exec;

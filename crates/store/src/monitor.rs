@@ -22,7 +22,7 @@ pub struct OrganizationQueue {
     pub oldest_waiting: Option<DateTime<Utc>>,
     /// Chunks given up, of the organization's queued and running imports.
     pub failed_chunks: i64,
-    /// Chunks dead-lettered in the last 24 hours.
+    /// Dead letters waiting for an operator (requeue or discard).
     pub dead_lettered_chunks: i64,
     pub paused: bool,
     /// The latest chunk the organization finished.
@@ -48,7 +48,8 @@ pub async fn organizations(
     Ok(sqlx::query_as(
         "WITH busy AS (
              SELECT organization_id FROM imports WHERE state IN ('queued', 'running', 'rolling_back')
-             UNION SELECT organization_id FROM drains)
+             UNION SELECT organization_id FROM drains
+             UNION SELECT organization_id FROM dead_letters WHERE resolution IS NULL)
          SELECT o.id AS organization_id, o.name AS organization_name,
                 r.id AS running_import,
                 COALESCE((SELECT array_agg(i.id ORDER BY i.queue_seq) FROM imports i
@@ -62,9 +63,8 @@ pub async fn organizations(
                 (SELECT count(*) FROM chunks c JOIN imports i ON i.id = c.import_id
                   WHERE c.organization_id = o.id AND c.state = 'failed'
                     AND i.state IN ('queued', 'running', 'rolling_back')) AS failed_chunks,
-                (SELECT count(DISTINCT f.chunk_id) FROM chunk_failures f
-                  WHERE f.organization_id = o.id AND f.outcome = 'dead_lettered'
-                    AND f.failed_at >= now() - interval '24 hours') AS dead_lettered_chunks,
+                (SELECT count(*) FROM dead_letters d
+                  WHERE d.organization_id = o.id AND d.resolution IS NULL) AS dead_lettered_chunks,
                 EXISTS (SELECT 1 FROM import_pauses p
                          WHERE p.organization_id IS NULL OR p.organization_id = o.id) AS paused,
                 (SELECT max(c.finished_at) FROM chunks c WHERE c.organization_id = o.id)
@@ -98,8 +98,7 @@ pub async fn totals(conn: &mut PgConnection) -> Result<Totals, StoreError> {
                     AS running_imports,
                 (SELECT count(*) FROM imports WHERE state = 'queued') AS queued_imports,
                 (SELECT count(*) FROM chunks WHERE state = 'queued') AS waiting_chunks,
-                (SELECT count(DISTINCT chunk_id) FROM chunk_failures
-                  WHERE outcome = 'dead_lettered' AND failed_at >= now() - interval '24 hours')
+                (SELECT count(*) FROM dead_letters WHERE resolution IS NULL)
                     AS dead_lettered_chunks",
     )
     .fetch_one(conn)
@@ -141,8 +140,7 @@ pub async fn gauges(conn: &mut PgConnection, top: usize) -> Result<Gauges, Store
     .fetch_all(&mut *conn)
     .await?;
     let (dead_lettered_chunks, live_workers): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(DISTINCT chunk_id) FROM chunk_failures
-                  WHERE outcome = 'dead_lettered' AND failed_at >= now() - interval '24 hours'),
+        "SELECT (SELECT count(*) FROM dead_letters WHERE resolution IS NULL),
                 (SELECT count(*) FROM workers WHERE expires_at >= now())",
     )
     .fetch_one(&mut *conn)

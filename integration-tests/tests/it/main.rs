@@ -16,6 +16,7 @@ mod broker_restart;
 mod browser;
 mod control;
 mod crash;
+mod dead_letters;
 mod discovery;
 mod fairness;
 mod faults;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use passare_imports_cli::client::Client;
 use passare_imports_domain::messages::DeadChunk;
+use passare_imports_integration_tests::table_lock::{TableLock, wait_for_failure};
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
@@ -237,52 +238,6 @@ async fn import_valid_rows_counts_every_outcome_and_stale_rows_leave_newer_data(
         "stale rows left the newer records alone; unchanged ones kept their provenance"
     );
     env.finish().await
-}
-
-/// Holds `EXCLUSIVE` on the cases table (reads go on, writes wait) until
-/// released, from a connection of its own.
-struct TableLock {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-}
-
-impl TableLock {
-    async fn take(env: &TestEnv) -> anyhow::Result<Self> {
-        let mut conn = env.db.pool().acquire().await?;
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
-        sqlx::query("LOCK TABLE cases IN EXCLUSIVE MODE")
-            .execute(&mut *conn)
-            .await?;
-        Ok(Self { conn })
-    }
-
-    async fn release(mut self) -> anyhow::Result<()> {
-        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
-        Ok(())
-    }
-}
-
-/// Waits until the chunk `seq` of the import has a failure with `outcome`.
-async fn wait_for_failure(
-    client: &mut Client,
-    import_id: &str,
-    seq: i32,
-    outcome: pb::ChunkFailureOutcome,
-) -> anyhow::Result<Vec<pb::ChunkFailure>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = chunk_failures(client, import_id).await?;
-        if all
-            .iter()
-            .any(|f| f.chunk_seq == seq && f.outcome == outcome as i32)
-        {
-            return Ok(all);
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "chunk {seq} of {import_id} never got a {outcome:?} failure: {all:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn seconds(t: &Option<prost_types::Timestamp>) -> f64 {

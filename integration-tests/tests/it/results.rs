@@ -253,15 +253,6 @@ fn error_view(
     )
 }
 
-/// The `reason` of a status's ErrorInfo.
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|e| e.reason.clone())
-        .unwrap_or_default()
-}
-
 async fn upload_corrections(
     client: &mut Client,
     import_id: &str,
@@ -695,7 +686,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
     .err()
     .context("row 7 did not fail, yet it was edited")?;
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    assert_eq!(reason(&refused), "ROWS_NOT_FAILED", "{refused:?}");
+    assert_eq!(error_reason(&refused), "ROWS_NOT_FAILED", "{refused:?}");
     let violations: Vec<String> = refused
         .get_error_details()
         .bad_request()
@@ -859,7 +850,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
         .err()
         .context("a completed import was retried")?;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(reason(&refused), "IMPORT_NOT_RETRYABLE");
+    assert_eq!(error_reason(&refused), "IMPORT_NOT_RETRYABLE");
     let refused = update_row(
         &mut client,
         &id,
@@ -871,7 +862,7 @@ async fn failed_rows_are_downloaded_fixed_and_retried_without_duplicates() -> an
     .err()
     .context("a completed import's row was edited")?;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(reason(&refused), "IMPORT_NOT_RETRYABLE");
+    assert_eq!(error_reason(&refused), "IMPORT_NOT_RETRYABLE");
 
     // The timeline, with who took each step.
     let import = get(&mut client, &id).await?;
@@ -1386,7 +1377,7 @@ async fn concurrent_retries_run_the_failed_rows_once() -> anyhow::Result<()> {
             Err(refused) => {
                 assert!(
                     (refused.code() == tonic::Code::FailedPrecondition
-                        && reason(&refused) == "IMPORT_NOT_RETRYABLE")
+                        && error_reason(&refused) == "IMPORT_NOT_RETRYABLE")
                         || refused.code() == tonic::Code::Aborted,
                     "{refused:?}"
                 );

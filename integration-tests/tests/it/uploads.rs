@@ -26,14 +26,6 @@ fn small_parts(config: &mut Config) {
     config.upload_part_bytes = PART as u64;
 }
 
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
-
 fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
@@ -152,7 +144,7 @@ async fn parts_commit_in_order_and_a_client_can_always_resynchronise() -> anyhow
         .err()
         .ok_or_else(|| anyhow::anyhow!("a part past the committed offset was taken"))?;
     assert_eq!(gap.code(), Code::FailedPrecondition);
-    assert_eq!(reason(&gap), "UPLOAD_OFFSET_MISMATCH");
+    assert_eq!(error_reason(&gap), "UPLOAD_OFFSET_MISMATCH");
     let committed = gap
         .get_error_details()
         .error_info()
@@ -169,7 +161,7 @@ async fn parts_commit_in_order_and_a_client_can_always_resynchronise() -> anyhow
     let early = resumable::complete(&mut client, &id)
         .await
         .err()
-        .map(|s| (s.code(), reason(&s)));
+        .map(|s| (s.code(), error_reason(&s)));
     assert_eq!(
         early,
         Some((Code::FailedPrecondition, "UPLOAD_INCOMPLETE".into()))
@@ -340,7 +332,7 @@ async fn a_wrong_checksum_attaches_nothing() -> anyhow::Result<()> {
     let refused = resumable::complete(&mut client, &upload.id).await.err();
     let refused = refused.ok_or_else(|| anyhow::anyhow!("a wrong checksum was accepted"))?;
     assert_eq!(
-        (refused.code(), reason(&refused).as_str()),
+        (refused.code(), error_reason(&refused).as_str()),
         (Code::InvalidArgument, "CHECKSUM_MISMATCH")
     );
     assert!(
@@ -413,7 +405,7 @@ async fn abandoned_uploads_expire_and_their_parts_are_deleted() -> anyhow::Resul
         .await
         .err();
     assert_eq!(
-        late.map(|s| (s.code(), reason(&s))),
+        late.map(|s| (s.code(), error_reason(&s))),
         Some((Code::FailedPrecondition, "UPLOAD_EXPIRED".into()))
     );
     assert_eq!(
@@ -456,7 +448,7 @@ async fn the_streaming_uploads_limits_hold_for_uploads_in_parts() -> anyhow::Res
         .await
         .err();
     assert_eq!(
-        third.map(|s| (s.code(), reason(&s))),
+        third.map(|s| (s.code(), error_reason(&s))),
         Some((Code::ResourceExhausted, "LIMIT_REACHED".into()))
     );
     // Uploads per user, across every server process.
@@ -483,14 +475,14 @@ async fn the_streaming_uploads_limits_hold_for_uploads_in_parts() -> anyhow::Res
     start(&mut client, &begun).await?;
     let refused = resumable::complete(&mut client, &late.id).await.err();
     assert_eq!(
-        refused.map(|s| (s.code(), reason(&s))),
+        refused.map(|s| (s.code(), error_reason(&s))),
         Some((Code::FailedPrecondition, "IMPORT_NOT_DRAFT".into()))
     );
     let not_draft = resumable::begin(&mut client, &begun, &small, "", "")
         .await
         .err();
     assert_eq!(
-        not_draft.map(|s| reason(&s)),
+        not_draft.map(|s| error_reason(&s)),
         Some("IMPORT_NOT_DRAFT".into())
     );
     assert_eq!(get(&mut client, &begun).await?.files.len(), 1);

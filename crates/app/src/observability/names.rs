@@ -46,8 +46,7 @@ pub const ORGANIZATION_WAITING_CHUNKS: &str = "passare_imports_organization_wait
 /// Age of one `organization`'s oldest waiting chunk, seconds.
 pub const ORGANIZATION_OLDEST_WAITING_SECONDS: &str =
     "passare_imports_organization_oldest_waiting_chunk_age_seconds";
-/// Chunks dead-lettered in the last 24 hours and not yet requeued or
-/// discarded.
+/// Dead letters not yet requeued or discarded.
 pub const DEAD_LETTERS: &str = "passare_imports_dead_letters";
 /// Workers whose heartbeat is current.
 pub const LIVE_WORKERS: &str = "passare_imports_live_workers";
@@ -129,7 +128,7 @@ pub fn describe() {
     describe_gauge!(
         DEAD_LETTERS,
         Unit::Count,
-        "Dead-lettered chunks not yet handled (24 hours)"
+        "Dead letters waiting for an operator"
     );
     describe_gauge!(
         LIVE_WORKERS,

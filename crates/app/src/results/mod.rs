@@ -6,7 +6,7 @@
 mod corrections;
 mod downloads;
 mod files;
-mod retry;
+pub(crate) mod retry;
 
 use passare_imports_store::results::{self, Edited, Retry, RowErrorCursor, RowErrorRow};
 use passare_imports_store::states::ImportState;
@@ -257,7 +257,7 @@ pub async fn retry_failed_rows(
     if view.import.state != ImportState::CompletedWithErrors {
         return Err(not_retryable(view.import.state));
     }
-    match retry::build_and_queue(app, &mut conn, &view.import, &who.requester()).await? {
+    match retry::build_and_queue(app, &mut conn, &view.import, &who.requester(), None).await? {
         Retry::Queued {
             organization_id,
             attempt,

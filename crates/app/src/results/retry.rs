@@ -13,13 +13,15 @@ use crate::app::App;
 use crate::error::ApiError;
 
 /// Builds the retry file of every file with still-failed rows and queues
-/// them as the import's next attempt. Retry files of a refused retry are
+/// them as the import's next attempt; with `dead`, only the rows of those
+/// dead-lettered chunks (a requeue). Retry files of a refused retry are
 /// deleted again.
-pub(super) async fn build_and_queue(
+pub(crate) async fn build_and_queue(
     app: &App,
     conn: &mut PgConnection,
     import: &imports::Model,
     by: &Requester,
+    dead: Option<&[i64]>,
 ) -> Result<Retry, ApiError> {
     let built_at = results::now(conn).await?;
     let mut planned = Vec::new();
@@ -29,9 +31,11 @@ pub(super) async fn build_and_queue(
             continue;
         };
         let f = FileResults::of(all.swap_remove(at))?;
-        planned.push(retry_file(app, conn, import, &f).await?);
+        if let Some(file) = retry_file(app, conn, import, &f, dead).await? {
+            planned.push(file);
+        }
     }
-    let outcome = results::queue_retry(conn, import.id, &planned, built_at, by).await?;
+    let outcome = results::queue_retry(conn, import.id, &planned, built_at, by, dead).await?;
     if !matches!(outcome, Retry::Queued { .. }) {
         for p in &planned {
             app.files.delete(&p.data_key).await.ok();
@@ -46,13 +50,22 @@ async fn retry_file(
     conn: &mut PgConnection,
     import: &imports::Model,
     f: &FileResults,
-) -> Result<RetryFile, ApiError> {
+    dead: Option<&[i64]>,
+) -> Result<Option<RetryFile>, ApiError> {
     let writing = |e: csv::Error| ApiError::Internal(format!("writing a retry file: {e}"));
     let edits = results::edits_of(conn, f.file.id).await?;
     let mut out =
         RecordFile::new(f.delimiter, &f.headers, app.config.chunk_rows).map_err(writing)?;
     let mut rows = Vec::new();
-    for chunk_id in results::chunks_with_open_errors(conn, f.file.id).await? {
+    let chunks = results::chunks_with_open_errors(conn, f.file.id).await?;
+    let chunks: Vec<i64> = match dead {
+        Some(dead) => chunks.into_iter().filter(|c| dead.contains(c)).collect(),
+        None => chunks,
+    };
+    if chunks.is_empty() {
+        return Ok(None);
+    }
+    for chunk_id in chunks {
         for r in failed_rows_of_chunk(app, conn, f, &edits, chunk_id).await? {
             out.record(&r.cells).map_err(writing)?;
             rows.push(r.row as i64);
@@ -71,10 +84,10 @@ async fn retry_file(
     let mut writer = app.files.create(&data_key).await?;
     writer.write(&bytes).await?;
     writer.commit().await?;
-    Ok(RetryFile {
+    Ok(Some(RetryFile {
         file_id: f.file.id,
         data_key,
         chunks,
         rows,
-    })
+    }))
 }

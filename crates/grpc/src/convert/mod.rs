@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use catalog::import_type;
 pub use header::file_upload;
 pub use import::{analysis, file, import, problem};
-pub use monitor::{live_worker, monitor_rest, organization_queue};
+pub use monitor::{dead_letter, live_worker, monitor_rest, organization_queue};
 pub use records::{audit_event, chunk_failure, pause, row_error, upload};
 
 pub fn timestamp(t: &DateTime<FixedOffset>) -> prost_types::Timestamp {

@@ -89,3 +89,41 @@ pub fn monitor_rest(
         .collect();
     (totals, workers, throughput)
 }
+
+/// A dead letter as the API shows it.
+pub fn dead_letter(d: &passare_imports_store::dead_letters::DeadLetter) -> pb::DeadLetter {
+    let resolution = match d.resolution.as_deref() {
+        Some("requeued") => pb::DeadLetterResolution::Requeued,
+        Some("discarded") => pb::DeadLetterResolution::Discarded,
+        _ => pb::DeadLetterResolution::Unspecified,
+    };
+    let outcome = if d.outcome == "dead_lettered" {
+        pb::ChunkFailureOutcome::DeadLettered
+    } else {
+        pb::ChunkFailureOutcome::Failed
+    };
+    pb::DeadLetter {
+        chunk_id: d.chunk_id,
+        import_id: d.import_id.to_string(),
+        organization_id: d.organization_id.to_string(),
+        file_id: d.file_id.to_string(),
+        file_name: d.file_name.clone(),
+        chunk_seq: d.chunk_seq,
+        first_row: d.first_row,
+        last_row: d.last_row,
+        attempts: d.attempts,
+        error_kind: d.error_kind.clone(),
+        message: d.message.clone(),
+        outcome: outcome as i32,
+        dead_time: Some(at(&d.dead_at)),
+        resolution: resolution as i32,
+        resolve_time: d.resolved_at.as_ref().map(at),
+        resolved_by: d.resolved_by_id.as_ref().map(|id| pb::User {
+            id: id.clone(),
+            name: d.resolved_by_name.clone().unwrap_or_default(),
+            email: d.resolved_by_email.clone().unwrap_or_default(),
+        }),
+        note: d.resolution_note.clone(),
+        requeued_attempt: d.requeued_attempt.unwrap_or(0),
+    }
+}

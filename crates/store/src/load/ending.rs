@@ -290,6 +290,7 @@ pub async fn give_up_chunk(
     .execute(&mut *tx)
     .await?;
     failures::insert(&mut tx, failure).await?;
+    crate::dead_letters::record(&mut tx, chunk_id).await?;
     let rows = chunk.numbers.len() as i64;
     let counts = ChunkCounts {
         processed: rows,

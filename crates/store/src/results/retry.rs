@@ -49,12 +49,16 @@ pub enum Retry {
 /// Queues a retry of an import's still-failed rows as its next attempt.
 /// `built_at` is when the retry files were built: edits made since, or
 /// failed rows other than the files hold, refuse the retry (`Changed`).
+/// With `dead`, only the rows of those dead-lettered chunks are retried,
+/// and the dead letters are marked requeued in the same transaction (one
+/// another call requeued meanwhile refuses the retry: `Changed`).
 pub async fn queue_retry(
     conn: &mut PgConnection,
     import_id: Uuid,
     files: &[RetryFile],
     built_at: DateTime<Utc>,
     by: &Requester,
+    dead: Option<&[i64]>,
 ) -> Result<Retry, StoreError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let Some(org) = import_records::find(&mut tx, import_id)
@@ -71,17 +75,26 @@ pub async fn queue_retry(
         Some(i) if i.state == ImportState::CompletedWithErrors => i,
         other => return Ok(Retry::NotRetryable(other.map(|i| i.state))),
     };
-    if !still_as_built(&mut tx, import_id, files, built_at).await? {
+    if !still_as_built(&mut tx, import_id, files, built_at, dead).await? {
         return Ok(Retry::Changed);
     }
     sqlx::query(
         "UPDATE row_errors SET superseded_at = clock_timestamp()
-          WHERE import_id = $1 AND superseded_at IS NULL",
+          WHERE import_id = $1 AND superseded_at IS NULL
+            AND ($2::bigint[] IS NULL OR chunk_id = ANY($2))",
     )
     .bind(import_id)
+    .bind(dead)
     .execute(&mut *tx)
     .await?;
     let attempt = import.attempt + 1;
+    if let Some(dead) = dead {
+        let how = crate::dead_letters::Resolution::Requeued(attempt);
+        let resolved = crate::dead_letters::resolve(&mut tx, dead, how, "", by).await?;
+        if resolved.len() != dead.len() {
+            return Ok(Retry::Changed);
+        }
+    }
     let mut queued = Vec::new();
     for f in files {
         queued.extend(queue_file(&mut tx, &import, f, attempt).await?);
@@ -125,6 +138,7 @@ async fn still_as_built(
     import_id: Uuid,
     files: &[RetryFile],
     built_at: DateTime<Utc>,
+    dead: Option<&[i64]>,
 ) -> Result<bool, StoreError> {
     let edited_since: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM row_edits WHERE import_id = $1 AND edited_at > $2)",
@@ -135,9 +149,12 @@ async fn still_as_built(
     .await?;
     let open: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT file_id, count(DISTINCT row_number) FROM row_errors
-          WHERE import_id = $1 AND superseded_at IS NULL GROUP BY file_id ORDER BY file_id",
+          WHERE import_id = $1 AND superseded_at IS NULL
+            AND ($2::bigint[] IS NULL OR chunk_id = ANY($2))
+          GROUP BY file_id ORDER BY file_id",
     )
     .bind(import_id)
+    .bind(dead)
     .fetch_all(&mut *conn)
     .await?;
     let mut planned: Vec<(Uuid, i64)> = files
