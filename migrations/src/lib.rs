@@ -55,6 +55,10 @@ impl MigratorTrait for Migrator {
                 up: include_str!("../sql/0013_dead_letters.sql"),
             }),
             Box::new(SqlMigration {
+                name: "m0014_trace_context",
+                up: include_str!("../sql/0014_trace_context.sql"),
+            }),
+            Box::new(SqlMigration {
                 name: "m0015_raw_archive",
                 up: include_str!("../sql/0015_raw_archive.sql"),
             }),

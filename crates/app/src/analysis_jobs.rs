@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use passare_imports_queue::Publisher;
 use passare_imports_storage::FileStore;
@@ -98,8 +99,17 @@ async fn next(
         );
         return fail(ctx, &job, &why).await.map(|_| true);
     }
+    // The analysis joins the trace of the StartImport that asked for it.
+    let traceparent = records::trace_context(&mut *ctx.db.conn().await?, job.import_id).await?;
+    let span = tracing::info_span!(
+        "analysis",
+        import_id = %job.import_id,
+        org_id = job.organization_id,
+        trace_id = tracing::field::Empty,
+    );
+    crate::observability::traces::continue_traceparent(&span, traceparent.as_deref());
     let outcome = tokio::select! {
-        outcome = run_one(ctx, &job) => outcome,
+        outcome = run_one(ctx, &job).instrument(span.clone()) => outcome,
         _ = shutdown.cancelled() => {
             // The lease passes and another worker takes the job over.
             tracing::info!(import_id = %job.import_id, "worker stopping; analysis job left to another worker");
@@ -108,7 +118,9 @@ async fn next(
     };
     match outcome {
         Ok(()) if job.start_when_done => {
-            crate::start::after_analysis(ctx.db, publisher, &job).await?;
+            crate::start::after_analysis(ctx.db, publisher, &job)
+                .instrument(span)
+                .await?;
         }
         Ok(()) => {}
         Err(ApiError::Aborted(why)) => {

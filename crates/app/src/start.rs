@@ -3,6 +3,9 @@
 //! it is numbered in its organization's queue with its chunk rows, under
 //! the organization's queue lock, and its chunk messages are published.
 
+use tracing::Instrument;
+
+use crate::observability::traces;
 use passare_imports_queue::Publisher;
 use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::entities::chunks;
@@ -48,6 +51,11 @@ pub async fn start(
         return Ok(view);
     }
     check_no_analysis_pending(&view)?;
+    // The analysis and every chunk loaded for the import join this call's
+    // trace (when traces are on).
+    if let Some(traceparent) = traces::traceparent_of(&tracing::Span::current()) {
+        records::set_trace_context(&mut conn, id, &traceparent).await?;
+    }
     let org = view.import.organization_id;
     let policy = view.import.failure_policy;
     if view.import.analysis.is_none() && !view.files.is_empty() {
@@ -173,7 +181,13 @@ async fn queue(db: &Db, id: Uuid, by: &Requester) -> Result<Option<Vec<chunks::M
 /// the broker cannot take the notice now, the import stays queued and the
 /// workers' sweep announces it once the broker is back; nothing is lost.
 pub async fn publish(publisher: &Publisher, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
-    match publisher.announce(&[org]).await {
+    let span = tracing::info_span!("publish notice", otel.kind = "producer", org_id = org);
+    let trace = crate::observability::traces::carrier_of(&span);
+    let announced = publisher
+        .announce_traced(&[org], &trace)
+        .instrument(span)
+        .await;
+    match announced {
         Ok(()) => {
             tracing::info!(import_id = %import_id, org_id = org, chunks = chunks.len(), "import queued")
         }

@@ -91,19 +91,6 @@ enum Command {
     Op(ops::Op),
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Cancels on Ctrl-C or SIGTERM.
 /// What a serving command needs: the app, a listener on `addr`, and the
 /// signal that stops it.
@@ -170,7 +157,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let config = Config::load()?;
-    init_logging(&config);
+    let process = match command {
+        Command::Serve => Some(Process::Server),
+        Command::Gateway => Some(Process::Gateway),
+        Command::Work => Some(Process::Worker),
+        _ => None,
+    };
+    // Kept to the end: dropping it flushes the last spans.
+    let _tracing = passare_imports_app::observability::traces::init(&config, process)?;
     tracing::debug!(?config, "configuration");
     match command {
         Command::Migrate => {

@@ -11,12 +11,14 @@ pub mod feed;
 pub mod handlers;
 pub mod paging;
 pub mod server;
+pub mod spans;
 pub mod status;
 
 use passare_imports_app::{Access, App};
 use passare_imports_proto::v1 as pb;
 use passare_imports_proto::v1::import_service_server::ImportService;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use auth::Call;
 use handlers::{control, drafts, history, monitor, reads, results, uploads};
@@ -65,11 +67,16 @@ macro_rules! import_service {
         impl ImportService for ImportApi {
             $(
                 async fn $rpc(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                    let call = Call::authorize(&request, Access::$access).map_err(status::status)?;
-                    within_deadline(&self.app, $handler(&self.app, call, request.into_inner()))
-                        .await
-                        .map(Response::new)
-                        .map_err(status::status)
+                    let span = spans::rpc(stringify!($rpc), &request);
+                    async move {
+                        let call = Call::authorize(&request, Access::$access).map_err(status::status)?;
+                        within_deadline(&self.app, $handler(&self.app, call, request.into_inner()))
+                            .await
+                            .map(Response::new)
+                            .map_err(status::status)
+                    }
+                    .instrument(span)
+                    .await
                 }
             )*
             $($($extra)*)?
@@ -114,7 +121,11 @@ import_service! {
         &self,
         request: Request<Streaming<pb::UploadFileRequest>>,
     ) -> Result<Response<pb::UploadFileResponse>, Status> {
-        drafts::upload_file(&self.app, request).await.map_err(status::status)
+        let span = spans::rpc("upload_file", &request);
+        drafts::upload_file(&self.app, request)
+            .instrument(span)
+            .await
+            .map_err(status::status)
     }
 
     type WatchImportStream = reads::WatchStream;

@@ -158,16 +158,48 @@ fn confirmed(confirmation: lapin::Confirmation, queue: &str) -> Result<(), Queue
     }
 }
 
-fn persistent() -> BasicProperties {
-    BasicProperties::default()
+/// W3C trace context carried in a message's headers (`traceparent`,
+/// `tracestate`), so the work a message causes joins the caller's trace.
+pub type TraceHeaders = std::collections::HashMap<String, String>;
+
+fn persistent(trace: &TraceHeaders) -> BasicProperties {
+    let properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type(ShortString::from("application/json"))
+        .with_content_type(ShortString::from("application/json"));
+    if trace.is_empty() {
+        return properties;
+    }
+    let mut headers = FieldTable::default();
+    for (k, v) in trace {
+        headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));
+    }
+    properties.with_headers(headers)
+}
+
+/// The trace context a delivery carries (empty when none).
+pub fn trace_headers(delivery: &Delivery) -> TraceHeaders {
+    let mut out = TraceHeaders::new();
+    if let Some(headers) = delivery.properties.headers() {
+        for (k, v) in headers.inner() {
+            let key = k.as_str();
+            if (key == "traceparent" || key == "tracestate")
+                && let AMQPValue::LongString(s) = v
+            {
+                out.insert(
+                    key.to_string(),
+                    String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                );
+            }
+        }
+    }
+    out
 }
 
 async fn publish_confirmed<T: Serialize>(
     channel: &Channel,
     queue: &str,
     message: &T,
+    trace: &TraceHeaders,
 ) -> Result<lapin::PublisherConfirm, QueueError> {
     let body = serde_json::to_vec(message).map_err(|e| QueueError::BadMessage {
         queue: queue.to_string(),
@@ -182,7 +214,7 @@ async fn publish_confirmed<T: Serialize>(
                 ..BasicPublishOptions::default()
             },
             &body,
-            persistent(),
+            persistent(trace),
         )
         .await?)
 }
@@ -211,11 +243,20 @@ impl Publisher {
     /// Announces organizations whose chunks wait (an import started, a pause
     /// lifted), confirmed.
     pub async fn announce(&self, orgs: &[i64]) -> Result<(), QueueError> {
+        self.announce_traced(orgs, &TraceHeaders::new()).await
+    }
+
+    /// [`Publisher::announce`], carrying the caller's trace context.
+    pub async fn announce_traced(
+        &self,
+        orgs: &[i64],
+        trace: &TraceHeaders,
+    ) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let channel = self.channel_locked(&mut guard).await?;
             for org in orgs {
-                notify_ready(&self.config, &channel, *org).await?;
+                notify_ready(&self.config, &channel, *org, trace).await?;
             }
             Ok(())
         })
@@ -250,13 +291,20 @@ impl Publisher {
 }
 
 /// Publishes a ready notice for an organization and waits for its confirm.
-async fn notify_ready(config: &QueueConfig, channel: &Channel, org: i64) -> Result<(), QueueError> {
+async fn notify_ready(
+    config: &QueueConfig,
+    channel: &Channel,
+    org: i64,
+    trace: &TraceHeaders,
+) -> Result<(), QueueError> {
     let ready = config.notice_queue();
     let notice = OrgReady::V1 {
         organization_id: org,
     };
     confirmed(
-        publish_confirmed(channel, &ready, &notice).await?.await?,
+        publish_confirmed(channel, &ready, &notice, trace)
+            .await?
+            .await?,
         &ready,
     )
 }
@@ -323,7 +371,7 @@ impl WorkChannel {
     pub async fn notify_ready(&self, org: i64) -> Result<(), QueueError> {
         tokio::time::timeout(
             PUBLISH_TIMEOUT,
-            notify_ready(&self.config, &self.channel, org),
+            notify_ready(&self.config, &self.channel, org, &TraceHeaders::new()),
         )
         .await
         .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))?
@@ -335,7 +383,7 @@ impl WorkChannel {
         let queue = self.config.dead_queue();
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
             confirmed(
-                publish_confirmed(&self.channel, &queue, dead)
+                publish_confirmed(&self.channel, &queue, dead, &TraceHeaders::new())
                     .await?
                     .await?,
                 &queue,

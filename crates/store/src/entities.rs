@@ -88,6 +88,8 @@ entity! {
         pub rollback_started_at: Option<DateTimeWithTimeZone>,
         pub rollback_records_done: i64,
         pub rollback_records_total: i64,
+        /// The `traceparent` of the call that started the import.
+        pub trace_context: Option<String>,
     }
 }
 

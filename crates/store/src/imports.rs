@@ -112,6 +112,34 @@ pub async fn set_failure_policy(
 }
 
 /// Marks an import changed now (a file was added or removed).
+/// Records the trace context of the call that started the import.
+pub async fn set_trace_context(
+    conn: &mut PgConnection,
+    id: Uuid,
+    traceparent: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE imports SET trace_context = $2 WHERE id = $1")
+        .bind(id)
+        .bind(traceparent)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The trace context of the call that started the import, if recorded.
+pub async fn trace_context(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT trace_context FROM imports WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
 pub async fn touch(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
     exec::run(
         conn,

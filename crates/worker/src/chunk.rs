@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use passare_imports_app::observability::traces;
 use passare_imports_domain::chunk::ParsedChunk;
 use passare_imports_queue::WorkChannel;
 use passare_imports_storage::FileStore;
 use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite, Target};
+use passare_imports_store::sqlx::Postgres;
+use passare_imports_store::sqlx::pool::PoolConnection;
+use tracing::Instrument;
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
 use crate::read::read_and_parse;
@@ -39,7 +43,16 @@ impl ReadAhead {
     pub(crate) fn start(files: Arc<dyn FileStore>, job: ChunkJob) -> Self {
         Self {
             chunk_id: job.chunk.id,
-            parsed: tokio::spawn(async move { read_and_parse(files, &job).await }),
+            parsed: tokio::spawn(async move {
+                let span = tracing::info_span!(
+                    "chunk.read_ahead",
+                    import_id = %job.import.id,
+                    chunk = job.chunk.seq,
+                    trace_id = tracing::field::Empty,
+                );
+                traces::continue_traceparent(&span, job.import.trace_context.as_deref());
+                read_and_parse(files, &job).instrument(span).await
+            }),
         }
     }
 }
@@ -77,7 +90,6 @@ impl Worker {
     }
 
     /// [`Worker::process_chunk`], using the chunk's read-ahead if it has one.
-    #[tracing::instrument(skip_all, fields(chunk_id))]
     async fn process_chunk_with(
         &self,
         chunk_id: i64,
@@ -110,11 +122,6 @@ impl Worker {
         ahead: Option<ReadAhead>,
         stamps: &Mutex<Stamps>,
     ) -> Result<ChunkOutcome, Traced> {
-        let stamp = |f: &dyn Fn(&mut Stamps)| {
-            if let Ok(mut s) = stamps.lock() {
-                f(&mut s);
-            }
-        };
         let started_at = Utc::now();
         let mut conn = self.db.conn().await?;
         let Some(job) = load::load_job(&mut conn, chunk_id).await? else {
@@ -123,6 +130,27 @@ impl Worker {
         if job.chunk.state != passare_imports_store::ChunkState::Queued {
             return Ok(ChunkOutcome::AlreadyDone);
         }
+        let span = chunk_span(&job);
+        self.attempt_job(job, conn, ahead, stamps, started_at)
+            .instrument(span)
+            .await
+    }
+
+    /// The attempt at a chunk whose job is read, in the chunk's span.
+    async fn attempt_job(
+        &self,
+        job: ChunkJob,
+        mut conn: PoolConnection<Postgres>,
+        ahead: Option<ReadAhead>,
+        stamps: &Mutex<Stamps>,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<ChunkOutcome, Traced> {
+        let chunk_id = job.chunk.id;
+        let stamp = |f: &dyn Fn(&mut Stamps)| {
+            if let Ok(mut s) = stamps.lock() {
+                f(&mut s);
+            }
+        };
         stamp(&|s| {
             s.of = Some(AttemptOf {
                 import_id: job.import.id,
@@ -150,8 +178,13 @@ impl Worker {
         // import were loaded before this one (files load in dependency order).
         let org = job.import.organization_id;
         let check_at = Instant::now();
-        load::check_against_stored(&mut conn, org, job.def, &mut parsed, None).await?;
-        load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await?;
+        let check = tracing::info_span!("chunk.check");
+        async {
+            load::check_against_stored(&mut conn, org, job.def, &mut parsed, None).await?;
+            load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await
+        }
+        .instrument(check)
+        .await?;
         let parsed_at = Instant::now();
         telemetry::phase(Phase::Check, parsed_at - check_at);
         stamp(&|s| s.write_started_at = Some(Utc::now()));
@@ -164,7 +197,9 @@ impl Worker {
             archive_after: self.archive.as_ref().map(|_| crate::archive::GRACE),
             record_events: self.record_events,
         };
-        let outcome = load::write_chunk(&mut conn, write).await?;
+        let outcome = load::write_chunk(&mut conn, write)
+            .instrument(tracing::info_span!("chunk.write"))
+            .await?;
         telemetry::phase(Phase::Write, parsed_at.elapsed());
         telemetry::settled(job.def.key, &outcome);
         if matches!(outcome, ChunkOutcome::Written(_)) {
@@ -180,4 +215,20 @@ impl Worker {
         );
         Ok(outcome)
     }
+}
+
+/// The span of one chunk's attempt: a child of the trace of the call that
+/// started its import (whichever notice woke the worker), with the import,
+/// organization and chunk, and the trace id, for the logs.
+fn chunk_span(job: &ChunkJob) -> tracing::Span {
+    let span = tracing::info_span!(
+        "chunk",
+        import_id = %job.import.id,
+        org_id = job.import.organization_id,
+        chunk = job.chunk.seq,
+        chunk_id = job.chunk.id,
+        trace_id = tracing::field::Empty,
+    );
+    traces::continue_traceparent(&span, job.import.trace_context.as_deref());
+    span
 }

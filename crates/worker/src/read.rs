@@ -10,6 +10,8 @@ use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
 use passare_imports_storage::FileStore;
 use passare_imports_store::load::ChunkJob;
 
+use tracing::Instrument;
+
 use crate::failure::{ChunkError, Traced};
 use crate::telemetry::{self, Phase};
 
@@ -21,13 +23,18 @@ pub(crate) async fn read_and_parse(
 ) -> Result<ParsedChunk, Traced> {
     let (start, end) = (job.chunk.byte_start as u64, job.chunk.byte_end as u64);
     let read_at = Instant::now();
-    let bytes = files.read_range(job.data_key(), start, end).await?;
+    let bytes = files
+        .read_range(job.data_key(), start, end)
+        .instrument(tracing::info_span!("chunk.read"))
+        .await?;
     telemetry::phase(Phase::Read, read_at.elapsed());
     let mapping = job.mapping.clone();
     let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
     let row_numbers = job.row_numbers();
     let today = Utc::now().date_naive();
+    let parse_span = tracing::info_span!("chunk.parse");
     let parsed = tokio::task::spawn_blocking(move || {
+        let _in = parse_span.enter();
         let parse_at = Instant::now();
         let layout = ChunkLayout {
             def,

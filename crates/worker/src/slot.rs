@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use passare_imports_queue::{self as queue, QueueError, WorkChannel};
 use passare_imports_store::chunks;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Worker;
 use crate::drain::Drained;
@@ -31,7 +32,11 @@ impl Worker {
                 Some(Ok(d)) => d,
             };
             match queue::parse_ready(&delivery) {
-                Some(org) => match self.drain(&channel, org, &shutdown).await {
+                Some(org) => match self
+                    .drain(&channel, org, &shutdown)
+                    .instrument(drain_span(&delivery, org))
+                    .await
+                {
                     Drained::HandBack | Drained::Paused | Drained::Busy => {}
                     Drained::WakeAt(at) => self.wake_later(&channel, org, at, &shutdown),
                 },
@@ -108,4 +113,18 @@ impl Worker {
             tracing::warn!(org_id = org, error = %e, "re-announcing the organization failed");
         }
     }
+}
+
+/// The span of a drain: a child of the trace of the call whose notice woke
+/// it (the notice's headers carry its context), if any.
+fn drain_span(delivery: &queue::Delivery, org: i64) -> tracing::Span {
+    let span = tracing::info_span!(
+        "drain",
+        otel.kind = "consumer",
+        org_id = org,
+        trace_id = tracing::field::Empty,
+    );
+    let carrier = queue::trace_headers(delivery);
+    passare_imports_app::observability::traces::continue_trace(&span, &carrier);
+    span
 }

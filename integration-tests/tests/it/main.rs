@@ -41,4 +41,5 @@ mod samples;
 mod shutdown;
 mod tenants;
 mod tokens;
+mod traces;
 mod uploads;

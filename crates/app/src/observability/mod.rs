@@ -6,11 +6,14 @@
 //! - [`names`]: every metric, its labels and what it means;
 //! - [`listener`]: the HTTP listener (`/metrics`, `/livez`, `/readyz`);
 //! - [`api`]: what a server or gateway process reports: its open calls and
-//!   the gauges read from PostgreSQL at each scrape.
+//!   the gauges read from PostgreSQL at each scrape;
+//! - [`traces`]: OpenTelemetry spans over OTLP, and the trace context carried
+//!   from a call to the work it causes.
 
 pub mod api;
 pub mod listener;
 pub mod names;
+pub mod traces;
 
 use std::time::Duration;
 

@@ -1,0 +1,182 @@
+//! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a receiver in this
+//! test, a server and a worker process export spans over OTLP/HTTP; the
+//! StartImport call (continuing the caller's own trace context), the
+//! analysis it queued, the notice, the drain and every chunk's phases of
+//! that import share one trace id, from both services.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use passare_imports_cli::client;
+use passare_imports_integration_tests::scrapes::free_addr;
+use passare_imports_integration_tests::*;
+use passare_imports_proto::v1 as pb;
+use prost::Message;
+
+const ORG: i64 = 1042;
+/// The caller's own trace (W3C `traceparent`): the import's work joins it.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// A received span: service, name, trace id.
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+async fn export(State(received): State<Received>, body: Bytes) -> Vec<u8> {
+    if let Ok(request) = ExportTraceServiceRequest::decode(body) {
+        let mut got = Vec::new();
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref()?.value.clone())
+                .and_then(|v| match v {
+                    Value::StringValue(s) => Some(s),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    let trace: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                    got.push((service.clone(), span.name, trace));
+                }
+            }
+        }
+        if let Ok(mut all) = received.lock() {
+            all.extend(got);
+        }
+    }
+    ExportTraceServiceResponse::default().encode_to_vec()
+}
+
+/// An OTLP/HTTP receiver on a free local port; returns its address.
+async fn receiver(received: Received) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(received);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Result<()> {
+    let received: Received = Arc::default();
+    let otlp = receiver(received.clone()).await?;
+    let mut env = TestEnv::start(Options {
+        chunk_rows: 500,
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
+    env.organization(ORG).await?;
+    let otel = |name: &str| {
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                format!("http://{otlp}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+            ("OTEL_SERVICE_NAME".to_string(), name.to_string()),
+        ]
+    };
+    let grpc = free_addr()?;
+    let mut server_env = otel("passare-imports-server");
+    server_env.push(("IMPORTS_GRPC_ADDR".into(), grpc.to_string()));
+    env.spawn_listening("serve", server_env, grpc).await?;
+    let worker_ops = free_addr()?;
+    let mut worker_env = otel("passare-imports-worker");
+    worker_env.push(("IMPORTS_WORKER_OPS_ADDR".into(), worker_ops.to_string()));
+    env.spawn_listening("work", worker_env, worker_ops).await?;
+
+    let mut client = client::connect(&format!("http://{grpc}"), &env.token(&ADMIN)).await?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv(2_000, 31)?,
+        )
+        .await?;
+    let mut start = tonic::Request::new(pb::StartImportRequest {
+        import_id: id.clone(),
+        failure_policy: 0,
+    });
+    start.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse()?,
+    );
+    client.start_import(start).await?;
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(state(&done), pb::ImportState::Completed, "{done:?}");
+
+    // The batch exporters send within a few hundred milliseconds.
+    let want = [
+        ("passare-imports-server", "start_import"),
+        ("passare-imports-worker", "analysis"),
+        ("passare-imports-worker", "drain"),
+        ("passare-imports-worker", "chunk"),
+        ("passare-imports-worker", "chunk.parse"),
+        ("passare-imports-worker", "chunk.check"),
+        ("passare-imports-worker", "chunk.write"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let of_trace: BTreeSet<(String, String)> = received
+            .lock()
+            .map(|all| {
+                all.iter()
+                    .filter(|(_, _, trace)| trace == TRACE_ID)
+                    .map(|(service, name, _)| (service.clone(), name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(s, n)| !of_trace.contains(&(s.to_string(), n.to_string())))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let seen: BTreeMap<(String, String), usize> = received
+                .lock()
+                .map(|all| {
+                    let mut m = BTreeMap::new();
+                    for (s, n, t) in all.iter() {
+                        *m.entry((s.clone(), format!("{n} {}", &t[..8.min(t.len())])))
+                            .or_default() += 1;
+                    }
+                    m
+                })
+                .unwrap_or_default();
+            anyhow::bail!("spans of trace {TRACE_ID} missing: {missing:?}; received {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let chunks = received
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|(s, n, t)| s == "passare-imports-worker" && n == "chunk" && t == TRACE_ID)
+                .count()
+        })
+        .unwrap_or_default();
+    assert!(
+        chunks >= 4,
+        "one chunk span per chunk of the import: {chunks}"
+    );
+    env.finish().await
+}
