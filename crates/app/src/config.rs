@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use passare_imports_domain::file::decode::WorkbookLimits;
 use passare_imports_queue::QueueConfig;
-use passare_imports_storage::{S3Config, StorageConfig, StorageKind};
+use passare_imports_storage::{S3Config, StorageConfig, StorageError, StorageKind};
 use serde::{Deserialize, Serialize};
 
 /// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
@@ -386,6 +386,15 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl From<StorageError> for ConfigError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Config(message) => ConfigError::Invalid(message),
+            other => ConfigError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then `IMPORTS_CONFIG_FILE` if set, then `IMPORTS_*` variables.
     pub fn load() -> Result<Self, ConfigError> {
@@ -489,9 +498,7 @@ impl Config {
         self.validate_fairness()?;
         self.validate_heartbeat()?;
         self.validate_ops()?;
-        self.storage()
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.storage().validate()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -753,5 +760,21 @@ mod tests {
         assert!(with(1_000, 1).validate().is_err());
         assert!(with(1_000, 2).validate().is_ok());
         assert!(with(1_000, 3_601).validate().is_err());
+    }
+
+    #[test]
+    fn s3_storage_needs_a_bucket() {
+        let mut c = Config {
+            jwt_secret: "x".repeat(32),
+            storage: StorageKind::S3,
+            ..Config::default()
+        };
+        let refused = c.validate();
+        assert!(refused.is_err_and(|e| e.to_string().contains("IMPORTS_S3_BUCKET")));
+        c.s3_bucket = "passare-imports".into();
+        c.s3_endpoint = Some("minio:9000".into());
+        assert!(c.validate().is_err(), "an endpoint without a scheme");
+        c.s3_endpoint = Some("http://minio:9000".into());
+        assert!(c.validate().is_ok());
     }
 }

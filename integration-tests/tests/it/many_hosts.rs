@@ -61,7 +61,7 @@ async fn upload_across(
     let half = (file.bytes.len() / 2 / PART_BYTES).max(1) * PART_BYTES;
     let mut sent = 0;
     for piece in file.bytes[..half].chunks(PART_BYTES) {
-        sent = resumable::part(first, &upload.id, sent as usize, piece).await? as usize;
+        sent = resumable::part(first, &upload.id, sent, piece).await? as usize;
     }
     assert_eq!(sent, half);
     // Server B knows the upload server A began, and where it stands.
