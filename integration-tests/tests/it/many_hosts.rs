@@ -122,6 +122,16 @@ async fn two_servers_and_two_workers_share_only_the_database_the_broker_and_the_
     for host in ["worker-1", "worker-2"] {
         env.spawn_worker_process_with(vec![own_dir(host)])?;
     }
+    // Both workers are up (their heartbeat rows) before any work exists,
+    // so that either may take any of it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(&env.db, "SELECT count(*) FROM workers").await? < 2 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the two workers did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let token = env.token(&ADMIN);
     let mut a = client::connect(&format!("http://{a_addr}"), &token).await?;
     let mut b = client::connect(&format!("http://{b_addr}"), &token).await?;
