@@ -4,7 +4,7 @@
 //!
 //! A write buffers its first part in memory; a file smaller than a part is
 //! stored with one PUT at commit, a larger one streams as a multipart upload
-//! (parts of [`PART_BYTES`], a few in flight) completed at commit, so it is
+//! (parts of [`PART_BYTES`], two in flight) completed at commit, so it is
 //! visible only then. A writer dropped uncommitted aborts its upload. An
 //! upload whose process died stays incomplete and invisible: the bucket's
 //! lifecycle rule `AbortIncompleteMultipartUpload` removes it
@@ -36,8 +36,10 @@ use crate::{FileStore, FileWriter, S3Config, StorageError, StoredObject, check_k
 /// most 10,000 parts: 80 GB per file).
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
-/// Parts of one upload sent at once (memory: this many parts per writer).
-const PARTS_IN_FLIGHT: usize = 4;
+/// Parts of one upload sent at once. A writer holds at most this many parts
+/// plus the one it fills: 24 MiB, times the uploads a server takes at once
+/// (`IMPORTS_MAX_CONCURRENT_UPLOADS`).
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// An S3 bucket, under an optional prefix.
 #[derive(Debug, Clone)]
