@@ -222,3 +222,41 @@ async fn large_file(f: &Fixture) -> Result<(), StorageError> {
     f.store.delete("imports/big/file.bin").await?;
     Ok(())
 }
+
+/// A store nobody answers for: after the client's retries, every operation
+/// fails as `Unavailable`, which is transient (the worker retries the
+/// chunk, a call answers UNAVAILABLE).
+#[tokio::test]
+async fn an_unreachable_object_store_is_a_transient_error() -> Result<(), StorageError> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(io_err("port"))?;
+    let store = S3FileStore::new(&S3Config {
+        bucket: "nobody-home".into(),
+        endpoint: Some(format!("http://{closed}")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(2),
+        ..S3Config::default()
+    })?;
+    let read = store.read_range("imports/a/file.csv", 0, 10).await;
+    assert!(
+        matches!(&read, Err(e @ StorageError::Unavailable { .. }) if e.is_transient()),
+        "{read:?}"
+    );
+    let mut w = store.create("imports/a/file.csv").await?;
+    w.write(b"bytes").await?;
+    let written = w.commit().await;
+    assert!(
+        matches!(written, Err(StorageError::Unavailable { .. })),
+        "{written:?}"
+    );
+    let listed: Result<Vec<StoredObject>, _> = store.list("imports/").try_collect().await;
+    assert!(
+        matches!(listed, Err(StorageError::Unavailable { .. })),
+        "{listed:?}"
+    );
+    Ok(())
+}
