@@ -82,13 +82,21 @@ pub(crate) fn check_key(key: &str) -> Result<(), StorageError> {
     }
 }
 
-/// The file store the configuration names: the local directory, or the S3
-/// bucket (whose client, retries included, it builds; nothing is sent yet).
+/// The file store the configuration names: the local directory (created if
+/// missing), or the S3 bucket, whose client (retries included) it builds
+/// and checks with one listing: a bucket that does not exist or refuses the
+/// credentials stops the process at start with a clear message, while a
+/// store that does not answer is only logged (the process rides out an
+/// outage as at any other time).
 pub async fn open_store(config: &StorageConfig) -> Result<Arc<dyn FileStore>, StorageError> {
     config.validate()?;
     Ok(match config.kind {
         StorageKind::Local => Arc::new(LocalFileStore::new(&config.dir).await?),
-        StorageKind::S3 => Arc::new(S3FileStore::new(&config.s3)?),
+        StorageKind::S3 => {
+            let store = S3FileStore::new(&config.s3)?;
+            store.check(&config.s3.bucket).await?;
+            Arc::new(store)
+        }
     })
 }
 

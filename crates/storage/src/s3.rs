@@ -97,6 +97,26 @@ impl S3FileStore {
         })
     }
 
+    /// Lists the bucket once (the first page under the prefix): see
+    /// [`crate::open_store`].
+    pub async fn check(&self, bucket: &str) -> Result<(), StorageError> {
+        let root = ObjectPath::from(self.prefix.trim_end_matches('/'));
+        let first = self.store.list(Some(&root)).next().await;
+        match first.transpose().map_err(storage_err(bucket)) {
+            Ok(_) => Ok(()),
+            Err(StorageError::Unavailable { message, .. }) => {
+                tracing::warn!(bucket, error = %message, "the S3 bucket does not answer yet; going on, storage calls will retry");
+                Ok(())
+            }
+            Err(StorageError::NotFound(_)) => Err(StorageError::Config(format!(
+                "the S3 bucket {bucket} does not exist (IMPORTS_S3_BUCKET, IMPORTS_S3_ENDPOINT, IMPORTS_S3_REGION)"
+            ))),
+            Err(e) => Err(StorageError::Config(format!(
+                "the S3 bucket {bucket} cannot be used: {e}"
+            ))),
+        }
+    }
+
     fn path(&self, key: &str) -> Result<ObjectPath, StorageError> {
         check_key(key)?;
         ObjectPath::parse(format!("{}{key}", self.prefix))
@@ -121,12 +141,29 @@ fn storage_err(key: &str) -> impl FnOnce(object_store::Error) -> StorageError + 
                 key,
                 message: e.to_string(),
             },
-            other => StorageError::Unavailable {
-                key,
-                message: other.to_string(),
-            },
+            other => {
+                let message = other.to_string();
+                match status_in(&message) {
+                    Some(404) => StorageError::NotFound(key),
+                    // Timeouts and throttling pass; other client errors do not.
+                    Some(status)
+                        if (400..500).contains(&status) && status != 408 && status != 429 =>
+                    {
+                        StorageError::Refused { key, message }
+                    }
+                    _ => StorageError::Unavailable { key, message },
+                }
+            }
         }
     }
+}
+
+/// The HTTP status an `object_store` error reports in its message
+/// ("… non-2xx status code: 403 Forbidden …"): the crate does not expose
+/// the status of its generic errors otherwise.
+fn status_in(message: &str) -> Option<u16> {
+    let (_, after) = message.split_once("status code: ")?;
+    after.get(..3)?.parse().ok()
 }
 
 struct S3Writer {
@@ -229,22 +266,17 @@ impl FileStore for S3FileStore {
         if end <= start {
             return Ok(Bytes::new());
         }
-        let bytes = self
-            .store
-            .get_range(&path, start..end)
-            .await
-            .map_err(|e| match e {
-                // A range past the end of the object.
-                object_store::Error::Generic { source, .. }
-                    if source.to_string().contains("Range") =>
-                {
-                    StorageError::Io {
-                        key: key.to_string(),
-                        source: io::Error::new(io::ErrorKind::UnexpectedEof, source.to_string()),
-                    }
-                }
-                other => storage_err(key)(other),
-            })?;
+        let bytes = self.store.get_range(&path, start..end).await.map_err(|e| {
+            match status_in(&e.to_string()) {
+                // A range past the end of the object, as the local store
+                // reports a file shorter than the range.
+                Some(416) => StorageError::Io {
+                    key: key.to_string(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
+                },
+                _ => storage_err(key)(e),
+            }
+        })?;
         if (bytes.len() as u64) != end - start {
             return Err(StorageError::Io {
                 key: key.to_string(),
@@ -341,5 +373,17 @@ pub async fn create_bucket_unsigned(endpoint: &str, bucket: &str) -> Result<(), 
             "creating the bucket: {}",
             answer.lines().next().unwrap_or_default()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_in;
+
+    #[test]
+    fn statuses_are_read_from_messages() {
+        let m = "Generic S3 error: Error performing GET http://x/b?list-type=2 in 2ms - Server returned non-2xx status code: 404 Not Found: <Error><Code>NoSuchBucket</Code></Error>";
+        assert_eq!(status_in(m), Some(404));
+        assert_eq!(status_in("HTTP error: error sending request"), None);
     }
 }

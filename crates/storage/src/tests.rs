@@ -231,16 +231,22 @@ async fn an_unreachable_object_store_is_a_transient_error() -> Result<(), Storag
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(io_err("port"))?;
-    let store = S3FileStore::new(&S3Config {
-        bucket: "nobody-home".into(),
-        endpoint: Some(format!("http://{closed}")),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        max_retries: 1,
-        retry_timeout: Duration::from_secs(2),
-        ..S3Config::default()
-    })?;
+    // Opening it only warns: a store may be away when a process starts.
+    let store = open_store(&StorageConfig {
+        kind: StorageKind::S3,
+        dir: Default::default(),
+        s3: S3Config {
+            bucket: "nobody-home".into(),
+            endpoint: Some(format!("http://{closed}")),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            max_retries: 1,
+            retry_timeout: Duration::from_secs(2),
+            ..S3Config::default()
+        },
+    })
+    .await?;
     let read = store.read_range("imports/a/file.csv", 0, 10).await;
     assert!(
         matches!(&read, Err(e @ StorageError::Unavailable { .. }) if e.is_transient()),
@@ -257,6 +263,36 @@ async fn an_unreachable_object_store_is_a_transient_error() -> Result<(), Storag
     assert!(
         matches!(listed, Err(StorageError::Unavailable { .. })),
         "{listed:?}"
+    );
+    Ok(())
+}
+
+/// A bucket that does not exist stops the process at start, naming it.
+#[tokio::test]
+async fn a_missing_bucket_is_refused_at_start() -> Result<(), StorageError> {
+    let Ok(endpoint) = std::env::var(ENDPOINT_VAR) else {
+        eprintln!("skipping a_missing_bucket_is_refused_at_start: {ENDPOINT_VAR} is not set");
+        return Ok(());
+    };
+    let opened = open_store(&StorageConfig {
+        kind: StorageKind::S3,
+        dir: Default::default(),
+        s3: S3Config {
+            bucket: "pi-unit-never-created".into(),
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            max_retries: 1,
+            retry_timeout: Duration::from_secs(5),
+            ..S3Config::default()
+        },
+    })
+    .await;
+    assert!(
+        matches!(&opened, Err(StorageError::Config(m)) if m.contains("pi-unit-never-created") && m.contains("does not exist")),
+        "{:?}",
+        opened.err()
     );
     Ok(())
 }
