@@ -5,7 +5,8 @@
 # (which also bring the buf CLI) with its generated code, the Operations
 # Center page (gateway/web: npm ci, then its build into gateway/web/dist) with
 # Playwright's library (no browser download), Debian's Chromium for the
-# browser tests, and the Python test tools (integration-tests/python). Idempotent.
+# browser tests, and the Python test tools (integration-tests/python: pyarrow,
+# and moto, the S3-compatible server of the storage tests). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,9 @@ fi
 npm --prefix "$client" run --silent generate
 
 # Python readers the tests check the service's output with (pyarrow for the
-# raw archive), in a virtual environment of their own.
+# raw archive) and moto in server mode (the S3 tests' object store, which
+# scripts/test.sh starts with scripts/moto.sh), in a virtual environment of
+# their own.
 venv="$HOME/.cache/passare-imports/venv"
 requirements=integration-tests/python/requirements.txt
 want=$(sha256sum "$requirements" | cut -d' ' -f1)

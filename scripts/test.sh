@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, clippy, buf lint, and every test (unit and
-# integration, against the real PostgreSQL and RabbitMQ on this machine).
+# integration, against the real PostgreSQL and RabbitMQ on this machine, and
+# an S3-compatible object store: moto, started here and stopped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/passare-imports/target}"
@@ -8,6 +9,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/setup.sh
 scripts/services.sh
+
+# The object store of the S3 tests (crates/storage's suite, many_hosts,
+# storage_faults): moto on a free local port, stopped however this script
+# ends. The tests find it through PASSARE_TEST_S3_ENDPOINT, always set here.
+moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_pid="$(mktemp -d)/moto.pid"
+trap 'scripts/moto.sh stop "$moto_pid"' EXIT
+scripts/moto.sh start "$moto_port" "$moto_pid"
+export PASSARE_TEST_S3_ENDPOINT="http://127.0.0.1:$moto_port"
 
 # Databases of test runs that crashed more than an hour ago.
 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "

@@ -14,7 +14,8 @@
 //! - `moments`: chunk writes in flight, cut connections, a held drain lease;
 //! - `broker`: the test's queues (ready notices, purges, dead letters);
 //! - `resumable`: the resumable upload in parts, and its stored parts;
-//! - `tenants`: many organizations, each with a small import.
+//! - `tenants`: many organizations, each with a small import;
+//! - `proxy`: a TCP proxy the test cuts and restores (a storage outage).
 //!
 //! Tests `use passare_imports_integration_tests::*`; `files`, `pages`,
 //! `broker`, `resumable` and `tenants` are used by their module name.
@@ -28,6 +29,7 @@ pub mod fixtures;
 pub mod moments;
 pub mod pages;
 pub mod processes;
+pub mod proxy;
 pub mod records;
 pub mod resumable;
 pub mod scrapes;

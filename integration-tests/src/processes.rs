@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::service::Config;
+use passare_imports_storage::StorageKind;
 
 /// The `passare-imports` binary: `PASSARE_IMPORTS_BIN`, or the one built next
 /// to this test (`cargo build -p passare-imports-cli` builds it).
@@ -159,6 +160,21 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
             c.queue_expires_ms.unwrap_or(120_000).to_string(),
         ),
         ("IMPORTS_STORAGE_DIR", c.storage_dir.display().to_string()),
+        (
+            "IMPORTS_STORAGE",
+            match c.storage {
+                StorageKind::Local => "local",
+                StorageKind::S3 => "s3",
+            }
+            .to_string(),
+        ),
+        ("IMPORTS_S3_BUCKET", c.s3_bucket.clone()),
+        ("IMPORTS_S3_PREFIX", c.s3_prefix.clone()),
+        ("IMPORTS_S3_MAX_RETRIES", c.s3_max_retries.to_string()),
+        (
+            "IMPORTS_S3_RETRY_TIMEOUT_SECS",
+            c.s3_retry_timeout_secs.to_string(),
+        ),
         ("IMPORTS_JWT_SECRET", c.jwt_secret.clone()),
         ("IMPORTS_CHUNK_ROWS", c.chunk_rows.to_string()),
         (
@@ -210,5 +226,18 @@ pub fn child_env(c: &Config) -> Vec<(String, String)> {
         ("IMPORTS_GATEWAY_OPS_ADDR", "off".into()),
         ("IMPORTS_WORKER_OPS_ADDR", "off".into()),
     ];
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let optional = [
+        ("IMPORTS_S3_ENDPOINT", &c.s3_endpoint),
+        ("IMPORTS_S3_REGION", &c.s3_region),
+        ("IMPORTS_S3_ACCESS_KEY_ID", &c.s3_access_key_id),
+        ("IMPORTS_S3_SECRET_ACCESS_KEY", &c.s3_secret_access_key),
+    ];
+    let set = optional
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.clone()?)));
+    pairs
+        .into_iter()
+        .chain(set)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }

@@ -5,13 +5,12 @@
 //! service's crates move or are renamed only this file follows.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use passare_imports_app::App;
 use passare_imports_app::identity::Auth;
-use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_storage::open_store;
 use passare_imports_store::Db;
 use passare_imports_store::load::ChunkOutcome;
 use passare_imports_worker::Worker;
@@ -109,8 +108,8 @@ pub async fn sweep_orphans(
     min_age: std::time::Duration,
 ) -> anyhow::Result<passare_imports_app::retention::Swept> {
     let db = Db::connect(&config.database_url, 2).await?;
-    let store = LocalFileStore::new(&config.storage_dir).await?;
-    let swept = passare_imports_app::retention::sweep_orphans(&db, &store, min_age).await;
+    let store = open_store(&config.storage()).await?;
+    let swept = passare_imports_app::retention::sweep_orphans(&db, &*store, min_age).await;
     db.close().await;
     Ok(swept?)
 }
@@ -119,7 +118,7 @@ pub async fn sweep_orphans(
 /// `retention_days`; returns how many imports it purged.
 pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<usize> {
     let db = Db::connect(&config.database_url, 2).await?;
-    let store: Arc<dyn FileStore> = Arc::new(LocalFileStore::new(&config.storage_dir).await?);
+    let store = open_store(&config.storage()).await?;
     let purged = passare_imports_app::retention::purge_due(&db, &store, retention_days).await;
     db.close().await;
     Ok(purged?)
@@ -132,14 +131,14 @@ pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<u
 pub async fn analyse_now(config: &Config, import_id: &str) -> anyhow::Result<()> {
     use passare_imports_app::analysis::{Analyser, AnalysisSettings, analyze};
     let db = Db::connect(&config.database_url, 2).await?;
-    let store = LocalFileStore::new(&config.storage_dir).await?;
+    let store = open_store(&config.storage()).await?;
     let id = uuid::Uuid::parse_str(import_id)?;
     let import = passare_imports_store::imports::find(&mut *db.conn().await?, id)
         .await?
         .with_context(|| format!("no import {import_id}"))?;
     let ctx = Analyser {
         db: &db,
-        files: &store,
+        files: &*store,
         settings: AnalysisSettings::of(config),
     };
     // On behalf of the user who created the draft, as if they had asked.

@@ -11,6 +11,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use anyhow::Context;
+use passare_imports_storage::{StorageKind, create_bucket_unsigned};
 use passare_imports_store::Db;
 use passare_imports_store::organizations::{OrgSetup, ensure_demo};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,28 @@ pub fn postgres_server() -> String {
 pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The variable naming the S3-compatible server the S3 tests use (moto,
+/// which `scripts/test.sh` starts and sets it for).
+pub const S3_ENDPOINT_VAR: &str = "PASSARE_TEST_S3_ENDPOINT";
+
+/// The S3-compatible test server (`http://127.0.0.1:PORT`).
+pub fn s3_endpoint() -> anyhow::Result<String> {
+    std::env::var(S3_ENDPOINT_VAR).with_context(|| {
+        format!("{S3_ENDPOINT_VAR} must name the S3-compatible test server (scripts/test.sh starts moto and sets it)")
+    })
+}
+
+/// The address of the S3-compatible test server.
+pub fn s3_server_addr() -> anyhow::Result<SocketAddr> {
+    let endpoint = s3_endpoint()?;
+    let host = endpoint
+        .strip_prefix("http://")
+        .map(|h| h.trim_end_matches('/'))
+        .with_context(|| format!("{S3_ENDPOINT_VAR}={endpoint} is not an http:// URL"))?;
+    host.parse()
+        .with_context(|| format!("{S3_ENDPOINT_VAR}={endpoint} is not http://IP:PORT"))
 }
 
 /// Logs only when asked: `TEST_LOG=debug cargo nextest run ...`.
@@ -76,6 +99,12 @@ pub struct Options {
     /// Changes the configuration after the harness has filled it in and
     /// before it is validated (limits and other settings a test needs).
     pub configure: Option<fn(&mut Config)>,
+    /// Stores files in a bucket of the test's own on the S3-compatible test
+    /// server ([`s3_endpoint`]) instead of its storage directory.
+    pub s3: bool,
+    /// With `s3`, reaches the test server through this address (a
+    /// [`TcpProxy`](crate::proxy::TcpProxy) in front of it) instead.
+    pub s3_via: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -90,6 +119,8 @@ impl Default for Options {
             sweep_secs: 15,
             drain_max_secs: 300,
             configure: None,
+            s3: false,
+            s3_via: None,
         }
     }
 }
@@ -130,6 +161,20 @@ fn config_of(options: &Options, unique: &str, storage: &std::path::Path) -> anyh
         worker_drain_max_secs: options.drain_max_secs,
         ..Config::default()
     };
+    if options.s3 {
+        let endpoint = match options.s3_via {
+            Some(addr) => format!("http://{addr}"),
+            None => s3_endpoint()?,
+        };
+        config.storage = StorageKind::S3;
+        config.s3_bucket = format!("pi-test-{}", unique.replace('_', "-"));
+        config.s3_endpoint = Some(endpoint);
+        config.s3_region = Some("us-east-1".into());
+        config.s3_access_key_id = Some("test".into());
+        config.s3_secret_access_key = Some("test".into());
+        config.s3_max_retries = 5;
+        config.s3_retry_timeout_secs = 20;
+    }
     if let Some(configure) = options.configure {
         configure(&mut config);
     }
@@ -146,6 +191,9 @@ impl TestEnv {
         let unique = unique_name();
         let storage = tempfile::tempdir()?;
         let config = config_of(&options, &unique, storage.path())?;
+        if let Some(endpoint) = &config.s3_endpoint {
+            create_bucket_unsigned(endpoint, &config.s3_bucket).await?;
+        }
         service::migrate(&config.database_url)
             .await
             .context("PostgreSQL must run on 127.0.0.1:5432 (see scripts/services.sh)")?;
@@ -228,6 +276,18 @@ impl TestEnv {
     /// returns its pid.
     pub fn spawn_worker_process(&mut self) -> anyhow::Result<u32> {
         let env = self.child_env();
+        self.workers.spawn(env)
+    }
+
+    /// Starts a `passare-imports work` process with `extra` variables on
+    /// top of this test's environment (a storage directory of its own, say);
+    /// returns its pid.
+    pub fn spawn_worker_process_with(
+        &mut self,
+        extra: Vec<(String, String)>,
+    ) -> anyhow::Result<u32> {
+        let mut env = self.child_env();
+        env.extend(extra);
         self.workers.spawn(env)
     }
 

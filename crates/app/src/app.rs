@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use passare_imports_queue::Publisher;
-use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_storage::{FileStore, open_store};
 use passare_imports_store::Db;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ impl App {
                 config.database_read_connections,
                 std::time::Duration::from_millis(config.read_statement_timeout_ms),
             )?;
-        let files = LocalFileStore::new(&config.storage_dir).await?;
+        let files = open_store(&config.storage()).await?;
         let publisher = Publisher::new(
             config.queue(),
             format!("passare-imports server {}", process_name()),
@@ -56,7 +56,7 @@ impl App {
         Ok(Self {
             config: Arc::new(config),
             db,
-            files: Arc::new(files),
+            files,
             publisher: Arc::new(publisher),
             events,
             auth: Arc::new(auth),

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use passare_imports_domain::file::decode::WorkbookLimits;
 use passare_imports_queue::QueueConfig;
+use passare_imports_storage::{S3Config, StorageConfig, StorageError, StorageKind};
 use serde::{Deserialize, Serialize};
 
 /// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
@@ -46,8 +47,33 @@ pub struct Config {
     /// Built Operations Center page the gateway serves beside grpc-web
     /// (`npm run build` in gateway/web); grpc-web alone when it is missing.
     pub gateway_web_dir: PathBuf,
-    /// Directory of uploaded files.
+    /// Where uploaded files live: `local` (the directory `storage_dir`, one
+    /// machine) or `s3` (the bucket `s3_bucket`, shared by every host).
+    pub storage: StorageKind,
+    /// Directory of uploaded files (`storage = local`).
     pub storage_dir: PathBuf,
+    /// The S3 bucket of `storage = s3`.
+    pub s3_bucket: String,
+    /// Folder of the bucket every key goes under; empty: the bucket's root.
+    pub s3_prefix: String,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, moto; `http://`
+    /// allowed); unset: AWS's (or `AWS_ENDPOINT`).
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region; unset: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub s3_region: Option<String>,
+    /// Access key; unset: `AWS_ACCESS_KEY_ID`, then the instance's or
+    /// container's credentials.
+    pub s3_access_key_id: Option<String>,
+    /// Secret key (with `s3_access_key_id`); unset: `AWS_SECRET_ACCESS_KEY`. Never logged.
+    pub s3_secret_access_key: Option<String>,
+    /// Session token of temporary credentials; unset: `AWS_SESSION_TOKEN`. Never logged.
+    pub s3_session_token: Option<String>,
+    /// Retries of one S3 request that failed for a transient reason
+    /// (connection, 5xx, throttling), with exponential backoff from 100 ms
+    /// up to 15 s; then the storage error is transient, like a lost database.
+    pub s3_max_retries: usize,
+    /// Longest one S3 request keeps being retried, seconds.
+    pub s3_retry_timeout_secs: u64,
     /// HS256 secret that signs bearer tokens, at least 32 bytes; may be
     /// empty when `jwt_public_key_file` is set. Never logged.
     pub jwt_secret: String,
@@ -211,7 +237,17 @@ impl Default for Config {
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             gateway_allowed_origins: "http://localhost:3000".into(),
             gateway_web_dir: PathBuf::from("gateway/web/dist"),
+            storage: StorageKind::Local,
             storage_dir: PathBuf::from("data/uploads"),
+            s3_bucket: String::new(),
+            s3_prefix: String::new(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_session_token: None,
+            s3_max_retries: 10,
+            s3_retry_timeout_secs: 180,
             jwt_secret: String::new(),
             jwt_public_key_file: None,
             jwt_issuer: "passare".into(),
@@ -285,6 +321,9 @@ impl fmt::Debug for Config {
         } else {
             "<redacted>".into()
         };
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>".to_string());
+        shown.s3_secret_access_key = hidden(&self.s3_secret_access_key);
+        shown.s3_session_token = hidden(&self.s3_session_token);
         shown.database_url = redact_url(&self.database_url);
         shown.amqp_url = redact_url(&self.amqp_url);
         f.debug_struct("Config")
@@ -345,6 +384,15 @@ pub enum ConfigError {
     Load(#[from] Box<figment::Error>),
     #[error("configuration: {0}")]
     Invalid(String),
+}
+
+impl From<StorageError> for ConfigError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Config(message) => ConfigError::Invalid(message),
+            other => ConfigError::Invalid(other.to_string()),
+        }
+    }
 }
 
 impl Config {
@@ -450,6 +498,7 @@ impl Config {
         self.validate_fairness()?;
         self.validate_heartbeat()?;
         self.validate_ops()?;
+        self.storage().validate()?;
         if self.queue_delivery_limit == 0 {
             return bad("IMPORTS_QUEUE_DELIVERY_LIMIT must be at least 1");
         }
@@ -562,6 +611,25 @@ impl Config {
         Ok(())
     }
 
+    /// The file store this configuration names (`open_store`).
+    pub fn storage(&self) -> StorageConfig {
+        StorageConfig {
+            kind: self.storage,
+            dir: self.storage_dir.clone(),
+            s3: S3Config {
+                bucket: self.s3_bucket.clone(),
+                prefix: self.s3_prefix.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                access_key_id: self.s3_access_key_id.clone(),
+                secret_access_key: self.s3_secret_access_key.clone(),
+                session_token: self.s3_session_token.clone(),
+                max_retries: self.s3_max_retries,
+                retry_timeout: Duration::from_secs(self.s3_retry_timeout_secs),
+            },
+        }
+    }
+
     pub fn queue(&self) -> QueueConfig {
         QueueConfig {
             amqp_url: self.amqp_url.clone(),
@@ -622,9 +690,15 @@ mod tests {
         let c = Config {
             jwt_secret: "super-secret-value-123".into(),
             database_url: "postgres://app:hunter2@db/x".into(),
+            s3_secret_access_key: Some("s3-secret-key".into()),
+            s3_session_token: Some("s3-session-token".into()),
             ..Config::default()
         };
         let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3-secret") && !shown.contains("s3-session"),
+            "{shown}"
+        );
         assert!(!shown.contains("super-secret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("app:<redacted>@db"), "{shown}");
@@ -686,5 +760,21 @@ mod tests {
         assert!(with(1_000, 1).validate().is_err());
         assert!(with(1_000, 2).validate().is_ok());
         assert!(with(1_000, 3_601).validate().is_err());
+    }
+
+    #[test]
+    fn s3_storage_needs_a_bucket() {
+        let mut c = Config {
+            jwt_secret: "x".repeat(32),
+            storage: StorageKind::S3,
+            ..Config::default()
+        };
+        let refused = c.validate();
+        assert!(refused.is_err_and(|e| e.to_string().contains("IMPORTS_S3_BUCKET")));
+        c.s3_bucket = "passare-imports".into();
+        c.s3_endpoint = Some("minio:9000".into());
+        assert!(c.validate().is_err(), "an endpoint without a scheme");
+        c.s3_endpoint = Some("http://minio:9000".into());
+        assert!(c.validate().is_ok());
     }
 }

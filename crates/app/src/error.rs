@@ -181,8 +181,13 @@ impl From<QueueError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        tracing::error!(error = %e, "file storage error");
-        ApiError::Internal(e.to_string())
+        if let StorageError::Unavailable { .. } = e {
+            tracing::warn!(error = %e, "file storage unavailable");
+            ApiError::Unavailable("the file storage is unavailable; try again".into())
+        } else {
+            tracing::error!(error = %e, "file storage error");
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

@@ -5,10 +5,14 @@
 //! memory (VmHWM) of the server and the worker. With `--tenants N`, the same
 //! rows are then imported again spread over N organizations ([`tenants`]);
 //! with `--costs`, again without record events and without the raw archive
-//! ([`costs`]).
+//! ([`costs`]); with `--storage s3`, again with the file store in an S3
+//! bucket, and both load times are printed ([`storage`]).
 
 mod costs;
+mod storage;
 mod tenants;
+
+pub use storage::BenchStorage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,6 +60,22 @@ pub struct BenchArgs {
     /// memory, percentiles) to this file as JSON, to compare runs.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// `s3`: also import the file with the file store in an S3 bucket
+    /// (`IMPORTS_S3_ENDPOINT`, `IMPORTS_S3_REGION` and credentials from the
+    /// environment) and print its load time next to the local directory's.
+    #[arg(long, value_enum, default_value_t = BenchStorage::Local)]
+    pub storage: BenchStorage,
+    /// The bucket of `--storage s3`; each run writes under a prefix of its own.
+    #[arg(
+        long,
+        env = "IMPORTS_S3_BUCKET",
+        default_value = "passare-imports-bench"
+    )]
+    pub s3_bucket: String,
+    /// Create the bucket first with an unsigned request, as S3-compatible
+    /// test servers (moto) accept: for a local trial, not for AWS.
+    #[arg(long)]
+    pub s3_create_bucket: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -122,6 +142,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     drop(services);
     let figures = figures?;
+    let on_s3 = match args.storage {
+        BenchStorage::S3 => Some(storage::run(&args, &csv).await?),
+        BenchStorage::Local => None,
+    };
     let copy = copy_baseline(&args.database_url, &csv)?;
     figures.print(args.rows, copy, server_peak, worker_peak);
     let bytes = std::fs::metadata(&csv)?.len();
@@ -138,6 +162,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let uploads = uploads?;
         uploads.print(bytes);
         json["uploads"] = uploads.json(bytes);
+    }
+    if let Some(on_s3) = on_s3 {
+        on_s3.print(args.rows, &figures);
+        json["storage"] = on_s3.json(&figures);
     }
     if let Some(spread) = spread {
         let spread = spread?;
@@ -280,6 +308,7 @@ impl Services {
         let uploads = args.workdir.join("uploads");
         let _ = std::fs::remove_dir_all(&uploads);
         let env: Vec<(&str, String)> = vec![
+            ("IMPORTS_STORAGE", "local".into()),
             ("IMPORTS_DATABASE_URL", args.database_url.clone()),
             ("IMPORTS_AMQP_URL", args.amqp_url.clone()),
             (

@@ -70,6 +70,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         workers: 1,
         costs: false,
         json: None,
+        storage: crate::bench::BenchStorage::Local,
+        s3_bucket: String::new(),
+        s3_create_bucket: false,
     };
     let csv = args.workdir.join(format!("cases-{}.csv", args.rows));
     crate::generate::write_cases(&csv, args.rows, 11)?;

@@ -247,9 +247,7 @@ async fn main() -> anyhow::Result<()> {
 /// Runs the retention job and the orphan sweep once, as workers do every round.
 async fn purge(config: &Config) -> anyhow::Result<()> {
     let db = passare_imports_store::Db::connect(&config.database_url, 2).await?;
-    let files: std::sync::Arc<dyn passare_imports_storage::FileStore> = std::sync::Arc::new(
-        passare_imports_storage::LocalFileStore::new(&config.storage_dir).await?,
-    );
+    let files = passare_imports_storage::open_store(&config.storage()).await?;
     let purged =
         passare_imports_app::retention::purge_due(&db, &files, config.retention_days).await?;
     println!(

@@ -39,7 +39,7 @@ impl ChunkError {
     pub fn is_transient(&self) -> bool {
         match self {
             ChunkError::Store(e) => e.is_transient(),
-            ChunkError::Storage(StorageError::Io { .. }) => true,
+            ChunkError::Storage(e) => e.is_transient(),
             ChunkError::Timeout(_) => true,
             _ => false,
         }
@@ -52,6 +52,7 @@ impl ChunkError {
             ChunkError::Storage(StorageError::NotFound(_) | StorageError::Truncated { .. }) => {
                 "storage_missing"
             }
+            ChunkError::Storage(StorageError::Unavailable { .. }) => "storage_unavailable",
             ChunkError::Storage(_) => "storage_io",
             ChunkError::Parse(_) => "parse",
             ChunkError::Timeout(_) => "chunk_timeout",

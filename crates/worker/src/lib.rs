@@ -42,7 +42,7 @@ use passare_imports_app::Config;
 use passare_imports_app::app::process_name;
 use passare_imports_app::retention::Housekeeping;
 use passare_imports_queue::{self as queue, QueueConfig, QueueError, WorkChannel};
-use passare_imports_storage::{FileStore, LocalFileStore};
+use passare_imports_storage::{FileStore, open_store};
 use passare_imports_store::Db;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ impl Worker {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             db: Db::connect(&config.database_url, config.database_max_connections).await?,
-            files: Arc::new(LocalFileStore::new(&config.storage_dir).await?),
+            files: open_store(&config.storage()).await?,
             queue: config.queue(),
             name: process_name(),
             concurrency: config.worker_concurrency,
