@@ -156,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
     let Some(command) = client_command(cli.command).await? else {
         return Ok(());
     };
+    // One TLS crypto provider for every client of the process (the broker,
+    // the object store, the OTLP exporter), chosen once: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::load()?;
     let process = match command {
         Command::Serve => Some(Process::Server),

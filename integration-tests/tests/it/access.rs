@@ -187,6 +187,9 @@ enum Rpc {
     ListChunkFailures,
     GetQueueMonitor,
     ListWorkers,
+    ListDeadLetters,
+    RequeueDeadLetters,
+    DiscardDeadLetters,
     ListRowErrors,
     DownloadResults,
     UpdateRows,
@@ -702,6 +705,24 @@ async fn call(
         Rpc::ListWorkers => {
             c.list_workers(pb::ListWorkersRequest {}).await?;
         }
+        Rpc::ListDeadLetters => {
+            c.list_dead_letters(pb::ListDeadLettersRequest::default())
+                .await?;
+        }
+        // No chunk of these tests was given up: staff are told so.
+        Rpc::RequeueDeadLetters => {
+            c.requeue_dead_letters(pb::RequeueDeadLettersRequest {
+                chunk_ids: vec![NO_CHUNK],
+            })
+            .await?;
+        }
+        Rpc::DiscardDeadLetters => {
+            c.discard_dead_letters(pb::DiscardDeadLettersRequest {
+                chunk_ids: vec![NO_CHUNK],
+                reason: "access matrix".into(),
+            })
+            .await?;
+        }
         Rpc::ListChunkFailures => {
             c.list_chunk_failures(pb::ListChunkFailuresRequest {
                 import_id: done.clone(),
@@ -840,6 +861,9 @@ const OK: Code = Code::Ok;
 const PD: Code = Code::PermissionDenied;
 const NF: Code = Code::NotFound;
 const FP: Code = Code::FailedPrecondition;
+const IA: Code = Code::InvalidArgument;
+/// A chunk id no test ever creates.
+const NO_CHUNK: i64 = 999_999_999;
 
 /// The matrix, in the order the rows run (ADMIN and DEVELOPER change their
 /// own sets: uploads before removals before analyses before starts; edits
@@ -879,6 +903,9 @@ fn matrix() -> Vec<(Rpc, Target, [Code; 7])> {
         (ListPauses,        Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (GetQueueMonitor,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (ListWorkers,       Any,     [UA, UA, UA, UA, PD, OK, OK]),
+        (ListDeadLetters,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
+        (RequeueDeadLetters, Unknown, [UA, UA, UA, UA, PD, IA, IA]),
+        (DiscardDeadLetters, Unknown, [UA, UA, UA, UA, PD, IA, IA]),
         (CreateImport,      Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Unknown, [UA, UA, UA, UA, PD, NF, NF]),
@@ -1042,7 +1069,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
             mismatches.push(format!("{name}: no row in the matrix"));
         }
     }
-    anyhow::ensure!(rpcs.len() == 30, "the proto names {rpcs:?}");
+    anyhow::ensure!(rpcs.len() == 33, "the proto names {rpcs:?}");
 
     let mut callers = Vec::new();
     for kind in KINDS {
