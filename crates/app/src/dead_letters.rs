@@ -14,6 +14,7 @@ use passare_imports_store::states::{FailurePolicy, ImportState};
 use uuid::Uuid;
 
 use crate::App;
+use crate::dead_queue;
 use crate::error::{ApiError, FieldViolation, not_retryable, purged};
 use crate::history;
 use crate::identity::Caller;
@@ -156,7 +157,7 @@ pub async fn requeue(
         views.push(views::visible(&mut conn, who, import.id).await?);
     }
     drop(conn);
-    prune_broker(app, &requeued).await;
+    dead_queue::prune(app, &requeued).await;
     Ok(Requeued {
         requeued,
         already_resolved: resolved.iter().map(|d| d.chunk_id).collect(),
@@ -210,27 +211,11 @@ pub async fn discard(
         )
         .await;
     }
-    prune_broker(app, &discarded).await;
+    dead_queue::prune(app, &discarded).await;
     let already = found
         .iter()
         .map(|d| d.chunk_id)
         .filter(|c| !discarded.contains(c))
         .collect();
     Ok((discarded, already))
-}
-
-/// Takes the handled chunks' messages out of the broker's dead-letter
-/// queue; a failure is logged (the queue is for inspection, the database is
-/// the record).
-async fn prune_broker(app: &App, chunk_ids: &[i64]) {
-    if chunk_ids.is_empty() {
-        return;
-    }
-    let handled: HashSet<i64> = chunk_ids.iter().copied().collect();
-    match passare_imports_queue::prune_dead(app.publisher.config(), &handled).await {
-        Ok(removed) => tracing::info!(removed, "dead-letter queue: handled chunks removed"),
-        Err(e) => {
-            tracing::warn!(error = %e, "pruning the dead-letter queue failed; its copies stay for inspection")
-        }
-    }
 }

@@ -12,6 +12,7 @@ pub mod archive;
 pub mod config;
 pub mod control;
 pub mod dead_letters;
+mod dead_queue;
 pub mod error;
 pub mod events;
 pub mod history;

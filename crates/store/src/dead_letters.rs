@@ -131,3 +131,53 @@ pub async fn resolve(
     .fetch_all(conn)
     .await?)
 }
+
+/// Marks dead letters requeued into `attempt`, in the transaction that
+/// queues it. With `chunks`, exactly those: false when one of them was
+/// handled meanwhile. Without, every waiting dead letter of the import —
+/// a RetryFailedRows runs their rows again too, so none is left waiting
+/// for rows already back in the queue.
+pub async fn requeued(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    chunks: Option<&[i64]>,
+    attempt: i32,
+    by: &Requester,
+) -> Result<bool, StoreError> {
+    if let Some(chunks) = chunks {
+        let how = Resolution::Requeued(attempt);
+        return Ok(resolve(conn, chunks, how, "", by).await?.len() == chunks.len());
+    }
+    sqlx::query(
+        "UPDATE dead_letters SET resolution = 'requeued', resolved_at = clock_timestamp(),
+                resolved_by_id = $2, resolved_by_name = $3, resolved_by_email = $4,
+                resolution_note = 'with every failed row (RetryFailedRows)',
+                requeued_attempt = $5
+          WHERE import_id = $1 AND resolution IS NULL",
+    )
+    .bind(import_id)
+    .bind(&by.id)
+    .bind(&by.name)
+    .bind(&by.email)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// The chunks of an import's dead letters requeued into `attempt`.
+pub async fn requeued_into(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    attempt: i32,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT chunk_id FROM dead_letters
+          WHERE import_id = $1 AND resolution = 'requeued' AND requeued_attempt = $2
+          ORDER BY chunk_id",
+    )
+    .bind(import_id)
+    .bind(attempt)
+    .fetch_all(conn)
+    .await?)
+}

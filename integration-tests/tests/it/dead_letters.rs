@@ -267,3 +267,107 @@ async fn an_all_or_nothing_dead_letter_is_refused_a_requeue_and_discarded() -> a
     broker.close().await?;
     env.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_dead_letters_of_one_import_make_one_new_attempt() -> anyhow::Result<()> {
+    let env = TestEnv::start(options()).await?;
+    let mut client = env.client().await?;
+    let (id, lock) =
+        with_a_dead_chunk(&env, &mut client, pb::FailurePolicy::ImportValidRows, 9).await?;
+    wait_for_failure(&mut client, &id, 1, pb::ChunkFailureOutcome::DeadLettered).await?;
+    lock.release().await?;
+    assert_eq!(
+        state(&wait_terminal(&mut client, &id).await?),
+        pb::ImportState::CompletedWithErrors
+    );
+    assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 100);
+
+    // The organization filter.
+    let of = |org: i64| pb::ListDeadLettersRequest {
+        organization_id: org.to_string(),
+        ..Default::default()
+    };
+    let ours = client.list_dead_letters(of(ORG)).await?.into_inner();
+    let mut chunks: Vec<i64> = ours.dead_letters.iter().map(|d| d.chunk_id).collect();
+    chunks.sort_unstable();
+    assert_eq!(chunks.len(), 2, "{ours:#?}");
+    let others = client.list_dead_letters(of(ORG + 1)).await?.into_inner();
+    assert!(others.dead_letters.is_empty(), "{others:#?}");
+
+    let done = requeue(&mut client, &chunks).await?;
+    assert_eq!(done.imports.len(), 1, "one import, one new attempt");
+    assert_eq!(done.imports[0].attempt, 2);
+    let finished = wait_terminal(&mut client, &id).await?;
+    assert_eq!(state(&finished), pb::ImportState::Completed, "{finished:?}");
+    assert_eq!(finished.attempt, 2);
+    assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 300);
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM (SELECT DISTINCT case_number FROM cases) k"
+        )
+        .await?,
+        300,
+        "every row loaded once"
+    );
+    let all = dead_letters(&mut client, true).await?;
+    assert!(
+        all.iter().all(
+            |d| d.resolution == pb::DeadLetterResolution::Requeued as i32
+                && d.requeued_attempt == 2
+        ),
+        "{all:#?}"
+    );
+    let audit = audited(&mut client, &id, "requeue_dead_letters").await?;
+    assert_eq!(audit.len(), 1, "one audit event for the one attempt");
+    env.finish().await
+}
+
+/// RetryFailedRows runs a dead chunk's rows with the others: its dead
+/// letter is marked requeued into that attempt and leaves the broker, and a
+/// later requeue of it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_the_failed_rows_takes_the_dead_letters_along() -> anyhow::Result<()> {
+    let env = TestEnv::start(options()).await?;
+    let mut client = env.client().await?;
+    let broker = Broker::connect(&env).await?;
+    let (id, lock) =
+        with_a_dead_chunk(&env, &mut client, pb::FailurePolicy::ImportValidRows, 10).await?;
+    lock.release().await?;
+    wait_terminal(&mut client, &id).await?;
+    let chunk = dead_letters(&mut client, false)
+        .await?
+        .first()
+        .map(|d| d.chunk_id)
+        .unwrap_or_default();
+
+    client
+        .retry_failed_rows(pb::RetryFailedRowsRequest {
+            import_id: id.clone(),
+        })
+        .await?;
+    let finished = wait_terminal(&mut client, &id).await?;
+    assert_eq!(state(&finished), pb::ImportState::Completed, "{finished:?}");
+    assert_eq!(count(&env.db, "SELECT count(*) FROM cases").await?, 300);
+    assert!(dead_letters(&mut client, false).await?.is_empty());
+    let all = dead_letters(&mut client, true).await?;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].resolution, pb::DeadLetterResolution::Requeued as i32);
+    assert_eq!(all[0].requeued_attempt, 2);
+    assert_eq!(
+        all[0].resolved_by.as_ref().map(|u| u.id.as_str()),
+        Some(ADMIN.id)
+    );
+    let monitor = client
+        .get_queue_monitor(pb::GetQueueMonitorRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(monitor.totals.map(|t| t.dead_lettered_chunks), Some(0));
+    wait_until_empty(&broker).await?;
+
+    let again = requeue(&mut client, &[chunk]).await?;
+    assert_eq!(again.already_resolved_chunk_ids, vec![chunk]);
+    assert_eq!(get(&mut client, &id).await?.attempt, 2);
+    broker.close().await?;
+    env.finish().await
+}

@@ -8,6 +8,7 @@ mod downloads;
 mod files;
 pub(crate) mod retry;
 
+use passare_imports_store::dead_letters;
 use passare_imports_store::results::{self, Edited, Retry, RowErrorCursor, RowErrorRow};
 use passare_imports_store::states::ImportState;
 use tokio::sync::mpsc;
@@ -276,6 +277,9 @@ pub async fn retry_failed_rows(
                 details,
             )
             .await;
+            // Its dead letters went into this attempt with the other rows.
+            let dead = dead_letters::requeued_into(&mut conn, import_id, attempt).await?;
+            crate::dead_queue::prune(app, &dead).await;
             Ok((rows, views::visible(&mut conn, who, import_id).await?))
         }
         Retry::NotRetryable(state) => Err(not_retryable(state_name(state))),

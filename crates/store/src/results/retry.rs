@@ -51,7 +51,9 @@ pub enum Retry {
 /// failed rows other than the files hold, refuse the retry (`Changed`).
 /// With `dead`, only the rows of those dead-lettered chunks are retried,
 /// and the dead letters are marked requeued in the same transaction (one
-/// another call requeued meanwhile refuses the retry: `Changed`).
+/// another call requeued meanwhile refuses the retry: `Changed`); without,
+/// every waiting dead letter of the import is marked requeued into the
+/// new attempt, since its rows are among those retried.
 pub async fn queue_retry(
     conn: &mut PgConnection,
     import_id: Uuid,
@@ -88,12 +90,12 @@ pub async fn queue_retry(
     .execute(&mut *tx)
     .await?;
     let attempt = import.attempt + 1;
-    if let Some(dead) = dead {
-        let how = crate::dead_letters::Resolution::Requeued(attempt);
-        let resolved = crate::dead_letters::resolve(&mut tx, dead, how, "", by).await?;
-        if resolved.len() != dead.len() {
-            return Ok(Retry::Changed);
-        }
+    // A requeue whose rows are no longer failed (a RetryFailedRows ran
+    // them meanwhile) has nothing to queue.
+    let nothing_left = dead.is_some() && files.is_empty();
+    if nothing_left || !crate::dead_letters::requeued(&mut tx, import_id, dead, attempt, by).await?
+    {
+        return Ok(Retry::Changed);
     }
     let mut queued = Vec::new();
     for f in files {
