@@ -5,7 +5,9 @@
 //! names who did it; a second requeue is harmless; its copy leaves the
 //! broker's dead-letter queue. An all-or-nothing import's dead letter is
 //! refused a requeue and discarded with a reason. Plain users may do
-//! neither.
+//! neither. Several dead chunks of one import make one new attempt;
+//! RetryFailedRows takes an import's dead letters along; the CLI lists,
+//! requeues and discards.
 
 use std::time::Duration;
 
@@ -369,5 +371,62 @@ async fn retrying_the_failed_rows_takes_the_dead_letters_along() -> anyhow::Resu
     assert_eq!(again.already_resolved_chunk_ids, vec![chunk]);
     assert_eq!(get(&mut client, &id).await?.attempt, 2);
     broker.close().await?;
+    env.finish().await
+}
+
+/// Runs `passare-imports <args>` against the test's server as a super
+/// admin: its exit status and output.
+fn cli(env: &TestEnv, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = std::process::Command::new(binary()?)
+        .args(args)
+        .args(["--server", &env.url(), "--token", &env.token(&ADMIN)])
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_refuses_and_discards_dead_letters() -> anyhow::Result<()> {
+    let env = TestEnv::start(options()).await?;
+    let mut client = env.client().await?;
+    let (id, lock) =
+        with_a_dead_chunk(&env, &mut client, pb::FailurePolicy::StopOnFirstError, 11).await?;
+    lock.release().await?;
+    wait_terminal(&mut client, &id).await?;
+    let chunk = dead_letters(&mut client, false)
+        .await?
+        .first()
+        .map(|d| d.chunk_id.to_string())
+        .unwrap_or_default();
+
+    let org = ORG.to_string();
+    let (ok, listed) = cli(&env, &["dead-letters", "--org", &org])?;
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&format!("chunk {chunk} ")) && listed.contains("waiting"),
+        "{listed}"
+    );
+    let (ok, refused) = cli(&env, &["requeue-dead-letters", &chunk])?;
+    assert!(!ok, "an all-or-nothing import is not requeued: {refused}");
+    let (ok, discarded) = cli(
+        &env,
+        &["discard-dead-letters", "--reason", "sent again", &chunk],
+    )?;
+    assert!(ok, "{discarded}");
+    assert!(
+        discarded.contains(&format!("discarded chunks [{chunk}]")),
+        "{discarded}"
+    );
+    let (_, waiting) = cli(&env, &["dead-letters"])?;
+    assert!(waiting.contains("no dead letter waiting"), "{waiting}");
+    let (_, all) = cli(&env, &["dead-letters", "--all"])?;
+    assert!(
+        all.contains("discarded by") && all.contains("sent again"),
+        "{all}"
+    );
     env.finish().await
 }
