@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::App;
 use crate::dead_queue;
-use crate::error::{ApiError, FieldViolation, not_retryable, purged};
+use crate::error::{ApiError, Precondition, not_retryable, purged};
 use crate::history;
 use crate::identity::Caller;
 use crate::start::publish;
@@ -47,20 +47,29 @@ async fn letters(app: &App, chunk_ids: &[i64]) -> Result<Vec<DeadLetter>, ApiErr
         .copied()
         .filter(|c| !known.contains(c))
         .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::InvalidArgument {
-            reason: "NOT_A_DEAD_LETTER",
-            message: format!("chunks {unknown:?} are not dead letters (see ListDeadLetters)"),
-            violations: unknown
-                .iter()
-                .map(|c| FieldViolation {
-                    field: "chunk_ids".into(),
-                    description: format!("chunk {c} was never given up"),
-                })
-                .collect(),
-        });
+    if unknown.is_empty() {
+        return Ok(found);
     }
-    Ok(found)
+    let exist = dead_letters::existing_chunks(&mut *app.db.conn().await?, &unknown).await?;
+    if let Some(absent) = unknown.iter().find(|c| !exist.contains(c)) {
+        return Err(ApiError::not_found("chunk", absent));
+    }
+    Err(ApiError::FailedPrecondition {
+        reason: "NOT_A_DEAD_LETTER",
+        message: format!(
+            "chunks {unknown:?} were never given up, so there is nothing to requeue or discard (see ListDeadLetters)"
+        ),
+        preconditions: unknown
+            .iter()
+            .map(|c| Precondition {
+                kind: "STATE".into(),
+                subject: format!("chunks/{c}"),
+                description: "the chunk is not dead-lettered".into(),
+            })
+            .collect(),
+        violations: vec![],
+        info: vec![],
+    })
 }
 
 /// Why a dead letter's import cannot run its rows again, if it cannot.

@@ -181,3 +181,16 @@ pub async fn requeued_into(
     .fetch_all(conn)
     .await?)
 }
+
+/// Which of these chunks exist (dead-lettered or not).
+pub async fn existing_chunks(
+    conn: &mut PgConnection,
+    chunk_ids: &[i64],
+) -> Result<Vec<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM chunks WHERE id = ANY($1) ORDER BY id")
+            .bind(chunk_ids)
+            .fetch_all(conn)
+            .await?,
+    )
+}

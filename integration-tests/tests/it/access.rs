@@ -709,7 +709,7 @@ async fn call(
             c.list_dead_letters(pb::ListDeadLettersRequest::default())
                 .await?;
         }
-        // No chunk of these tests was given up: staff are told so.
+        // No chunk of that id exists: staff are told so.
         Rpc::RequeueDeadLetters => {
             c.requeue_dead_letters(pb::RequeueDeadLettersRequest {
                 chunk_ids: vec![NO_CHUNK],
@@ -861,7 +861,6 @@ const OK: Code = Code::Ok;
 const PD: Code = Code::PermissionDenied;
 const NF: Code = Code::NotFound;
 const FP: Code = Code::FailedPrecondition;
-const IA: Code = Code::InvalidArgument;
 /// A chunk id no test ever creates.
 const NO_CHUNK: i64 = 999_999_999;
 
@@ -904,8 +903,8 @@ fn matrix() -> Vec<(Rpc, Target, [Code; 7])> {
         (GetQueueMonitor,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (ListWorkers,       Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (ListDeadLetters,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
-        (RequeueDeadLetters, Unknown, [UA, UA, UA, UA, PD, IA, IA]),
-        (DiscardDeadLetters, Unknown, [UA, UA, UA, UA, PD, IA, IA]),
+        (RequeueDeadLetters, Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (DiscardDeadLetters, Unknown, [UA, UA, UA, UA, PD, NF, NF]),
         (CreateImport,      Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Unknown, [UA, UA, UA, UA, PD, NF, NF]),

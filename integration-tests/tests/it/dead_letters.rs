@@ -195,7 +195,18 @@ async fn a_dead_letter_is_listed_requeued_once_and_loaded_exactly_once() -> anyh
     let unknown = requeue(&mut client, &[dead.chunk_id + 10_000])
         .await
         .expect_err("unknown");
-    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    // A chunk that loaded is no dead letter.
+    let loaded = count(
+        &env.db,
+        &format!("SELECT min(id) FROM chunks WHERE import_id = '{id}' AND seq = 1"),
+    )
+    .await?;
+    let alive = requeue(&mut client, &[loaded])
+        .await
+        .expect_err("not dead-lettered");
+    assert_eq!(alive.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_reason(&alive), "NOT_A_DEAD_LETTER");
     broker.close().await?;
     env.finish().await
 }
