@@ -306,6 +306,28 @@ async fn several_dead_letters_of_one_import_make_one_new_attempt() -> anyhow::Re
     assert_eq!(chunks.len(), 2, "{ours:#?}");
     let others = client.list_dead_letters(of(ORG + 1)).await?.into_inner();
     assert!(others.dead_letters.is_empty(), "{others:#?}");
+    // Paged newest first, one at a time.
+    let first = client
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            page_size: 1,
+            ..of(ORG)
+        })
+        .await?
+        .into_inner();
+    let second = client
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            page_size: 1,
+            page_token: first.next_page_token.clone(),
+            ..of(ORG)
+        })
+        .await?
+        .into_inner();
+    let paged: Vec<i64> = [&first, &second]
+        .iter()
+        .flat_map(|p| p.dead_letters.iter().map(|d| d.chunk_id))
+        .collect();
+    assert_eq!(paged, vec![chunks[1], chunks[0]]);
+    assert!(second.next_page_token.is_empty(), "{second:#?}");
 
     let done = requeue(&mut client, &chunks).await?;
     assert_eq!(done.imports.len(), 1, "one import, one new attempt");
