@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use passare_imports_cli::client;
+use passare_imports_integration_tests::broker;
 use passare_imports_integration_tests::scrapes::free_addr;
+use passare_imports_integration_tests::table_lock::TableLock;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use prost::Message;
@@ -76,13 +78,12 @@ async fn receiver(received: Received) -> anyhow::Result<std::net::SocketAddr> {
 /// A test service whose server and worker processes export spans to a
 /// receiver of this test; returns the service, a client of its server and
 /// what the receiver got.
-async fn traced_service(chunk_rows: u64) -> anyhow::Result<(TestEnv, client::Client, Received)> {
+async fn traced_service(options: Options) -> anyhow::Result<(TestEnv, client::Client, Received)> {
     let received: Received = Arc::default();
     let otlp = receiver(received.clone()).await?;
     let mut env = TestEnv::start(Options {
-        chunk_rows,
         in_process_workers: 0,
-        ..Options::default()
+        ..options
     })
     .await?;
     env.organization(ORG).await?;
@@ -168,7 +169,11 @@ async fn wait_for_spans(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Result<()> {
-    let (env, mut client, received) = traced_service(500).await?;
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 500,
+        ..Options::default()
+    })
+    .await?;
     let (id, _) = env
         .draft_with_file(
             &mut client,
@@ -205,7 +210,11 @@ async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_of_failed_rows_joins_the_retry_calls_trace() -> anyhow::Result<()> {
-    let (env, mut client, received) = traced_service(50).await?;
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 50,
+        ..Options::default()
+    })
+    .await?;
     let mut rows = generated_rows(200, 7);
     rows[10][5] = "2024-13-01".into();
     let (id, _) = env
@@ -249,5 +258,65 @@ async fn a_retry_of_failed_rows_joins_the_retry_calls_trace() -> anyhow::Result<
     ];
     let chunks = wait_for_spans(&received, RETRY_TRACE_ID, &want).await?;
     assert_eq!(chunks, 1, "the retry's one chunk, in the retry's trace");
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_carries_its_imports_trace_context() -> anyhow::Result<()> {
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 100,
+        retry_max_attempts: 2,
+        retry_base_ms: 200,
+        chunk_timeout_ms: 700,
+        ..Options::default()
+    })
+    .await?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv(200, 7)?,
+        )
+        .await?;
+    // The first chunk cannot write (the table is locked) and is given up.
+    let lock = TableLock::take(&env).await?;
+    let start = pb::StartImportRequest {
+        import_id: id.clone(),
+        failure_policy: 0,
+    };
+    client.start_import(in_trace(start, TRACE_ID)?).await?;
+    let broker = broker::Broker::connect(&env).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (dead, trace) = loop {
+        match broker.take_dead_letter_traced().await {
+            Ok(got) => break got,
+            Err(e) if Instant::now() > deadline => return Err(e.context("no dead letter")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    lock.release().await?;
+    let passare_imports_domain::messages::DeadChunk::V1 { chunk, .. } = dead;
+    let passare_imports_domain::messages::ChunkMessage::V1 { import_id, .. } = chunk;
+    assert_eq!(import_id.to_string(), id);
+    let parent = trace.get("traceparent").cloned().unwrap_or_default();
+    assert!(
+        parent.starts_with(&format!("00-{TRACE_ID}-")),
+        "the dead letter's traceparent: {trace:?}"
+    );
+    broker.close().await?;
+    wait_for_spans(
+        &received,
+        TRACE_ID,
+        &[("passare-imports-worker", "chunk.dead_letter")],
+    )
+    .await?;
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(
+        state(&done),
+        pb::ImportState::CompletedWithErrors,
+        "{done:?}"
+    );
     env.finish().await
 }
