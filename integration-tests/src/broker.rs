@@ -166,6 +166,13 @@ impl Broker {
 
     /// Takes the oldest message of the dead-letter queue.
     pub async fn take_dead_letter(&self) -> anyhow::Result<DeadChunk> {
+        Ok(self.take_dead_letter_traced().await?.0)
+    }
+
+    /// The next dead letter, with the trace context its headers carry.
+    pub async fn take_dead_letter_traced(
+        &self,
+    ) -> anyhow::Result<(DeadChunk, passare_imports_queue::TraceHeaders)> {
         let channel = self.conn.create_channel().await?;
         let got = channel
             .basic_get(
@@ -175,7 +182,8 @@ impl Broker {
             .await?
             .context("no dead-lettered message")?;
         let _ = channel.close(200, "done".into()).await;
-        Ok(serde_json::from_slice(&got.delivery.data)?)
+        let trace = passare_imports_queue::trace_headers(&got.delivery);
+        Ok((serde_json::from_slice(&got.delivery.data)?, trace))
     }
 
     pub async fn close(self) -> anyhow::Result<()> {

@@ -216,7 +216,10 @@ pub struct Config {
     /// Organizations with the most waiting chunks that get a backlog series
     /// of their own (the `organization` label); the rest are in the totals.
     pub metrics_top_organizations: usize,
-    /// `text` or `json` log lines.
+    /// `text` or `json` log lines. Traces are not configured here: the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`,
+    /// `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*` … variables are read as they are
+    /// (`observability::traces`, README, docs/monitoring.md).
     pub log_format: String,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log: String,

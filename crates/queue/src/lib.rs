@@ -378,12 +378,17 @@ impl WorkChannel {
     }
 
     /// Publishes a chunk the workers gave up on to the dead-letter queue, for
-    /// inspection (confirmed).
-    pub async fn dead_letter(&self, dead: &DeadChunk) -> Result<(), QueueError> {
+    /// inspection (confirmed), with the trace context of the attempt that
+    /// gave up (`trace`, empty when traces are off) in its headers.
+    pub async fn dead_letter(
+        &self,
+        dead: &DeadChunk,
+        trace: &TraceHeaders,
+    ) -> Result<(), QueueError> {
         let queue = self.config.dead_queue();
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
             confirmed(
-                publish_confirmed(&self.channel, &queue, dead, &TraceHeaders::new())
+                publish_confirmed(&self.channel, &queue, dead, trace)
                     .await?
                     .await?,
                 &queue,
@@ -429,5 +434,16 @@ mod tests {
         assert_eq!(c.dead_queue(), "t1.dead");
         assert!(c.queue_args(true).inner().contains_key("x-delivery-limit"));
         assert!(!c.queue_args(false).inner().contains_key("x-delivery-limit"));
+    }
+
+    #[test]
+    fn messages_carry_the_trace_context_in_their_headers() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = TraceHeaders::from([("traceparent".to_string(), parent.to_string())]);
+        let props = persistent(&trace);
+        let headers = props.headers().as_ref().map(|h| h.inner().clone());
+        let value = headers.and_then(|h| h.get("traceparent").cloned());
+        assert_eq!(value, Some(AMQPValue::LongString(parent.into())));
+        assert!(persistent(&TraceHeaders::new()).headers().is_none());
     }
 }

@@ -111,7 +111,6 @@ pub async fn set_failure_policy(
     Ok(())
 }
 
-/// Marks an import changed now (a file was added or removed).
 /// Records the trace context of the call that started the import.
 pub async fn set_trace_context(
     conn: &mut PgConnection,
@@ -140,6 +139,7 @@ pub async fn trace_context(
     )
 }
 
+/// Marks an import changed now (a file was added or removed).
 pub async fn touch(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
     exec::run(
         conn,

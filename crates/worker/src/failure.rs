@@ -11,12 +11,15 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use passare_imports_app::Config;
 use passare_imports_app::app::host_name;
+use passare_imports_app::observability::traces;
 use passare_imports_domain::messages::{ChunkMessage, DeadChunk};
 use passare_imports_queue::WorkChannel;
 use passare_imports_storage::StorageError;
 use passare_imports_store::failures::{self, NewFailure};
+use passare_imports_store::imports;
 use passare_imports_store::load::{self, GaveUp};
 use passare_imports_store::{FailureOutcome, StoreError};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{Step, telemetry};
@@ -248,7 +251,13 @@ impl crate::Worker {
         );
         if !matches!(gave_up, GaveUp::Nothing(_)) {
             telemetry::chunk(of.kind, "failed");
-            self.dead_letter(channel, of, failure).await;
+            // The import's trace, so the dead letter joins it (best effort).
+            let traceparent = imports::trace_context(&mut conn, of.import_id)
+                .await
+                .ok()
+                .flatten();
+            self.dead_letter(channel, of, failure, traceparent.as_deref())
+                .await;
         }
         Ok(Step::Next)
     }
@@ -291,7 +300,15 @@ impl crate::Worker {
 
     /// Publishes a chunk given up to the dead-letter queue for inspection;
     /// the database row is the record, so a failure to publish is logged.
-    async fn dead_letter(&self, channel: &WorkChannel, of: &AttemptOf, failure: &NewFailure) {
+    /// The message carries the import's trace context (`traceparent`, the
+    /// call that started it) in its headers, under a span of its own.
+    async fn dead_letter(
+        &self,
+        channel: &WorkChannel,
+        of: &AttemptOf,
+        failure: &NewFailure,
+        traceparent: Option<&str>,
+    ) {
         let chunk_id = failure.chunk_id;
         let dead = DeadChunk::V1 {
             chunk: ChunkMessage::V1 {
@@ -306,7 +323,18 @@ impl crate::Worker {
             message: failure.message.clone(),
             worker: self.name.clone(),
         };
-        match channel.dead_letter(&dead).await {
+        let span = tracing::info_span!(
+            "chunk.dead_letter",
+            otel.kind = "producer",
+            import_id = %of.import_id,
+            org_id = of.organization_id,
+            chunk = of.seq,
+            chunk_id,
+            trace_id = tracing::field::Empty,
+        );
+        traces::continue_traceparent(&span, traceparent);
+        let trace = traces::carrier_of(&span);
+        match channel.dead_letter(&dead, &trace).instrument(span).await {
             Ok(()) => telemetry::dead_lettered(of.kind),
             Err(q) => {
                 tracing::warn!(chunk_id, error = %q, "publishing to the dead-letter queue failed; the failure is recorded in the database")

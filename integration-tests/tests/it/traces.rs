@@ -2,9 +2,10 @@
 //! test, a server and a worker process export spans over OTLP/HTTP; the
 //! StartImport call (continuing the caller's own trace context), the
 //! analysis it queued, the notice, the drain and every chunk's phases of
-//! that import share one trace id, from both services.
+//! that import share one trace id, from both services; a RetryFailedRows
+//! call's retry chunks join that call's trace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use passare_imports_cli::client;
+use passare_imports_integration_tests::broker;
 use passare_imports_integration_tests::scrapes::free_addr;
+use passare_imports_integration_tests::table_lock::TableLock;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use prost::Message;
@@ -24,6 +27,8 @@ use prost::Message;
 const ORG: i64 = 1042;
 /// The caller's own trace (W3C `traceparent`): the import's work joins it.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The trace of a RetryFailedRows call.
+const RETRY_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// A received span: service, name, trace id.
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -70,14 +75,15 @@ async fn receiver(received: Received) -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Result<()> {
+/// A test service whose server and worker processes export spans to a
+/// receiver of this test; returns the service, a client of its server and
+/// what the receiver got.
+async fn traced_service(options: Options) -> anyhow::Result<(TestEnv, client::Client, Received)> {
     let received: Received = Arc::default();
     let otlp = receiver(received.clone()).await?;
     let mut env = TestEnv::start(Options {
-        chunk_rows: 500,
         in_process_workers: 0,
-        ..Options::default()
+        ..options
     })
     .await?;
     env.organization(ORG).await?;
@@ -99,56 +105,49 @@ async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Re
     let mut worker_env = otel("passare-imports-worker");
     worker_env.push(("IMPORTS_WORKER_OPS_ADDR".into(), worker_ops.to_string()));
     env.spawn_listening("work", worker_env, worker_ops).await?;
+    let client = client::connect(&format!("http://{grpc}"), &env.token(&ADMIN)).await?;
+    Ok((env, client, received))
+}
 
-    let mut client = client::connect(&format!("http://{grpc}"), &env.token(&ADMIN)).await?;
-    let (id, _) = env
-        .draft_with_file(
-            &mut client,
-            ORG,
-            pb::FailurePolicy::ImportValidRows,
-            "cases.csv",
-            &cases_csv(2_000, 31)?,
-        )
-        .await?;
-    let mut start = tonic::Request::new(pb::StartImportRequest {
-        import_id: id.clone(),
-        failure_policy: 0,
-    });
-    start.metadata_mut().insert(
+/// A request carrying the caller's trace context for `trace_id`.
+fn in_trace<T>(message: T, trace_id: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
         "traceparent",
-        format!("00-{TRACE_ID}-00f067aa0ba902b7-01").parse()?,
+        format!("00-{trace_id}-00f067aa0ba902b7-01").parse()?,
     );
-    client.start_import(start).await?;
-    let done = wait_terminal(&mut client, &id).await?;
-    assert_eq!(state(&done), pb::ImportState::Completed, "{done:?}");
+    Ok(request)
+}
 
+/// Waits (bounded) until spans of every `(service, name)` of `want` with
+/// `trace_id` were received; returns how many `chunk` spans the worker
+/// sent in that trace.
+async fn wait_for_spans(
+    received: &Received,
+    trace_id: &str,
+    want: &[(&str, &str)],
+) -> anyhow::Result<usize> {
     // The batch exporters send within a few hundred milliseconds.
-    let want = [
-        ("passare-imports-server", "start_import"),
-        ("passare-imports-worker", "analysis"),
-        ("passare-imports-worker", "drain"),
-        ("passare-imports-worker", "chunk"),
-        ("passare-imports-worker", "chunk.parse"),
-        ("passare-imports-worker", "chunk.check"),
-        ("passare-imports-worker", "chunk.write"),
-    ];
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let of_trace: BTreeSet<(String, String)> = received
+        let of_trace: Vec<(String, String)> = received
             .lock()
             .map(|all| {
                 all.iter()
-                    .filter(|(_, _, trace)| trace == TRACE_ID)
+                    .filter(|(_, _, trace)| trace == trace_id)
                     .map(|(service, name, _)| (service.clone(), name.clone()))
                     .collect()
             })
             .unwrap_or_default();
         let missing: Vec<_> = want
             .iter()
-            .filter(|(s, n)| !of_trace.contains(&(s.to_string(), n.to_string())))
+            .filter(|(s, n)| !of_trace.iter().any(|(a, b)| a == s && b == n))
             .collect();
         if missing.is_empty() {
-            break;
+            return Ok(of_trace
+                .iter()
+                .filter(|(s, n)| s == "passare-imports-worker" && n == "chunk")
+                .count());
         }
         if Instant::now() > deadline {
             let seen: BTreeMap<(String, String), usize> = received
@@ -162,21 +161,162 @@ async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Re
                     m
                 })
                 .unwrap_or_default();
-            anyhow::bail!("spans of trace {TRACE_ID} missing: {missing:?}; received {seen:?}");
+            anyhow::bail!("spans of trace {trace_id} missing: {missing:?}; received {seen:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let chunks = received
-        .lock()
-        .map(|all| {
-            all.iter()
-                .filter(|(s, n, t)| s == "passare-imports-worker" && n == "chunk" && t == TRACE_ID)
-                .count()
-        })
-        .unwrap_or_default();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_one_trace_across_the_server_and_the_worker() -> anyhow::Result<()> {
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 500,
+        ..Options::default()
+    })
+    .await?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv(2_000, 31)?,
+        )
+        .await?;
+    let start = pb::StartImportRequest {
+        import_id: id.clone(),
+        failure_policy: 0,
+    };
+    client.start_import(in_trace(start, TRACE_ID)?).await?;
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(state(&done), pb::ImportState::Completed, "{done:?}");
+
+    let want = [
+        ("passare-imports-server", "start_import"),
+        ("passare-imports-worker", "analysis"),
+        ("passare-imports-worker", "drain"),
+        ("passare-imports-worker", "chunk"),
+        ("passare-imports-worker", "chunk.parse"),
+        ("passare-imports-worker", "chunk.check"),
+        ("passare-imports-worker", "chunk.write"),
+    ];
+    let chunks = wait_for_spans(&received, TRACE_ID, &want).await?;
     assert!(
         chunks >= 4,
         "one chunk span per chunk of the import: {chunks}"
+    );
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_failed_rows_joins_the_retry_calls_trace() -> anyhow::Result<()> {
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 50,
+        ..Options::default()
+    })
+    .await?;
+    let mut rows = generated_rows(200, 7);
+    rows[10][5] = "2024-13-01".into();
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv_of(&rows),
+        )
+        .await?;
+    let start = pb::StartImportRequest {
+        import_id: id.clone(),
+        failure_policy: 0,
+    };
+    client.start_import(in_trace(start, TRACE_ID)?).await?;
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(
+        state(&done),
+        pb::ImportState::CompletedWithErrors,
+        "{done:?}"
+    );
+
+    // The row is still wrong: the retry fails it again, in the retry's trace.
+    let retry = pb::RetryFailedRowsRequest {
+        import_id: id.clone(),
+    };
+    client
+        .retry_failed_rows(in_trace(retry, RETRY_TRACE_ID)?)
+        .await?;
+    let again = wait_terminal(&mut client, &id).await?;
+    assert_eq!(
+        state(&again),
+        pb::ImportState::CompletedWithErrors,
+        "{again:?}"
+    );
+    let want = [
+        ("passare-imports-server", "retry_failed_rows"),
+        ("passare-imports-worker", "chunk"),
+        ("passare-imports-worker", "chunk.write"),
+    ];
+    let chunks = wait_for_spans(&received, RETRY_TRACE_ID, &want).await?;
+    assert_eq!(chunks, 1, "the retry's one chunk, in the retry's trace");
+    env.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_carries_its_imports_trace_context() -> anyhow::Result<()> {
+    let (env, mut client, received) = traced_service(Options {
+        chunk_rows: 100,
+        retry_max_attempts: 2,
+        retry_base_ms: 200,
+        chunk_timeout_ms: 700,
+        ..Options::default()
+    })
+    .await?;
+    let (id, _) = env
+        .draft_with_file(
+            &mut client,
+            ORG,
+            pb::FailurePolicy::ImportValidRows,
+            "cases.csv",
+            &cases_csv(200, 7)?,
+        )
+        .await?;
+    // The first chunk cannot write (the table is locked) and is given up.
+    let lock = TableLock::take(&env).await?;
+    let start = pb::StartImportRequest {
+        import_id: id.clone(),
+        failure_policy: 0,
+    };
+    client.start_import(in_trace(start, TRACE_ID)?).await?;
+    let broker = broker::Broker::connect(&env).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (dead, trace) = loop {
+        match broker.take_dead_letter_traced().await {
+            Ok(got) => break got,
+            Err(e) if Instant::now() > deadline => return Err(e.context("no dead letter")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    lock.release().await?;
+    let passare_imports_domain::messages::DeadChunk::V1 { chunk, .. } = dead;
+    let passare_imports_domain::messages::ChunkMessage::V1 { import_id, .. } = chunk;
+    assert_eq!(import_id.to_string(), id);
+    let parent = trace.get("traceparent").cloned().unwrap_or_default();
+    assert!(
+        parent.starts_with(&format!("00-{TRACE_ID}-")),
+        "the dead letter's traceparent: {trace:?}"
+    );
+    broker.close().await?;
+    wait_for_spans(
+        &received,
+        TRACE_ID,
+        &[("passare-imports-worker", "chunk.dead_letter")],
+    )
+    .await?;
+    let done = wait_terminal(&mut client, &id).await?;
+    assert_eq!(
+        state(&done),
+        pb::ImportState::CompletedWithErrors,
+        "{done:?}"
     );
     env.finish().await
 }

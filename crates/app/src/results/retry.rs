@@ -4,13 +4,15 @@
 //! numbers; then queued as the import's next attempt.
 
 use passare_imports_domain::results::RecordFile;
-use passare_imports_store::entities::imports;
+use passare_imports_store::entities::imports as import_rows;
+use passare_imports_store::imports;
 use passare_imports_store::results::{self, Retry, RetryFile};
 use passare_imports_store::{PgConnection, Requester, files};
 
 use super::files::{FileResults, failed_rows_of_chunk};
 use crate::app::App;
 use crate::error::ApiError;
+use crate::observability::traces;
 
 /// Builds the retry file of every file with still-failed rows and queues
 /// them as the import's next attempt; with `dead`, only the rows of those
@@ -19,7 +21,7 @@ use crate::error::ApiError;
 pub(crate) async fn build_and_queue(
     app: &App,
     conn: &mut PgConnection,
-    import: &imports::Model,
+    import: &import_rows::Model,
     by: &Requester,
     dead: Option<&[i64]>,
 ) -> Result<Retry, ApiError> {
@@ -35,6 +37,13 @@ pub(crate) async fn build_and_queue(
             planned.push(file);
         }
     }
+    // The retry's chunks join this call's trace (when traces are on): set
+    // before they are queued, so no worker loads one without it.
+    if !planned.is_empty()
+        && let Some(traceparent) = traces::traceparent_of(&tracing::Span::current())
+    {
+        imports::set_trace_context(conn, import.id, &traceparent).await?;
+    }
     let outcome = results::queue_retry(conn, import.id, &planned, built_at, by, dead).await?;
     if !matches!(outcome, Retry::Queued { .. }) {
         for p in &planned {
@@ -48,7 +57,7 @@ pub(crate) async fn build_and_queue(
 async fn retry_file(
     app: &App,
     conn: &mut PgConnection,
-    import: &imports::Model,
+    import: &import_rows::Model,
     f: &FileResults,
     dead: Option<&[i64]>,
 ) -> Result<Option<RetryFile>, ApiError> {
