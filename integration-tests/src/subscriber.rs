@@ -1,7 +1,7 @@
 //! Another Passare service listening to record events, as
 //! docs/record-events.md tells one to: a durable queue of its own bound to
 //! the records exchange by a routing pattern, messages decoded as
-//! `passare.imports.events.v1.RecordEvent`.
+//! `passare.imports.events.v1.RecordEventBatch`, one event each.
 
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,13 @@ pub struct Subscriber {
     queue: String,
 }
 
-/// One event as delivered.
+/// One event as delivered, with the message (batch) it came in.
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub routing_key: String,
+    /// The message's id: its batch's.
     pub message_id: String,
+    pub batch_id: String,
     pub event: ev::RecordEvent,
 }
 
@@ -94,16 +96,21 @@ impl Subscriber {
             match message {
                 Some(m) => {
                     let d = m.delivery;
-                    got.push(Delivered {
-                        routing_key: d.routing_key.to_string(),
-                        message_id: d
-                            .properties
-                            .message_id()
-                            .as_ref()
-                            .map(|s| s.to_string())
-                            .unwrap_or_default(),
-                        event: ev::RecordEvent::decode(d.data.as_slice())?,
-                    });
+                    let batch = ev::RecordEventBatch::decode(d.data.as_slice())?;
+                    let message_id = d
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    for event in batch.events {
+                        got.push(Delivered {
+                            routing_key: d.routing_key.to_string(),
+                            message_id: message_id.clone(),
+                            batch_id: batch.batch_id.clone(),
+                            event,
+                        });
+                    }
                     d.ack(BasicAckOptions::default()).await?;
                     last = Instant::now();
                 }

@@ -1,7 +1,8 @@
 //! A small consumer of Passare Imports' record events, the shape another
 //! Passare service follows (docs/record-events.md): its own durable queue
-//! bound to the records exchange by a routing pattern, events decoded from
-//! protobuf, acknowledged once applied, de-duplicated by event id.
+//! bound to the records exchange by a routing pattern, each message a batch
+//! of events decoded from protobuf, acknowledged once its events are
+//! applied, events de-duplicated by id.
 //!
 //! ```sh
 //! cargo run -p passare-imports-cli --example record_consumer -- \
@@ -22,7 +23,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use passare_imports_proto::events::v1::{RecordEvent, RecordOutcome};
+use passare_imports_proto::events::v1::{RecordEvent, RecordEventBatch, RecordOutcome};
 use prost::Message;
 
 /// Event ids remembered for de-duplication (the relay delivers at least
@@ -103,18 +104,26 @@ async fn main() -> anyhow::Result<()> {
     let mut order = VecDeque::new();
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
-        match RecordEvent::decode(delivery.data.as_slice()) {
-            Ok(event) if seen.insert(event.event_id.clone()) => {
-                apply(&delivery.routing_key.to_string(), &event);
-                order.push_back(event.event_id);
-                if order.len() > REMEMBERED
-                    && let Some(old) = order.pop_front()
-                {
-                    seen.remove(&old);
-                }
+        let batch = match RecordEventBatch::decode(delivery.data.as_slice()) {
+            Ok(batch) => batch,
+            Err(e) => {
+                eprintln!("not a RecordEventBatch ({e}); skipped");
+                delivery.ack(BasicAckOptions::default()).await?;
+                continue;
             }
-            Ok(event) => eprintln!("duplicate {} skipped", event.event_id),
-            Err(e) => eprintln!("not a RecordEvent ({e}); skipped"),
+        };
+        for event in batch.events {
+            if !seen.insert(event.event_id.clone()) {
+                eprintln!("duplicate {} skipped", event.event_id);
+                continue;
+            }
+            apply(&delivery.routing_key.to_string(), &event);
+            order.push_back(event.event_id);
+            if order.len() > REMEMBERED
+                && let Some(old) = order.pop_front()
+            {
+                seen.remove(&old);
+            }
         }
         delivery.ack(BasicAckOptions::default()).await?;
     }

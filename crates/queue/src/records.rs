@@ -64,7 +64,9 @@ impl RecordChannel {
                 let properties = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type(ShortString::from("application/x-protobuf"))
-                    .with_type(ShortString::from("passare.imports.events.v1.RecordEvent"))
+                    .with_type(ShortString::from(
+                        "passare.imports.events.v1.RecordEventBatch",
+                    ))
                     .with_message_id(ShortString::from(e.message_id.as_str()));
                 let confirm = self
                     .channel

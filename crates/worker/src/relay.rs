@@ -1,81 +1,28 @@
 //! The record events' relay (docs/record-events.md): one worker at a time
 //! (an advisory lock held on a session of its own; the others stand by)
-//! publishes the outbox in commit order to the records exchange, confirmed,
-//! then deletes what the broker confirmed. Woken by a PostgreSQL notice when
+//! publishes the outbox in commit order to the records exchange — one
+//! message per outbox row, a chunk's events of one outcome — confirmed, then
+//! deletes what the broker confirmed. Woken by a PostgreSQL notice when
 //! a write adds events, and every second regardless. A lost broker or
 //! database connection ends the round; the events stay in the outbox and
 //! the next round publishes them again (consumers de-duplicate by event id).
 
 use std::time::Duration;
 
-use passare_imports_proto::events::v1 as ev;
 use passare_imports_queue::records::{OutgoingEvent, RecordChannel};
 use passare_imports_store::analysis_jobs::Waiting;
-use passare_imports_store::events::{self, StoredEvent};
+use passare_imports_store::events::{self, StoredBatch};
 use passare_imports_store::locks;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
 
-/// Events published per confirmed batch.
-const BATCH: i64 = 1_000;
+/// Outbox rows (one chunk's events of one outcome each) per confirmed round.
+const BATCH: i64 = 100;
 /// Longest wait between two looks at the outbox.
 const POLL: Duration = Duration::from_secs(1);
 /// Wait before trying again after a failure, or for the lock.
 const STANDBY: Duration = Duration::from_secs(2);
-
-/// The protobuf message of a stored event.
-pub fn message(e: &StoredEvent) -> ev::RecordEvent {
-    let def = passare_imports_domain::catalog::find(&e.import_type);
-    let key_columns = def.map(|d| d.key_columns).unwrap_or_default();
-    let values: Vec<String> = serde_json::from_value(e.record_key.clone()).unwrap_or_default();
-    let key = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| ev::KeyPart {
-            column: key_columns.get(i).copied().unwrap_or_default().to_string(),
-            value,
-        })
-        .collect();
-    let changes = e
-        .changes
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(column, v)| ev::ColumnValue {
-                    column: column.clone(),
-                    value: v.as_str().map(str::to_string),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let outcome = match e.outcome.as_str() {
-        "created" => ev::RecordOutcome::Created,
-        _ => ev::RecordOutcome::Updated,
-    };
-    ev::RecordEvent {
-        event_id: e.event_id.to_string(),
-        organization_id: e.organization_id.to_string(),
-        import_type: e.import_type.clone(),
-        key,
-        outcome: outcome as i32,
-        import_id: e.import_id.to_string(),
-        file_id: e.file_id.to_string(),
-        row: e.row_number,
-        attempt: e.attempt,
-        changes,
-        commit_time: Some(prost_types::Timestamp {
-            seconds: e.committed_at.timestamp(),
-            nanos: e.committed_at.timestamp_subsec_nanos() as i32,
-        }),
-    }
-}
-
-/// The routing key of an event: `{organization}.{import_type}.{outcome}`.
-pub fn routing_key(e: &StoredEvent) -> String {
-    format!("{}.{}.{}", e.organization_id, e.import_type, e.outcome)
-}
 
 impl Worker {
     /// Until `shutdown`: relays record events while this worker holds the
@@ -141,22 +88,21 @@ impl Worker {
         result
     }
 
-    async fn publish(&self, channel: &RecordChannel, batch: &[StoredEvent]) -> anyhow::Result<()> {
-        let bodies: Vec<Vec<u8>> = batch.iter().map(|e| message(e).encode_to_vec()).collect();
+    async fn publish(&self, channel: &RecordChannel, batch: &[StoredBatch]) -> anyhow::Result<()> {
         let outgoing: Vec<OutgoingEvent<'_>> = batch
             .iter()
-            .zip(&bodies)
-            .map(|(e, body)| OutgoingEvent {
-                routing_key: routing_key(e),
-                message_id: e.event_id.to_string(),
-                body,
+            .map(|b| OutgoingEvent {
+                routing_key: b.routing_key(),
+                message_id: b.batch_id.to_string(),
+                body: &b.payload,
             })
             .collect();
         channel.publish(&outgoing).await?;
-        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        let ids: Vec<i64> = batch.iter().map(|b| b.id).collect();
         events::published(&mut *self.db.conn().await?, &ids).await?;
+        let records: u64 = batch.iter().map(|b| b.events.max(0) as u64).sum();
         metrics::counter!(passare_imports_app::observability::names::RECORD_EVENTS)
-            .increment(ids.len() as u64);
+            .increment(records);
         Ok(())
     }
 }

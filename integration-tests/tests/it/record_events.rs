@@ -59,7 +59,9 @@ async fn a_subscriber_gets_one_event_per_record_created_or_updated() -> anyhow::
     assert_eq!(ids.len(), got.len(), "every event has its own id");
     let sample = &got[0];
     assert_eq!(sample.routing_key, format!("{ORG}.cases.created"));
-    assert_eq!(sample.message_id, sample.event.event_id);
+    assert_eq!(sample.message_id, sample.batch_id);
+    let batches: BTreeSet<&str> = got.iter().map(|d| d.batch_id.as_str()).collect();
+    assert_eq!(batches.len(), 3, "one message per chunk write and outcome");
     assert_eq!(sample.event.outcome, ev::RecordOutcome::Created as i32);
     assert_eq!(sample.event.file_id, file.id);
     assert_eq!(sample.event.key.len(), 1);

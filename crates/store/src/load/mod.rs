@@ -216,7 +216,7 @@ pub async fn write_chunk(
         counts.stale = merged.stale;
         counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
         if w.record_events {
-            let events = record_events::of_chunk(job, w.parsed, merged);
+            let events = record_events::of_chunk(job, w.parsed, &merged);
             crate::events::record(&mut tx, record_events::source(job), events).await?;
         }
     }
