@@ -186,6 +186,15 @@ pub struct ArchiveSettings {
     pub retention_days: u32,
 }
 
+impl ArchiveSettings {
+    /// When a write that has failed `attempts` times before this one is
+    /// tried again.
+    fn next_attempt(&self, attempts: i32) -> chrono::DateTime<Utc> {
+        let delay = self.retry.delay_after((attempts + 1).max(1) as u32);
+        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+    }
+}
+
 impl Worker {
     /// Archives a chunk just written, from the batch in memory, in the
     /// background; a failure is recorded for the runner to retry.
@@ -229,8 +238,7 @@ impl Worker {
             Ok(mut conn) => match &written {
                 Ok(()) => archive::chunk_done(&mut conn, chunk_id, true).await,
                 Err(e) => {
-                    let delay = settings.retry.delay_after((attempts + 1).max(1) as u32);
-                    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    let at = settings.next_attempt(attempts);
                     tracing::warn!(chunk_id, error = %e, retry_at = %at, "archiving a chunk failed; it is tried again");
                     archive::chunk_failed(&mut conn, chunk_id, &e.to_string(), at)
                         .await
@@ -347,8 +355,7 @@ impl Worker {
             match copied {
                 Ok(()) => archive::original_done(&mut conn, file_id).await?,
                 Err(e) => {
-                    let delay = settings.retry.delay_after((attempts + 1).max(1) as u32);
-                    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    let at = settings.next_attempt(attempts);
                     tracing::warn!(%file_id, error = %e, retry_at = %at, "archiving an original failed; it is tried again");
                     archive::original_failed(&mut conn, file_id, &e.to_string(), at).await?;
                 }

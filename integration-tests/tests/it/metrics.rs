@@ -138,7 +138,9 @@ async fn every_process_exports_metrics_that_agree_with_the_database() -> anyhow:
         waiting.value(names::ORGANIZATION_WAITING_CHUNKS, &of_org),
         chunks
     );
-    assert!(waiting.value(names::OLDEST_WAITING_SECONDS, &[]) >= 0.0);
+    // Queued before this scrape: waiting for some time already.
+    assert!(waiting.value(names::OLDEST_WAITING_SECONDS, &[]) > 0.0);
+    assert!(waiting.value(names::ORGANIZATION_OLDEST_WAITING_SECONDS, &of_org) > 0.0);
     assert_eq!(waiting.value(names::IMPORTS, &[("state", "queued")]), 1.0);
     assert_eq!(
         waiting.value(names::UPLOAD_BYTES, &[("route", "stream")]),

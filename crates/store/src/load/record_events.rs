@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use passare_imports_domain::chunk::ParsedChunk;
+use arrow_array::ArrayRef;
+use passare_imports_domain::chunk::{ParsedChunk, cell_text};
 use passare_imports_domain::model::mask;
 use passare_imports_proto::events::v1 as ev;
 
@@ -26,7 +27,22 @@ pub(super) fn source(job: &ChunkJob) -> EventSource<'_> {
     }
 }
 
+/// A column of the chunk's batch, looked up once per chunk.
+struct Column<'a> {
+    name: &'static str,
+    array: Option<&'a ArrayRef>,
+    sensitive: bool,
+}
+
+impl Column<'_> {
+    fn text(&self, i: usize) -> Option<String> {
+        let v = cell_text(self.array?, i)?;
+        Some(if self.sensitive { mask(&v) } else { v })
+    }
+}
+
 /// The events of what `merged` wrote: (created, updated), in row order.
+/// Columns and row numbers are resolved once per chunk, not per cell.
 pub(super) fn of_chunk(
     job: &ChunkJob,
     parsed: &ParsedChunk,
@@ -34,11 +50,18 @@ pub(super) fn of_chunk(
 ) -> [(&'static str, Vec<ev::RecordEvent>); 2] {
     let def = job.def;
     let source = source(job);
-    let sensitive: Vec<&str> = def
-        .columns
-        .iter()
-        .filter(|c| c.sensitive)
-        .filter_map(|c| c.target)
+    let column = |name: &'static str| Column {
+        name,
+        array: parsed.batch.column_by_name(name),
+        sensitive: def
+            .columns
+            .iter()
+            .any(|c| c.sensitive && c.target == Some(name)),
+    };
+    let written: Vec<Column> = written_columns(def).into_iter().map(column).collect();
+    let keys: Vec<Column> = def.key_columns.iter().map(|k| column(k)).collect();
+    let rows: Vec<i64> = (0..parsed.batch.num_rows())
+        .map(|i| parsed.row_number(i) as i64)
         .collect();
     let now = chrono::Utc::now();
     let commit_time = prost_types::Timestamp {
@@ -50,53 +73,47 @@ pub(super) fn of_chunk(
         source.file_id.to_string(),
         source.organization_id.to_string(),
     );
-    let event = |i: usize, outcome: ev::RecordOutcome, columns: &[&str]| {
-        let row = parsed.row_number(i) as i64;
-        ev::RecordEvent {
-            event_id: event_id(source.import_id, source.chunk_id, row).to_string(),
-            organization_id: org.clone(),
-            import_type: def.key.to_string(),
-            key: def
-                .key_columns
-                .iter()
-                .map(|k| ev::KeyPart {
-                    column: k.to_string(),
-                    value: parsed.text(k, i).unwrap_or_default(),
-                })
-                .collect(),
-            outcome: outcome as i32,
-            import_id: import_id.clone(),
-            file_id: file_id.clone(),
-            row,
-            attempt: source.attempt,
-            changes: columns
-                .iter()
-                .map(|c| ev::ColumnValue {
-                    column: c.to_string(),
-                    value: parsed
-                        .text(c, i)
-                        .map(|v| if sensitive.contains(c) { mask(&v) } else { v }),
-                })
-                .collect(),
-            commit_time: Some(commit_time),
-        }
+    let event = |i: usize, outcome: ev::RecordOutcome, columns: &[&Column]| ev::RecordEvent {
+        event_id: event_id(source.import_id, source.chunk_id, rows[i]).to_string(),
+        organization_id: org.clone(),
+        import_type: def.key.to_string(),
+        key: keys
+            .iter()
+            .map(|k| ev::KeyPart {
+                column: k.name.to_string(),
+                value: k.text(i).unwrap_or_default(),
+            })
+            .collect(),
+        outcome: outcome as i32,
+        import_id: import_id.clone(),
+        file_id: file_id.clone(),
+        row: rows[i],
+        attempt: source.attempt,
+        changes: columns
+            .iter()
+            .map(|c| ev::ColumnValue {
+                column: c.name.to_string(),
+                value: c.text(i),
+            })
+            .collect(),
+        commit_time: Some(commit_time),
     };
-    let columns = written_columns(def);
+    let all: Vec<&Column> = written.iter().collect();
     let created = merged
         .created_rows
         .iter()
-        .map(|&i| event(i, ev::RecordOutcome::Created, &columns))
+        .map(|&i| event(i, ev::RecordOutcome::Created, &all))
         .collect();
     let mut updated = Vec::with_capacity(merged.updated_rows.len());
     if !merged.updated_rows.is_empty() {
-        let index: HashMap<i64, usize> = (0..parsed.batch.num_rows())
-            .map(|i| (parsed.row_number(i) as i64, i))
-            .collect();
+        let index: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (*r, i)).collect();
         for (row, changed) in &merged.updated_rows {
-            if let Some(&i) = index.get(row) {
-                let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-                updated.push(event(i, ev::RecordOutcome::Updated, &changed));
-            }
+            let Some(&i) = index.get(row) else { continue };
+            let columns: Vec<&Column> = written
+                .iter()
+                .filter(|c| changed.iter().any(|name| name == c.name))
+                .collect();
+            updated.push(event(i, ev::RecordOutcome::Updated, &columns));
         }
         updated.sort_by_key(|e| e.row);
     }
