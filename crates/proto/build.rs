@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         root.join("passare/imports/v1/imports.proto"),
+        root.join("passare/imports/v1/profiles.proto"),
         root.join("passare/imports/events/v1/record_event.proto"),
     ];
     println!("cargo:rerun-if-changed={}", root.display());

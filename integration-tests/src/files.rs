@@ -23,6 +23,8 @@ pub struct NewFile {
     pub delimiter: String,
     /// Explicit (file header, column) pairs.
     pub column_mapping: Vec<(String, String)>,
+    /// A saved import profile to read the file with.
+    pub profile_id: String,
 }
 
 impl NewFile {
@@ -36,7 +38,13 @@ impl NewFile {
             sheet_name: String::new(),
             delimiter: String::new(),
             column_mapping: Vec::new(),
+            profile_id: String::new(),
         }
+    }
+
+    pub fn profile(mut self, profile_id: &str) -> Self {
+        self.profile_id = profile_id.into();
+        self
     }
 
     pub fn encoding(mut self, encoding: &str) -> Self {
@@ -77,6 +85,7 @@ impl NewFile {
                     column: column.clone(),
                 })
                 .collect(),
+            profile_id: self.profile_id.clone(),
         }
     }
 }

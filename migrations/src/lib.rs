@@ -66,6 +66,10 @@ impl MigratorTrait for Migrator {
                 name: "m0016_record_events",
                 up: include_str!("../sql/0016_record_events.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0018_import_profiles",
+                up: include_str!("../sql/0018_import_profiles.sql"),
+            }),
         ]
     }
 }

@@ -21,6 +21,7 @@ pub mod imports;
 pub mod limits;
 pub mod monitor;
 pub mod observability;
+pub mod profiles;
 pub mod results;
 pub mod retention;
 pub mod start;

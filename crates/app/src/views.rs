@@ -62,6 +62,9 @@ pub struct FileView {
     pub file: import_files::Model,
     /// Structural problems (invalid files) or the first row errors.
     pub problems: Vec<RowProblem>,
+    /// Profiles matching the header of a file uploaded without one (filled
+    /// in the upload's response only).
+    pub suggestions: Vec<crate::profiles::Suggestion>,
 }
 
 impl ImportView {
@@ -254,7 +257,11 @@ pub async fn file_views(
                         reason: e.reason,
                     }),
             );
-            FileView { file, problems }
+            FileView {
+                file,
+                problems,
+                suggestions: Vec::new(),
+            }
         })
         .collect())
 }

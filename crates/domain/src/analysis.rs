@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::{FindingKind, RowProblem};
+use crate::transform::{ProfileVersion, RuleEffect};
 
 /// Sample rows kept per finding.
 pub const DEFAULT_SAMPLES: usize = 20;
@@ -97,6 +98,7 @@ fn summary(f: &Finding) -> String {
         FindingKind::UnresolvedReference => "unresolved reference",
         FindingKind::MissingPrerequisite => "missing prerequisite",
         FindingKind::NotLoaded => "rows whose chunk could not be loaded",
+        FindingKind::UnmappedValue => "value no transform rule maps",
     };
     let first = f.samples.first().map(|p| {
         let at = if p.row == 0 {
@@ -148,6 +150,12 @@ pub struct FileAnalysis {
     /// Rows that fail a check and would not be written.
     pub rows_failing: u64,
     pub findings: Vec<Finding>,
+    /// The profile the file is read with.
+    #[serde(default)]
+    pub profile: Option<ProfileVersion>,
+    /// What each of the profile's transform rules did, with samples.
+    #[serde(default)]
+    pub rule_effects: Vec<RuleEffect>,
 }
 
 /// The dry run of a whole import.

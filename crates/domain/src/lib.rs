@@ -11,6 +11,7 @@ pub mod file;
 pub mod messages;
 pub mod model;
 pub mod results;
+pub mod transform;
 pub mod values;
 
 pub use model::*;

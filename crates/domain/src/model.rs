@@ -68,6 +68,8 @@ pub enum FindingKind {
     /// limit, or its stored bytes could not be read); the row was not
     /// examined and may be retried.
     NotLoaded,
+    /// A value that no transform rule maps (docs/transform-rules.md).
+    UnmappedValue,
 }
 
 impl FindingKind {
@@ -83,6 +85,7 @@ impl FindingKind {
             FindingKind::UnresolvedReference => "unresolved_reference",
             FindingKind::MissingPrerequisite => "missing_prerequisite",
             FindingKind::NotLoaded => "not_loaded",
+            FindingKind::UnmappedValue => "unmapped_value",
         }
     }
 

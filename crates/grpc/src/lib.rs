@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use auth::Call;
-use handlers::{control, drafts, history, monitor, reads, results, uploads};
+use handlers::{control, drafts, history, monitor, profiles, reads, results, uploads};
 
 pub use server::{layers, routes, serve, until};
 
@@ -115,6 +115,12 @@ import_service! {
     get_record_source(GetRecordSourceRequest) -> GetRecordSourceResponse = Read results::get_record_source;
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse = Staff history::list_audit_events;
     list_organizations(ListOrganizationsRequest) -> ListOrganizationsResponse = Read history::list_organizations;
+    create_profile(CreateProfileRequest) -> CreateProfileResponse = Manage profiles::create_profile;
+    update_profile(UpdateProfileRequest) -> UpdateProfileResponse = Manage profiles::update_profile;
+    get_profile(GetProfileRequest) -> GetProfileResponse = Read profiles::get_profile;
+    list_profiles(ListProfilesRequest) -> ListProfilesResponse = Read profiles::list_profiles;
+    delete_profile(DeleteProfileRequest) -> DeleteProfileResponse = Manage profiles::delete_profile;
+    suggest_profiles(SuggestProfilesRequest) -> SuggestProfilesResponse = Read profiles::suggest_profiles;
     ;
     // The streaming RPCs.
     async fn upload_file(

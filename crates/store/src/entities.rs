@@ -128,6 +128,8 @@ entity! {
         pub load_order: i32,
         pub rows_stale: i64,
         pub rows_rolled_back: i64,
+        pub profile_id: Option<Uuid>,
+        pub profile: Option<Json>,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use passare_imports_domain::ChunkRange;
+use passare_imports_domain::transform::AppliedProfile;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -42,6 +43,8 @@ pub struct NewFile {
     pub column_mapping: Vec<(String, String)>,
     /// Loading order of the file's type (see `ImportTypeDef::load_rank`).
     pub load_order: i32,
+    /// The profile version the file is read with.
+    pub profile: Option<AppliedProfile>,
 }
 
 /// What became of a file to add.
@@ -102,6 +105,8 @@ pub async fn add(
             data_key: Set(file.data_key),
             column_mapping: Set(serde_json::json!(file.column_mapping)),
             load_order: Set(file.load_order),
+            profile_id: Set(file.profile.as_ref().map(|p| p.profile_id)),
+            profile: Set(file.profile.as_ref().map(|p| serde_json::json!(p))),
             ..Default::default()
         },
     )

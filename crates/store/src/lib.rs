@@ -29,6 +29,7 @@ pub mod locks;
 pub mod monitor;
 pub mod organizations;
 pub mod pauses;
+pub mod profiles;
 pub mod rates;
 pub mod records;
 pub mod results;

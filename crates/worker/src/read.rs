@@ -29,6 +29,7 @@ pub(crate) async fn read_and_parse(
         .await?;
     telemetry::phase(Phase::Read, read_at.elapsed());
     let mapping = job.mapping.clone();
+    let rules = job.rules.clone();
     let (def, delimiter, first_row) = (job.def, job.delimiter, job.chunk.first_row as u64);
     let row_numbers = job.row_numbers();
     let today = Utc::now().date_naive();
@@ -43,6 +44,8 @@ pub(crate) async fn read_and_parse(
             first_row,
             row_numbers: row_numbers.as_deref(),
             today,
+            rules: rules.as_ref(),
+            rule_samples: 0,
         };
         let parsed = parse_chunk(&bytes, layout).map_err(|e| ChunkError::Parse(e.to_string()));
         telemetry::phase(Phase::Parse, parse_at.elapsed());

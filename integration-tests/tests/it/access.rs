@@ -198,6 +198,12 @@ enum Rpc {
     GetRecordSource,
     ListAuditEvents,
     ListOrganizations,
+    CreateProfile,
+    UpdateProfile,
+    GetProfile,
+    ListProfiles,
+    DeleteProfile,
+    SuggestProfiles,
 }
 
 /// The imports of one organization that the calls of one group of columns
@@ -824,6 +830,54 @@ async fn call(
             c.list_audit_events(pb::ListAuditEventsRequest::default())
                 .await?;
         }
+        // Validated only: nothing is saved, so every caller's call is alike.
+        Rpc::CreateProfile => {
+            c.create_profile(pb::CreateProfileRequest {
+                profile: Some(pb::ImportProfile {
+                    name: "Access matrix".into(),
+                    import_type: "cases".into(),
+                    ..Default::default()
+                }),
+                validate_only: true,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Rpc::UpdateProfile => {
+            c.update_profile(pb::UpdateProfileRequest {
+                profile: Some(pb::ImportProfile {
+                    id: fx.ghost_import.clone(),
+                    name: "Access matrix".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+        }
+        Rpc::GetProfile => {
+            c.get_profile(pb::GetProfileRequest {
+                profile_id: fx.ghost_import.clone(),
+                version: 0,
+            })
+            .await?;
+        }
+        Rpc::ListProfiles => {
+            c.list_profiles(pb::ListProfilesRequest::default()).await?;
+        }
+        Rpc::DeleteProfile => {
+            c.delete_profile(pb::DeleteProfileRequest {
+                profile_id: fx.ghost_import.clone(),
+            })
+            .await?;
+        }
+        Rpc::SuggestProfiles => {
+            c.suggest_profiles(pb::SuggestProfilesRequest {
+                import_type: "cases".into(),
+                headers: vec!["Case No".into()],
+                ..Default::default()
+            })
+            .await?;
+        }
         Rpc::ListOrganizations => {
             let query = if target == Target::Other {
                 OTHER_ORG.to_string()
@@ -905,6 +959,12 @@ fn matrix() -> Vec<(Rpc, Target, [Code; 7])> {
         (ListDeadLetters,   Any,     [UA, UA, UA, UA, PD, OK, OK]),
         (RequeueDeadLetters, Unknown, [UA, UA, UA, UA, PD, NF, NF]),
         (DiscardDeadLetters, Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (CreateProfile,     Any,     [UA, UA, UA, UA, PD, OK, OK]),
+        (UpdateProfile,     Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (GetProfile,        Unknown, [UA, UA, UA, UA, NF, NF, NF]),
+        (ListProfiles,      Any,     [UA, UA, UA, UA, OK, OK, OK]),
+        (DeleteProfile,     Unknown, [UA, UA, UA, UA, PD, NF, NF]),
+        (SuggestProfiles,   Any,     [UA, UA, UA, UA, OK, OK, OK]),
         (CreateImport,      Own,     [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Other,   [UA, UA, UA, UA, PD, OK, OK]),
         (CreateImport,      Unknown, [UA, UA, UA, UA, PD, NF, NF]),
@@ -1068,7 +1128,7 @@ async fn every_rpc_enforces_the_access_matrix() -> anyhow::Result<()> {
             mismatches.push(format!("{name}: no row in the matrix"));
         }
     }
-    anyhow::ensure!(rpcs.len() == 33, "the proto names {rpcs:?}");
+    anyhow::ensure!(rpcs.len() == 39, "the proto names {rpcs:?}");
 
     let mut callers = Vec::new();
     for kind in KINDS {

@@ -34,6 +34,7 @@ mod monitor;
 mod ordering;
 mod orphans;
 mod policies;
+mod profiles;
 mod record_events;
 mod recovery;
 mod results;

@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding, FindingSet};
-use passare_imports_domain::catalog::{self, ImportTypeDef};
+use passare_imports_domain::catalog::{self, ImportTypeDef, normalize_header};
 use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
+use passare_imports_domain::transform::{Bound, RuleEffect};
 use passare_imports_domain::{ChunkRange, FindingKind, RowProblem};
 use passare_imports_storage::FileStore;
 use passare_imports_store::analysis_jobs::{self, AnalysisJob};
@@ -64,6 +65,9 @@ pub struct Analyser<'a> {
     pub settings: AnalysisSettings,
 }
 
+/// Records a rule keeps as before/after examples in an analysis.
+const RULE_EXAMPLES: usize = 5;
+
 /// Identifies the files of an import as analysed: ids, checksums and how
 /// they are read. Any added, removed or replaced file changes it.
 pub fn fingerprint(files: &[import_files::Model]) -> String {
@@ -75,6 +79,10 @@ pub fn fingerprint(files: &[import_files::Model]) -> String {
         h.update(f.sha256.as_bytes());
         h.update(f.import_type.as_bytes());
         h.update(f.column_mapping.to_string().as_bytes());
+        // A new version of the file's profile makes the analysis stale.
+        if let Some(profile) = &f.profile {
+            h.update(profile.to_string().as_bytes());
+        }
     }
     hex::encode(h.finalize())
 }
@@ -299,13 +307,23 @@ impl Run<'_> {
     ) -> Result<(FileAnalysis, FindingSet), ApiError> {
         let def = load::file_type(file)?;
         let mapping = load::file_mapping(def, file)?;
-        let headers: Vec<String> = serde_json::from_value(file.headers.clone()).unwrap_or_default();
+        let headers = load::file_headers(file)?;
         let mut set = FindingSet::new(self.samples);
-        let explicit: Vec<(String, String)> =
-            serde_json::from_value(file.column_mapping.clone()).unwrap_or_default();
+        let explicit = load::explicit_mapping(file)?;
+        let profile = load::file_profile(file)?;
+        let rules = load::file_rules(def, file)?;
+        let read_by_rules = |h: &str| {
+            rules.as_ref().is_some_and(|r| {
+                let wanted = normalize_header(h);
+                r.program
+                    .source_headers()
+                    .iter()
+                    .any(|s| normalize_header(s) == wanted)
+            })
+        };
         let repeated = def.repeated_columns(&headers, &explicit);
         for (header, column) in headers.iter().zip(&mapping) {
-            if column.is_none() {
+            if column.is_none() && !read_by_rules(header) {
                 let reason = match def.column_named(header) {
                     // A blank header over values and a column named twice
                     // are blocking findings of the scan already.
@@ -330,6 +348,11 @@ impl Run<'_> {
             }
         }
         let mut report = file_report(file, def, &headers, &mapping);
+        report.profile = profile.as_ref().map(|p| p.version());
+        report.rule_effects = rules
+            .as_ref()
+            .map(|r| r.program.effects())
+            .unwrap_or_default();
         if file.state == FileState::Invalid {
             let problems: Vec<RowProblem> =
                 serde_json::from_value(file.problems.clone()).unwrap_or_default();
@@ -347,7 +370,14 @@ impl Run<'_> {
             def,
         };
         for range in plan {
-            let mut parsed = self.parse(file, def, &mapping, range).await?;
+            let mut parsed = self
+                .parse(file, def, &mapping, rules.as_ref(), range)
+                .await?;
+            merge_effects(
+                &mut report.rule_effects,
+                &parsed.rule_effects,
+                RULE_EXAMPLES,
+            );
             self.check(conn, &at, &mut parsed, &mut report).await?;
             for p in parsed.problems {
                 set.add(p, false);
@@ -362,6 +392,7 @@ impl Run<'_> {
         file: &import_files::Model,
         def: &'static ImportTypeDef,
         mapping: &[Option<&'static str>],
+        rules: Option<&Bound>,
         range: ChunkRange,
     ) -> Result<ParsedChunk, ApiError> {
         let data_key = file.data_key.as_deref().unwrap_or(&file.storage_key);
@@ -369,7 +400,12 @@ impl Run<'_> {
             .files
             .read_range(data_key, range.start, range.end)
             .await?;
-        let (map, today) = (mapping.to_vec(), self.today);
+        let (map, today, samples) = (
+            mapping.to_vec(),
+            self.today,
+            self.samples.min(RULE_EXAMPLES),
+        );
+        let rules = rules.cloned();
         let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
         tokio::task::spawn_blocking(move || {
             let layout = ChunkLayout {
@@ -379,6 +415,8 @@ impl Run<'_> {
                 first_row: range.first_row,
                 row_numbers: None,
                 today,
+                rules: rules.as_ref(),
+                rule_samples: samples,
             };
             parse_chunk(&bytes, layout)
         })
@@ -488,5 +526,19 @@ fn file_report(
         would_skip_stale: 0,
         rows_failing: 0,
         findings: Vec::new(),
+        profile: None,
+        rule_effects: Vec::new(),
+    }
+}
+
+/// Adds a chunk's rule effects to the file's, keeping the first `samples`
+/// examples of each rule.
+fn merge_effects(into: &mut [RuleEffect], chunk: &[RuleEffect], samples: usize) {
+    for (total, part) in into.iter_mut().zip(chunk) {
+        total.rows_changed += part.rows_changed;
+        let room = samples.saturating_sub(total.examples.len());
+        total
+            .examples
+            .extend(part.examples.iter().take(room).cloned());
     }
 }

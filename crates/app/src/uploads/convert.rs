@@ -82,9 +82,12 @@ pub(super) async fn read_as_text(
         });
     }
     let source = tokio_util::io::SyncIoBridge::new(app.files.open(key).await?);
+    let (explicit, provided) = upload.scan_mapping();
     let job = Job {
         conversion,
         reading: upload.reading.clone(),
+        explicit,
+        provided,
         def: upload.def,
         chunk_rows: app.config.chunk_rows,
         limits: app.config.workbook_limits(),
@@ -118,6 +121,8 @@ pub(super) async fn read_as_text(
 struct Job {
     conversion: Conversion,
     reading: super::ReadOptions,
+    explicit: Vec<(String, String)>,
+    provided: Vec<&'static str>,
     def: &'static passare_imports_domain::catalog::ImportTypeDef,
     chunk_rows: u64,
     limits: WorkbookLimits,
@@ -157,7 +162,8 @@ impl Job {
             .map_err(|e| DecodeError::Io(e.into_error()))?;
         file.rewind()?;
         let options = ScanOptions {
-            explicit: &self.reading.mapping,
+            provided: &self.provided,
+            explicit: &self.explicit,
             delimiter: match self.conversion {
                 Conversion::Workbook => Some(b','),
                 Conversion::Text(_) => self.reading.delimiter,

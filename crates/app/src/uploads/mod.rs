@@ -12,6 +12,7 @@ pub use pipeline::ingest;
 
 use passare_imports_domain::catalog::ImportTypeDef;
 use passare_imports_domain::file::decode::Encoding;
+use passare_imports_domain::transform::AppliedProfile;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -25,6 +26,8 @@ pub struct ReadOptions {
     pub delimiter: Option<u8>,
     /// Explicit mapping of file header to column, ahead of names and aliases.
     pub mapping: Vec<(String, String)>,
+    /// The saved import profile the file is read with.
+    pub profile_id: Option<Uuid>,
 }
 
 /// A file about to be uploaded into a draft import.
@@ -37,9 +40,24 @@ pub struct FileUpload {
     /// Lower-case hex SHA-256 the bytes must have, when the client declared one.
     pub declared_sha256: Option<String>,
     pub reading: ReadOptions,
+    /// The profile of `reading.profile_id`, resolved when the bytes arrive.
+    pub profile: Option<AppliedProfile>,
 }
 
 impl FileUpload {
+    /// The explicit mapping the file is scanned with (the request's, then
+    /// its profile's) and the columns the profile's rules fill.
+    pub fn scan_mapping(&self) -> (Vec<(String, String)>, Vec<&'static str>) {
+        let explicit = AppliedProfile::merge_mapping(self.profile.as_ref(), &self.reading.mapping);
+        let provided = self
+            .profile
+            .as_ref()
+            .and_then(|p| p.program(self.def).ok())
+            .map(|p| p.written_columns())
+            .unwrap_or_default();
+        (explicit, provided)
+    }
+
     /// Checks the file's name and declared size; `field` prefixes the
     /// request fields named in errors ("header").
     pub fn check(&self, app: &App, field: &str) -> Result<(), ApiError> {

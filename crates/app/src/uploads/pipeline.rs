@@ -60,15 +60,14 @@ struct Stored {
 pub async fn ingest<S>(
     app: &App,
     who: &Caller,
-    upload: FileUpload,
+    mut upload: FileUpload,
     bytes: S,
     request_id: &str,
 ) -> Result<FileView, ApiError>
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Unpin + Send,
 {
-    let import =
-        draft_taking_a_file(app, &mut *app.db.conn().await?, who, upload.import_id).await?;
+    let import = prepare(app, who, &mut upload).await?;
     let file_id = Uuid::now_v7();
     let key = format!("imports/{}/{file_id}", upload.import_id);
     let (stored, report) = store_and_scan(app, &upload, key, bytes).await?;
@@ -152,9 +151,33 @@ where
     )
     .await;
     let mut views = views::file_views(&mut conn, vec![model]).await?;
-    views
+    let view = views
         .pop()
-        .ok_or_else(|| ApiError::Internal("the uploaded file vanished".into()))
+        .ok_or_else(|| ApiError::Internal("the uploaded file vanished".into()))?;
+    Ok(with_suggestions(app, who, view).await)
+}
+
+/// The draft a file goes to, with the profile it is read with resolved.
+async fn prepare(
+    app: &App,
+    who: &Caller,
+    upload: &mut FileUpload,
+) -> Result<passare_imports_store::entities::imports::Model, ApiError> {
+    let import =
+        draft_taking_a_file(app, &mut *app.db.conn().await?, who, upload.import_id).await?;
+    let wanted = (upload.reading.profile_id, upload.def);
+    upload.profile = crate::profiles::for_upload(app, &import, wanted).await?;
+    Ok(import)
+}
+
+/// The view of a file uploaded without a profile, with the profiles its
+/// header matches. Suggestions help; the file is attached either way.
+async fn with_suggestions(app: &App, who: &Caller, mut view: FileView) -> FileView {
+    match crate::profiles::suggest_for_file(app, who, &view.file).await {
+        Ok(found) => view.suggestions = found,
+        Err(e) => tracing::warn!(file_id = %view.file.id, error = %e, "suggesting profiles failed"),
+    }
+    view
 }
 
 /// The file record of what was stored and read.
@@ -191,6 +214,7 @@ fn new_file(
         data_key: read.data_key,
         column_mapping: upload.reading.mapping.clone(),
         load_order: upload.def.load_rank(),
+        profile: upload.profile.clone(),
     }
 }
 
@@ -209,9 +233,10 @@ where
     let mut writer = app.files.create(&key).await?;
     let (scan_tx, scan_rx) = mpsc::channel::<Bytes>(16);
     let (def, chunk_rows) = (upload.def, app.config.chunk_rows);
-    let (explicit, delimiter) = (upload.reading.mapping.clone(), upload.reading.delimiter);
+    let ((explicit, provided), delimiter) = (upload.scan_mapping(), upload.reading.delimiter);
     let scanner = tokio::task::spawn_blocking(move || {
         let options = ScanOptions {
+            provided: &provided,
             explicit: &explicit,
             delimiter,
             chunk_rows,

@@ -392,6 +392,7 @@ async fn attach(
         declared_size: upload.declared_size as u64,
         declared_sha256: upload.declared_sha256.clone(),
         reading: reading_from_json(&upload.reading)?,
+        profile: None,
     };
     let parts = records::parts(conn, upload.id).await?;
     let store = app.files.clone();
@@ -572,6 +573,7 @@ fn reading_json(r: &ReadOptions) -> serde_json::Value {
         "sheet": r.sheet,
         "delimiter": r.delimiter.map(|d| (d as char).to_string()),
         "mapping": r.mapping,
+        "profile_id": r.profile_id,
     })
 }
 
@@ -587,5 +589,6 @@ fn reading_from_json(v: &serde_json::Value) -> Result<ReadOptions, ApiError> {
         delimiter: v["delimiter"].as_str().and_then(|d| d.bytes().next()),
         mapping: serde_json::from_value(v["mapping"].clone())
             .map_err(|e| corrupt(&e.to_string()))?,
+        profile_id: v["profile_id"].as_str().and_then(|id| id.parse().ok()),
     })
 }

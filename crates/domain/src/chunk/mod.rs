@@ -8,6 +8,8 @@
 mod checks;
 mod parse;
 mod references;
+#[cfg(test)]
+mod rules_tests;
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
@@ -18,6 +20,7 @@ use chrono::NaiveDate;
 
 use crate::catalog::ImportTypeDef;
 use crate::model::{FindingKind, RowProblem};
+use crate::transform::{Bound, RuleEffect};
 use crate::values::{ValueKind, format_cents};
 
 pub use parse::parse_chunk;
@@ -45,6 +48,9 @@ pub struct ParsedChunk {
     pub valid: Vec<bool>,
     /// Every problem found, in row order.
     pub problems: Vec<RowProblem>,
+    /// What each transform rule changed, with samples (only when the layout
+    /// asked for `rule_samples`).
+    pub rule_effects: Vec<RuleEffect>,
 }
 
 impl ParsedChunk {
@@ -118,6 +124,11 @@ pub struct ChunkLayout<'a> {
     pub row_numbers: Option<&'a [u64]>,
     /// Dates after this day fail `NotInFuture` checks.
     pub today: NaiveDate,
+    /// The transform rules of the file's profile, bound to its header; the
+    /// records' fields go through them before parsing.
+    pub rules: Option<&'a Bound>,
+    /// Changed records each rule keeps as before/after samples (analysis).
+    pub rule_samples: usize,
 }
 
 /// The Arrow type holding a kind's parsed values.
@@ -203,6 +214,8 @@ mod tests {
             first_row: 10,
             row_numbers: None,
             today: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+            rules: None,
+            rule_samples: 0,
         };
         let mut p = parse_chunk(text.as_bytes(), layout).unwrap();
         p.finish(def, &setup()).unwrap();

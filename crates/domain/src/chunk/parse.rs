@@ -22,6 +22,7 @@ use super::{
 use crate::catalog::{ColumnDef, ImportTypeDef};
 use crate::file::scan::is_blank;
 use crate::model::{FindingKind, RowProblem, excerpt, mask};
+use crate::transform::{Bound, RuleEffect};
 use crate::values::{
     ValueKind, normalise_text, parse_bool, parse_date, parse_datetime, parse_money,
 };
@@ -62,6 +63,7 @@ pub fn parse_chunk(bytes: &[u8], layout: ChunkLayout<'_>) -> Result<ParsedChunk,
         batch,
         valid,
         problems,
+        rule_effects: raw.effects,
     })
 }
 
@@ -73,10 +75,12 @@ struct RawRecords {
     /// Per record: a field could not be stored at all (not UTF-8, NUL, too long).
     unreadable: Vec<bool>,
     problems: Vec<RowProblem>,
+    effects: Vec<RuleEffect>,
 }
 
 /// Reads the CSV records of a chunk into text columns, skipping blank
-/// records (they keep their row number but carry no row).
+/// records (they keep their row number but carry no row). With transform
+/// rules, each record's fields go through them first.
 fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, ChunkError> {
     let def = layout.def;
     let sources: Vec<Option<usize>> = def
@@ -89,10 +93,16 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
-    let mut values: Vec<StringBuilder> = def.columns.iter().map(|_| StringBuilder::new()).collect();
-    let mut rows = Int64Builder::new();
-    let mut problems = Vec::new();
-    let mut unreadable = Vec::new();
+    let mut out = Columns {
+        values: def.columns.iter().map(|_| StringBuilder::new()).collect(),
+        rows: Int64Builder::new(),
+        problems: Vec::new(),
+        unreadable: Vec::new(),
+        effects: layout
+            .rules
+            .map(|r| r.program.effects())
+            .unwrap_or_default(),
+    };
     let mut record = ByteRecord::new();
     let mut next_row = layout.first_row;
     let mut index = 0usize;
@@ -106,18 +116,53 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
         if is_blank(&record) {
             continue;
         }
-        rows.append_value(row as i64);
+        out.rows.append_value(row as i64);
+        let bad = match layout.rules {
+            None => out.fields(def, row, |ci| {
+                sources[ci].and_then(|i| record.get(i)).unwrap_or_default()
+            }),
+            Some(rules) => out.transformed(layout, rules, &sources, &record, row),
+        };
+        out.unreadable.push(bad);
+    }
+    Ok(RawRecords {
+        rows: out.rows.finish(),
+        values: out.values.iter_mut().map(|b| b.finish()).collect(),
+        unreadable: out.unreadable,
+        problems: out.problems,
+        effects: out.effects,
+    })
+}
+
+/// The text columns being built from a chunk's records.
+struct Columns {
+    values: Vec<StringBuilder>,
+    rows: Int64Builder,
+    problems: Vec<RowProblem>,
+    unreadable: Vec<bool>,
+    effects: Vec<RuleEffect>,
+}
+
+impl Columns {
+    /// Appends one record's field per column (`field(column index)`);
+    /// true when a field could not be stored.
+    fn fields<'f>(
+        &mut self,
+        def: &ImportTypeDef,
+        row: u64,
+        field: impl Fn(usize) -> &'f [u8],
+    ) -> bool {
         let mut bad = false;
-        for (ci, (col, source)) in def.columns.iter().zip(&sources).enumerate() {
-            let field = source.and_then(|i| record.get(i)).unwrap_or_default();
+        for (ci, col) in def.columns.iter().enumerate() {
+            let field = field(ci);
             let is_key = def.key_columns.contains(&col.name);
             match storable_text(field, is_key) {
-                Ok(None) => values[ci].append_null(),
-                Ok(Some(text)) => values[ci].append_value(text),
+                Ok(None) => self.values[ci].append_null(),
+                Ok(Some(text)) => self.values[ci].append_value(text),
                 Err(reason) => {
                     bad = true;
-                    values[ci].append_null();
-                    problems.push(RowProblem {
+                    self.values[ci].append_null();
+                    self.problems.push(RowProblem {
                         row,
                         column: col.name.into(),
                         value: shown(col.sensitive, &String::from_utf8_lossy(field)),
@@ -127,14 +172,66 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
                 }
             }
         }
-        unreadable.push(bad);
+        bad
     }
-    Ok(RawRecords {
-        rows: rows.finish(),
-        values: values.iter_mut().map(|b| b.finish()).collect(),
-        unreadable,
-        problems,
-    })
+
+    /// Runs the transform rules over one record, then appends its columns.
+    fn transformed(
+        &mut self,
+        layout: &ChunkLayout<'_>,
+        rules: &Bound,
+        sources: &[Option<usize>],
+        record: &ByteRecord,
+        row: u64,
+    ) -> bool {
+        let def = layout.def;
+        let program = &rules.program;
+        let columns = def.columns.len();
+        let mut bad = false;
+        let mut fields: Vec<Option<String>> = Vec::with_capacity(program.field_count());
+        let at = sources.iter().copied().chain(rules.sources.iter().copied());
+        for (f, source) in at.enumerate() {
+            let raw = source.and_then(|i| record.get(i)).unwrap_or_default();
+            match std::str::from_utf8(raw) {
+                Ok(text) => fields.push(Some(text.trim().to_string()).filter(|t| !t.is_empty())),
+                Err(_) => {
+                    bad = true;
+                    fields.push(None);
+                    let column = match def.columns.get(f) {
+                        Some(c) => c.name.to_string(),
+                        None => program.source_headers()[f - columns].clone(),
+                    };
+                    self.problems.push(RowProblem {
+                        row,
+                        column,
+                        value: excerpt(&String::from_utf8_lossy(raw)),
+                        reason: "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)".into(),
+                        kind: FindingKind::TypeError,
+                    });
+                }
+            }
+        }
+        let mut issues = Vec::new();
+        let samples = (layout.rule_samples > 0).then_some((
+            self.effects.as_mut_slice(),
+            row,
+            layout.rule_samples,
+        ));
+        program.run(&mut fields, layout.today, &mut issues, samples);
+        for issue in issues {
+            bad = true;
+            self.problems.push(RowProblem {
+                row,
+                column: issue.column,
+                value: issue.value,
+                reason: issue.reason,
+                kind: issue.kind,
+            });
+        }
+        bad | self.fields(def, row, |ci| {
+            fields[ci].as_deref().map(str::as_bytes).unwrap_or_default()
+        })
+    }
 }
 
 /// A field as stored text: `None` when empty after trimming; an error when

@@ -692,6 +692,7 @@ mod tests {
     use super::*;
 
     const OPTIONS: crate::file::scan::ScanOptions<'static> = crate::file::scan::ScanOptions {
+        provided: &[],
         explicit: &[],
         delimiter: None,
         chunk_rows: 10,

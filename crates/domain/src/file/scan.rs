@@ -85,6 +85,8 @@ impl ScanReport {
 pub struct ScanOptions<'a> {
     /// Explicit mapping of file header to column, ahead of names and aliases.
     pub explicit: &'a [(String, String)],
+    /// Columns transform rules fill: a required one needs no header.
+    pub provided: &'a [&'static str],
     /// The delimiter, when the request gives it; sniffed otherwise.
     pub delimiter: Option<u8>,
     /// Records per chunk.
@@ -133,7 +135,7 @@ pub fn scan<R: Read>(
         }
     }
     read_header(&record, &mut report);
-    map_header(def, options.explicit, &mut report);
+    map_header(def, options, &mut report);
     scan_rows(
         &mut records,
         record.len(),
@@ -192,7 +194,8 @@ fn read_header(record: &ByteRecord, report: &mut ScanReport) {
 
 /// Problems of the header as `def` reads it: explicit mappings to columns
 /// the type does not have, and required columns no header provides.
-fn map_header(def: &ImportTypeDef, explicit: &[(String, String)], report: &mut ScanReport) {
+fn map_header(def: &ImportTypeDef, options: &ScanOptions<'_>, report: &mut ScanReport) {
+    let explicit = options.explicit;
     let (mapped, unknown) = def.map_headers_with(&report.headers, explicit);
     for column in unknown {
         let reason = format!(
@@ -223,6 +226,9 @@ fn map_header(def: &ImportTypeDef, explicit: &[(String, String)], report: &mut S
         });
     }
     for missing in def.missing_required(&mapped) {
+        if options.provided.contains(&missing) {
+            continue;
+        }
         let reason = format!(
             "required column {missing} is missing from the header ({})",
             report.headers.join(", ")
@@ -522,6 +528,7 @@ mod tests {
             text,
             &CASES,
             &ScanOptions {
+                provided: &[],
                 explicit: &[],
                 delimiter: None,
                 chunk_rows,
@@ -662,6 +669,7 @@ mod tests {
     fn an_explicit_mapping_counts_as_naming_its_column() {
         let explicit = [("Ref".to_string(), "case_number".to_string())];
         let options = ScanOptions {
+            provided: &[],
             explicit: &explicit,
             delimiter: None,
             chunk_rows: 10,
@@ -676,6 +684,7 @@ mod tests {
             ("Other".to_string(), "case_number".to_string()),
         ];
         let options = ScanOptions {
+            provided: &[],
             explicit: &both,
             ..options
         };

@@ -44,6 +44,7 @@ pub fn split_scan_input(
     Some((
         def,
         ScanOptions {
+            provided: &[],
             explicit: &[],
             delimiter,
             chunk_rows,
@@ -115,6 +116,8 @@ pub fn scan_and_parse(def: &'static ImportTypeDef, options: &ScanOptions<'_>, fi
             first_row: c.first_row,
             row_numbers: None,
             today,
+            rules: None,
+            rule_samples: 0,
         };
         let parsed = match parse_chunk(bytes, layout) {
             Ok(p) => p,
@@ -225,6 +228,7 @@ pub fn workbook_target(data: &[u8]) {
     if let Some(text) = converted {
         let def = CATALOG[usize::from(*mode) % CATALOG.len()];
         let options = ScanOptions {
+            provided: &[],
             explicit: &[],
             delimiter: None,
             chunk_rows: 16,

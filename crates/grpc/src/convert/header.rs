@@ -23,6 +23,7 @@ pub fn file_upload(h: &pb::FileHeader, field: &str) -> Result<FileUpload, ApiErr
         declared_size: u64::try_from(h.declared_size_bytes).unwrap_or(0),
         declared_sha256: None,
         reading: read_options(def, h, field)?,
+        profile: None,
     })
 }
 
@@ -82,5 +83,9 @@ fn read_options(
         sheet: Some(h.sheet_name.trim().to_string()).filter(|s| !s.is_empty()),
         delimiter,
         mapping,
+        profile_id: match h.profile_id.trim() {
+            "" => None,
+            id => Some(uuid(&format!("{field}.profile_id"), id)?),
+        },
     })
 }

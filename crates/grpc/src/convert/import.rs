@@ -7,7 +7,7 @@ use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding};
 use passare_imports_domain::{FileFormat, RowProblem};
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::entities::import_files;
-use passare_imports_store::load::file_mapping;
+use passare_imports_store::load::{file_mapping, file_profile};
 use passare_imports_store::states::{FailurePolicy, FileState, ImportState};
 
 use super::records::{analysis_job, chunk_failure, pause, timeline_event};
@@ -85,6 +85,8 @@ fn file_analysis(f: &FileAnalysis, policy: FailurePolicy) -> pb::FileAnalysis {
         rows_failing: f.rows_failing as i64,
         findings: f.findings.iter().map(|x| finding(x, policy)).collect(),
         would_skip_stale: f.would_skip_stale as i64,
+        profile: f.profile.as_ref().map(super::applied),
+        rule_effects: f.rule_effects.iter().map(super::rule_effect).collect(),
     }
 }
 
@@ -177,6 +179,11 @@ pub fn file(v: &FileView) -> pb::ImportFile {
         sheet_name: f.sheet_name.clone().unwrap_or_default(),
         delimiter: f.delimiter.clone(),
         load_order: f.load_order,
+        profile: file_profile(f)
+            .ok()
+            .flatten()
+            .map(|p| super::applied(&p.version())),
+        suggested_profiles: v.suggestions.iter().map(super::suggestion).collect(),
     }
 }
 

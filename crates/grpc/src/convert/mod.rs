@@ -7,6 +7,7 @@ mod catalog;
 mod header;
 mod import;
 mod monitor;
+mod profiles;
 mod records;
 
 use chrono::{DateTime, FixedOffset};
@@ -24,6 +25,8 @@ pub use catalog::import_type;
 pub use header::file_upload;
 pub use import::{analysis, file, import, problem};
 pub use monitor::{dead_letter, live_worker, monitor_rest, organization_queue};
+pub use profiles::input as profile_input;
+pub use profiles::{applied, profile, rule_effect, suggestion};
 pub use records::{audit_event, chunk_failure, pause, row_error, upload};
 
 pub fn timestamp(t: &DateTime<FixedOffset>) -> prost_types::Timestamp {
@@ -91,6 +94,7 @@ pub fn finding_kind(k: FindingKind) -> pb::FindingKind {
         FindingKind::UnresolvedReference => pb::FindingKind::UnresolvedReference,
         FindingKind::MissingPrerequisite => pb::FindingKind::MissingPrerequisite,
         FindingKind::NotLoaded => pb::FindingKind::NotLoaded,
+        FindingKind::UnmappedValue => pb::FindingKind::UnmappedValue,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod control;
 pub mod drafts;
 pub mod history;
 pub mod monitor;
+pub mod profiles;
 pub mod reads;
 pub mod results;
 pub mod uploads;

@@ -17,9 +17,12 @@ mod target;
 mod turn;
 mod undo;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use passare_imports_domain::catalog::{self, ImportTypeDef};
 use passare_imports_domain::chunk::ParsedChunk;
+use passare_imports_domain::transform::{AppliedProfile, Bound};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -45,6 +48,8 @@ pub struct ChunkJob {
     /// Canonical column of each field of the file's records.
     pub mapping: Vec<Option<&'static str>>,
     pub delimiter: u8,
+    /// The transform rules of the file's profile, bound to its header.
+    pub rules: Option<Bound>,
 }
 
 impl ChunkJob {
@@ -72,16 +77,60 @@ impl ChunkJob {
 }
 
 /// The header mapping a file was uploaded with: its headers, matched by name
-/// and alias, with the request's explicit mapping taking precedence.
+/// and alias, with the request's explicit mapping, then its profile's,
+/// taking precedence.
 pub fn file_mapping(
     def: &ImportTypeDef,
     file: &import_files::Model,
 ) -> Result<Vec<Option<&'static str>>, StoreError> {
-    let headers: Vec<String> = serde_json::from_value(file.headers.clone())
-        .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))?;
-    let explicit: Vec<(String, String)> = serde_json::from_value(file.column_mapping.clone())
+    Ok(def
+        .map_headers_with(&file_headers(file)?, &explicit_mapping(file)?)
+        .0)
+}
+
+/// The file's headers as stored.
+pub fn file_headers(file: &import_files::Model) -> Result<Vec<String>, StoreError> {
+    serde_json::from_value(file.headers.clone())
+        .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))
+}
+
+/// The explicit header mapping of a file: the upload request's entries,
+/// then its profile's for headers the request did not map.
+pub fn explicit_mapping(file: &import_files::Model) -> Result<Vec<(String, String)>, StoreError> {
+    let request: Vec<(String, String)> = serde_json::from_value(file.column_mapping.clone())
         .map_err(|e| StoreError::Corrupt(format!("column mapping of file {}: {e}", file.id)))?;
-    Ok(def.map_headers_with(&headers, &explicit).0)
+    Ok(AppliedProfile::merge_mapping(
+        file_profile(file)?.as_ref(),
+        &request,
+    ))
+}
+
+/// The profile version the file is read with.
+pub fn file_profile(file: &import_files::Model) -> Result<Option<AppliedProfile>, StoreError> {
+    file.profile
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("profile of file {}: {e}", file.id)))
+}
+
+/// The transform rules of the file's profile, compiled and bound to the
+/// file's header; `None` without a profile or rules.
+pub fn file_rules(
+    def: &'static ImportTypeDef,
+    file: &import_files::Model,
+) -> Result<Option<Bound>, StoreError> {
+    let Some(profile) = file_profile(file)? else {
+        return Ok(None);
+    };
+    if profile.rules.is_empty() {
+        return Ok(None);
+    }
+    let program = profile.program(def).map_err(|errors| {
+        let first = errors.first().map(ToString::to_string).unwrap_or_default();
+        StoreError::Corrupt(format!("rules of file {}: {first}", file.id))
+    })?;
+    Ok(Some(Arc::new(program).bind(&file_headers(file)?)))
 }
 
 /// The import type of a stored file.
@@ -112,6 +161,7 @@ pub async fn load_job(
         .ok_or_else(|| StoreError::Corrupt(format!("chunk {chunk_id} has no import")))?;
     let def = file_type(&file)?;
     let mapping = file_mapping(def, &file)?;
+    let rules = file_rules(def, &file)?;
     let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
     Ok(Some(ChunkJob {
         chunk,
@@ -120,6 +170,7 @@ pub async fn load_job(
         def,
         mapping,
         delimiter,
+        rules,
     }))
 }
 
