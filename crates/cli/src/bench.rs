@@ -5,10 +5,11 @@
 //! memory (VmHWM) of the server and the worker. With `--tenants N`, the same
 //! rows are then imported again spread over N organizations ([`tenants`]);
 //! with `--costs`, again without record events and without the raw archive
-//! ([`costs`]); with `--storage s3`, again with the file store in an S3
+//! ([`costs`]), and the file parsed with and without a rule set ([`rules`]); with `--storage s3`, again with the file store in an S3
 //! bucket, and both load times are printed ([`storage`]).
 
 mod costs;
+mod rules;
 mod storage;
 mod tenants;
 
@@ -176,6 +177,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let costs = costs::run(&args, &csv).await?;
         costs.print(args.rows);
         json["costs"] = costs.json();
+        let rules = rules::run(&csv, args.chunk_rows)?;
+        rules.print(args.rows);
+        json["rules"] = rules.json(args.rows);
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
