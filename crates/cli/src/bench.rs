@@ -5,10 +5,13 @@
 //! memory (VmHWM) of the server and the worker. With `--tenants N`, the same
 //! rows are then imported again spread over N organizations ([`tenants`]);
 //! with `--costs`, again without record events and without the raw archive
-//! ([`costs`]), and the file parsed with and without a rule set ([`rules`]); with `--storage s3`, again with the file store in an S3
+//! ([`costs`]), and the file parsed with and without a rule set ([`rules`]);
+//! with `--reimports`, the same organization imports the file again
+//! unchanged, changed, and changed all-or-nothing ([`reimport`]); with `--storage s3`, again with the file store in an S3
 //! bucket, and both load times are printed ([`storage`]).
 
 mod costs;
+mod reimport;
 mod rules;
 mod storage;
 mod tenants;
@@ -57,6 +60,10 @@ pub struct BenchArgs {
     /// raw archive off, and print what each adds to the load.
     #[arg(long)]
     pub costs: bool,
+    /// Also import the file again into the same organization: unchanged,
+    /// every row changed, and changed again as an all-or-nothing import.
+    #[arg(long)]
+    pub reimports: bool,
     /// Also write every figure of the run (times, ratios, rows/s, peak
     /// memory, percentiles) to this file as JSON, to compare runs.
     #[arg(long)]
@@ -137,6 +144,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|p| peak_rss_kib(*p))
         .max();
+    let again = match &figures {
+        Ok(_) if args.reimports => Some(reimport::run(&args, &services, &csv).await),
+        _ => None,
+    };
     let spread = match &figures {
         Ok(_) if args.tenants > 0 => Some(tenants::run(&args, &services).await),
         _ => None,
@@ -167,6 +178,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(on_s3) = on_s3 {
         on_s3.print(args.rows, &figures);
         json["storage"] = on_s3.json(&figures);
+    }
+    if let Some(again) = again {
+        let again = again?;
+        reimport::print(&again, args.rows, copy);
+        json["reimports"] = reimport::json(&again, args.rows, copy);
     }
     if let Some(spread) = spread {
         let spread = spread?;

@@ -69,6 +69,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         tenants: 0,
         workers: 1,
         costs: false,
+        reimports: false,
         json: None,
         storage: crate::bench::BenchStorage::Local,
         s3_bucket: String::new(),
