@@ -696,3 +696,33 @@ async fn a_50_mb_upload_survives_the_browser_going_offline() -> anyhow::Result<(
 async fn a_50_mb_upload_resumes_after_a_reload_from_the_committed_offset() -> anyhow::Result<()> {
     upload_in_chromium("reload").await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_file_is_uploaded_with_its_suggested_profile_from_the_page() -> anyhow::Result<()>
+{
+    let b = Browser::start(Options::default()).await?;
+    b.env.organization(1042).await?;
+    let mut client = b.env.client().await?;
+    let profile = crate::profiles::create(&mut client, crate::profiles::cases_profile()).await?;
+    let id = files::create_draft(&mut client, 1042, pb::FailurePolicy::ImportValidRows).await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("cases.csv");
+    std::fs::write(&file, crate::profiles::CASES_CSV)?;
+    b.run(
+        "profiles.mjs",
+        &[
+            ("IMPORT_ID", id.clone()),
+            ("CASES_FILE", file.display().to_string()),
+            ("PROFILE_ID", profile.id.clone()),
+        ],
+    )
+    .await?;
+    let stored = stored_cases(&b.env.db, 1042).await?;
+    let ft1 = &stored["FT-1"].values;
+    assert_eq!((ft1[1].as_str(), ft1[3].as_str()), ("Mary Ann", "Smith"));
+    assert_eq!(
+        stored["FT-1"].source_import_id,
+        Some(uuid::Uuid::parse_str(&id)?)
+    );
+    b.env.finish().await
+}

@@ -40,7 +40,7 @@ fn map_values(column: &str, into: &str, values: &[(&str, &str)]) -> Action {
 }
 
 /// FuneralTech's case export.
-fn cases_profile() -> pb::ImportProfile {
+pub(crate) fn cases_profile() -> pb::ImportProfile {
     pb::ImportProfile {
         name: "FuneralTech cases".into(),
         import_type: "cases".into(),
@@ -104,7 +104,7 @@ fn rolodex_profile(values: &[(&str, &str)]) -> pb::ImportProfile {
     }
 }
 
-const CASES_CSV: &str = "Case No,Full Name,Died,Stage\n\
+pub(crate) const CASES_CSV: &str = "Case No,Full Name,Died,Stage\n\
 FT-1,Mary Ann Smith,03-04-25,Done\n\
 FT-2,John Doe,12-31-24,Working\n";
 const VENDORS_CSV: &str = "Vendor,Kind,Phone\n\
@@ -112,7 +112,7 @@ Rose Florist,Flowers,\n\
 St Mark,Church,\n\
 Wax Works,Candles,\n";
 
-async fn create(
+pub(crate) async fn create(
     client: &mut Client,
     p: pb::ImportProfile,
 ) -> Result<pb::ImportProfile, tonic::Status> {

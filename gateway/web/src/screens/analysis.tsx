@@ -223,12 +223,43 @@ function FileCard(props: {
           </button>
         )}
       </details>
+      {f.profile && <RuleEffects file={f} />}
       {f.findings.length > 0 ? (
         <Findings findings={f.findings} analysedUnder={props.analysedUnder} startWith={props.startWith} />
       ) : (
         <p class="good">No findings.</p>
       )}
     </article>
+  );
+}
+
+/** What each transform rule of the file's profile did: records changed and before → after samples. */
+function RuleEffects(props: { file: FileAnalysis }) {
+  const f = props.file;
+  const shown = (values: { field: string; value: string }[]) => values.map((v) => `${v.field} = ${v.value === "" ? "(empty)" : JSON.stringify(v.value)}`).join("; ");
+  return (
+    <details class="rule-effects" data-testid={`rules-${f.fileName}`} open>
+      <summary>
+        Read with profile {f.profile?.name} v{f.profile?.version}: {f.ruleEffects.length} rules
+      </summary>
+      <table class="samples">
+        <Head cols={["Rule", "Does", "Records changed", "Row", "Before", "After"]} />
+        <tbody>
+          {f.ruleEffects.flatMap((e) =>
+            (e.examples.length ? e.examples : [undefined]).map((x, i) => (
+              <tr data-rule={e.rule}>
+                <td>{i === 0 ? e.rule : ""}</td>
+                <td>{i === 0 ? e.summary : ""}</td>
+                <td>{i === 0 ? fmtInt(e.rowsChanged) : ""}</td>
+                <td>{x ? n(x.row) : "—"}</td>
+                <td>{x ? shown(x.before) : ""}</td>
+                <td>{x ? shown(x.after) : ""}</td>
+              </tr>
+            )),
+          )}
+        </tbody>
+      </table>
+    </details>
   );
 }
 

@@ -3,11 +3,15 @@
 // its header, editable), a progress bar per file with resume (the resumable
 // upload client in ../upload), remove or replace a file, the analysis, and
 // Start — disabled, with the reasons listed, while blocking findings stand.
+// A file whose header matches saved import profiles waits for the user to
+// confirm the suggested profile (or none) before it uploads.
 // API: CreateImport, CreateUpload / WriteUploadPart / GetUpload / CompleteUpload /
-// AbortUpload (through uploadFile), RemoveFile, AnalyzeImport, StartImport.
+// AbortUpload (through uploadFile), RemoveFile, AnalyzeImport, StartImport,
+// SuggestProfiles.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, canManage, type Identity } from "../api/client.js";
 import { FailurePolicy, type Import, type ImportType } from "../gen/passare/imports/v1/imports_pb.js";
+import type { ProfileSuggestion } from "../gen/passare/imports/v1/profiles_pb.js";
 import { uploadFile, type UploadProgress } from "../upload/index.js";
 import { Head, ErrorBox, Field, Progress, Section, fileStateName, fmtBytes, fmtInt, formatName, n } from "../ui/common.js";
 import { navigate } from "../ui/router.js";
@@ -122,14 +126,32 @@ function DropZone(props: { onFiles: (files: File[]) => void; disabled?: boolean;
 
 const normal = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, "");
 
+/** The header of a text file as written (quotes removed); empty for workbooks. */
+async function readHeader(file: File): Promise<string[]> {
+  if (/\.xlsx$/i.test(file.name)) return [];
+  const head = await file.slice(0, 64 * 1024).text();
+  const line = head.replace(/^\uFEFF/, "").split(/\r?\n/)[0] ?? "";
+  const sep = [",", "\t", ";", "|"].sort((a, b) => line.split(b).length - line.split(a).length)[0];
+  return line.split(sep).map((h) => h.trim().replace(/^"|"$/g, ""));
+}
+
+/** Saved profiles whose source headers the file's header holds (none for workbooks). */
+async function suggestProfiles(file: File, importType: string, organizationId: string): Promise<ProfileSuggestion[]> {
+  const headers = await readHeader(file);
+  if (!importType || !headers.length) return [];
+  try {
+    return (await api.suggestProfiles({ importType, organizationId, headers })).suggestions;
+  } catch {
+    // Suggestions help; the file can be uploaded without them.
+    return [];
+  }
+}
+
 /** The import type a file most likely holds: by its header (text files), else by its name. */
 export async function suggestType(file: File, types: ImportType[]): Promise<string> {
   if (!types.length) return "";
   if (!/\.xlsx$/i.test(file.name)) {
-    const head = await file.slice(0, 64 * 1024).text();
-    const line = head.replace(/^\uFEFF/, "").split(/\r?\n/)[0] ?? "";
-    const sep = [",", "\t", ";", "|"].sort((a, b) => line.split(b).length - line.split(a).length)[0];
-    const headers = line.split(sep).map((h) => normal(h.replace(/^"|"$/g, "")));
+    const headers = (await readHeader(file)).map(normal);
     let best = ["", 0] as [string, number];
     for (const t of types) {
       // A header named as the type names its column counts most, an alias
@@ -166,6 +188,9 @@ interface Item {
   /** The stored file this upload replaces (removed first). */
   replaces?: string;
   mapping?: { header: string; column: string }[];
+  /** Profiles the file's header matches, and the one chosen ("" for none). */
+  profiles?: ProfileSuggestion[];
+  profileId?: string;
 }
 
 const uploadKey = (importId: string, f: File) => `passare-imports.upload:${importId}:${f.name}:${f.size}:${f.lastModified}`;
@@ -202,6 +227,7 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
         file: item.file,
         importType: item.type,
         columnMapping: item.mapping,
+        profileId: item.profileId || undefined,
         uploadId: sessionStorage.getItem(storeKey) ?? undefined,
         onUploadId: (id) => sessionStorage.setItem(storeKey, id),
         onProgress: (progress) => update(item.key, { progress }),
@@ -221,9 +247,12 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
     const cat = types.length ? types : [];
     for (const file of files) {
       const suggested = type ?? (await suggestType(file, cat));
-      const item: Item = { key: crypto.randomUUID(), file, type: suggested, state: "choose-type", replaces, mapping };
+      const profiles = await suggestProfiles(file, suggested, imp.organizationId);
+      const best = profiles.find((p) => p.complete)?.profile?.id ?? "";
+      const item: Item = { key: crypto.randomUUID(), file, type: suggested, state: "choose-type", replaces, mapping, profiles, profileId: best };
       setItems((xs) => [...xs, item]);
-      if (suggested) void upload(item);
+      // A matching profile is confirmed by the user before the file goes up.
+      if (suggested && !profiles.length) void upload(item);
     }
   };
 
@@ -302,6 +331,11 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
                   <div class="muted mono" title="SHA-256">
                     {f.sha256.slice(0, 16)}…
                   </div>
+                  {f.profile && (
+                    <div class="muted" data-testid="file-profile">
+                      profile {f.profile.name} v{f.profile.version}
+                    </div>
+                  )}
                 </td>
                 <td>{types.find((t) => t.key === f.importType)?.displayName ?? f.importType}</td>
                 <td>{fmtBytes(f.sizeBytes)}</td>
@@ -355,7 +389,27 @@ export function DraftScreen(props: { imp: Import; who: Identity; onImport: (imp:
                       {i.progress.waiting && <strong> · {i.progress.waiting}</strong>}
                     </small>
                   )}
-                  {i.state === "choose-type" && <span class="warn">Choose the type, then upload.</span>}
+                  {i.profiles && i.profiles.length > 0 && i.state !== "uploading" && (
+                    <label class="profile-choice">
+                      Read with profile{" "}
+                      <select
+                        aria-label={`Profile of ${i.file.name}`}
+                        data-testid={`profile-${i.file.name}`}
+                        value={i.profileId ?? ""}
+                        onChange={(e) => update(i.key, { profileId: (e.target as HTMLSelectElement).value })}
+                      >
+                        <option value="">No profile</option>
+                        {i.profiles.map((s) => (
+                          <option value={s.profile?.id}>
+                            {s.profile?.name} · v{s.profile?.version} · {s.matchedHeaders} of {s.profile?.sourceHeaders.length} headers
+                          </option>
+                        ))}
+                      </select>
+                    </label>
+                  )}
+                  {i.state === "choose-type" && (
+                    <span class="warn">{i.profiles?.length ? "A saved profile matches this file's header: check it, then upload." : "Choose the type, then upload."}</span>
+                  )}
                   {i.state === "cancelled" && <span class="muted">Cancelled.</span>}
                   {i.error !== undefined && <ErrorBox error={i.error} title={`Upload of ${i.file.name} failed`} />}
                 </td>

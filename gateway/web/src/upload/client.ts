@@ -51,6 +51,8 @@ export interface UploadFileOptions {
   delimiter?: string;
   sheetName?: string;
   columnMapping?: { header: string; column: string }[];
+  /** A saved import profile (ListProfiles, SuggestProfiles) to read the file with. */
+  profileId?: string;
   /** An upload id from an earlier call (after a reload): resume it. */
   uploadId?: string;
   /** Called once the upload id is known: keep it (e.g. in sessionStorage) to resume. */
@@ -120,6 +122,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
             delimiter: options.delimiter ?? "",
             sheetName: options.sheetName ?? "",
             columnMapping: (options.columnMapping ?? []).map((m) => create(ColumnMappingSchema, m)),
+            profileId: options.profileId ?? "",
           }),
           declaredSha256: declared,
           requestId: crypto.randomUUID(),
