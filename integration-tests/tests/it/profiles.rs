@@ -418,16 +418,39 @@ async fn invalid_profiles_are_refused_and_every_change_is_versioned_and_audited(
         .err()
         .ok_or_else(|| anyhow::anyhow!("saved twice"))?;
     assert_eq!(taken.code(), Code::AlreadyExists);
+    // A draft reads a file with version 1, whose split fills the names.
+    let (draft, _) = files::draft_with_files(
+        &mut client,
+        ORG,
+        pb::FailurePolicy::ImportValidRows,
+        &[NewFile::new("cases.csv", "cases", CASES_CSV).profile(&first.id)],
+    )
+    .await?;
+    assert!(!files::analyze(&mut client, &draft).await?.blocking);
+    // Version 2 drops the split: the draft's file moves to it, and its
+    // analysis finds the required names no header or rule provides.
     let mut second = cases_profile();
     second.id = first.id.clone();
-    second.rules.truncate(1);
-    client
+    second.rules.remove(0);
+    let moved = client
         .update_profile(pb::UpdateProfileRequest {
             profile: Some(second),
             expected_version: 0,
             validate_only: false,
         })
-        .await?;
+        .await?
+        .into_inner();
+    assert_eq!(moved.files_updated, 1);
+    let report = files::analyze(&mut client, &draft).await?;
+    let missing = files::finding(&report, "cases.csv", pb::FindingKind::MissingColumn)
+        .ok_or_else(|| anyhow::anyhow!("no missing column: {report:?}"))?;
+    assert!(report.blocking);
+    assert!(
+        missing.samples[0]
+            .reason
+            .contains("no rule of profile \"FuneralTech cases\" v2 fills it"),
+        "{missing:?}"
+    );
     let v1 = client
         .get_profile(pb::GetProfileRequest {
             profile_id: first.id.clone(),
@@ -448,7 +471,7 @@ async fn invalid_profiles_are_refused_and_every_change_is_versioned_and_audited(
         .ok_or_else(|| anyhow::anyhow!("no version 2"))?;
     assert_eq!(
         (v1.version, v1.rules.len(), v2.version, v2.rules.len()),
-        (1, 4, 2, 1)
+        (1, 4, 2, 3)
     );
     client
         .delete_profile(pb::DeleteProfileRequest {

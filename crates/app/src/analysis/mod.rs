@@ -18,7 +18,7 @@ use chrono::{NaiveDate, Utc};
 use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding, FindingSet};
 use passare_imports_domain::catalog::{self, ImportTypeDef, normalize_header};
 use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
-use passare_imports_domain::transform::{Bound, RuleEffect};
+use passare_imports_domain::transform::{AppliedProfile, Bound, RuleEffect};
 use passare_imports_domain::{ChunkRange, FindingKind, RowProblem};
 use passare_imports_storage::FileStore;
 use passare_imports_store::analysis_jobs::{self, AnalysisJob};
@@ -347,6 +347,9 @@ impl Run<'_> {
                 );
             }
         }
+        if let Some(p) = &profile {
+            missing_for_profile(def, &mapping, p, rules.as_ref(), &mut set);
+        }
         let mut report = file_report(file, def, &headers, &mapping);
         report.profile = profile.as_ref().map(|p| p.version());
         report.rule_effects = rules
@@ -528,6 +531,37 @@ fn file_report(
         findings: Vec::new(),
         profile: None,
         rule_effects: Vec::new(),
+    }
+}
+
+/// Required columns that neither the header mapping nor a rule of the
+/// file's profile provides: the upload checked the header with the version
+/// it had, and a newer version may map or fill other columns.
+fn missing_for_profile(
+    def: &ImportTypeDef,
+    mapping: &[Option<&'static str>],
+    profile: &AppliedProfile,
+    rules: Option<&Bound>,
+    set: &mut FindingSet,
+) {
+    let filled = rules
+        .map(|r| r.program.written_columns())
+        .unwrap_or_default();
+    for missing in def.missing_required(mapping) {
+        if !filled.contains(&missing) {
+            let reason = format!(
+                "required column {missing} is missing from the header and no rule of profile {:?} v{} fills it",
+                profile.name, profile.version
+            );
+            let problem = RowProblem {
+                row: 0,
+                column: missing.to_string(),
+                value: String::new(),
+                reason,
+                kind: FindingKind::MissingColumn,
+            };
+            set.add(problem, true);
+        }
     }
 }
 
