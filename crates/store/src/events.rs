@@ -43,25 +43,46 @@ pub fn event_id(import_id: Uuid, chunk_id: i64, row: i64) -> Uuid {
     stable_id(import_id, chunk_id, &row.to_be_bytes())
 }
 
-/// Adds the write's events to the outbox, one batch per outcome, in the
-/// write's transaction; wakes the relay when they can go at once.
+/// The outcome of the records created, as in routing keys and the outbox.
+pub const CREATED: &str = "created";
+/// The outcome of the records updated.
+pub const UPDATED: &str = "updated";
+
+/// One outcome's events of a write, encoded as a `RecordEventBatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    /// [`CREATED`] or [`UPDATED`].
+    pub outcome: &'static str,
+    /// Records in the batch.
+    pub events: i32,
+    pub payload: Vec<u8>,
+}
+
+impl EncodedBatch {
+    pub fn encode(batch_id: Uuid, outcome: &'static str, events: Vec<ev::RecordEvent>) -> Self {
+        Self {
+            outcome,
+            events: events.len() as i32,
+            payload: ev::RecordEventBatch {
+                batch_id: batch_id.to_string(),
+                events,
+            }
+            .encode_to_vec(),
+        }
+    }
+}
+
+/// Adds the write's event batches (at most one per outcome) to the outbox,
+/// in the write's transaction; wakes the relay when they can go at once.
+/// A batch's id is derived from the chunk and the outcome.
 pub async fn record(
     conn: &mut PgConnection,
     source: EventSource<'_>,
-    batches: [(&'static str, Vec<ev::RecordEvent>); 2],
+    batches: impl IntoIterator<Item = EncodedBatch>,
 ) -> Result<(), StoreError> {
     let mut recorded = false;
-    for (outcome, events) in batches {
-        if events.is_empty() {
-            continue;
-        }
-        let batch_id = stable_id(source.import_id, source.chunk_id, outcome.as_bytes());
-        let count = events.len() as i32;
-        let payload = ev::RecordEventBatch {
-            batch_id: batch_id.to_string(),
-            events,
-        }
-        .encode_to_vec();
+    for batch in batches {
+        let batch_id = stable_id(source.import_id, source.chunk_id, batch.outcome.as_bytes());
         sqlx::query(
             "INSERT INTO record_events (batch_id, organization_id, import_id, import_type,
                                         outcome, events, payload, held)
@@ -72,9 +93,9 @@ pub async fn record(
         .bind(source.organization_id)
         .bind(source.import_id)
         .bind(source.import_type)
-        .bind(outcome)
-        .bind(count)
-        .bind(payload)
+        .bind(batch.outcome)
+        .bind(batch.events)
+        .bind(batch.payload)
         .bind(source.held)
         .execute(&mut *conn)
         .await?;

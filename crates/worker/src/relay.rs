@@ -3,7 +3,11 @@
 //! publishes the outbox in commit order to the records exchange — one
 //! message per outbox row, a chunk's events of one outcome — confirmed, then
 //! deletes what the broker confirmed. Woken by a PostgreSQL notice when
-//! a write adds events, and every second regardless. A lost broker or
+//! a write adds events, and every second regardless. While writes keep
+//! adding events (a load's chunks, one after the other) it waits for them
+//! to pause, at most [`LATEST`], and then publishes what gathered: the
+//! relay's reads, publishing and deletes take the two cores from the load
+//! as little as they can while it runs. A lost broker or
 //! database connection ends the round; the events stay in the outbox and
 //! the next round publishes them again (consumers de-duplicate by event id).
 
@@ -17,8 +21,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
 
-/// Outbox rows (one chunk's events of one outcome each) per confirmed round.
-const BATCH: i64 = 100;
+/// Outbox rows (one chunk's events of one outcome each, up to a chunk's
+/// ~300 bytes a record) per confirmed round.
+const BATCH: i64 = 10;
+/// How long writes must add no events before the relay publishes...
+const QUIET: Duration = Duration::from_millis(500);
+/// ...and the longest it waits for that once events are ready.
+const LATEST: Duration = Duration::from_secs(10);
 /// Longest wait between two looks at the outbox.
 const POLL: Duration = Duration::from_secs(1);
 /// Wait before trying again after a failure, or for the lock.
@@ -78,11 +87,16 @@ impl Worker {
                     _ = notice => {}
                     _ = tokio::time::sleep(POLL) => {}
                 }
-                continue;
+            } else {
+                if let Err(e) = self.publish(&channel, &batch).await {
+                    break Err(e);
+                }
+                if batch.len() as i64 == BATCH {
+                    // A backlog: publish on.
+                    continue;
+                }
             }
-            if let Err(e) = self.publish(&channel, &batch).await {
-                break Err(e);
-            }
+            settle(notices.as_mut(), shutdown).await;
         };
         let _ = conn.close(200, "relay stopping".into()).await;
         result
@@ -104,5 +118,22 @@ impl Worker {
         metrics::counter!(passare_imports_app::observability::names::RECORD_EVENTS)
             .increment(records);
         Ok(())
+    }
+}
+
+/// Waits until writes have added no events for [`QUIET`], at most
+/// [`LATEST`]: a load's chunks notify one after the other, and their events
+/// are published together once it pauses or ends. Without notices (the
+/// listener could not connect), returns at once.
+async fn settle(notices: Option<&mut Waiting>, shutdown: &CancellationToken) {
+    let Some(notices) = notices else { return };
+    let latest = tokio::time::Instant::now() + LATEST;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(latest) => return,
+            _ = tokio::time::sleep(QUIET) => return,
+            notice = notices.next() => if notice.is_err() { return },
+        }
     }
 }

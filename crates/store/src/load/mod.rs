@@ -241,6 +241,11 @@ pub async fn write_chunk(
 ) -> Result<ChunkOutcome, StoreError> {
     let job = w.job;
     let org = job.import.organization_id;
+    let processed = w.parsed.batch.num_rows() as i64;
+    let failed = w.parsed.failed_rows() as i64;
+    let stop = job.policy() == FailurePolicy::StopOnFirstError && failed > 0;
+    // The created events are built while the transaction runs.
+    let prepared = (w.record_events && !stop).then(|| record_events::prepare(job, w.parsed));
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     turn::prepare(&mut tx, w.statement_timeout).await?;
     crate::locks::write_fence(&mut tx, org).await?;
@@ -252,9 +257,6 @@ pub async fn write_chunk(
         .fetch_one(&mut *tx)
         .await?;
     progress::insert_row_errors(&mut tx, job, &w.parsed.problems).await?;
-    let processed = w.parsed.batch.num_rows() as i64;
-    let failed = w.parsed.failed_rows() as i64;
-    let stop = job.policy() == FailurePolicy::StopOnFirstError && failed > 0;
     let mut counts = ChunkCounts {
         processed,
         failed,
@@ -266,9 +268,8 @@ pub async fn write_chunk(
         counts.updated = merged.updated;
         counts.stale = merged.stale;
         counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
-        if w.record_events {
-            let events = record_events::of_chunk(job, w.parsed, &merged);
-            crate::events::record(&mut tx, record_events::source(job), events).await?;
+        if let Some(prepared) = prepared {
+            add_events(&mut tx, job, w.parsed, &merged, prepared).await?;
         }
     }
     let state = if stop {
@@ -299,6 +300,27 @@ pub async fn write_chunk(
     } else {
         ChunkOutcome::Written(counts)
     })
+}
+
+/// Adds the events of what `merged` wrote to the outbox: the created ones
+/// from what was `prepared` (every valid row's), the updated ones built now.
+async fn add_events(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    parsed: &ParsedChunk,
+    merged: &Merged,
+    prepared: tokio::task::JoinHandle<record_events::Prepared>,
+) -> Result<(), StoreError> {
+    let prepared = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => return Err(StoreError::Corrupt(format!("record events not built: {e}"))),
+    };
+    let created = prepared.batch(&merged.created_rows);
+    let updated = record_events::updated(job, parsed, &merged.updated_rows);
+    let updated = record_events::updated_batch(job, updated);
+    let batches = created.into_iter().chain(updated);
+    crate::events::record(conn, record_events::source(job), batches).await
 }
 
 /// Ends an all-or-nothing import at its first failing row, naming it.
