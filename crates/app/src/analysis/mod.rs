@@ -560,7 +560,7 @@ fn missing_for_profile(
                 reason,
                 kind: FindingKind::MissingColumn,
             };
-            set.add(problem, true);
+            set.add(problem, false);
         }
     }
 }
