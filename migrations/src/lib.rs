@@ -70,6 +70,10 @@ impl MigratorTrait for Migrator {
                 name: "m0018_import_profiles",
                 up: include_str!("../sql/0018_import_profiles.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0019_record_events_lz4",
+                up: include_str!("../sql/0019_record_events_lz4.sql"),
+            }),
         ]
     }
 }
