@@ -74,6 +74,10 @@ impl MigratorTrait for Migrator {
                 name: "m0019_record_events_lz4",
                 up: include_str!("../sql/0019_record_events_lz4.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0020_row_hashes",
+                up: include_str!("../sql/0020_row_hashes.sql"),
+            }),
         ]
     }
 }

@@ -341,7 +341,12 @@ impl Services {
             ("IMPORTS_GATEWAY_ADDR", format!("127.0.0.1:{gateway_port}")),
             ("IMPORTS_JWT_SECRET", secret.clone()),
             ("IMPORTS_CHUNK_ROWS", args.chunk_rows.to_string()),
-            ("IMPORTS_LOG", "warn".into()),
+            // Warnings only, unless the caller's IMPORTS_LOG asks for more
+            // (the processes' logs are kept in the work directory).
+            (
+                "IMPORTS_LOG",
+                std::env::var("IMPORTS_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
             // Several workers on one host: no ops listeners to collide.
             ("IMPORTS_SERVER_OPS_ADDR", "off".into()),
             ("IMPORTS_GATEWAY_OPS_ADDR", "off".into()),
@@ -376,18 +381,27 @@ impl Services {
                 bail!("demo-org failed: {}", String::from_utf8_lossy(&out.stderr));
             }
         }
-        let server = command("serve").stdout(Stdio::null()).spawn()?;
+        // Each process logs (stderr) to its own file in the work directory,
+        // kept after the run (the last run's, per process).
+        let log = |name: &str| -> anyhow::Result<Stdio> {
+            Ok(std::fs::File::create(args.workdir.join(format!("{name}.log")))?.into())
+        };
+        let spawn = |sub: &str, name: &str| -> anyhow::Result<Child> {
+            Ok(command(sub)
+                .stdout(Stdio::null())
+                .stderr(log(name)?)
+                .spawn()?)
+        };
+        let server = spawn("serve", "serve")?;
         let server_pid = server.id();
         let mut children = Children(vec![server]);
         let mut worker_pids = Vec::new();
-        for _ in 0..args.workers.max(1) {
-            let worker = command("work").stdout(Stdio::null()).spawn()?;
+        for n in 0..args.workers.max(1) {
+            let worker = spawn("work", &format!("work-{n}"))?;
             worker_pids.push(worker.id());
             children.0.push(worker);
         }
-        children
-            .0
-            .push(command("gateway").stdout(Stdio::null()).spawn()?);
+        children.0.push(spawn("gateway", "gateway")?);
         Ok(Self {
             port,
             gateway_port,

@@ -39,6 +39,7 @@ mod record_events;
 mod recovery;
 mod results;
 mod rollback;
+mod row_hashes;
 mod samples;
 mod shutdown;
 mod storage_faults;

@@ -10,7 +10,7 @@ use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceIndex, Referen
 // column names, never from a request or a file.
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::target::{Target, key_matches, keys_in_range};
+use super::target::{Target, stored_keys};
 use crate::StoreError;
 
 /// Looks up the records the chunk's references name, one query per
@@ -114,18 +114,10 @@ pub async fn check_repeated_in_import(
     if rows.is_empty() {
         return Ok(());
     }
-    // When no stored key of the organization falls within the chunk's key
-    // range (the common case while onboarding), no key can repeat one the
-    // import wrote: skip the join of every key.
-    let first_key = target.def.key_columns.first().copied().unwrap_or_default();
-    let first_values: Vec<Option<String>> =
-        rows.iter().map(|i| parsed.text(first_key, *i)).collect();
-    if !keys_in_range(conn, target, first_key, &first_values).await? {
-        return Ok(());
-    }
-    let found = key_matches(conn, target, parsed, &rows, true).await?;
+    let found = stored_keys(conn, target, parsed, &rows, true).await?;
     let def = target.def;
-    for (i, file, row) in found {
+    for stored in found {
+        let (i, file, row) = (stored.row, stored.file, stored.source_row);
         let Some(key) = parsed.key(def, i) else {
             continue;
         };

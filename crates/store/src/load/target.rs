@@ -3,11 +3,12 @@
 //! of one import; binary COPY encoding, a staging table of the target's
 //! shape, and the key lookups that tell new records from existing ones.
 
-use std::collections::HashSet;
-
+use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use passare_imports_domain::catalog::ImportTypeDef;
 use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN};
-use passare_imports_domain::copy::{Constant, encode_copy_binary};
+use passare_imports_domain::copy::{
+    Constant, ROW_HASH_COLUMN, encode_copy_binary, with_row_hashes,
+};
 // Dynamic SQL below is assembled from the compiled catalog's table and
 // column names, never from a request or a file.
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -41,22 +42,38 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// Columns in COPY order: organization, the written columns, provenance.
+    /// Columns in COPY order: organization, the written columns, the row
+    /// hash, provenance.
     pub(super) fn list(&self) -> String {
         format!(
-            "organization_id, {}, source_row, source_import_id, source_file_id",
+            "organization_id, {}, {ROW_HASH_COLUMN}, source_row, source_import_id, source_file_id",
             written_columns(self.def).join(", ")
         )
     }
 
-    /// Encodes `rows` of the batch as a binary COPY stream in [`Target::list`] order.
-    pub(super) fn encode(
-        &self,
-        batch: &arrow_array::RecordBatch,
-        rows: &[usize],
-        out: &mut Vec<u8>,
-    ) {
+    /// The written columns a re-import compares with the stored record:
+    /// neither the key (it matched) nor `source_updated_at` (it decides
+    /// staleness instead).
+    pub(super) fn compared(&self) -> Vec<&'static str> {
+        let keys = self.def.key_columns;
+        written_columns(self.def)
+            .into_iter()
+            .filter(|c| !keys.contains(c) && *c != SOURCE_UPDATED_AT)
+            .collect()
+    }
+
+    /// The chunk's batch with each row's hash of its [`Target::compared`]
+    /// values (the `row_hash` stored with the record).
+    pub(super) fn hashed(&self, parsed: &ParsedChunk) -> Result<RecordBatch, StoreError> {
+        with_row_hashes(&parsed.batch, &self.compared())
+            .map_err(|e| StoreError::Corrupt(format!("hashing a chunk's rows: {e}")))
+    }
+
+    /// Encodes `rows` of a [`Target::hashed`] batch as a binary COPY stream
+    /// in [`Target::list`] order.
+    pub(super) fn encode(&self, batch: &RecordBatch, rows: &[usize], out: &mut Vec<u8>) {
         let mut encoded = written_columns(self.def);
+        encoded.push(ROW_HASH_COLUMN);
         encoded.push(ROW_COLUMN);
         out.clear();
         encode_copy_binary(
@@ -100,10 +117,7 @@ impl<'a> Target<'a> {
     /// differ, and telling stale rows (older than the stored record).
     pub(super) fn comparison(&self) -> Comparison {
         let keys = self.def.key_columns;
-        let compared: Vec<&'static str> = written_columns(self.def)
-            .into_iter()
-            .filter(|c| !keys.contains(c) && *c != SOURCE_UPDATED_AT)
-            .collect();
+        let compared = self.compared();
         let matched = keys
             .iter()
             .map(|k| format!("t.{k} = s.{k}"))
@@ -158,49 +172,102 @@ pub struct Merged {
 }
 
 /// What writing a chunk would do, without writing it, among the valid rows.
-/// Runs in its own transaction, which it rolls back.
+/// One key lookup tells new, stale and unchanged rows (by their stored row
+/// hash) from changed ones; only rows whose record has no hash yet are
+/// staged and compared column by column, in a transaction rolled back.
 pub async fn compare_with_stored(
     conn: &mut PgConnection,
     target: Target<'_>,
     parsed: &ParsedChunk,
 ) -> Result<Merged, StoreError> {
-    let batch = &parsed.batch;
-    let valid: Vec<usize> = (0..batch.num_rows()).filter(|i| parsed.valid[*i]).collect();
+    let valid: Vec<usize> = (0..parsed.batch.num_rows())
+        .filter(|i| parsed.valid[*i])
+        .collect();
     if valid.is_empty() {
         return Ok(Merged::default());
     }
-    let first_key = target.def.key_columns.first().copied().unwrap_or_default();
-    let first_values: Vec<Option<String>> =
-        valid.iter().map(|i| parsed.text(first_key, *i)).collect();
-    if !keys_in_range(conn, target, first_key, &first_values).await? {
+    let found = stored_keys(conn, target, parsed, &valid, false).await?;
+    if found.is_empty() {
         return Ok(Merged {
             created: valid.len() as i64,
             ..Merged::default()
         });
     }
+    let batch = target.hashed(parsed)?;
+    let sorted = Sorted::of(&batch, &valid, &found);
+    let mut merged = Merged {
+        created: sorted.new.len() as i64,
+        unchanged: sorted.unchanged,
+        stale: sorted.stale,
+        ..Merged::default()
+    };
+    // A stored hash that differs means the values differ (the encoding is
+    // canonical); a record without one is compared column by column.
+    let unhashed: Vec<usize> = found
+        .iter()
+        .filter(|k| k.hash.is_none() && !k.stale)
+        .map(|k| k.row)
+        .collect();
+    merged.updated = sorted.changed.len() as i64 - unhashed.len() as i64;
+    if unhashed.is_empty() {
+        return Ok(merged);
+    }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let mut data = Vec::with_capacity(valid.len() * 160);
-    target.encode(batch, &valid, &mut data);
+    super::turn::prepare(&mut tx, None).await?;
+    let mut data = Vec::with_capacity(unhashed.len() * 160);
+    target.encode(&batch, &unhashed, &mut data);
     target.stage(&mut tx, &data).await?;
     let c = target.comparison();
-    let (existing, changed, stale): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT count(*), count(*) FILTER (WHERE {differs} AND NOT {stale}), count(*) FILTER (WHERE {stale})
+    let changed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FILTER (WHERE {differs})
            FROM {STAGE} s JOIN {table} t ON t.organization_id = s.organization_id AND {matched}",
         differs = c.differs,
-        stale = c.stale,
         matched = c.matched,
         table = target.def.target_table
     )))
     .fetch_one(&mut *tx)
     .await?;
     tx.rollback().await?;
-    Ok(Merged {
-        created: valid.len() as i64 - existing,
-        updated: changed,
-        unchanged: existing - changed - stale,
-        stale,
-        ..Merged::default()
-    })
+    merged.updated += changed;
+    merged.unchanged += unhashed.len() as i64 - changed;
+    Ok(merged)
+}
+
+/// The valid rows of a chunk sorted by what their stored record says.
+#[derive(Debug, Default)]
+pub(super) struct Sorted {
+    /// Rows whose key the organization does not have.
+    pub new: Vec<usize>,
+    /// Rows to stage and compare: the stored record's hash differs or is
+    /// unknown.
+    pub changed: Vec<usize>,
+    /// Rows whose stored record has the same hash.
+    pub unchanged: i64,
+    /// Rows older than their stored record (`source_updated_at`).
+    pub stale: i64,
+}
+
+impl Sorted {
+    /// Sorts `rows` of a [`Target::hashed`] batch by the `found` keys.
+    pub(super) fn of(batch: &RecordBatch, rows: &[usize], found: &[StoredKey]) -> Self {
+        let hashes = batch
+            .column_by_name(ROW_HASH_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>());
+        let mut stored: std::collections::HashMap<usize, &StoredKey> =
+            found.iter().map(|k| (k.row, k)).collect();
+        let mut sorted = Sorted::default();
+        for &i in rows {
+            match stored.remove(&i) {
+                None => sorted.new.push(i),
+                Some(k) if k.stale => sorted.stale += 1,
+                Some(k) if k.hash.is_some() && k.hash == hashes.map(|h| h.value(i)) => {
+                    sorted.unchanged += 1;
+                }
+                Some(_) => sorted.changed.push(i),
+            }
+        }
+        sorted
+    }
 }
 
 pub(super) async fn copy_in(
@@ -216,10 +283,50 @@ pub(super) async fn copy_in(
     Ok(copy.finish().await? as i64)
 }
 
+/// A batch row whose key the organization has stored.
+#[derive(Debug, Clone)]
+pub(super) struct StoredKey {
+    /// The batch row.
+    pub row: usize,
+    /// The file and row that last wrote the record.
+    pub file: Option<Uuid>,
+    pub source_row: Option<i64>,
+    /// The record's row hash; `None` when not known.
+    pub hash: Option<i64>,
+    /// Whether the batch row is older than the record (`source_updated_at`).
+    pub stale: bool,
+}
+
+/// The given batch rows whose key is stored (only records last written by
+/// the target's import when `same_import`), in one query: the file and row
+/// that wrote each record, its row hash, and whether the batch row is
+/// stale against it. A chunk whose keys lie densely within their range of
+/// the organization's keys (files exported in key order, re-imports) reads
+/// that range in one index scan; other chunks probe the key index row by
+/// row.
+pub(super) async fn stored_keys(
+    conn: &mut PgConnection,
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+    rows: &[usize],
+    same_import: bool,
+) -> Result<Vec<StoredKey>, StoreError> {
+    if let Some(found) = key_range(conn, target, parsed, rows, same_import).await? {
+        return Ok(found);
+    }
+    let first_key = target.def.key_columns.first().copied().unwrap_or_default();
+    let first_values: Vec<Option<String>> =
+        rows.iter().map(|i| parsed.text(first_key, *i)).collect();
+    if !keys_in_range(conn, target, first_key, &first_values).await? {
+        return Ok(Vec::new());
+    }
+    probe_keys(conn, target, parsed, rows, same_import).await
+}
+
 /// Whether the organization has any record whose first key column falls
 /// between the smallest and the largest of `values` (in the database's
 /// collation). When it has none, no key of the chunk can exist.
-pub(super) async fn keys_in_range(
+async fn keys_in_range(
     conn: &mut PgConnection,
     target: Target<'_>,
     column: &str,
@@ -238,36 +345,114 @@ pub(super) async fn keys_in_range(
         .await?)
 }
 
-/// Which of the given batch rows have a key the organization already has.
-pub(super) async fn existing_rows(
-    conn: &mut PgConnection,
-    target: Target<'_>,
-    parsed: &ParsedChunk,
-    rows: &[usize],
-) -> Result<HashSet<usize>, StoreError> {
-    Ok(key_matches(conn, target, parsed, rows, false)
-        .await?
-        .into_iter()
-        .map(|(i, _, _)| i)
-        .collect())
-}
-
-/// The given batch rows whose key is stored (only records last written by
-/// the target's import when `same_import`), with the file and row that wrote
-/// each.
-pub(super) async fn key_matches(
+/// [`stored_keys`] by reading the organization's records whose key lies
+/// between the chunk's smallest and largest (in the database's collation),
+/// matched to the rows by their key's text. `None` when the type's key is
+/// not one text column, or when the range holds more than twice as many
+/// records as the chunk has rows (a sparse chunk: probing is cheaper).
+async fn key_range(
     conn: &mut PgConnection,
     target: Target<'_>,
     parsed: &ParsedChunk,
     rows: &[usize],
     same_import: bool,
-) -> Result<Vec<(usize, Option<Uuid>, Option<i64>)>, StoreError> {
+) -> Result<Option<Vec<StoredKey>>, StoreError> {
+    let def = target.def;
+    let [key] = def.key_columns else {
+        return Ok(None);
+    };
+    if sql_type(def, key) != "text" {
+        return Ok(None);
+    }
+    let mut by_key: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for &r in rows {
+        if let Some(k) = parsed.text(key, r) {
+            by_key.entry(k).or_default().push(r);
+        }
+    }
+    if by_key.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let limit = 2 * by_key.len() as i64 + 1;
+    let updated = if written_columns(def).contains(&SOURCE_UPDATED_AT) {
+        "(extract(epoch FROM t.source_updated_at) * 1000000)::int8"
+    } else {
+        "NULL::int8"
+    };
+    let sql = format!(
+        "SELECT t.{key}, t.source_file_id, t.source_row, t.{ROW_HASH_COLUMN}, {updated},
+                t.source_import_id = $4
+           FROM {table} t
+          WHERE t.organization_id = $1
+            AND t.{key} BETWEEN (SELECT min(x) FROM unnest($2::text[]) x)
+                            AND (SELECT max(x) FROM unnest($2::text[]) x)
+          LIMIT $3",
+        table = def.target_table,
+    );
+    let keys: Vec<&str> = by_key.keys().map(String::as_str).collect();
+    type Found = (
+        String,
+        Option<Uuid>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<bool>,
+    );
+    let stored: Vec<Found> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(target.organization_id)
+        .bind(&keys)
+        .bind(limit)
+        .bind(target.import_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    if stored.len() as i64 >= limit {
+        return Ok(None);
+    }
+    let updated_at = updated_at(parsed);
+    let mut found = Vec::new();
+    for (k, file, source_row, hash, stored_updated, same) in stored {
+        if same_import && same != Some(true) {
+            continue;
+        }
+        for &row in by_key.get(&k).map(Vec::as_slice).unwrap_or_default() {
+            let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
+            found.push(StoredKey {
+                row,
+                file,
+                source_row,
+                hash,
+                stale: matches!((mine, stored_updated), (Some(m), Some(s)) if m < s),
+            });
+        }
+    }
+    Ok(Some(found))
+}
+
+/// The chunk's `source_updated_at` column, when it has one.
+fn updated_at(parsed: &ParsedChunk) -> Option<&TimestampMicrosecondArray> {
+    parsed
+        .batch
+        .column_by_name(SOURCE_UPDATED_AT)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+}
+
+/// [`stored_keys`] by probing the key index once per row.
+async fn probe_keys(
+    conn: &mut PgConnection,
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+    rows: &[usize],
+    same_import: bool,
+) -> Result<Vec<StoredKey>, StoreError> {
     let def = target.def;
     let keys = def.key_columns;
-    let unnest: Vec<String> = std::iter::once("$3::int8[]".to_string())
-        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 4)))
+    let unnest: Vec<String> = ["$3::int8[]".to_string(), "$4::int8[]".to_string()]
+        .into_iter()
+        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 5)))
         .collect();
-    let names: Vec<String> = std::iter::once("i".to_string())
+    let names: Vec<String> = ["i".to_string(), "updated".to_string()]
+        .into_iter()
         .chain((0..keys.len()).map(|i| format!("k{i}")))
         .collect();
     let on: Vec<String> = keys
@@ -275,29 +460,47 @@ pub(super) async fn key_matches(
         .enumerate()
         .map(|(i, k)| format!("t.{k} = u.k{i}::{}", sql_type(def, k)))
         .collect();
+    let stale = if written_columns(def).contains(&SOURCE_UPDATED_AT) {
+        "COALESCE(timestamptz 'epoch' + u.updated * interval '1 microsecond' < t.source_updated_at, false)"
+    } else {
+        "false"
+    };
     let sql = format!(
-        "SELECT u.i, t.source_file_id, t.source_row FROM UNNEST({unnest}) AS u({names})
+        "SELECT u.i, t.source_file_id, t.source_row, t.{ROW_HASH_COLUMN}, {stale}
+           FROM UNNEST({unnest}) AS u({names})
            JOIN {table} t ON t.organization_id = $1 AND {on}
-          WHERE NOT $2 OR t.source_import_id = $4_import",
+          WHERE NOT $2 OR t.source_import_id = ${import}",
         unnest = unnest.join(", "),
         names = names.join(", "),
         table = def.target_table,
         on = on.join(" AND "),
-    )
-    .replace("$4_import", &format!("${}", keys.len() + 4));
+        import = keys.len() + 5,
+    );
     let indexes: Vec<i64> = rows.iter().map(|r| *r as i64).collect();
+    let updated_at = updated_at(parsed);
+    let updated: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| updated_at.filter(|a| a.is_valid(*r)).map(|a| a.value(*r)))
+        .collect();
     let mut query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(target.organization_id)
         .bind(same_import)
-        .bind(indexes);
+        .bind(indexes)
+        .bind(updated);
     for k in keys {
         let values: Vec<Option<String>> = rows.iter().map(|r| parsed.text(k, *r)).collect();
         query = query.bind(values);
     }
-    let found: Vec<(i64, Option<Uuid>, Option<i64>)> =
-        query.bind(target.import_id).fetch_all(&mut *conn).await?;
+    type Probed = (i64, Option<Uuid>, Option<i64>, Option<i64>, bool);
+    let found: Vec<Probed> = query.bind(target.import_id).fetch_all(&mut *conn).await?;
     Ok(found
         .into_iter()
-        .map(|(i, f, r)| (i as usize, f, r))
+        .map(|(i, file, source_row, hash, stale)| StoredKey {
+            row: i as usize,
+            file,
+            source_row,
+            hash,
+            stale,
+        })
         .collect())
 }

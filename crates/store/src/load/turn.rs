@@ -14,14 +14,18 @@ use crate::states::{ChunkState, ImportState};
 /// instead of holding the organization for ever; and key lookups that probe
 /// the primary key row by row — the target table may have grown by millions
 /// since its statistics were taken, and a stale estimate must not turn a
-/// few thousand lookups into a hash join over the organization's table.
+/// few thousand lookups into a hash join over the organization's table. No
+/// JIT compilation either: the large table's estimates would make each
+/// statement pay milliseconds of compiling for a few thousand probes.
 pub(super) async fn prepare(
     conn: &mut PgConnection,
     statement_timeout: Option<std::time::Duration>,
 ) -> Result<(), StoreError> {
-    sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::raw_sql(
+        "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off",
+    )
+    .execute(&mut *conn)
+    .await?;
     if let Some(limit) = statement_timeout {
         set_statement_timeout(conn, limit).await?;
     }

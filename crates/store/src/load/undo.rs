@@ -191,6 +191,7 @@ async fn restore(
         .into_iter()
         .filter(|c| !keys.contains(c))
         .chain([
+            "row_hash",
             "source_row",
             "source_import_id",
             "source_file_id",
