@@ -75,9 +75,11 @@ pub(super) async fn merge(
             import_id: job.import.id,
             keep_before_images: stop_on_first_error,
             events,
-            rehash: found.iter().any(|k| k.hash.is_none() && !k.stale),
         };
         (merged.updated, merged.updated_rows) = update_existing(conn, target, how).await?;
+        if merged.updated < old.len() as i64 {
+            rehash(conn, target).await?;
+        }
     }
     if events {
         merged.created_rows = new;
@@ -94,18 +96,13 @@ struct Update {
     keep_before_images: bool,
     /// Also say which columns each updated row changed.
     events: bool,
-    /// Some staged row's record has no row hash: give the records equal to
-    /// their staged row the staged row's hash.
-    rehash: bool,
 }
 
 /// Updates the staged rows' records where a value differs, keeping
 /// before-images when the import is all-or-nothing. Stale rows are never
 /// staged ([`Sorted`]). One statement, one snapshot: the before-images (and
 /// the changed columns) are the records as they were when the update began.
-/// With `rehash`, a staged row equal to its record gives the record its
-/// hash, so the next re-import skips it. Returns (updated, the changed
-/// columns of each updated row when asked).
+/// Returns (updated, the changed columns of each updated row when asked).
 async fn update_existing(
     conn: &mut PgConnection,
     target: Target<'_>,
@@ -153,19 +150,12 @@ async fn update_existing(
                FROM {STAGE} s
               WHERE t.organization_id = s.organization_id AND {matched} AND {differs}
              RETURNING 1),
-         rehashed AS (
-             UPDATE {table} t SET {ROW_HASH_COLUMN} = s.{ROW_HASH_COLUMN}
-               FROM {STAGE} s
-              WHERE $4 AND t.organization_id = s.organization_id AND {matched} AND NOT {differs}
-                AND t.{ROW_HASH_COLUMN} IS DISTINCT FROM s.{ROW_HASH_COLUMN}
-             RETURNING 1),
          changed AS (
              SELECT s.source_row, array_remove(ARRAY[{changed_columns}]::text[], NULL) AS columns
                FROM {table} t JOIN {STAGE} s ON t.organization_id = s.organization_id AND {matched}
               WHERE $3 AND {differs})
          SELECT (SELECT count(*) FROM updated),
                 (SELECT count(*) FROM undo),
-                (SELECT count(*) FROM rehashed),
                 (SELECT COALESCE(jsonb_agg(jsonb_build_array(source_row, columns)), '[]'::jsonb)
                    FROM changed)",
         table = def.target_table,
@@ -173,13 +163,31 @@ async fn update_existing(
         matched = c.matched,
         differs = c.differs,
     );
-    let (updated, _undo, _rehashed, changed): (i64, i64, i64, Json<ChangedColumns>) =
+    let (updated, _undo, changed): (i64, i64, Json<ChangedColumns>) =
         sqlx::query_as(AssertSqlSafe(sql))
             .bind(how.import_id)
             .bind(how.keep_before_images)
             .bind(how.events)
-            .bind(how.rehash)
             .fetch_one(&mut *conn)
             .await?;
     Ok((updated, changed.0))
+}
+
+/// Gives the records that [`update_existing`] left alone, equal by value to
+/// their staged row, the staged row's hash: a record stored without one (or
+/// with one of another encoding) is compared column by column once, and
+/// skipped by its hash from the next re-import on. No other column changes.
+async fn rehash(conn: &mut PgConnection, target: Target<'_>) -> Result<(), StoreError> {
+    let c = target.comparison();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {table} t SET {ROW_HASH_COLUMN} = s.{ROW_HASH_COLUMN}
+           FROM {STAGE} s
+          WHERE t.organization_id = s.organization_id AND {matched}
+            AND t.{ROW_HASH_COLUMN} IS DISTINCT FROM s.{ROW_HASH_COLUMN}",
+        table = target.def.target_table,
+        matched = c.matched,
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
