@@ -306,12 +306,14 @@ impl Run<'_> {
         file: &import_files::Model,
     ) -> Result<(FileAnalysis, FindingSet), ApiError> {
         let def = load::file_type(file)?;
-        let mapping = load::file_mapping(def, file)?;
-        let headers = load::file_headers(file)?;
+        let load::FileReading {
+            headers,
+            explicit,
+            profile,
+            mapping,
+            rules,
+        } = load::FileReading::of(def, file)?;
         let mut set = FindingSet::new(self.samples);
-        let explicit = load::explicit_mapping(file)?;
-        let profile = load::file_profile(file)?;
-        let rules = load::file_rules(def, file)?;
         let read_by_rules = |h: &str| {
             rules.as_ref().is_some_and(|r| {
                 let wanted = normalize_header(h);

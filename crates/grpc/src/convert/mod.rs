@@ -10,7 +10,7 @@ mod monitor;
 mod profiles;
 mod records;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::DateTime;
 use passare_imports_app::error::ApiError;
 use passare_imports_app::identity::Caller;
 use passare_imports_app::views::ImportView;
@@ -29,7 +29,7 @@ pub use profiles::input as profile_input;
 pub use profiles::{applied, profile, rule_effect, suggestion};
 pub use records::{audit_event, chunk_failure, pause, row_error, upload};
 
-pub fn timestamp(t: &DateTime<FixedOffset>) -> prost_types::Timestamp {
+pub fn timestamp<Tz: chrono::TimeZone>(t: &DateTime<Tz>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,

@@ -1,6 +1,5 @@
 //! Import profiles and transform rules between the API and the domain.
 
-use chrono::{DateTime, Utc};
 use passare_imports_app::error::ApiError;
 use passare_imports_app::profiles::{ProfileInput, Suggestion};
 use passare_imports_domain::transform::{
@@ -8,13 +7,6 @@ use passare_imports_domain::transform::{
 };
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::profiles::Profile;
-
-fn time(t: &DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
 
 /// A profile as the API shows it.
 pub fn profile(p: &Profile) -> pb::ImportProfile {
@@ -34,10 +26,10 @@ pub fn profile(p: &Profile) -> pb::ImportProfile {
         source_headers: serde_json::from_value(p.source_headers.clone()).unwrap_or_default(),
         rules: rules.iter().map(rule).collect(),
         version: p.version,
-        create_time: Some(time(&p.created_at)),
-        update_time: Some(time(&p.updated_at)),
+        create_time: Some(super::timestamp(&p.created_at)),
+        update_time: Some(super::timestamp(&p.updated_at)),
         updated_by: p.updated_by.clone(),
-        delete_time: p.deleted_at.as_ref().map(time),
+        delete_time: p.deleted_at.as_ref().map(super::timestamp),
     }
 }
 

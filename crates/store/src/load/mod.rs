@@ -76,16 +76,54 @@ impl ChunkJob {
     }
 }
 
+/// How a stored file is read, built once per file: its headers, the
+/// explicit header mapping (the upload request's entries, then its
+/// profile's for headers the request did not map), the profile version it
+/// is read with, the canonical column of each header, and the profile's
+/// transform rules compiled and bound to the header.
+pub struct FileReading {
+    pub headers: Vec<String>,
+    pub explicit: Vec<(String, String)>,
+    pub profile: Option<AppliedProfile>,
+    pub mapping: Vec<Option<&'static str>>,
+    pub rules: Option<Bound>,
+}
+
+impl FileReading {
+    pub fn of(def: &'static ImportTypeDef, file: &import_files::Model) -> Result<Self, StoreError> {
+        let headers = file_headers(file)?;
+        let profile = file_profile(file)?;
+        let explicit = merged_mapping(file, profile.as_ref())?;
+        let mapping = def.map_headers_with(&headers, &explicit).0;
+        let rules = match &profile {
+            Some(p) if !p.rules.is_empty() => {
+                let program = p.program(def).map_err(|errors| {
+                    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                    StoreError::Corrupt(format!("rules of file {}: {first}", file.id))
+                })?;
+                Some(Arc::new(program).bind(&headers))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            headers,
+            explicit,
+            profile,
+            mapping,
+            rules,
+        })
+    }
+}
+
 /// The header mapping a file was uploaded with: its headers, matched by name
 /// and alias, with the request's explicit mapping, then its profile's,
-/// taking precedence.
+/// taking precedence (without compiling the profile's rules).
 pub fn file_mapping(
     def: &ImportTypeDef,
     file: &import_files::Model,
 ) -> Result<Vec<Option<&'static str>>, StoreError> {
-    Ok(def
-        .map_headers_with(&file_headers(file)?, &explicit_mapping(file)?)
-        .0)
+    let explicit = merged_mapping(file, file_profile(file)?.as_ref())?;
+    Ok(def.map_headers_with(&file_headers(file)?, &explicit).0)
 }
 
 /// The file's headers as stored.
@@ -94,15 +132,15 @@ pub fn file_headers(file: &import_files::Model) -> Result<Vec<String>, StoreErro
         .map_err(|e| StoreError::Corrupt(format!("headers of file {}: {e}", file.id)))
 }
 
-/// The explicit header mapping of a file: the upload request's entries,
-/// then its profile's for headers the request did not map.
-pub fn explicit_mapping(file: &import_files::Model) -> Result<Vec<(String, String)>, StoreError> {
+/// The explicit header mapping of a file read with `profile`: the upload
+/// request's entries, then the profile's for headers the request did not map.
+fn merged_mapping(
+    file: &import_files::Model,
+    profile: Option<&AppliedProfile>,
+) -> Result<Vec<(String, String)>, StoreError> {
     let request: Vec<(String, String)> = serde_json::from_value(file.column_mapping.clone())
         .map_err(|e| StoreError::Corrupt(format!("column mapping of file {}: {e}", file.id)))?;
-    Ok(AppliedProfile::merge_mapping(
-        file_profile(file)?.as_ref(),
-        &request,
-    ))
+    Ok(AppliedProfile::merge_mapping(profile, &request))
 }
 
 /// The profile version the file is read with.
@@ -112,25 +150,6 @@ pub fn file_profile(file: &import_files::Model) -> Result<Option<AppliedProfile>
         .map(serde_json::from_value)
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("profile of file {}: {e}", file.id)))
-}
-
-/// The transform rules of the file's profile, compiled and bound to the
-/// file's header; `None` without a profile or rules.
-pub fn file_rules(
-    def: &'static ImportTypeDef,
-    file: &import_files::Model,
-) -> Result<Option<Bound>, StoreError> {
-    let Some(profile) = file_profile(file)? else {
-        return Ok(None);
-    };
-    if profile.rules.is_empty() {
-        return Ok(None);
-    }
-    let program = profile.program(def).map_err(|errors| {
-        let first = errors.first().map(ToString::to_string).unwrap_or_default();
-        StoreError::Corrupt(format!("rules of file {}: {first}", file.id))
-    })?;
-    Ok(Some(Arc::new(program).bind(&file_headers(file)?)))
 }
 
 /// The import type of a stored file.
@@ -160,8 +179,7 @@ pub async fn load_job(
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("chunk {chunk_id} has no import")))?;
     let def = file_type(&file)?;
-    let mapping = file_mapping(def, &file)?;
-    let rules = file_rules(def, &file)?;
+    let FileReading { mapping, rules, .. } = FileReading::of(def, &file)?;
     let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
     Ok(Some(ChunkJob {
         chunk,
