@@ -77,6 +77,8 @@ pub struct TestEnv {
     _storage: tempfile::TempDir,
     pub(crate) sources: tempfile::TempDir,
     workers: WorkerProcesses,
+    /// Whether [`TestEnv::finish`] dropped the database already.
+    finished: bool,
 }
 
 /// How a test wants its processes.
@@ -222,6 +224,7 @@ impl TestEnv {
             _storage: storage,
             sources: tempfile::tempdir()?,
             workers: WorkerProcesses::default(),
+            finished: false,
         })
     }
 
@@ -350,6 +353,7 @@ impl TestEnv {
         self.db.close().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop_database(&self.database).await;
+        self.finished = true;
         Ok(())
     }
 }
@@ -358,6 +362,22 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         // Worker processes are killed when `workers` drops.
         self.shutdown.cancel();
+        if self.finished {
+            return;
+        }
+        // A test that failed (an error returned or a panic) before `finish`
+        // still drops its database: on a thread of its own, since this may
+        // run inside the test's runtime while it unwinds.
+        let name = self.database.clone();
+        let dropped = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(drop_database(&name));
+            }
+        });
+        let _ = dropped.join();
     }
 }
 
