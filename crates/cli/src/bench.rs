@@ -8,9 +8,12 @@
 //! ([`costs`]), and the file parsed with and without a rule set ([`rules`]);
 //! with `--reimports`, the same organization imports the file again
 //! unchanged, changed, and changed all-or-nothing ([`reimport`]); with `--storage s3`, again with the file store in an S3
-//! bucket, and both load times are printed ([`storage`]).
+//! bucket, and both load times are printed ([`storage`]). With `--mixed
+//! CASES`, one import of all twelve types generated for CASES cases, timed
+//! per type ([`mixed`]).
 
 mod costs;
+mod mixed;
 mod reimport;
 mod rules;
 mod storage;
@@ -64,6 +67,13 @@ pub struct BenchArgs {
     /// every row changed, and changed again as an all-or-nothing import.
     #[arg(long)]
     pub reimports: bool,
+    /// Also import all twelve types at once into a new organization: this
+    /// many cases with their related rows (basic information, veterans,
+    /// family, events, contracts, payments) and, in proportion, rolodex,
+    /// price list, client service types, checks and bank transactions; the
+    /// load time of each type is printed. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub mixed: u64,
     /// Also write every figure of the run (times, ratios, rows/s, peak
     /// memory, percentiles) to this file as JSON, to compare runs.
     #[arg(long)]
@@ -152,6 +162,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Ok(_) if args.tenants > 0 => Some(tenants::run(&args, &services).await),
         _ => None,
     };
+    let all_types = match &figures {
+        Ok(_) if args.mixed > 0 => Some(mixed::run(&args, &services).await),
+        _ => None,
+    };
     drop(services);
     let figures = figures?;
     let on_s3 = match args.storage {
@@ -188,6 +202,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let spread = spread?;
         spread.print(figures.end_to_end);
         json["tenants"] = spread.json();
+    }
+    if let Some(all_types) = all_types {
+        let all_types = all_types?;
+        all_types.print();
+        json["mixed"] = all_types.json();
     }
     if args.costs {
         let costs = costs::run(&args, &csv).await?;

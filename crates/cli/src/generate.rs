@@ -2,6 +2,8 @@
 //! values, deterministic for a seed, referring to the demo organization's
 //! locations and staff.
 
+pub mod mixed;
+
 use std::io::Write;
 use std::path::Path;
 

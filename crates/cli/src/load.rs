@@ -70,6 +70,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         workers: 1,
         costs: false,
         reimports: false,
+        mixed: 0,
         json: None,
         storage: crate::bench::BenchStorage::Local,
         s3_bucket: String::new(),
