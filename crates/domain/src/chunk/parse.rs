@@ -102,6 +102,7 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
             .rules
             .map(|r| r.program.effects())
             .unwrap_or_default(),
+        rule_fields: Vec::new(),
     };
     let mut record = ByteRecord::new();
     let mut next_row = layout.first_row;
@@ -141,6 +142,9 @@ struct Columns {
     problems: Vec<RowProblem>,
     unreadable: Vec<bool>,
     effects: Vec<RuleEffect>,
+    /// The fields the transform rules run over, kept from one record to the
+    /// next so their strings are reused rather than allocated per field.
+    rule_fields: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -188,15 +192,23 @@ impl Columns {
         let program = &rules.program;
         let columns = def.columns.len();
         let mut bad = false;
-        let mut fields: Vec<Option<String>> = Vec::with_capacity(program.field_count());
+        let mut fields = std::mem::take(&mut self.rule_fields);
         let at = sources.iter().copied().chain(rules.sources.iter().copied());
+        fields.resize(at.clone().count(), None);
         for (f, source) in at.enumerate() {
             let raw = source.and_then(|i| record.get(i)).unwrap_or_default();
-            match std::str::from_utf8(raw) {
-                Ok(text) => fields.push(Some(text.trim().to_string()).filter(|t| !t.is_empty())),
+            match std::str::from_utf8(raw).map(str::trim) {
+                Ok("") => fields[f] = None,
+                Ok(text) => match &mut fields[f] {
+                    Some(kept) => {
+                        kept.clear();
+                        kept.push_str(text);
+                    }
+                    empty => *empty = Some(text.to_string()),
+                },
                 Err(_) => {
                     bad = true;
-                    fields.push(None);
+                    fields[f] = None;
                     let column = match def.columns.get(f) {
                         Some(c) => c.name.to_string(),
                         None => program.source_headers()[f - columns].clone(),
@@ -228,9 +240,11 @@ impl Columns {
                 kind: issue.kind,
             });
         }
-        bad | self.fields(def, row, |ci| {
+        bad |= self.fields(def, row, |ci| {
             fields[ci].as_deref().map(str::as_bytes).unwrap_or_default()
-        })
+        });
+        self.rule_fields = fields;
+        bad
     }
 }
 
