@@ -43,6 +43,7 @@ mod row_hashes;
 mod samples;
 mod shutdown;
 mod storage_faults;
+mod stored_checks;
 mod tenants;
 mod tokens;
 mod traces;

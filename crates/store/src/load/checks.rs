@@ -43,12 +43,18 @@ pub async fn reference_index(
                 let agrees: String = r
                     .agrees
                     .iter()
-                    .map(|(_, theirs)| format!(", {theirs}::text"))
+                    .map(|(_, theirs)| format!(", t.{theirs}::text"))
                     .collect();
+                // A join with the values, not `= ANY($2)`: a table loaded
+                // moments ago has no statistics yet, and a scan of it
+                // testing each record against thousands of values costs
+                // seconds per chunk; the join probes the key index.
                 format!(
-                    "SELECT NULL::bigint AS id, {key} AS value{agrees} FROM {table}
-                      WHERE organization_id = $1 AND {key} = ANY($2)",
-                    table = target.target_table
+                    "SELECT NULL::bigint AS id, t.{key}::text AS value{agrees}
+                       FROM unnest($2::text[]) AS u(v)
+                       JOIN {table} t ON t.organization_id = $1 AND t.{key} = u.v::{kind}",
+                    table = target.target_table,
+                    kind = super::sql_type(target, key),
                 )
             }
         };
@@ -164,35 +170,50 @@ async fn check_stored_flags(
         let flagged: Vec<usize> = (0..parsed.batch.num_rows())
             .filter(|i| parsed.valid[*i] && parsed.text(flag, *i).as_deref() == Some("true"))
             .collect();
-        let groups: Vec<String> = flagged
+        let mut groups: Vec<String> = flagged
             .iter()
             .filter_map(|i| parsed.text(group, *i))
             .collect();
         if groups.is_empty() {
             continue;
         }
+        groups.sort_unstable();
+        groups.dedup();
         let key = def
             .key_columns
             .iter()
-            .map(|k| format!("{k}::text"))
+            .map(|k| format!("t.{k}::text"))
             .collect::<Vec<_>>()
             .join(" || '+' || ");
+        // Joined with the groups, as the references are (see there).
         let sql = format!(
-            "SELECT {group} AS g, {key} AS k FROM {table}
-              WHERE organization_id = $1 AND {flag} AND {group} = ANY($2)",
-            table = def.target_table
+            "SELECT t.{group}::text AS g, {key} AS k
+               FROM unnest($2::text[]) AS u(v)
+               JOIN {table} t ON t.organization_id = $1 AND t.{group} = u.v::{kind}
+              WHERE t.{flag}",
+            table = def.target_table,
+            kind = super::sql_type(def, group),
         );
         let stored: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(organization_id)
             .bind(&groups)
             .fetch_all(&mut *conn)
             .await?;
+        let mut by_group: std::collections::HashMap<&str, Vec<&str>> =
+            std::collections::HashMap::new();
+        for (g, k) in &stored {
+            by_group.entry(g).or_default().push(k);
+        }
         for i in flagged {
             let (Some(g), Some(k)) = (parsed.text(group, i), parsed.key(def, i)) else {
                 continue;
             };
             let k = k.join("+");
-            if let Some((_, other)) = stored.iter().find(|(sg, sk)| *sg == g && *sk != k) {
+            let others = by_group
+                .get(g.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if let Some(other) = others.iter().find(|sk| **sk != k) {
                 parsed.fail(
                     i,
                     FindingKind::Constraint,
@@ -248,17 +269,23 @@ pub async fn stored_sums(
         .join(" || '+' || ");
     let (refs, keys): (Vec<String>, Vec<String>) = replaced.iter().cloned().unzip();
     let sql = format!(
-        "SELECT t.{ref_key} AS record, t.{total}::text AS total,
+        // The records joined with the chunk's references (see
+        // `reference_index`), and the replaced rows as a hashed `NOT IN`
+        // built once per statement rather than scanned per stored amount.
+        "SELECT t.{ref_key}::text AS record, t.{total}::text AS total,
                 (SELECT COALESCE(sum(p.{amount}), 0)::text FROM {own} p
                   WHERE p.organization_id = $1 AND p.{reference} = t.{ref_key}
-                    AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS x(r, k)
-                                     WHERE x.r = p.{reference} AND x.k = {own_key})) AS stored
-           FROM {table} t WHERE t.organization_id = $1 AND t.{ref_key} = ANY($2)",
+                    AND COALESCE((p.{reference}::text, {own_key}) NOT IN
+                          (SELECT x.r, x.k FROM unnest($3::text[], $4::text[]) AS x(r, k)), true)
+                ) AS stored
+           FROM unnest($2::text[]) AS u(v)
+           JOIN {table} t ON t.organization_id = $1 AND t.{ref_key} = u.v::{kind}",
         total = s.total,
         amount = s.amount,
         reference = s.reference,
         own = def.target_table,
         table = referenced.target_table,
+        kind = super::sql_type(referenced, ref_key),
     );
     let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(organization_id)
