@@ -91,7 +91,11 @@ pub async fn check_against_stored(
     parsed: &mut ParsedChunk,
     earlier: Option<&dyn ReferenceLookup>,
 ) -> Result<(), StoreError> {
-    let index = reference_index(conn, organization_id, def, parsed).await?;
+    // The lookups probe the tables' indexes whatever their statistics say
+    // (see `turn::probing`); the transaction only reads.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    super::turn::probing(&mut tx).await?;
+    let index = reference_index(&mut tx, organization_id, def, parsed).await?;
     struct Either<'a>(ReferenceIndex, Option<&'a dyn ReferenceLookup>);
     impl ReferenceLookup for Either<'_> {
         fn find(&self, r: &ReferenceDef, value: &str) -> Option<RefHit> {
@@ -103,7 +107,9 @@ pub async fn check_against_stored(
     parsed
         .finish(def, &Either(index, earlier))
         .map_err(|e| StoreError::Corrupt(format!("finishing a parsed chunk: {e}")))?;
-    check_stored_flags(conn, organization_id, def, parsed).await
+    check_stored_flags(&mut tx, organization_id, def, parsed).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Fails the rows whose key an earlier chunk or file of the same import
@@ -120,7 +126,10 @@ pub async fn check_repeated_in_import(
     if rows.is_empty() {
         return Ok(());
     }
-    let found = stored_keys(conn, target, parsed, &rows, true).await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    super::turn::probing(&mut tx).await?;
+    let found = stored_keys(&mut tx, target, parsed, &rows, true).await?;
+    tx.commit().await?;
     let def = target.def;
     for stored in found {
         let (i, file, row) = (stored.row, stored.file, stored.source_row);

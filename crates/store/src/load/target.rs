@@ -186,8 +186,13 @@ pub async fn compare_with_stored(
     if valid.is_empty() {
         return Ok(Merged::default());
     }
-    let found = stored_keys(conn, target, parsed, &valid, false).await?;
+    // One transaction, rolled back: it only reads, and stages the rows
+    // compared by value.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    super::turn::probing(&mut tx).await?;
+    let found = stored_keys(&mut tx, target, parsed, &valid, false).await?;
     if found.is_empty() {
+        tx.rollback().await?;
         return Ok(Merged {
             created: valid.len() as i64,
             ..Merged::default()
@@ -210,10 +215,9 @@ pub async fn compare_with_stored(
         .collect();
     merged.updated = sorted.changed.len() as i64 - unhashed.len() as i64;
     if unhashed.is_empty() {
+        tx.rollback().await?;
         return Ok(merged);
     }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    super::turn::prepare(&mut tx, None).await?;
     let mut data = Vec::with_capacity(unhashed.len() * 160);
     target.encode(&batch, &unhashed, &mut data);
     target.stage(&mut tx, &data).await?;

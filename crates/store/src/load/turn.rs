@@ -32,6 +32,20 @@ pub(super) async fn prepare(
     Ok(())
 }
 
+/// Settings of the lookups that check a chunk against what is stored,
+/// outside the write transaction: each statement is planned for its own
+/// values (`force_custom_plan`) — the generic plan PostgreSQL switches a
+/// prepared statement to after five executions knows neither the
+/// organization nor how many values a chunk looks up, and was seen to take
+/// seconds per chunk of a table this very import had just filled — and
+/// without JIT compilation (milliseconds per statement for nothing).
+pub(super) async fn probing(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Limits every statement of the transaction, lock waits included.
 pub(super) async fn set_statement_timeout(
     conn: &mut PgConnection,
