@@ -25,11 +25,16 @@ impl Broker {
         Ok(Self { config, conn, work })
     }
 
-    /// Publishes a ready notice for `org` (confirmed), exactly as the server
-    /// does when an import starts or a pause is lifted: a worker that takes
-    /// it drains the organization, unless something keeps it from doing so.
+    /// Publishes a ready notice for `org` (confirmed), as the server does
+    /// when an import starts or a pause is lifted but without a turn (as an
+    /// earlier release did), so no worker drops it as redundant: a worker
+    /// that takes it drains the organization, unless something keeps it from
+    /// doing so.
     pub async fn announce(&self, org: i64) -> anyhow::Result<()> {
-        Ok(self.work.notify_ready(org).await?)
+        Ok(self
+            .work
+            .notify_ready(&queue::OrgReady::new(org, None))
+            .await?)
     }
 
     /// Messages ready in a queue (not counting those delivered and not yet

@@ -78,6 +78,10 @@ impl MigratorTrait for Migrator {
                 name: "m0020_row_hashes",
                 up: include_str!("../sql/0020_row_hashes.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0021_drain_turns",
+                up: include_str!("../sql/0021_drain_turns.sql"),
+            }),
         ]
     }
 }

@@ -3,7 +3,7 @@
 //! with waiting chunks to the workers at once.
 
 use passare_imports_store::entities::import_pauses;
-use passare_imports_store::pauses;
+use passare_imports_store::{pauses, turns};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -68,7 +68,10 @@ pub async fn resume(
     // Wake the workers now; if the broker cannot take the notices, their
     // sweep finds the waiting chunks.
     if !waking.is_empty()
-        && let Err(e) = app.publisher.announce(&waking).await
+        && let Err(e) = app
+            .publisher
+            .announce(&turns::announcing(&app.db, &waking).await)
+            .await
     {
         tracing::warn!(error = %e, "announcing resumed organizations failed; the worker sweep will");
     }

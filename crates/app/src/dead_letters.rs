@@ -151,7 +151,7 @@ pub async fn requeue(
                 import.id
             )));
         };
-        publish(&app.publisher, import.id, organization_id, &queued).await;
+        publish(&app.db, &app.publisher, import.id, organization_id, &queued).await;
         let details = serde_json::json!({ "chunk_ids": chunks, "attempt": attempt, "rows": rows });
         history::audit_import(
             app,

@@ -6,7 +6,7 @@ use passare_imports_store::files::{self, Removed};
 use passare_imports_store::imports::{self as records, ImportFilter, NewImport};
 use passare_imports_store::load::{self, Stopped};
 use passare_imports_store::states::{FailurePolicy, ImportState};
-use passare_imports_store::{PgConnection, Timestamp};
+use passare_imports_store::{PgConnection, Timestamp, turns};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -158,7 +158,8 @@ pub async fn stop(
                 // A worker puts back what it wrote; tell the workers now (the
                 // sweep finds it otherwise).
                 let org = view.import.organization_id;
-                if let Err(e) = app.publisher.announce(&[org]).await {
+                let notices = turns::announcing(&app.db, &[org]).await;
+                if let Err(e) = app.publisher.announce(&notices).await {
                     tracing::warn!(org_id = org, error = %e, "announcing a rollback failed; the worker sweep will");
                 }
             }

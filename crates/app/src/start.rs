@@ -11,7 +11,7 @@ use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::entities::chunks;
 use passare_imports_store::states::{FailurePolicy, ImportState};
 use passare_imports_store::{
-    Db, Requester, StoreError, files, imports as records, load, locks, timeline,
+    Db, Requester, StoreError, files, imports as records, load, locks, timeline, turns,
 };
 use uuid::Uuid;
 
@@ -80,7 +80,7 @@ pub async fn start(
     drop(conn);
     let queued = queue(&app.db, id, &who.requester()).await?;
     if let Some(chunks) = &queued {
-        publish(&app.publisher, id, org, chunks).await;
+        publish(&app.db, &app.publisher, id, org, chunks).await;
         let details = serde_json::json!({ "failure_policy": policy, "chunks": chunks.len() });
         history::audit_import(app, who, call_id, "start_import", (org, id), details).await;
     }
@@ -101,7 +101,7 @@ pub async fn after_analysis(
     let id = job.import_id;
     match queue(db, id, &job.requester()).await {
         Ok(Some(chunks)) => {
-            publish(publisher, id, job.organization_id, &chunks).await;
+            publish(db, publisher, id, job.organization_id, &chunks).await;
             Ok(())
         }
         Ok(None) => Ok(()),
@@ -180,11 +180,18 @@ async fn queue(db: &Db, id: Uuid, by: &Requester) -> Result<Option<Vec<chunks::M
 /// Announces the organization of committed chunk rows to the workers. If
 /// the broker cannot take the notice now, the import stays queued and the
 /// workers' sweep announces it once the broker is back; nothing is lost.
-pub async fn publish(publisher: &Publisher, import_id: Uuid, org: i64, chunks: &[chunks::Model]) {
+pub async fn publish(
+    db: &Db,
+    publisher: &Publisher,
+    import_id: Uuid,
+    org: i64,
+    chunks: &[chunks::Model],
+) {
     let span = tracing::info_span!("publish notice", otel.kind = "producer", org_id = org);
     let trace = crate::observability::traces::carrier_of(&span);
+    let notices = turns::announcing(db, &[org]).await;
     let announced = publisher
-        .announce_traced(&[org], &trace)
+        .announce_traced(&notices, &trace)
         .instrument(span)
         .await;
     match announced {

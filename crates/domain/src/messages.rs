@@ -26,7 +26,39 @@ pub enum ChunkMessage {
 #[serde(tag = "version")]
 pub enum OrgReady {
     #[serde(rename = "1")]
-    V1 { organization_id: i64 },
+    V1 {
+        organization_id: i64,
+        /// The organization's count of ended drains when the notice was
+        /// published (after the work it announces was committed). A worker
+        /// drops a notice whose count is below the current one: a drain has
+        /// ended since, and announced the organization again if work was
+        /// left. Absent in notices of earlier releases: never dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn: Option<i64>,
+    },
+}
+
+impl OrgReady {
+    pub fn new(organization_id: i64, turn: Option<i64>) -> Self {
+        Self::V1 {
+            organization_id,
+            turn,
+        }
+    }
+
+    pub fn organization_id(&self) -> i64 {
+        match self {
+            Self::V1 {
+                organization_id, ..
+            } => *organization_id,
+        }
+    }
+
+    pub fn turn(&self) -> Option<i64> {
+        match self {
+            Self::V1 { turn, .. } => *turn,
+        }
+    }
 }
 
 /// A chunk the workers gave up on, as published to the dead-letter queue
@@ -63,5 +95,15 @@ mod tests {
         assert!(json.contains("\"version\":\"1\""), "{json}");
         let back: ChunkMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_notice_of_an_earlier_release_reads_without_a_turn() {
+        let old: OrgReady = serde_json::from_str(r#"{"version":"1","organization_id":9}"#).unwrap();
+        assert_eq!(old, OrgReady::new(9, None));
+        let json = serde_json::to_string(&OrgReady::new(9, Some(4))).unwrap_or_default();
+        assert_eq!(json, r#"{"version":"1","organization_id":9,"turn":4}"#);
+        let back: OrgReady = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.organization_id(), back.turn()), (9, Some(4)));
     }
 }

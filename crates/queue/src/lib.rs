@@ -34,12 +34,13 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, ConnectionProperties, Consumer};
-use passare_imports_domain::messages::{DeadChunk, OrgReady};
+use passare_imports_domain::messages::DeadChunk;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 pub use lapin::Connection;
 pub use lapin::message::Delivery;
+pub use passare_imports_domain::messages::OrgReady;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -241,22 +242,23 @@ impl Publisher {
     }
 
     /// Announces organizations whose chunks wait (an import started, a pause
-    /// lifted), confirmed.
-    pub async fn announce(&self, orgs: &[i64]) -> Result<(), QueueError> {
-        self.announce_traced(orgs, &TraceHeaders::new()).await
+    /// lifted), confirmed; each notice carries the turn the store read after
+    /// the work was committed (`drains::notices`).
+    pub async fn announce(&self, notices: &[OrgReady]) -> Result<(), QueueError> {
+        self.announce_traced(notices, &TraceHeaders::new()).await
     }
 
     /// [`Publisher::announce`], carrying the caller's trace context.
     pub async fn announce_traced(
         &self,
-        orgs: &[i64],
+        notices: &[OrgReady],
         trace: &TraceHeaders,
     ) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         let result = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let channel = self.channel_locked(&mut guard).await?;
-            for org in orgs {
-                notify_ready(&self.config, &channel, *org, trace).await?;
+            for notice in notices {
+                notify_ready(&self.config, &channel, notice, trace).await?;
             }
             Ok(())
         })
@@ -294,15 +296,12 @@ impl Publisher {
 async fn notify_ready(
     config: &QueueConfig,
     channel: &Channel,
-    org: i64,
+    notice: &OrgReady,
     trace: &TraceHeaders,
 ) -> Result<(), QueueError> {
     let ready = config.notice_queue();
-    let notice = OrgReady::V1 {
-        organization_id: org,
-    };
     confirmed(
-        publish_confirmed(channel, &ready, &notice, trace)
+        publish_confirmed(channel, &ready, notice, trace)
             .await?
             .await?,
         &ready,
@@ -368,10 +367,10 @@ impl WorkChannel {
     }
 
     /// Publishes a ready notice for an organization (confirmed).
-    pub async fn notify_ready(&self, org: i64) -> Result<(), QueueError> {
+    pub async fn notify_ready(&self, notice: &OrgReady) -> Result<(), QueueError> {
         tokio::time::timeout(
             PUBLISH_TIMEOUT,
-            notify_ready(&self.config, &self.channel, org, &TraceHeaders::new()),
+            notify_ready(&self.config, &self.channel, notice, &TraceHeaders::new()),
         )
         .await
         .map_err(|_| QueueError::Timeout(PUBLISH_TIMEOUT))?
@@ -404,11 +403,8 @@ impl WorkChannel {
 }
 
 /// Reads a ready notice; `None` for a message that is not one (it is dropped).
-pub fn parse_ready(delivery: &Delivery) -> Option<i64> {
-    match serde_json::from_slice::<OrgReady>(&delivery.data) {
-        Ok(OrgReady::V1 { organization_id }) => Some(organization_id),
-        Err(_) => None,
-    }
+pub fn parse_ready(delivery: &Delivery) -> Option<OrgReady> {
+    serde_json::from_slice::<OrgReady>(&delivery.data).ok()
 }
 
 /// Next delivery from a consumer, `None` when the consumer ended.

@@ -37,6 +37,7 @@ pub mod scratch;
 pub mod states;
 pub mod timeline;
 pub mod topology;
+pub mod turns;
 pub mod uploads;
 pub mod workers;
 

@@ -12,7 +12,7 @@ use passare_imports_app::observability::traces;
 use passare_imports_domain::chunk::ParsedChunk;
 use passare_imports_queue::WorkChannel;
 use passare_imports_storage::FileStore;
-use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite, Target};
+use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite};
 use passare_imports_store::sqlx::Postgres;
 use passare_imports_store::sqlx::pool::PoolConnection;
 use tracing::Instrument;
@@ -179,18 +179,17 @@ impl Worker {
         let org = job.import.organization_id;
         let check_at = Instant::now();
         let check = tracing::info_span!("chunk.check");
-        async {
-            load::check_against_stored(&mut conn, org, job.def, &mut parsed, None).await?;
-            load::check_repeated_in_import(&mut conn, Target::of(&job), &mut parsed).await
-        }
-        .instrument(check)
-        .await?;
+        // The keys the import already wrote are checked by the write, behind
+        // the fence, with the same lookup that sorts new rows from stored.
+        load::check_against_stored(&mut conn, org, job.def, &mut parsed, None)
+            .instrument(check)
+            .await?;
         let parsed_at = Instant::now();
         telemetry::phase(Phase::Check, parsed_at - check_at);
         stamp(&|s| s.write_started_at = Some(Utc::now()));
         let write = ChunkWrite {
             job: &job,
-            parsed: &parsed,
+            parsed: &mut parsed,
             started_at,
             worker: &self.name,
             statement_timeout: Some(self.chunk_timeout),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use passare_imports_queue::WorkChannel;
 use passare_imports_store::load::{self, RollbackStep};
-use passare_imports_store::{chunks, locks, pauses, workers};
+use passare_imports_store::{chunks, locks, pauses, turns, workers};
 use tokio_util::sync::CancellationToken;
 
 use crate::Step;
@@ -99,20 +99,32 @@ impl Worker {
             lease.close_on_drop();
         }
         drop(lease);
-        if let Drained::HandBack = ended {
+        // The drain counts as ended before it looks for work left, so a notice
+        // published before the count went up is answered by that look (and
+        // dropped by whichever worker receives it), and one published after
+        // carries the new count.
+        let mut conn = match self.db.conn().await {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::warn!(org_id = org, error = %e, "no database connection after the drain");
+                None
+            }
+        };
+        if let Some(conn) = conn.as_mut()
+            && let Err(e) = turns::drain_ended(conn, org).await
+        {
+            tracing::debug!(org_id = org, error = %e, "counting the drain's end failed");
+        }
+        if let (Drained::HandBack, Some(mut conn)) = (&ended, conn) {
             // Work left, or started after our last look (whose notice another
             // worker dropped while we held the lease): announce it again. Read
             // after the lease is released, so nothing committed before the
             // read is missed and anything after it has a notice of its own.
-            let left = match self.db.conn().await {
-                Ok(mut conn) => {
-                    chunks::waiting_organizations(&mut conn, Duration::ZERO, Some(org)).await
-                }
-                Err(e) => Err(e),
-            };
+            let left = chunks::waiting_organizations(&mut conn, Duration::ZERO, Some(org)).await;
+            drop(conn);
             match left {
                 Ok(orgs) if orgs.is_empty() => {}
-                Ok(_) => self.hand_back(channel, org).await,
+                Ok(orgs) => self.hand_back(channel, &orgs).await,
                 // The sweep announces it if it has work.
                 Err(e) => tracing::warn!(org_id = org, error = %e, "checking for work left failed"),
             }

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use passare_imports_queue::{self as queue, QueueError, WorkChannel};
-use passare_imports_store::chunks;
+use passare_imports_store::{chunks, turns};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,14 +32,20 @@ impl Worker {
                 Some(Ok(d)) => d,
             };
             match queue::parse_ready(&delivery) {
-                Some(org) => match self
-                    .drain(&channel, org, &shutdown)
-                    .instrument(drain_span(&delivery, org))
-                    .await
-                {
-                    Drained::HandBack | Drained::Paused | Drained::Busy => {}
-                    Drained::WakeAt(at) => self.wake_later(&channel, org, at, &shutdown),
-                },
+                Some(notice) if self.is_redundant(&notice).await => {
+                    tracing::debug!(org_id = notice.organization_id(), turn = ?notice.turn(), "dropping a notice a drain has answered since");
+                }
+                Some(notice) => {
+                    let org = notice.organization_id();
+                    match self
+                        .drain(&channel, org, &shutdown)
+                        .instrument(drain_span(&delivery, org))
+                        .await
+                    {
+                        Drained::HandBack | Drained::Paused | Drained::Busy => {}
+                        Drained::WakeAt(at) => self.wake_later(&channel, org, at, &shutdown),
+                    }
+                }
                 None => {
                     tracing::error!(data = %String::from_utf8_lossy(&delivery.data), "dropping an unreadable ready notice")
                 }
@@ -70,11 +76,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
             match waiting {
-                Ok(orgs) => {
-                    for org in orgs {
-                        self.hand_back(&channel, org).await;
-                    }
-                }
+                Ok(orgs) => self.hand_back(&channel, &orgs).await,
                 Err(e) => tracing::warn!(error = %e, "sweep could not read waiting chunks"),
             }
             if !channel.is_open() {
@@ -94,24 +96,43 @@ impl Worker {
         shutdown: &CancellationToken,
     ) {
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
-        let (channel, shutdown) = (channel.clone(), shutdown.clone());
+        let (channel, shutdown, db) = (channel.clone(), shutdown.clone(), self.db.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(wait) => {
-                    if let Err(e) = channel.notify_ready(org).await {
-                        tracing::debug!(org_id = org, error = %e, "announcing a retry failed; the sweep will");
+                    for notice in turns::announcing(&db, &[org]).await {
+                        if let Err(e) = channel.notify_ready(&notice).await {
+                            tracing::debug!(org_id = org, error = %e, "announcing a retry failed; the sweep will");
+                        }
                     }
                 }
             }
         });
     }
 
-    /// Announces the organization again, for any worker slot to drain.
-    pub(crate) async fn hand_back(&self, channel: &WorkChannel, org: i64) {
-        if let Err(e) = channel.notify_ready(org).await {
-            tracing::warn!(org_id = org, error = %e, "re-announcing the organization failed");
+    /// Announces the organizations again, for any worker slot to drain.
+    pub(crate) async fn hand_back(&self, channel: &WorkChannel, orgs: &[i64]) {
+        for notice in turns::announcing(&self.db, orgs).await {
+            if let Err(e) = channel.notify_ready(&notice).await {
+                let org = notice.organization_id();
+                tracing::warn!(org_id = org, error = %e, "re-announcing the organization failed");
+            }
         }
+    }
+
+    /// Whether a drain of the notice's organization has ended since it was
+    /// published (see `turns`): such a notice is dropped without taking a
+    /// turn. When the database cannot tell, the notice is drained.
+    async fn is_redundant(&self, notice: &queue::OrgReady) -> bool {
+        let answer = match self.db.conn().await {
+            Ok(mut conn) => turns::is_redundant(&mut conn, notice).await,
+            Err(e) => Err(e),
+        };
+        answer.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "could not tell whether a notice is redundant");
+            false
+        })
     }
 }
 

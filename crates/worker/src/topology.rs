@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use passare_imports_queue::{self as queue, QueueError, WorkChannel};
-use passare_imports_store::{StoreError, chunks, topology};
+use passare_imports_store::{StoreError, chunks, topology, turns};
 
 use crate::Worker;
 
@@ -31,8 +31,8 @@ impl Worker {
         }
         let channel = WorkChannel::open(self.queue.clone(), conn).await?;
         let waiting = chunks::waiting_organizations(&mut db, Duration::ZERO, None).await?;
-        for org in &waiting {
-            channel.notify_ready(*org).await?;
+        for notice in turns::notices(&mut db, &waiting).await? {
+            channel.notify_ready(&notice).await?;
         }
         let orgs = topology::organizations_ever_queued(&mut db).await?;
         let messages = channel.delete_legacy_queues(&orgs).await?;

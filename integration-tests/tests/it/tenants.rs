@@ -11,12 +11,16 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use passare_imports_integration_tests::broker::Broker;
 use passare_imports_integration_tests::files;
 use passare_imports_integration_tests::tenants;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use passare_imports_store::sqlx;
+
+type Stamp = chrono::DateTime<chrono::Utc>;
 
 /// Queues of this test's prefix, as the broker lists them.
 async fn queues_of(prefix: &str) -> anyhow::Result<Vec<String>> {
@@ -143,10 +147,7 @@ async fn thousands_of_organizations_share_two_queues() -> anyhow::Result<()> {
 }
 
 /// When an import's first chunk started and its last finished.
-async fn span_of(
-    env: &TestEnv,
-    id: &str,
-) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+async fn span_of(env: &TestEnv, id: &str) -> anyhow::Result<(Option<Stamp>, Option<Stamp>)> {
     Ok(sqlx::query_as(
         "SELECT min(started_at), max(finished_at) FROM chunks WHERE import_id = $1::uuid",
     )
@@ -187,6 +188,11 @@ async fn a_long_import_holds_up_no_other_organization_while_a_slot_is_free() -> 
     assert_eq!(state(&long_done), pb::ImportState::Completed);
     let (short_start, short_end) = span_of(&env, &short).await?;
     let (_, long_end) = span_of(&env, &long).await?;
+    let (short_start, short_end, long_end) = short_start
+        .zip(short_end)
+        .zip(long_end)
+        .map(|((a, b), c)| (a, b, c))
+        .context("no chunk finished")?;
     println!(
         "the other organization's import started {} ms after StartImport, while the long one ran for {} ms more",
         (short_start - asked).num_milliseconds(),
@@ -212,10 +218,10 @@ async fn with_one_slot_organizations_take_turns() -> anyhow::Result<()> {
     .await?;
     env.organization(2001).await?;
     let mut client = env.client().await?;
-    // Each start announces organization 1042 once more, and every notice
-    // of it still queued gives it another time slice before organization
-    // 2001's notice comes up (see docs/per-organization-concurrency.md):
-    // the slices are short enough for the five imports to outlast them.
+    // Each start announces organization 1042 once more: five notices of it
+    // are queued before organization 2001's. The first drain of 1042 answers
+    // them all (see "Turns" in docs/per-organization-concurrency.md), so the
+    // other four are dropped and 2001 waits one time slice, not five.
     let mut many = Vec::new();
     for seed in 0..5 {
         let id = env
@@ -236,26 +242,55 @@ async fn with_one_slot_organizations_take_turns() -> anyhow::Result<()> {
         chunks_done(i) >= 1
     })
     .await?;
+    let before = drains_ended(&env, 1042).await?;
     let one = tenants::start_small(&mut client, 2001).await?;
+    // 1042's drains that end before 2001's first chunk starts: the one in
+    // hand when 2001 started, and at most one more (when it ended and
+    // announced 1042 again before 2001's notice was published). Polled: no
+    // drain of 1042 can end while 2001's drain holds the only slot, and the
+    // next one lasts a second after it.
+    let waited = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let ended = drains_ended(&env, 1042).await?;
+            let (started, _) = span_of(&env, &one).await?;
+            if started.is_some() {
+                return anyhow::Ok(ended - before);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await??;
     let one_done = wait_terminal(&mut client, &one).await?;
     assert_eq!(state(&one_done), pb::ImportState::Completed);
     let mut last_of_many = None;
     for id in &many {
         let done = wait_terminal(&mut client, id).await?;
         assert_eq!(state(&done), pb::ImportState::Completed);
-        last_of_many = Some(span_of(&env, id).await?.1);
+        last_of_many = span_of(&env, id).await?.1;
     }
     let (_, one_end) = span_of(&env, &one).await?;
-    let last = last_of_many.ok_or_else(|| anyhow::anyhow!("no import"))?;
+    let (last, one_end) = last_of_many.zip(one_end).context("no chunk finished")?;
     println!(
-        "the organization with one import finished {} s before the one with five",
+        "the organization with one import waited {waited} time slice(s) of the one with five, \
+         and finished {} s before it",
         (last - one_end).num_seconds()
     );
     assert!(
-        one_end < last,
-        "an organization with one import waits one time slice, not for five imports of another"
+        waited <= 2,
+        "an organization with one import waits one time slice, not one per notice of another: {waited}"
     );
+    assert!(one_end < last);
     env.finish().await
+}
+
+/// How many drains of `org` have ended (`drain_turns`).
+async fn drains_ended(env: &TestEnv, org: i64) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE((SELECT drains_ended FROM drain_turns WHERE organization_id = $1), 0)",
+    )
+    .bind(org)
+    .fetch_one(env.db.pool())
+    .await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -374,43 +374,69 @@ impl Run<'_> {
             file,
             def,
         };
-        for range in plan {
-            let mut parsed = self
-                .parse(file, def, &mapping, rules.as_ref(), range)
-                .await?;
+        let reader = ChunkReader {
+            files: self.files,
+            today: self.today,
+            samples: self.samples.min(RULE_EXAMPLES),
+            file,
+            def,
+            mapping: &mapping,
+            rules: rules.as_ref(),
+        };
+        // Chunk N+1 is read and parsed (on a blocking thread) while chunk N
+        // is checked against the database; the checks stay one chunk at a
+        // time and in order, as they depend on the chunks before.
+        let mut ranges = plan.into_iter();
+        let mut next = match ranges.next() {
+            Some(range) => Some(reader.parse(range).await?),
+            None => None,
+        };
+        while let Some(mut parsed) = next.take() {
             merge_effects(
                 &mut report.rule_effects,
                 &parsed.rule_effects,
                 RULE_EXAMPLES,
             );
-            self.check(conn, &at, &mut parsed, &mut report).await?;
+            let upcoming = ranges.next();
+            let (checked, read) =
+                tokio::join!(self.check(conn, &at, &mut parsed, &mut report), async {
+                    match upcoming {
+                        Some(range) => reader.parse(range).await.map(Some),
+                        None => Ok(None),
+                    }
+                });
+            checked?;
+            next = read?;
             for p in parsed.problems {
                 set.add(p, false);
             }
         }
         Ok((report, set))
     }
+}
 
-    /// Reads and parses one chunk of a file, as a worker would.
-    async fn parse(
-        &self,
-        file: &import_files::Model,
-        def: &'static ImportTypeDef,
-        mapping: &[Option<&'static str>],
-        rules: Option<&Bound>,
-        range: ChunkRange,
-    ) -> Result<ParsedChunk, ApiError> {
+/// Reads and parses the chunks of one file, as a worker would.
+struct ChunkReader<'a> {
+    files: &'a dyn FileStore,
+    today: NaiveDate,
+    samples: usize,
+    file: &'a import_files::Model,
+    def: &'static ImportTypeDef,
+    mapping: &'a [Option<&'static str>],
+    rules: Option<&'a Bound>,
+}
+
+impl ChunkReader<'_> {
+    async fn parse(&self, range: ChunkRange) -> Result<ParsedChunk, ApiError> {
+        let file = self.file;
         let data_key = file.data_key.as_deref().unwrap_or(&file.storage_key);
         let bytes = self
             .files
             .read_range(data_key, range.start, range.end)
             .await?;
-        let (map, today, samples) = (
-            mapping.to_vec(),
-            self.today,
-            self.samples.min(RULE_EXAMPLES),
-        );
-        let rules = rules.cloned();
+        let (def, map, today, samples) =
+            (self.def, self.mapping.to_vec(), self.today, self.samples);
+        let rules = self.rules.cloned();
         let delimiter = file.delimiter.bytes().next().unwrap_or(b',');
         tokio::task::spawn_blocking(move || {
             let layout = ChunkLayout {
@@ -429,7 +455,9 @@ impl Run<'_> {
         .map_err(|e| ApiError::Internal(format!("analysis task: {e}")))?
         .map_err(|e| ApiError::Internal(format!("parsing {}: {e}", file.file_name)))
     }
+}
 
+impl Run<'_> {
     /// Checks a parsed chunk against what is stored and what earlier chunks
     /// and files hold, and counts what writing it would do.
     async fn check(

@@ -265,7 +265,7 @@ pub async fn retry_failed_rows(
             rows,
             chunks,
         } => {
-            publish(&app.publisher, import_id, organization_id, &chunks).await;
+            publish(&app.db, &app.publisher, import_id, organization_id, &chunks).await;
             let details =
                 serde_json::json!({ "attempt": attempt, "rows": rows, "chunks": chunks.len() });
             history::audit_import(

@@ -10,7 +10,7 @@ use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceIndex, Referen
 // column names, never from a request or a file.
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::target::{Target, stored_keys};
+use super::target::{StoredKey, Target};
 use crate::StoreError;
 
 /// Looks up the records the chunk's references name, one query per
@@ -113,25 +113,16 @@ pub async fn check_against_stored(
 }
 
 /// Fails the rows whose key an earlier chunk or file of the same import
-/// already wrote: a key repeated within an import is a duplicate (as the
-/// analysis reports it), never a silent overwrite of the earlier row.
-pub async fn check_repeated_in_import(
-    conn: &mut PgConnection,
+/// already wrote (`found` by the chunk write's key lookup, under the write
+/// fence): a key repeated within an import is a duplicate (as the analysis
+/// reports it), never a silent overwrite of the earlier row.
+pub(super) fn fail_repeated_in_import(
     target: Target<'_>,
     parsed: &mut ParsedChunk,
-) -> Result<(), StoreError> {
-    let rows: Vec<usize> = (0..parsed.batch.num_rows())
-        .filter(|i| parsed.valid[*i])
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    super::turn::probing(&mut tx).await?;
-    let found = stored_keys(&mut tx, target, parsed, &rows, true).await?;
-    tx.commit().await?;
+    found: &[StoredKey],
+) {
     let def = target.def;
-    for stored in found {
+    for stored in found.iter().filter(|k| k.same_import) {
         let (i, file, row) = (stored.row, stored.file, stored.source_row);
         let Some(key) = parsed.key(def, i) else {
             continue;
@@ -161,7 +152,6 @@ pub async fn check_repeated_in_import(
             reason,
         );
     }
-    Ok(())
 }
 
 /// Fails the rows that would give a group a second flagged record (a second

@@ -1,5 +1,6 @@
 //! Writing a chunk's valid rows into the target table.
 
+use arrow_array::RecordBatch;
 use passare_imports_domain::chunk::ParsedChunk;
 // Dynamic SQL below is assembled from the compiled catalog's table and
 // column names, never from a request or a file.
@@ -8,12 +9,52 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::ChunkJob;
+use super::checks::fail_repeated_in_import;
 use super::target::{Merged, SOURCE_UPDATED_AT, STAGE, Sorted, Target, copy_in, stored_keys};
 use crate::StoreError;
 use crate::states::FailurePolicy;
 
-/// Writes the chunk's valid rows. One lookup fetches the stored record of
-/// each key with its row hash: keys new to the organization go straight
+/// What a chunk's valid rows are against the organization's stored
+/// records, from one key lookup under the write fence.
+pub(super) struct Plan {
+    /// The chunk's batch with its row hashes ([`Target::hashed`]).
+    batch: RecordBatch,
+    sorted: Sorted,
+}
+
+impl Plan {
+    /// The rows whose key the organization does not have: COPY creates them.
+    pub(super) fn new_rows(&self) -> &[usize] {
+        &self.sorted.new
+    }
+}
+
+/// Looks up the stored record of each valid row's key, with its row hash and
+/// the import that last wrote it, in one query: rows repeating a key an
+/// earlier chunk or file of the import wrote fail as duplicates; the others
+/// are new, unchanged (same hash), stale (older than the record) or to be
+/// compared. `None` when no row is valid.
+pub(super) async fn plan(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    parsed: &mut ParsedChunk,
+) -> Result<Option<Plan>, StoreError> {
+    let target = Target::of(job);
+    let valid: Vec<usize> = (0..parsed.batch.num_rows())
+        .filter(|i| parsed.valid[*i])
+        .collect();
+    if valid.is_empty() {
+        return Ok(None);
+    }
+    let found = stored_keys(conn, target, parsed, &valid).await?;
+    fail_repeated_in_import(target, parsed, &found);
+    let valid: Vec<usize> = valid.into_iter().filter(|i| parsed.valid[*i]).collect();
+    let batch = target.hashed(parsed)?;
+    let sorted = Sorted::of(&batch, &valid, &found);
+    Ok(Some(Plan { batch, sorted }))
+}
+
+/// Writes what the [`plan`] found: keys new to the organization go straight
 /// into the target table with COPY; rows with the same hash as their record
 /// are unchanged and left alone (provenance included); rows older than the
 /// stored record are stale and left alone too; only the others are staged
@@ -22,43 +63,29 @@ use crate::states::FailurePolicy;
 /// it back. The organization's write fence makes the split safe: no other
 /// transaction writes this organization's rows meanwhile. `unchanged` is
 /// left for the caller.
-pub(super) async fn merge(
+pub(super) async fn apply(
     conn: &mut PgConnection,
     job: &ChunkJob,
-    parsed: &ParsedChunk,
+    plan: Plan,
     events: bool,
 ) -> Result<Merged, StoreError> {
     let target = Target::of(job);
-    let valid: Vec<usize> = (0..parsed.batch.num_rows())
-        .filter(|i| parsed.valid[*i])
-        .collect();
-    if valid.is_empty() {
-        return Ok(Merged::default());
-    }
+    let Plan {
+        batch,
+        sorted:
+            Sorted {
+                new,
+                changed: old,
+                stale,
+                ..
+            },
+    } = plan;
     let copy = format!(
         "COPY {} ({}) FROM STDIN (FORMAT binary)",
         job.def.target_table,
         target.list()
     );
-    let batch = target.hashed(parsed)?;
-    let mut data = Vec::with_capacity(valid.len() * 160);
-    let found = stored_keys(conn, target, parsed, &valid, false).await?;
-    if found.is_empty() {
-        // The common case when onboarding a client: no key of the chunk
-        // exists yet, and the rows go straight in with COPY.
-        target.encode(&batch, &valid, &mut data);
-        return Ok(Merged {
-            created: copy_in(conn, &copy, &data).await?,
-            created_rows: if events { valid } else { Vec::new() },
-            ..Merged::default()
-        });
-    }
-    let Sorted {
-        new,
-        changed: old,
-        stale,
-        ..
-    } = Sorted::of(&batch, &valid, &found);
+    let mut data = Vec::with_capacity(new.len().max(old.len()) * 160);
     let mut merged = Merged {
         stale,
         ..Merged::default()

@@ -31,9 +31,7 @@ use crate::entities::{chunks, import_files, imports};
 use crate::states::{ChunkState, FailurePolicy};
 use crate::{StoreError, exec, timeline};
 
-pub use checks::{
-    StoredSum, check_against_stored, check_repeated_in_import, reference_index, stored_sums,
-};
+pub use checks::{StoredSum, check_against_stored, reference_index, stored_sums};
 pub use ending::{GaveUp, Stopped, fail_draft, give_up_chunk, stop_import};
 pub use target::{Merged, Target, compare_with_stored};
 pub use undo::{RollbackStep, roll_back_batch};
@@ -225,7 +223,9 @@ pub enum ChunkOutcome {
 /// The parsed rows of a chunk and who processed them.
 pub struct ChunkWrite<'a> {
     pub job: &'a ChunkJob,
-    pub parsed: &'a ParsedChunk,
+    /// The parsed chunk; the write fails the rows that repeat a key of the
+    /// import in it, as the row errors it records.
+    pub parsed: &'a mut ParsedChunk,
     /// When the worker took the chunk from the queue.
     pub started_at: DateTime<Utc>,
     pub worker: &'a str,
@@ -260,10 +260,6 @@ pub async fn write_chunk(
     let job = w.job;
     let org = job.import.organization_id;
     let processed = w.parsed.batch.num_rows() as i64;
-    let failed = w.parsed.failed_rows() as i64;
-    let stop = job.policy() == FailurePolicy::StopOnFirstError && failed > 0;
-    // The created events are built while the transaction runs.
-    let prepared = (w.record_events && !stop).then(|| record_events::prepare(job, w.parsed));
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     turn::prepare(&mut tx, w.statement_timeout).await?;
     crate::locks::write_fence(&mut tx, org).await?;
@@ -274,14 +270,31 @@ pub async fn write_chunk(
     let write_started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
         .await?;
+    let stops = |parsed: &ParsedChunk| {
+        job.policy() == FailurePolicy::StopOnFirstError && parsed.failed_rows() > 0
+    };
+    // One key lookup, behind the fence: it fails the rows repeating a key of
+    // the import and sorts the others for the merge.
+    let plan = match stops(w.parsed) {
+        true => None,
+        false => merge::plan(&mut tx, job, w.parsed).await?,
+    };
+    let stop = stops(w.parsed);
+    let failed = w.parsed.failed_rows() as i64;
+    // The created events are built while the rows are written, for the rows
+    // the lookup found new (none on an unchanged re-import).
+    let prepared = match (&plan, w.record_events && !stop) {
+        (Some(plan), true) => Some(record_events::prepare(job, w.parsed, plan.new_rows())),
+        _ => None,
+    };
     progress::insert_row_errors(&mut tx, job, &w.parsed.problems).await?;
     let mut counts = ChunkCounts {
         processed,
         failed,
         ..ChunkCounts::default()
     };
-    if !stop {
-        let merged = merge::merge(&mut tx, job, w.parsed, w.record_events).await?;
+    if let (false, Some(plan)) = (stop, plan) {
+        let merged = merge::apply(&mut tx, job, plan, w.record_events).await?;
         counts.created = merged.created;
         counts.updated = merged.updated;
         counts.stale = merged.stale;
@@ -321,7 +334,7 @@ pub async fn write_chunk(
 }
 
 /// Adds the events of what `merged` wrote to the outbox: the created ones
-/// from what was `prepared` (every valid row's), the updated ones built now.
+/// from what was `prepared` (the new rows'), the updated ones built now.
 async fn add_events(
     conn: &mut PgConnection,
     job: &ChunkJob,

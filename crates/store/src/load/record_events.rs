@@ -213,14 +213,17 @@ impl Prepared {
     }
 }
 
-/// Starts building the created events of every valid row of the chunk on a
-/// blocking thread, to run while the write transaction does.
-pub(super) fn prepare(job: &ChunkJob, parsed: &ParsedChunk) -> tokio::task::JoinHandle<Prepared> {
+/// Starts building the created events of the chunk's `rows` (those the key
+/// lookup found new) on a blocking thread, to run while the write
+/// transaction copies them.
+pub(super) fn prepare(
+    job: &ChunkJob,
+    parsed: &ParsedChunk,
+    rows: &[usize],
+) -> tokio::task::JoinHandle<Prepared> {
     let builder = Builder::new(job.def, source(job), parsed);
-    let valid: Vec<usize> = (0..parsed.batch.num_rows())
-        .filter(|i| parsed.valid[*i])
-        .collect();
-    tokio::task::spawn_blocking(move || builder.created(&valid))
+    let rows = rows.to_vec();
+    tokio::task::spawn_blocking(move || builder.created(&rows))
 }
 
 /// The events of the records `updated_rows` updated (row number, changed

@@ -190,7 +190,7 @@ pub async fn compare_with_stored(
     // compared by value.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     super::turn::probing(&mut tx).await?;
-    let found = stored_keys(&mut tx, target, parsed, &valid, false).await?;
+    let found = stored_keys(&mut tx, target, parsed, &valid).await?;
     if found.is_empty() {
         tx.rollback().await?;
         return Ok(Merged {
@@ -299,12 +299,14 @@ pub(super) struct StoredKey {
     pub hash: Option<i64>,
     /// Whether the batch row is older than the record (`source_updated_at`).
     pub stale: bool,
+    /// Whether the target's own import last wrote the record (an earlier
+    /// chunk or file of it: the row repeats a key of the import).
+    pub same_import: bool,
 }
 
-/// The given batch rows whose key is stored (only records last written by
-/// the target's import when `same_import`), in one query: the file and row
-/// that wrote each record, its row hash, and whether the batch row is
-/// stale against it. A chunk whose keys lie densely within their range of
+/// The given batch rows whose key is stored, in one query: the file and
+/// row that wrote each record, its row hash, whether the target's import
+/// wrote it, and whether the batch row is stale against it. A chunk whose keys lie densely within their range of
 /// the organization's keys (files exported in key order, re-imports) reads
 /// that range in one index scan; other chunks probe the key index row by
 /// row.
@@ -313,9 +315,8 @@ pub(super) async fn stored_keys(
     target: Target<'_>,
     parsed: &ParsedChunk,
     rows: &[usize],
-    same_import: bool,
 ) -> Result<Vec<StoredKey>, StoreError> {
-    if let Some(found) = key_range(conn, target, parsed, rows, same_import).await? {
+    if let Some(found) = key_range(conn, target, parsed, rows).await? {
         return Ok(found);
     }
     let first_key = target.def.key_columns.first().copied().unwrap_or_default();
@@ -324,7 +325,7 @@ pub(super) async fn stored_keys(
     if !keys_in_range(conn, target, first_key, &first_values).await? {
         return Ok(Vec::new());
     }
-    probe_keys(conn, target, parsed, rows, same_import).await
+    probe_keys(conn, target, parsed, rows).await
 }
 
 /// Whether the organization has any record whose first key column falls
@@ -359,7 +360,6 @@ async fn key_range(
     target: Target<'_>,
     parsed: &ParsedChunk,
     rows: &[usize],
-    same_import: bool,
 ) -> Result<Option<Vec<StoredKey>>, StoreError> {
     let def = target.def;
     let [key] = def.key_columns else {
@@ -416,9 +416,6 @@ async fn key_range(
     let updated_at = updated_at(parsed);
     let mut found = Vec::new();
     for (k, file, source_row, hash, stored_updated, same) in stored {
-        if same_import && same != Some(true) {
-            continue;
-        }
         for &row in by_key.get(&k).map(Vec::as_slice).unwrap_or_default() {
             let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
             found.push(StoredKey {
@@ -427,6 +424,7 @@ async fn key_range(
                 source_row,
                 hash,
                 stale: matches!((mine, stored_updated), (Some(m), Some(s)) if m < s),
+                same_import: same == Some(true),
             });
         }
     }
@@ -447,13 +445,12 @@ async fn probe_keys(
     target: Target<'_>,
     parsed: &ParsedChunk,
     rows: &[usize],
-    same_import: bool,
 ) -> Result<Vec<StoredKey>, StoreError> {
     let def = target.def;
     let keys = def.key_columns;
-    let unnest: Vec<String> = ["$3::int8[]".to_string(), "$4::int8[]".to_string()]
+    let unnest: Vec<String> = ["$2::int8[]".to_string(), "$3::int8[]".to_string()]
         .into_iter()
-        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 5)))
+        .chain((0..keys.len()).map(|i| format!("${}::text[]", i + 4)))
         .collect();
     let names: Vec<String> = ["i".to_string(), "updated".to_string()]
         .into_iter()
@@ -470,15 +467,15 @@ async fn probe_keys(
         "false"
     };
     let sql = format!(
-        "SELECT u.i, t.source_file_id, t.source_row, t.{ROW_HASH_COLUMN}, {stale}
+        "SELECT u.i, t.source_file_id, t.source_row, t.{ROW_HASH_COLUMN}, {stale},
+                COALESCE(t.source_import_id = ${import}, false)
            FROM UNNEST({unnest}) AS u({names})
-           JOIN {table} t ON t.organization_id = $1 AND {on}
-          WHERE NOT $2 OR t.source_import_id = ${import}",
+           JOIN {table} t ON t.organization_id = $1 AND {on}",
         unnest = unnest.join(", "),
         names = names.join(", "),
         table = def.target_table,
         on = on.join(" AND "),
-        import = keys.len() + 5,
+        import = keys.len() + 4,
     );
     let indexes: Vec<i64> = rows.iter().map(|r| *r as i64).collect();
     let updated_at = updated_at(parsed);
@@ -488,23 +485,25 @@ async fn probe_keys(
         .collect();
     let mut query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(target.organization_id)
-        .bind(same_import)
         .bind(indexes)
         .bind(updated);
     for k in keys {
         let values: Vec<Option<String>> = rows.iter().map(|r| parsed.text(k, *r)).collect();
         query = query.bind(values);
     }
-    type Probed = (i64, Option<Uuid>, Option<i64>, Option<i64>, bool);
+    type Probed = (i64, Option<Uuid>, Option<i64>, Option<i64>, bool, bool);
     let found: Vec<Probed> = query.bind(target.import_id).fetch_all(&mut *conn).await?;
     Ok(found
         .into_iter()
-        .map(|(i, file, source_row, hash, stale)| StoredKey {
-            row: i as usize,
-            file,
-            source_row,
-            hash,
-            stale,
-        })
+        .map(
+            |(i, file, source_row, hash, stale, same_import)| StoredKey {
+                row: i as usize,
+                file,
+                source_row,
+                hash,
+                stale,
+                same_import,
+            },
+        )
         .collect())
 }
