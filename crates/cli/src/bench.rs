@@ -49,7 +49,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "/tmp/passare-imports-bench")]
     pub workdir: PathBuf,
     /// Rows per chunk (the service's default).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 25_000)]
     pub chunk_rows: u64,
     /// Also import `rows` spread over this many organizations (`rows / N`
     /// each, started side by side) and print it next to the single import.

@@ -165,13 +165,26 @@ impl StoredBatch {
     }
 }
 
-/// The oldest `limit` batches ready to publish, in commit order.
-pub async fn ready(conn: &mut PgConnection, limit: i64) -> Result<Vec<StoredBatch>, StoreError> {
+/// The oldest batches ready to publish, in commit order: at most `rows`,
+/// and no more than `events` records in all, except that the oldest batch
+/// is always among them however many it holds (a chunk's events of one
+/// outcome are one batch, so their number follows the chunk size). The
+/// bound is counted on the `events` column, without reading a payload.
+pub async fn ready(
+    conn: &mut PgConnection,
+    rows: i64,
+    events: i64,
+) -> Result<Vec<StoredBatch>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, batch_id, organization_id, import_type, outcome, events, payload
-           FROM record_events WHERE NOT held ORDER BY id LIMIT $1",
+        "SELECT e.id, e.batch_id, e.organization_id, e.import_type, e.outcome, e.events, e.payload
+           FROM (SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+                   FROM record_events WHERE NOT held ORDER BY id LIMIT $1) r
+           JOIN record_events e ON e.id = r.id
+          WHERE r.before = 0 OR r.before + e.events <= $2
+          ORDER BY e.id",
     )
-    .bind(limit)
+    .bind(rows)
+    .bind(events)
     .fetch_all(conn)
     .await?)
 }

@@ -21,9 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Worker;
 
-/// Outbox rows (one chunk's events of one outcome each, up to a chunk's
-/// ~300 bytes a record) per confirmed round.
+/// Outbox rows (one chunk's events of one outcome each, about 300 bytes a
+/// record) per confirmed round...
 const BATCH: i64 = 10;
+/// ...and records per round, whatever the chunk size: the round's payloads
+/// (about 6 MB here) are held while they are published, so the relay's
+/// memory does not grow with `IMPORTS_CHUNK_ROWS`. A batch larger than this
+/// goes alone.
+const ROUND_EVENTS: i64 = 20_000;
 /// How long writes must add no events before the relay publishes...
 const QUIET: Duration = Duration::from_millis(500);
 /// ...and the longest it waits for that once events are ready.
@@ -74,7 +79,12 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break Ok(());
             }
-            let batch = events::ready(&mut *self.db.conn().await?, BATCH).await?;
+            let mut conn = self.db.conn().await?;
+            let batch = events::ready(&mut conn, BATCH, ROUND_EVENTS).await;
+            // The round's payloads grew the connection's read buffer.
+            passare_imports_store::sqlx::Connection::shrink_buffers(&mut *conn);
+            drop(conn);
+            let batch = batch?;
             if batch.is_empty() {
                 let notice = async {
                     match notices.as_mut() {
@@ -91,8 +101,10 @@ impl Worker {
                 if let Err(e) = self.publish(&channel, &batch).await {
                     break Err(e);
                 }
-                if batch.len() as i64 == BATCH {
-                    // A backlog: publish on.
+                let records: i64 = batch.iter().map(|b| i64::from(b.events)).sum();
+                if batch.len() as i64 == BATCH || records >= ROUND_EVENTS / 2 {
+                    // A backlog (or a round the record bound cut short):
+                    // publish on.
                     continue;
                 }
             }

@@ -306,49 +306,16 @@ impl Run<'_> {
         file: &import_files::Model,
     ) -> Result<(FileAnalysis, FindingSet), ApiError> {
         let def = load::file_type(file)?;
+        let reading = load::FileReading::of(def, file)?;
+        let mut set = FindingSet::new(self.samples);
+        unread_headers(def, &reading, &mut set);
         let load::FileReading {
             headers,
-            explicit,
             profile,
             mapping,
             rules,
-        } = load::FileReading::of(def, file)?;
-        let mut set = FindingSet::new(self.samples);
-        let read_by_rules = |h: &str| {
-            rules.as_ref().is_some_and(|r| {
-                let wanted = normalize_header(h);
-                r.program
-                    .source_headers()
-                    .iter()
-                    .any(|s| normalize_header(s) == wanted)
-            })
-        };
-        let repeated = def.repeated_columns(&headers, &explicit);
-        for (header, column) in headers.iter().zip(&mapping) {
-            if column.is_none() && !read_by_rules(header) {
-                let reason = match def.column_named(header) {
-                    // A blank header over values and a column named twice
-                    // are blocking findings of the scan already.
-                    _ if header.trim().is_empty() => continue,
-                    Some(c) if repeated.iter().any(|(r, _)| *r == c.name) => continue,
-                    Some(c) => format!(
-                        "names the column {} of {}, which the column mapping gives to another header; its values are ignored",
-                        c.name, def.display_name
-                    ),
-                    None => format!("is not a column of {} and is ignored", def.display_name),
-                };
-                set.add(
-                    RowProblem {
-                        row: 0,
-                        column: header.clone(),
-                        value: String::new(),
-                        reason,
-                        kind: FindingKind::UnknownColumn,
-                    },
-                    true,
-                );
-            }
-        }
+            ..
+        } = reading;
         if let Some(p) = &profile {
             missing_for_profile(def, &mapping, p, rules.as_ref(), &mut set);
         }
@@ -527,6 +494,53 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The headers whose values the file's reading ignores: neither mapped to a
+/// column nor read by a rule of its profile (warnings).
+fn unread_headers(def: &ImportTypeDef, reading: &load::FileReading, set: &mut FindingSet) {
+    let load::FileReading {
+        headers,
+        explicit,
+        mapping,
+        rules,
+        ..
+    } = reading;
+    let read_by_rules = |h: &str| {
+        rules.as_ref().is_some_and(|r| {
+            let wanted = normalize_header(h);
+            r.program
+                .source_headers()
+                .iter()
+                .any(|s| normalize_header(s) == wanted)
+        })
+    };
+    let repeated = def.repeated_columns(headers, explicit);
+    for (header, column) in headers.iter().zip(mapping) {
+        if column.is_none() && !read_by_rules(header) {
+            let reason = match def.column_named(header) {
+                // A blank header over values and a column named twice
+                // are blocking findings of the scan already.
+                _ if header.trim().is_empty() => continue,
+                Some(c) if repeated.iter().any(|(r, _)| *r == c.name) => continue,
+                Some(c) => format!(
+                    "names the column {} of {}, which the column mapping gives to another header; its values are ignored",
+                    c.name, def.display_name
+                ),
+                None => format!("is not a column of {} and is ignored", def.display_name),
+            };
+            set.add(
+                RowProblem {
+                    row: 0,
+                    column: header.clone(),
+                    value: String::new(),
+                    reason,
+                    kind: FindingKind::UnknownColumn,
+                },
+                true,
+            );
+        }
     }
 }
 

@@ -252,8 +252,20 @@ pub fn sql_type(def: &ImportTypeDef, column: &str) -> &'static str {
     def.column(column).map_or("text", |c| c.kind.sql_type())
 }
 
-/// Writes a chunk; see the module documentation.
+/// Writes a chunk; see the module documentation. The connection's buffers,
+/// grown to the chunk's COPY data and record events (megabytes, more with
+/// larger chunks), are given back afterwards: a pooled connection would
+/// otherwise keep its largest chunk's buffers for good, each of them.
 pub async fn write_chunk(
+    conn: &mut PgConnection,
+    w: ChunkWrite<'_>,
+) -> Result<ChunkOutcome, StoreError> {
+    let written = write_fenced(conn, w).await;
+    sqlx::Connection::shrink_buffers(conn);
+    written
+}
+
+async fn write_fenced(
     conn: &mut PgConnection,
     w: ChunkWrite<'_>,
 ) -> Result<ChunkOutcome, StoreError> {
