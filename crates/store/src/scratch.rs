@@ -71,7 +71,9 @@ pub async fn find_keys(
         .collect())
 }
 
-/// Adds keys of `type_key` seen for the first time, in one statement.
+/// Adds keys of `type_key` seen for the first time, in one statement, in
+/// the index's order (a chunk's hashes are random: inserted as they come,
+/// each would land on another page of a table of millions).
 pub async fn insert_keys(
     conn: &mut PgConnection,
     type_key: &str,
@@ -88,7 +90,8 @@ pub async fn insert_keys(
         .collect();
     sqlx::query(
         "INSERT INTO pg_temp.analysis_keys (type_key, hash, file_index, row_number)
-         SELECT $1, h, f, r FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS k(h, f, r)",
+         SELECT $1, h, f, r FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS k(h, f, r)
+          ORDER BY h",
     )
     .bind(type_key)
     .bind(&hashes)
@@ -149,7 +152,7 @@ pub async fn create_remembered(
 }
 
 /// Remembers values of `type_key` by key, keeping the values first
-/// remembered for a key, in one statement.
+/// remembered for a key, in one statement, in the index's order.
 pub async fn insert_remembered<V: serde::Serialize>(
     conn: &mut PgConnection,
     what: Remembered,
@@ -164,7 +167,7 @@ pub async fn insert_remembered<V: serde::Serialize>(
         .map_err(|e| StoreError::Corrupt(format!("remembered values: {e}")))?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {} (type_key, key, vals)
-         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS r(k, v)
+         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS r(k, v) ORDER BY k
          ON CONFLICT (type_key, key) DO NOTHING",
         what.table()
     )))
