@@ -243,7 +243,7 @@ impl Publisher {
 
     /// Announces organizations whose chunks wait (an import started, a pause
     /// lifted), confirmed; each notice carries the turn the store read after
-    /// the work was committed (`drains::notices`).
+    /// the work was committed (`turns::announcing` in the store).
     pub async fn announce(&self, notices: &[OrgReady]) -> Result<(), QueueError> {
         self.announce_traced(notices, &TraceHeaders::new()).await
     }

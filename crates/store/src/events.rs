@@ -165,28 +165,49 @@ impl StoredBatch {
     }
 }
 
+/// A round of the relay: the batches to publish, and whether more were
+/// waiting behind them.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub batches: Vec<StoredBatch>,
+    pub more: bool,
+}
+
 /// The oldest batches ready to publish, in commit order: at most `rows`,
 /// and no more than `events` records in all, except that the oldest batch
 /// is always among them however many it holds (a chunk's events of one
 /// outcome are one batch, so their number follows the chunk size). The
-/// bound is counted on the `events` column, without reading a payload.
-pub async fn ready(
-    conn: &mut PgConnection,
-    rows: i64,
-    events: i64,
-) -> Result<Vec<StoredBatch>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT e.id, e.batch_id, e.organization_id, e.import_type, e.outcome, e.events, e.payload
-           FROM (SELECT id, sum(events) OVER (ORDER BY id) - events AS before
-                   FROM record_events WHERE NOT held ORDER BY id LIMIT $1) r
-           JOIN record_events e ON e.id = r.id
-          WHERE r.before = 0 OR r.before + e.events <= $2
-          ORDER BY e.id",
+/// bound is decided on the `events` column; only the chosen payloads are
+/// read.
+pub async fn ready(conn: &mut PgConnection, rows: i64, events: i64) -> Result<Ready, StoreError> {
+    let waiting: Vec<(i64, i32)> =
+        sqlx::query_as("SELECT id, events FROM record_events WHERE NOT held ORDER BY id LIMIT $1")
+            .bind(rows + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+    let (mut ids, mut records) = (Vec::new(), 0_i64);
+    for &(id, n) in &waiting {
+        let n = i64::from(n);
+        if ids.len() as i64 == rows || (!ids.is_empty() && records + n > events) {
+            break;
+        }
+        ids.push(id);
+        records += n;
+    }
+    if ids.is_empty() {
+        return Ok(Ready::default());
+    }
+    let batches = sqlx::query_as(
+        "SELECT id, batch_id, organization_id, import_type, outcome, events, payload
+           FROM record_events WHERE id = ANY($1) AND NOT held ORDER BY id",
     )
-    .bind(rows)
-    .bind(events)
+    .bind(&ids)
     .fetch_all(conn)
-    .await?)
+    .await?;
+    Ok(Ready {
+        batches,
+        more: waiting.len() > ids.len(),
+    })
 }
 
 /// Removes batches the broker confirmed.

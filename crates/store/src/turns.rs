@@ -61,8 +61,21 @@ pub async fn drain_ended(conn: &mut PgConnection, org: i64) -> Result<(), StoreE
 /// Whether a drain of the notice's organization has ended since it was
 /// published: the work it announced was then seen, and announced again if
 /// any was left, so the notice can be dropped without taking a turn. A
-/// notice without a count (an earlier release's) is never redundant.
-pub async fn is_redundant(conn: &mut PgConnection, notice: &OrgReady) -> Result<bool, StoreError> {
+/// notice without a count (an earlier release's) is never redundant, nor is
+/// one the database cannot tell about (it is drained: at worst a spare
+/// turn).
+pub async fn is_redundant(db: &Db, notice: &OrgReady) -> bool {
+    let answer = match db.conn().await {
+        Ok(mut conn) => redundant(&mut conn, notice).await,
+        Err(e) => Err(e),
+    };
+    answer.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "could not tell whether a notice is redundant");
+        false
+    })
+}
+
+async fn redundant(conn: &mut PgConnection, notice: &OrgReady) -> Result<bool, StoreError> {
     let Some(turn) = notice.turn() else {
         return Ok(false);
     };

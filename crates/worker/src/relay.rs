@@ -80,11 +80,14 @@ impl Worker {
                 break Ok(());
             }
             let mut conn = self.db.conn().await?;
-            let batch = events::ready(&mut conn, BATCH, ROUND_EVENTS).await;
+            let ready = events::ready(&mut conn, BATCH, ROUND_EVENTS).await;
             // The round's payloads grew the connection's read buffer.
             passare_imports_store::sqlx::Connection::shrink_buffers(&mut *conn);
             drop(conn);
-            let batch = batch?;
+            let events::Ready {
+                batches: batch,
+                more,
+            } = ready?;
             if batch.is_empty() {
                 let notice = async {
                     match notices.as_mut() {
@@ -101,10 +104,8 @@ impl Worker {
                 if let Err(e) = self.publish(&channel, &batch).await {
                     break Err(e);
                 }
-                let records: i64 = batch.iter().map(|b| i64::from(b.events)).sum();
-                if batch.len() as i64 == BATCH || records >= ROUND_EVENTS / 2 {
-                    // A backlog (or a round the record bound cut short):
-                    // publish on.
+                if more {
+                    // A backlog: publish on.
                     continue;
                 }
             }

@@ -32,7 +32,7 @@ impl Worker {
                 Some(Ok(d)) => d,
             };
             match queue::parse_ready(&delivery) {
-                Some(notice) if self.is_redundant(&notice).await => {
+                Some(notice) if turns::is_redundant(&self.db, &notice).await => {
                     tracing::debug!(org_id = notice.organization_id(), turn = ?notice.turn(), "dropping a notice a drain has answered since");
                 }
                 Some(notice) => {
@@ -119,20 +119,6 @@ impl Worker {
                 tracing::warn!(org_id = org, error = %e, "re-announcing the organization failed");
             }
         }
-    }
-
-    /// Whether a drain of the notice's organization has ended since it was
-    /// published (see `turns`): such a notice is dropped without taking a
-    /// turn. When the database cannot tell, the notice is drained.
-    async fn is_redundant(&self, notice: &queue::OrgReady) -> bool {
-        let answer = match self.db.conn().await {
-            Ok(mut conn) => turns::is_redundant(&mut conn, notice).await,
-            Err(e) => Err(e),
-        };
-        answer.unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "could not tell whether a notice is redundant");
-            false
-        })
     }
 }
 

@@ -306,10 +306,10 @@ pub(super) struct StoredKey {
 
 /// The given batch rows whose key is stored, in one query: the file and
 /// row that wrote each record, its row hash, whether the target's import
-/// wrote it, and whether the batch row is stale against it. A chunk whose keys lie densely within their range of
-/// the organization's keys (files exported in key order, re-imports) reads
-/// that range in one index scan; other chunks probe the key index row by
-/// row.
+/// wrote it, and whether the batch row is stale against it. A chunk whose
+/// keys lie densely within their range of the organization's keys (files
+/// exported in key order, re-imports) reads that range in one index scan;
+/// other chunks probe the key index row by row.
 pub(super) async fn stored_keys(
     conn: &mut PgConnection,
     target: Target<'_>,
