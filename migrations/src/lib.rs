@@ -82,6 +82,10 @@ impl MigratorTrait for Migrator {
                 name: "m0021_drain_turns",
                 up: include_str!("../sql/0021_drain_turns.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0022_record_events_compressed_by_workers",
+                up: include_str!("../sql/0022_record_events_compressed_by_workers.sql"),
+            }),
         ]
     }
 }

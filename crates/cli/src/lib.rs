@@ -2,6 +2,7 @@
 //! integration tests: the API client (upload, watch), operations on running
 //! imports (stop, pause, failures), synthetic data, and the benchmark.
 
+pub mod allocator;
 pub mod bench;
 pub mod client;
 pub mod dead_letters;

@@ -2,6 +2,7 @@
 //! its operations (migrate, demo-org, token, stop, pause, resume, pauses,
 //! failures) and developer tools (generate, import with progress bars, bench).
 
+use passare_imports_cli::allocator::{self, Tuning};
 use passare_imports_cli::{bench, client, generate, load, ops};
 
 use std::path::PathBuf;
@@ -150,8 +151,15 @@ async fn client_command(command: Command) -> anyhow::Result<Option<Command>> {
     Ok(None)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let tuning = allocator::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(tuning))
+}
+
+async fn run(tuning: Tuning) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let Some(command) = client_command(cli.command).await? else {
         return Ok(());
@@ -169,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
     // Kept to the end: dropping it flushes the last spans.
     let _tracing = passare_imports_app::observability::traces::init(&config, process)?;
     tracing::debug!(?config, "configuration");
+    tracing::debug!(?tuning, "memory allocator");
     match command {
         Command::Migrate => {
             passare_imports_store::migrate(&config.database_url).await?;

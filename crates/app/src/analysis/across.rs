@@ -4,23 +4,18 @@
 //! type's warnings add up per referenced record.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
+use arrow_array::ArrayRef;
 use passare_imports_domain::catalog::{self, ImportTypeDef, RefTarget, ReferenceDef, RowCheck};
-use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup};
+use passare_imports_domain::chunk::{ParsedChunk, RefHit, ReferenceLookup, cell_text};
 use passare_imports_domain::{FindingKind, excerpt};
 use passare_imports_store::PgConnection;
 use passare_imports_store::entities::import_files;
 use passare_imports_store::scratch::{self, Remembered, SummedRow};
 
-use super::keys::FirstSeen;
+use super::held::{Fingerprints, Held};
+use super::keys::{FirstSeen, KeyHashes};
 use crate::error::ApiError;
-
-fn key_hash(parts: &[String]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
-}
 
 /// Columns of `type_key`'s records that references to it read (their
 /// `agrees` columns and the totals of `sum_within` warnings).
@@ -46,33 +41,48 @@ fn record_columns(type_key: &str) -> Vec<&'static str> {
     out
 }
 
-/// Values of a remembered record's `record_columns`.
-type Values = Vec<Option<String>>;
+/// A record's key as one text: its parts joined with `+` (as the scratch
+/// table and references name it); a one-part key as it is.
+fn joined(mut parts: Vec<String>) -> String {
+    if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        parts.join("+")
+    }
+}
 
 /// Records of earlier files of the import, for the types other types refer
-/// to: the first `budget` in memory, the rest in the analysis's scratch
-/// table in PostgreSQL, fetched a chunk at a time for the references the
-/// chunk holds ([`EarlierRecords::fetch`]). Both give the same answer.
+/// to: the first `budget` in memory (by key fingerprint, [`Held`]), the rest
+/// in the analysis's scratch table in PostgreSQL, fetched a chunk at a time
+/// for the references the chunk holds ([`EarlierRecords::fetch`]). Both give
+/// the same answer.
 pub(super) struct EarlierRecords {
     budget: usize,
     held: usize,
     /// Records in the scratch table (it exists once one is).
     spilled: u64,
-    /// type key → record key → values of its `record_columns`.
-    records: HashMap<&'static str, HashMap<String, Values>>,
+    prints: Fingerprints,
+    /// type key → its records in memory.
+    records: HashMap<&'static str, Held>,
+    /// Rows of each type in the import: a type's map is made this large
+    /// (within the budget) at once.
+    expected: HashMap<&'static str, usize>,
     /// Spilled records fetched for the chunk being checked.
-    fetched: HashMap<&'static str, HashMap<String, Values>>,
+    fetched: HashMap<&'static str, HashMap<String, Vec<Option<String>>>>,
     /// type key → its `record_columns`, computed once per type.
     columns: HashMap<&'static str, Vec<&'static str>>,
 }
 
 impl EarlierRecords {
-    pub(super) fn new(budget: usize) -> Self {
+    /// `expected`: the rows of each type in the import.
+    pub(super) fn new(budget: usize, expected: HashMap<&'static str, usize>) -> Self {
         Self {
             budget,
             held: 0,
             spilled: 0,
+            prints: Fingerprints::new(),
             records: HashMap::new(),
+            expected,
             fetched: HashMap::new(),
             columns: HashMap::new(),
         }
@@ -111,32 +121,43 @@ impl EarlierRecords {
             .columns
             .entry(def.key)
             .or_insert_with(|| record_columns(def.key));
-        let map = self.records.entry(def.key).or_default();
-        let mut spill: HashMap<String, Values> = HashMap::new();
+        let room = self.budget.saturating_sub(self.held);
+        let expected = self.expected.get(def.key).copied().unwrap_or(0);
+        let held = self
+            .records
+            .entry(def.key)
+            .or_insert_with(|| Held::with_capacity(columns.len(), expected.min(room)));
+        let keys = parsed.keys(def);
+        let arrays: Vec<Option<ArrayRef>> =
+            columns.iter().map(|c| parsed.column(c).cloned()).collect();
+        let mut spill: HashMap<String, Vec<Option<String>>> = HashMap::new();
         for i in 0..parsed.batch.num_rows() {
             if !parsed.valid[i] {
                 continue;
             }
-            let Some(key) = parsed.key(def, i) else {
+            let Some(parts) = keys.get(i) else {
                 continue;
             };
-            let key = key.join("+");
-            if map.contains_key(&key) {
+            let key = joined(parts);
+            let print = self.prints.of(&key);
+            if held.contains(print) {
                 continue;
             }
-            let values = columns.iter().map(|c| parsed.text(c, i)).collect();
+            let values = arrays
+                .iter()
+                .map(|a| a.as_ref().and_then(|a| cell_text(a, i)));
             if self.held < self.budget {
-                map.insert(key, values);
+                held.insert(print, values.collect());
                 self.held += 1;
             } else {
-                spill.entry(key).or_insert(values);
+                spill.entry(key).or_insert_with(|| values.collect());
             }
         }
         if !spill.is_empty() {
             if self.spilled == 0 {
                 scratch::create_remembered(conn, Remembered::Records).await?;
             }
-            let spill: Vec<(String, Values)> = spill.into_iter().collect();
+            let spill: Vec<(String, Vec<Option<String>>)> = spill.into_iter().collect();
             scratch::insert_remembered(conn, Remembered::Records, def.key, &spill).await?;
             self.spilled += spill.len() as u64;
         }
@@ -184,7 +205,7 @@ impl EarlierRecords {
         let memory = self.records.get(type_key);
         let missing: Vec<String> = keys
             .into_iter()
-            .filter(|k| !memory.is_some_and(|m| m.contains_key(k)))
+            .filter(|k| !memory.is_some_and(|m| m.contains(self.prints.of(k))))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -202,11 +223,16 @@ impl EarlierRecords {
         Ok(())
     }
 
-    fn values(&self, type_key: &str, key: &str) -> Option<&Values> {
+    fn values(&self, type_key: &str, key: &str) -> Option<&[Option<String>]> {
         self.records
             .get(type_key)
-            .and_then(|m| m.get(key))
-            .or_else(|| self.fetched.get(type_key).and_then(|m| m.get(key)))
+            .and_then(|m| m.get(self.prints.of(key)))
+            .or_else(|| {
+                self.fetched
+                    .get(type_key)
+                    .and_then(|m| m.get(key))
+                    .map(|v| &v[..])
+            })
     }
 
     pub(super) fn column(&self, type_key: &str, key: &str, column: &str) -> Option<String> {
@@ -256,12 +282,14 @@ pub(super) struct Sums {
 pub(super) fn keyed_rows(
     def: &'static ImportTypeDef,
     parsed: &ParsedChunk,
+    hashes: &KeyHashes,
 ) -> Vec<(usize, u64, u64)> {
+    let keys = parsed.keys(def);
     (0..parsed.batch.num_rows())
         .filter(|i| parsed.valid[*i])
         .filter_map(|i| {
-            let key = parsed.key(def, i)?;
-            Some((i, key_hash(&key), parsed.row_number(i)))
+            let key = keys.get(i)?;
+            Some((i, hashes.of(&key), parsed.row_number(i)))
         })
         .collect()
 }
@@ -276,8 +304,9 @@ pub(super) fn fail_repeats(
     rows: &[(usize, u64, u64)],
     first: &[Option<FirstSeen>],
 ) {
+    let keys = parsed.keys(def);
     for ((i, _, _), seen) in rows.iter().zip(first) {
-        let (Some((other, first)), Some(key)) = (seen, parsed.key(def, *i)) else {
+        let (Some((other, first)), Some(key)) = (seen, keys.get(*i)) else {
             continue;
         };
         let (kind, reason) = if *other == fi {
@@ -352,9 +381,12 @@ impl FlaggedGroups {
         (group, flag): (&'static str, &'static str),
     ) -> Result<(), ApiError> {
         // The chunk's flagged rows: (row index, group, record key).
+        let (flags, groups) = (parsed.column(flag), parsed.column(group));
+        let keys = parsed.keys(def);
+        let text = |column: Option<&ArrayRef>, i| column.and_then(|c| cell_text(c, i));
         let rows: Vec<(usize, String, String)> = (0..parsed.batch.num_rows())
-            .filter(|i| parsed.valid[*i] && parsed.text(flag, *i).as_deref() == Some("true"))
-            .filter_map(|i| Some((i, parsed.text(group, i)?, parsed.key(def, i)?.join("+"))))
+            .filter(|i| parsed.valid[*i] && text(flags, *i).as_deref() == Some("true"))
+            .filter_map(|i| Some((i, text(groups, i)?, keys.get(i)?.join("+"))))
             .collect();
         let scope = format!("{}:{flag}", def.key);
         let memory = self.memory.entry((def.key, flag)).or_default();
@@ -455,12 +487,15 @@ impl Sums {
             return Ok(());
         };
         let mut spill = Vec::new();
+        let (references, amounts) = (parsed.column(s.reference), parsed.column(s.amount));
+        let text = |column: Option<&ArrayRef>, i| column.and_then(|c| cell_text(c, i));
+        let keys = parsed.keys(def);
         for i in 0..parsed.batch.num_rows() {
             let (true, Some(reference), Some(amount), Some(key)) = (
                 parsed.valid[i],
-                parsed.text(s.reference, i),
-                parsed.text(s.amount, i).and_then(|a| cents(&a)),
-                parsed.key(def, i),
+                text(references, i),
+                text(amounts, i).and_then(|a: String| cents(&a)),
+                keys.get(i),
             ) else {
                 continue;
             };

@@ -8,6 +8,7 @@
 //! worker runs (see `jobs`).
 
 mod across;
+mod held;
 mod keys;
 mod sums;
 
@@ -125,8 +126,8 @@ async fn analyze_and_store(
         rows_done: 0,
         today: Utc::now().date_naive(),
         samples: ctx.settings.samples,
-        earlier: EarlierRecords::new(ctx.settings.memory_keys),
-        seen: SeenKeys::new(ctx.settings.memory_keys),
+        earlier: EarlierRecords::new(ctx.settings.memory_keys, rows_per_type(&files)),
+        seen: SeenKeys::new(ctx.settings.memory_keys, rows_per_type(&files)),
         flagged: FlaggedGroups::new(ctx.settings.memory_keys),
         sums: HashMap::new(),
         budget: ctx.settings.memory_keys,
@@ -236,6 +237,17 @@ async fn prerequisites(
             }
         })
         .collect())
+}
+
+/// The data rows of each import type among the files.
+fn rows_per_type(files: &[import_files::Model]) -> HashMap<&'static str, usize> {
+    let mut rows = HashMap::new();
+    for file in files {
+        if let Ok(def) = load::file_type(file) {
+            *rows.entry(def.key).or_default() += usize::try_from(file.row_count).unwrap_or(0);
+        }
+    }
+    rows
 }
 
 /// A file being analysed, among the import's files in loading order.
@@ -438,7 +450,7 @@ impl Run<'_> {
         let org = self.import.organization_id;
         self.earlier.fetch(conn, def, parsed).await?;
         load::check_against_stored(conn, org, def, parsed, Some(&self.earlier)).await?;
-        let rows = keyed_rows(def, parsed);
+        let rows = keyed_rows(def, parsed, self.seen.hashes());
         let hashes: Vec<(u64, u64)> = rows.iter().map(|(_, h, row)| (*h, *row)).collect();
         let first = self.seen.first_seen(conn, def.key, fi, &hashes).await?;
         fail_repeats(def, fi, files, parsed, &rows, &first);

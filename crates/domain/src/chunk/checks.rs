@@ -225,12 +225,13 @@ impl ParsedChunk {
     /// one fails, naming the earlier.
     pub(super) fn check_duplicate_keys(&mut self, def: &ImportTypeDef) {
         let mut seen: HashMap<Vec<String>, u64> = HashMap::with_capacity(self.batch.num_rows());
+        let keys = self.keys(def);
         for i in 0..self.batch.num_rows() {
             // A row that failed already claims no key.
             if !self.valid[i] {
                 continue;
             }
-            let Some(key) = self.key(def, i) else {
+            let Some(key) = keys.get(i) else {
                 continue;
             };
             if let Some(first) = seen.get(&key) {
@@ -256,11 +257,16 @@ impl ParsedChunk {
                 continue;
             };
             let mut first: HashMap<String, u64> = HashMap::new();
+            let (Some(flags), Some(groups)) =
+                (self.column(flag).cloned(), self.column(group).cloned())
+            else {
+                continue;
+            };
             for i in 0..self.batch.num_rows() {
-                if !self.valid[i] || self.text(flag, i).as_deref() != Some("true") {
+                if !self.valid[i] || cell_text(&flags, i).as_deref() != Some("true") {
                     continue;
                 }
-                let Some(g) = self.text(group, i) else {
+                let Some(g) = cell_text(&groups, i) else {
                     continue;
                 };
                 if let Some(row) = first.get(&g) {

@@ -89,16 +89,59 @@ impl ParsedChunk {
         });
     }
 
-    /// The text of a cell (see [`cell_text`]); `None` when missing.
+    /// The text of a cell (see [`cell_text`]); `None` when missing. Looks
+    /// the column up by name: a loop over rows looks it up once with
+    /// [`ParsedChunk::column`].
     pub fn text(&self, column: &str, i: usize) -> Option<String> {
-        self.batch
-            .column_by_name(column)
-            .and_then(|a| cell_text(a, i))
+        self.column(column).and_then(|a| cell_text(a, i))
     }
 
-    /// The row's key as text, one part per key column; `None` when a part is missing.
+    /// The texts of one column at the given batch rows (`None` where
+    /// missing, and everywhere when the batch has no such column).
+    pub fn texts(
+        &self,
+        column: &str,
+        rows: impl IntoIterator<Item = usize>,
+    ) -> Vec<Option<String>> {
+        let array = self.column(column);
+        rows.into_iter()
+            .map(|i| array.and_then(|a| cell_text(a, i)))
+            .collect()
+    }
+
+    /// A column of the batch by name (an `Arc`, cheap to clone).
+    pub fn column(&self, name: &str) -> Option<&ArrayRef> {
+        self.batch.column_by_name(name)
+    }
+
+    /// The row's key as text, one part per key column; `None` when a part is
+    /// missing. A loop over rows uses [`ParsedChunk::keys`].
     pub fn key(&self, def: &ImportTypeDef, i: usize) -> Option<Vec<String>> {
-        def.key_columns.iter().map(|k| self.text(k, i)).collect()
+        self.keys(def).get(i)
+    }
+
+    /// The key columns of `def`, looked up once for a loop over rows.
+    pub fn keys(&self, def: &ImportTypeDef) -> Keys {
+        Keys(
+            def.key_columns
+                .iter()
+                .map(|k| self.column(k).cloned())
+                .collect(),
+        )
+    }
+}
+
+/// The key columns of a chunk, looked up by name once ([`ParsedChunk::keys`]).
+pub struct Keys(Vec<Option<ArrayRef>>);
+
+impl Keys {
+    /// Row `i`'s key as text, one part per key column; `None` when a part is
+    /// missing.
+    pub fn get(&self, i: usize) -> Option<Vec<String>> {
+        self.0
+            .iter()
+            .map(|a| a.as_ref().and_then(|a| cell_text(a, i)))
+            .collect()
     }
 }
 
@@ -180,7 +223,13 @@ pub fn date_from_days(days: i32) -> NaiveDate {
 }
 
 pub(crate) fn row_numbers(batch: &RecordBatch) -> Option<&Int64Array> {
-    batch.column_by_name(ROW_COLUMN)?.as_any().downcast_ref()
+    // The first column of every parsed batch; looked up by name otherwise.
+    let first = batch.schema_ref().fields().first();
+    let column = match first {
+        Some(f) if f.name() == ROW_COLUMN => batch.column(0),
+        _ => batch.column_by_name(ROW_COLUMN)?,
+    };
+    column.as_any().downcast_ref()
 }
 
 #[cfg(test)]

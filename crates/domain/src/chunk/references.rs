@@ -9,7 +9,7 @@ use arrow_array::builder::Int64Builder;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
-use super::{ChunkError, ParsedChunk};
+use super::{ChunkError, ParsedChunk, cell_text};
 use crate::catalog::{ImportTypeDef, RefTarget, ReferenceDef};
 use crate::model::{FindingKind, excerpt};
 
@@ -67,9 +67,12 @@ impl ParsedChunk {
         def.references
             .iter()
             .map(|r| {
+                let Some(column) = self.column(r.column) else {
+                    return Vec::new();
+                };
                 let mut seen: Vec<String> = (0..self.batch.num_rows())
                     .filter(|i| self.valid[*i])
-                    .filter_map(|i| self.text(r.column, i))
+                    .filter_map(|i| cell_text(column, i))
                     .map(|v| lookup_form(r, &v))
                     .collect();
                 seen.sort_unstable();
@@ -98,8 +101,14 @@ impl ParsedChunk {
         let mut columns: Vec<ArrayRef> = self.batch.columns().to_vec();
         for r in def.references {
             let mut ids = Int64Builder::with_capacity(n);
+            let column = self.column(r.column).cloned();
+            let agreeing: Vec<Option<ArrayRef>> = r
+                .agrees
+                .iter()
+                .map(|(mine, _)| self.column(mine).cloned())
+                .collect();
             for i in 0..n {
-                let Some(value) = self.text(r.column, i) else {
+                let Some(value) = column.as_ref().and_then(|c| cell_text(c, i)) else {
                     ids.append_null();
                     continue;
                 };
@@ -124,7 +133,7 @@ impl ParsedChunk {
                             None => ids.append_null(),
                         }
                         for (j, (mine, theirs)) in r.agrees.iter().enumerate() {
-                            let ours = self.text(mine, i);
+                            let ours = agreeing[j].as_ref().and_then(|c| cell_text(c, i));
                             let stored = hit.agrees.get(j).cloned().flatten();
                             if let (Some(ours), Some(stored)) = (ours, stored)
                                 && ours != stored

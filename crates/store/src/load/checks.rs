@@ -122,9 +122,10 @@ pub(super) fn fail_repeated_in_import(
     found: &[StoredKey],
 ) {
     let def = target.def;
+    let keys = parsed.keys(def);
     for stored in found.iter().filter(|k| k.same_import) {
         let (i, file, row) = (stored.row, stored.file, stored.source_row);
-        let Some(key) = parsed.key(def, i) else {
+        let Some(key) = keys.get(i) else {
             continue;
         };
         let (kind, reason) = if file == Some(target.file_id) {
@@ -166,13 +167,12 @@ async fn check_stored_flags(
         let RowCheck::OneFlaggedPer { group, flag } = *check else {
             continue;
         };
+        let flags = parsed.texts(flag, 0..parsed.batch.num_rows());
         let flagged: Vec<usize> = (0..parsed.batch.num_rows())
-            .filter(|i| parsed.valid[*i] && parsed.text(flag, *i).as_deref() == Some("true"))
+            .filter(|i| parsed.valid[*i] && flags[*i].as_deref() == Some("true"))
             .collect();
-        let mut groups: Vec<String> = flagged
-            .iter()
-            .filter_map(|i| parsed.text(group, *i))
-            .collect();
+        let flagged_groups = parsed.texts(group, flagged.iter().copied());
+        let mut groups: Vec<String> = flagged_groups.iter().flatten().cloned().collect();
         if groups.is_empty() {
             continue;
         }
@@ -203,8 +203,9 @@ async fn check_stored_flags(
         for (g, k) in &stored {
             by_group.entry(g).or_default().push(k);
         }
-        for i in flagged {
-            let (Some(g), Some(k)) = (parsed.text(group, i), parsed.key(def, i)) else {
+        let keys = parsed.keys(def);
+        for (i, g) in flagged.into_iter().zip(flagged_groups) {
+            let (Some(g), Some(k)) = (g, keys.get(i)) else {
                 continue;
             };
             let k = k.join("+");

@@ -10,6 +10,7 @@
 
 mod checks;
 mod ending;
+mod event_wire;
 mod merge;
 mod progress;
 mod record_events;
@@ -360,8 +361,7 @@ async fn add_events(
         Err(e) => return Err(StoreError::Corrupt(format!("record events not built: {e}"))),
     };
     let created = prepared.batch(&merged.created_rows);
-    let updated = record_events::updated(job, parsed, &merged.updated_rows);
-    let updated = record_events::updated_batch(job, updated);
+    let updated = record_events::updated(job, parsed, &merged.updated_rows).map(|b| b.compress());
     let batches = created.into_iter().chain(updated);
     crate::events::record(conn, record_events::source(job), batches).await
 }

@@ -2,23 +2,29 @@
 //! record created, with every written column, and one per record updated,
 //! with the columns it changed; values as text, sensitive ones masked.
 //!
-//! The created events are built and encoded before the write transaction,
-//! on a blocking thread while the transaction runs ([`prepare`]): in the
-//! common case every valid row is created, and the transaction only stores
-//! the batch already encoded. The updated events depend on what the update
-//! found changed, and are built in the transaction ([`updated`]).
+//! The created events are built, encoded and compressed on a blocking
+//! thread while the write transaction copies the rows ([`prepare`]): in the
+//! common case every new row is created, and the transaction only stores
+//! the batch already compressed. The updated events depend on what the
+//! update found changed, and are built in the transaction ([`updated`]).
+//! Events are written in protobuf from the chunk's own values
+//! ([`super::event_wire`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use arrow_array::{Array, ArrayRef, Int64Array};
+use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
 use passare_imports_domain::catalog::ImportTypeDef;
 use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, cell_text};
 use passare_imports_domain::model::mask;
 use passare_imports_proto::events::v1 as ev;
 use uuid::Uuid;
 
+use super::event_wire::EventParts;
 use super::{ChunkJob, written_columns};
-use crate::events::{CREATED, EncodedBatch, EventSource, UPDATED, event_id, stable_id};
+use crate::events::{
+    CREATED, EncodedBatch, EventSource, StoredPayload, UPDATED, event_id, stable_id,
+};
 use crate::states::FailurePolicy;
 
 /// Whose write the chunk's events are; an all-or-nothing import's are held
@@ -39,13 +45,20 @@ pub(super) fn source(job: &ChunkJob) -> EventSource<'static> {
 struct Column {
     name: &'static str,
     array: Option<ArrayRef>,
+    /// The column, when it holds text: its values are borrowed, not copied.
+    strings: Option<StringArray>,
     sensitive: bool,
 }
 
 impl Column {
-    fn text(&self, i: usize) -> Option<String> {
+    /// The cell as the event carries it: masked when sensitive; `None` when
+    /// missing.
+    fn value(&self, i: usize) -> Option<Cow<'_, str>> {
+        if let (Some(s), false) = (&self.strings, self.sensitive) {
+            return (i < s.len() && s.is_valid(i)).then(|| Cow::Borrowed(s.value(i)));
+        }
         let v = cell_text(self.array.as_ref()?, i)?;
-        Some(if self.sensitive { mask(&v) } else { v })
+        Some(Cow::Owned(if self.sensitive { mask(&v) } else { v }))
     }
 }
 
@@ -63,7 +76,8 @@ struct Builder {
     rows: Vec<i64>,
     /// Organization, import and file as text.
     ids: [String; 3],
-    commit_time: prost_types::Timestamp,
+    /// Seconds and nanoseconds since the epoch.
+    commit_time: (i64, i32),
 }
 
 impl Builder {
@@ -72,6 +86,10 @@ impl Builder {
         let column = |name: &'static str| Column {
             name,
             array: batch.column_by_name(name).cloned(),
+            strings: batch
+                .column_by_name(name)
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+                .cloned(),
             sensitive: def
                 .columns
                 .iter()
@@ -98,52 +116,57 @@ impl Builder {
                 source.import_id.to_string(),
                 source.file_id.to_string(),
             ],
-            commit_time: prost_types::Timestamp {
-                seconds: now.timestamp(),
-                nanos: now.timestamp_subsec_nanos() as i32,
-            },
+            commit_time: (now.timestamp(), now.timestamp_subsec_nanos() as i32),
         }
     }
 
-    /// The event of batch row `i` with the values of `columns`.
-    fn event(&self, i: usize, outcome: ev::RecordOutcome, columns: &[&Column]) -> ev::RecordEvent {
+    /// Appends the event of batch row `i` with the values of `columns` to a
+    /// `RecordEventBatch`'s encoding (its field 2).
+    fn put(&self, i: usize, outcome: ev::RecordOutcome, columns: &[&Column], out: &mut Vec<u8>) {
         let [org, import_id, file_id] = &self.ids;
-        ev::RecordEvent {
-            event_id: event_id(self.import_id, self.chunk_id, self.rows[i]).to_string(),
-            organization_id: org.clone(),
-            import_type: self.def.key.to_string(),
-            key: self
-                .keys
-                .iter()
-                .map(|k| ev::KeyPart {
-                    column: k.name.to_string(),
-                    value: k.text(i).unwrap_or_default(),
-                })
-                .collect(),
+        let mut id = Uuid::encode_buffer();
+        let event_id = event_id(self.import_id, self.chunk_id, self.rows[i])
+            .hyphenated()
+            .encode_lower(&mut id);
+        let keys: Vec<Option<Cow<'_, str>>> = self.keys.iter().map(|k| k.value(i)).collect();
+        let key: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .zip(&keys)
+            .map(|(k, v)| (k.name, v.as_deref().unwrap_or_default()))
+            .collect();
+        let values: Vec<Option<Cow<'_, str>>> = columns.iter().map(|c| c.value(i)).collect();
+        let changes: Vec<(&str, Option<&str>)> = columns
+            .iter()
+            .zip(&values)
+            .map(|(c, v)| (c.name, v.as_deref()))
+            .collect();
+        let event = EventParts {
+            event_id,
+            organization_id: org,
+            import_type: self.def.key,
+            key: &key,
             outcome: outcome as i32,
-            import_id: import_id.clone(),
-            file_id: file_id.clone(),
+            import_id,
+            file_id,
             row: self.rows[i],
             attempt: self.attempt,
-            changes: columns
-                .iter()
-                .map(|c| ev::ColumnValue {
-                    column: c.name.to_string(),
-                    value: c.text(i),
-                })
-                .collect(),
-            commit_time: Some(self.commit_time),
-        }
+            changes: &changes,
+            commit_time: self.commit_time,
+        };
+        event.put(EVENTS_FIELD, out);
     }
 
-    /// The created events of `rows` (batch rows, in order), encoded.
+    /// The created events of `rows` (batch rows, in order), encoded, and
+    /// compressed as the outbox stores them.
     fn created(&self, rows: &[usize]) -> Prepared {
         let all: Vec<&Column> = self.written.iter().collect();
         let batch_id = stable_id(self.import_id, self.chunk_id, CREATED.as_bytes());
         let mut prepared = Prepared::new(batch_id, rows.len());
         for &i in rows {
-            prepared.push(i, &self.event(i, ev::RecordOutcome::Created, &all));
+            prepared.push(i, |out| self.put(i, ev::RecordOutcome::Created, &all, out));
         }
+        prepared.compress();
         prepared
     }
 }
@@ -160,34 +183,58 @@ pub(super) struct Prepared {
     header: usize,
     /// Each event's batch row and where its encoding ends.
     ends: Vec<(usize, usize)>,
+    /// The batch of every prepared event as the outbox stores it, made
+    /// beside the write (the common case: every prepared row is created).
+    stored: Option<StoredPayload>,
 }
 
 impl Prepared {
     fn new(batch_id: Uuid, events: usize) -> Self {
-        let mut payload = Vec::with_capacity(64 + events * 320);
-        prost::encoding::string::encode(1, &batch_id.to_string(), &mut payload);
+        let mut payload = Vec::with_capacity(64 + events * 520);
+        put_batch_id(batch_id, &mut payload);
         Self {
             header: payload.len(),
             payload,
             ends: Vec::with_capacity(events),
+            stored: None,
         }
     }
 
-    fn push(&mut self, row: usize, event: &ev::RecordEvent) {
-        prost::encoding::message::encode(2, event, &mut self.payload);
+    /// Compresses the batch of every prepared event.
+    fn compress(&mut self) {
+        if !self.ends.is_empty() {
+            let events = self.ends.len() as i32;
+            self.stored = Some(StoredPayload::compress(CREATED, events, &self.payload));
+        }
+    }
+
+    /// Adds the event of batch row `row`, which `write` appends.
+    fn push(&mut self, row: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.payload);
         self.ends.push((row, self.payload.len()));
     }
 
     /// The batch of the events of `rows` (batch rows, in order, among those
-    /// prepared); `None` when there are none.
-    pub(super) fn batch(self, rows: &[usize]) -> Option<EncodedBatch> {
+    /// prepared) as the outbox stores it; `None` when there are none.
+    pub(super) fn batch(mut self, rows: &[usize]) -> Option<StoredPayload> {
+        if let (true, Some(stored)) = (self.every(rows), self.stored.take()) {
+            return Some(stored);
+        }
+        self.encoded(rows).map(|b| b.compress())
+    }
+
+    /// Whether `rows` are every prepared row.
+    fn every(&self, rows: &[usize]) -> bool {
+        rows.len() == self.ends.len() && rows.iter().zip(&self.ends).all(|(r, (row, _))| r == row)
+    }
+
+    /// The batch of the events of `rows`, encoded; `None` when there are none.
+    fn encoded(self, rows: &[usize]) -> Option<EncodedBatch> {
         if rows.is_empty() {
             return None;
         }
         let events = rows.len() as i32;
-        let every = rows.len() == self.ends.len()
-            && rows.iter().zip(&self.ends).all(|(r, (row, _))| r == row);
-        if every {
+        if self.every(rows) {
             return Some(EncodedBatch {
                 outcome: CREATED,
                 events,
@@ -226,15 +273,26 @@ pub(super) fn prepare(
     tokio::task::spawn_blocking(move || builder.created(&rows))
 }
 
-/// The events of the records `updated_rows` updated (row number, changed
-/// columns), in row order.
+/// A `RecordEventBatch`'s events are its field 2, after its id (field 1).
+const EVENTS_FIELD: u32 = 2;
+
+fn put_batch_id(batch_id: Uuid, out: &mut Vec<u8>) {
+    let mut id = Uuid::encode_buffer();
+    let id: &str = batch_id.hyphenated().encode_lower(&mut id);
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(id.len() as u64, out);
+    out.extend_from_slice(id.as_bytes());
+}
+
+/// The batch of the events of the records `updated_rows` updated (row
+/// number, changed columns), in row order; `None` when there are none.
 pub(super) fn updated(
     job: &ChunkJob,
     parsed: &ParsedChunk,
     updated_rows: &[(i64, Vec<String>)],
-) -> Vec<ev::RecordEvent> {
+) -> Option<EncodedBatch> {
     if updated_rows.is_empty() {
-        return Vec::new();
+        return None;
     }
     let builder = Builder::new(job.def, source(job), parsed);
     let index: HashMap<i64, usize> = builder
@@ -243,27 +301,29 @@ pub(super) fn updated(
         .enumerate()
         .map(|(i, r)| (*r, i))
         .collect();
-    let mut updated = Vec::with_capacity(updated_rows.len());
-    for (row, changed) in updated_rows {
+    let mut in_order: Vec<&(i64, Vec<String>)> = updated_rows.iter().collect();
+    in_order.sort_by_key(|(row, _)| *row);
+    let mut payload = Vec::new();
+    put_batch_id(
+        stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes()),
+        &mut payload,
+    );
+    let mut events = 0;
+    for (row, changed) in in_order {
         let Some(&i) = index.get(row) else { continue };
         let columns: Vec<&Column> = builder
             .written
             .iter()
             .filter(|c| changed.iter().any(|name| name == c.name))
             .collect();
-        updated.push(builder.event(i, ev::RecordOutcome::Updated, &columns));
+        builder.put(i, ev::RecordOutcome::Updated, &columns, &mut payload);
+        events += 1;
     }
-    updated.sort_by_key(|e| e.row);
-    updated
-}
-
-/// The updated events' batch; `None` when there are none.
-pub(super) fn updated_batch(job: &ChunkJob, events: Vec<ev::RecordEvent>) -> Option<EncodedBatch> {
-    if events.is_empty() {
-        return None;
-    }
-    let batch_id = stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes());
-    Some(EncodedBatch::encode(batch_id, UPDATED, events))
+    (events > 0).then_some(EncodedBatch {
+        outcome: UPDATED,
+        events,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -301,7 +361,9 @@ mod tests {
         let id = Uuid::from_u128(7);
         let mut p = Prepared::new(id, rows.len());
         for &i in rows {
-            p.push(i, &event(i as i64 + 2));
+            p.push(i, |out| {
+                prost::encoding::message::encode(EVENTS_FIELD, &event(i as i64 + 2), out)
+            });
         }
         (id, p)
     }
@@ -314,22 +376,105 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// A Basic Information chunk (its `ssn` is sensitive): one row with
+    /// every value, one with some missing.
+    fn basic_information() -> ParsedChunk {
+        use passare_imports_domain::catalog::BASIC_INFORMATION;
+        use passare_imports_domain::chunk::{ChunkLayout, parse_chunk};
+        let headers: Vec<String> = ["case_number", "sex", "ssn", "city", "source_updated_at"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let mapping = BASIC_INFORMATION.map_headers(&headers);
+        let layout = ChunkLayout {
+            def: &BASIC_INFORMATION,
+            mapping: &mapping,
+            delimiter: b',',
+            first_row: 2,
+            row_numbers: None,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+            rules: None,
+            rule_samples: 0,
+        };
+        let text = "C-1,F,123-45-6789,Dayton,2025-03-04T05:06:07Z\nC-2,,,,\n";
+        parse_chunk(text.as_bytes(), layout).expect("a chunk")
+    }
+
+    #[test]
+    fn a_chunks_events_carry_its_values_as_text_with_sensitive_ones_masked() {
+        let parsed = basic_information();
+        let def = &passare_imports_domain::catalog::BASIC_INFORMATION;
+        let source = EventSource {
+            organization_id: 1042,
+            import_id: Uuid::from_u128(1),
+            file_id: Uuid::from_u128(2),
+            chunk_id: 9,
+            attempt: 3,
+            import_type: def.key,
+            held: false,
+        };
+        let builder = Builder::new(def, source, &parsed);
+        let prepared = builder.created(&[0, 1]);
+        let (_, payload) = stored(prepared.batch(&[0, 1]).expect("a batch"));
+        let batch = ev::RecordEventBatch::decode(&payload[..]).expect("a batch");
+        assert_eq!(batch.events.len(), 2);
+        let values = |e: &ev::RecordEvent| -> HashMap<String, Option<String>> {
+            e.changes
+                .iter()
+                .map(|c| (c.column.clone(), c.value.clone()))
+                .collect()
+        };
+        let (full, sparse) = (&batch.events[0], &batch.events[1]);
+        assert_eq!(full.row, 2);
+        assert_eq!(full.event_id, event_id(source.import_id, 9, 2).to_string());
+        assert_eq!((full.organization_id.as_str(), full.attempt), ("1042", 3));
+        assert_eq!(full.key[0].value, "C-1");
+        let full = values(full);
+        assert_eq!(full["sex"].as_deref(), Some("female"));
+        assert_eq!(full["city"].as_deref(), Some("Dayton"));
+        assert_eq!(full["ssn"].as_deref(), Some(mask("123-45-6789").as_str()));
+        assert_ne!(full["ssn"].as_deref(), Some("123-45-6789"));
+        assert_eq!(
+            full["source_updated_at"].as_deref(),
+            Some("2025-03-04T05:06:07Z")
+        );
+        assert_eq!(sparse.row, 3);
+        let sparse = values(sparse);
+        assert_eq!(sparse["ssn"], None);
+        assert_eq!(sparse["city"], None);
+    }
+
+    /// The encoded batch the outbox would hold for `batch`.
+    fn stored(batch: StoredPayload) -> (i32, Vec<u8>) {
+        assert_eq!(batch.outcome, CREATED);
+        let payload = crate::events::decode_payload(crate::events::LZ4, batch.lz4);
+        (batch.events, payload.expect("a batch the relay can read"))
+    }
+
     #[test]
     fn every_prepared_event_is_the_batch_prost_encodes() {
         let rows = [0, 1, 3, 4, 7];
         let (id, p) = prepared(&rows);
-        let batch = p.batch(&rows).expect("a batch");
-        assert_eq!(batch.payload, expected(id, &rows));
-        assert_eq!(batch.events, 5);
-        assert_eq!(batch.outcome, CREATED);
+        let (events, payload) = stored(p.batch(&rows).expect("a batch"));
+        assert_eq!((events, payload), (5, expected(id, &rows)));
+        // Compressed beside the write, as `prepare` does.
+        let (id, mut p) = prepared(&rows);
+        p.compress();
+        assert!(p.stored.is_some());
+        let (events, payload) = stored(p.batch(&rows).expect("a batch"));
+        assert_eq!((events, payload), (5, expected(id, &rows)));
     }
 
     #[test]
     fn a_subset_of_the_prepared_events_is_the_batch_of_that_subset() {
-        let (id, p) = prepared(&[0, 1, 3, 4, 7]);
-        let batch = p.batch(&[1, 4, 7]).expect("a batch");
-        assert_eq!(batch.payload, expected(id, &[1, 4, 7]));
-        assert_eq!(batch.events, 3);
+        for compressed in [false, true] {
+            let (id, mut p) = prepared(&[0, 1, 3, 4, 7]);
+            if compressed {
+                p.compress();
+            }
+            let (events, payload) = stored(p.batch(&[1, 4, 7]).expect("a batch"));
+            assert_eq!((events, payload), (3, expected(id, &[1, 4, 7])));
+        }
         let (_, p) = prepared(&[0, 1]);
         assert!(p.batch(&[]).is_none());
     }

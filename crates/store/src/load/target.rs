@@ -320,8 +320,7 @@ pub(super) async fn stored_keys(
         return Ok(found);
     }
     let first_key = target.def.key_columns.first().copied().unwrap_or_default();
-    let first_values: Vec<Option<String>> =
-        rows.iter().map(|i| parsed.text(first_key, *i)).collect();
+    let first_values = parsed.texts(first_key, rows.iter().copied());
     if !keys_in_range(conn, target, first_key, &first_values).await? {
         return Ok(Vec::new());
     }
@@ -370,8 +369,8 @@ async fn key_range(
     }
     let mut by_key: std::collections::HashMap<String, Vec<usize>> =
         std::collections::HashMap::with_capacity(rows.len());
-    for &r in rows {
-        if let Some(k) = parsed.text(key, r) {
+    for (&r, k) in rows.iter().zip(parsed.texts(key, rows.iter().copied())) {
+        if let Some(k) = k {
             by_key.entry(k).or_default().push(r);
         }
     }
@@ -488,8 +487,7 @@ async fn probe_keys(
         .bind(indexes)
         .bind(updated);
     for k in keys {
-        let values: Vec<Option<String>> = rows.iter().map(|r| parsed.text(k, *r)).collect();
-        query = query.bind(values);
+        query = query.bind(parsed.texts(k, rows.iter().copied()));
     }
     type Probed = (i64, Option<Uuid>, Option<i64>, Option<i64>, bool, bool);
     let found: Vec<Probed> = query.bind(target.import_id).fetch_all(&mut *conn).await?;
