@@ -140,17 +140,18 @@ impl EarlierRecords {
             };
             let key = joined(parts);
             let print = self.prints.of(&key);
-            if held.contains(print) {
-                continue;
-            }
-            let values = arrays
-                .iter()
-                .map(|a| a.as_ref().and_then(|a| cell_text(a, i)));
+            let values = || -> Vec<Option<String>> {
+                arrays
+                    .iter()
+                    .map(|a| a.as_ref().and_then(|a| cell_text(a, i)))
+                    .collect()
+            };
             if self.held < self.budget {
-                held.insert(print, values.collect());
-                self.held += 1;
-            } else {
-                spill.entry(key).or_insert_with(|| values.collect());
+                if held.hold(print, || values().into_boxed_slice()) {
+                    self.held += 1;
+                }
+            } else if !held.contains(print) {
+                spill.entry(key).or_insert_with(values);
             }
         }
         if !spill.is_empty() {
