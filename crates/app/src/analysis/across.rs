@@ -174,6 +174,16 @@ impl EarlierRecords {
         parsed: &ParsedChunk,
     ) -> Result<(), ApiError> {
         self.fetched.clear();
+        // Nothing to fetch until records were spilled, nor for a type that
+        // refers to no records (and the chunk's reference values are not
+        // worth collecting for nothing).
+        let refers = def
+            .references
+            .iter()
+            .any(|r| matches!(r.target, RefTarget::Records { .. }));
+        if self.spilled == 0 || !refers {
+            return Ok(());
+        }
         for (r, values) in def.references.iter().zip(parsed.reference_values(def)) {
             if let RefTarget::Records { type_key } = r.target {
                 self.add_fetched(conn, type_key, values).await?;
