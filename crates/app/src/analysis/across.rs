@@ -41,6 +41,11 @@ fn record_columns(type_key: &str) -> Vec<&'static str> {
     out
 }
 
+/// The text of row `i` of a column the chunk may lack.
+fn text(column: Option<&ArrayRef>, i: usize) -> Option<String> {
+    column.and_then(|c| cell_text(c, i))
+}
+
 /// A record's key as one text: its parts joined with `+` (as the scratch
 /// table and references name it); a one-part key as it is.
 fn joined(mut parts: Vec<String>) -> String {
@@ -140,12 +145,8 @@ impl EarlierRecords {
             };
             let key = joined(parts);
             let print = self.prints.of(&key);
-            let values = || -> Vec<Option<String>> {
-                arrays
-                    .iter()
-                    .map(|a| a.as_ref().and_then(|a| cell_text(a, i)))
-                    .collect()
-            };
+            let values =
+                || -> Vec<Option<String>> { arrays.iter().map(|a| text(a.as_ref(), i)).collect() };
             if self.held < self.budget {
                 if held.hold(print, || values().into_boxed_slice()) {
                     self.held += 1;
@@ -247,12 +248,17 @@ impl EarlierRecords {
     }
 
     pub(super) fn column(&self, type_key: &str, key: &str, column: &str) -> Option<String> {
+        self.value_of(type_key, self.values(type_key, key)?, column)
+    }
+
+    /// The value of `column` among a record's `values`.
+    fn value_of(&self, type_key: &str, values: &[Option<String>], column: &str) -> Option<String> {
         let i = self
             .columns
             .get(type_key)?
             .iter()
             .position(|c| *c == column)?;
-        self.values(type_key, key)?.get(i).cloned().flatten()
+        values.get(i).cloned().flatten()
     }
 }
 
@@ -261,13 +267,14 @@ impl ReferenceLookup for EarlierRecords {
         let RefTarget::Records { type_key } = r.target else {
             return None;
         };
-        self.values(type_key, value)?;
+        // One lookup (and one fingerprint) of the record per reference.
+        let values = self.values(type_key, value)?;
         Some(RefHit {
             id: None,
             agrees: r
                 .agrees
                 .iter()
-                .map(|(_, theirs)| self.column(type_key, value, theirs))
+                .map(|(_, theirs)| self.value_of(type_key, values, theirs))
                 .collect(),
         })
     }
@@ -394,7 +401,6 @@ impl FlaggedGroups {
         // The chunk's flagged rows: (row index, group, record key).
         let (flags, groups) = (parsed.column(flag), parsed.column(group));
         let keys = parsed.keys(def);
-        let text = |column: Option<&ArrayRef>, i| column.and_then(|c| cell_text(c, i));
         let rows: Vec<(usize, String, String)> = (0..parsed.batch.num_rows())
             .filter(|i| parsed.valid[*i] && text(flags, *i).as_deref() == Some("true"))
             .filter_map(|i| Some((i, text(groups, i)?, keys.get(i)?.join("+"))))
@@ -499,7 +505,6 @@ impl Sums {
         };
         let mut spill = Vec::new();
         let (references, amounts) = (parsed.column(s.reference), parsed.column(s.amount));
-        let text = |column: Option<&ArrayRef>, i| column.and_then(|c| cell_text(c, i));
         let keys = parsed.keys(def);
         for i in 0..parsed.batch.num_rows() {
             let (true, Some(reference), Some(amount), Some(key)) = (

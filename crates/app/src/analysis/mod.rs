@@ -118,6 +118,7 @@ async fn analyze_and_store(
     let print = fingerprint(&files);
     files.sort_by_key(|f| (f.load_order, f.position));
     let findings = prerequisites(&mut conn, import.organization_id, &files).await?;
+    let expected = rows_per_type(&files);
     let mut run = Run {
         files: ctx.files,
         import,
@@ -126,8 +127,8 @@ async fn analyze_and_store(
         rows_done: 0,
         today: Utc::now().date_naive(),
         samples: ctx.settings.samples,
-        earlier: EarlierRecords::new(ctx.settings.memory_keys, rows_per_type(&files)),
-        seen: SeenKeys::new(ctx.settings.memory_keys, rows_per_type(&files)),
+        earlier: EarlierRecords::new(ctx.settings.memory_keys, expected.clone()),
+        seen: SeenKeys::new(ctx.settings.memory_keys, expected),
         flagged: FlaggedGroups::new(ctx.settings.memory_keys),
         sums: HashMap::new(),
         budget: ctx.settings.memory_keys,

@@ -313,7 +313,7 @@ async fn write_fenced(
         counts.stale = merged.stale;
         counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
         if let Some(prepared) = prepared {
-            add_events(&mut tx, job, w.parsed, &merged, prepared).await?;
+            add_events(&mut tx, job, w.parsed, merged, prepared).await?;
         }
     }
     let state = if stop {
@@ -352,7 +352,7 @@ async fn add_events(
     conn: &mut PgConnection,
     job: &ChunkJob,
     parsed: &ParsedChunk,
-    merged: &Merged,
+    merged: Merged,
     prepared: tokio::task::JoinHandle<record_events::Prepared>,
 ) -> Result<(), StoreError> {
     let prepared = match prepared.await {
@@ -360,9 +360,8 @@ async fn add_events(
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => return Err(StoreError::Corrupt(format!("record events not built: {e}"))),
     };
-    let created = prepared.batch(&merged.created_rows);
-    let updated = record_events::updated(job, parsed, &merged.updated_rows).map(|b| b.compress());
-    let batches = created.into_iter().chain(updated);
+    let (created, updated) = (merged.created_rows, merged.updated_rows);
+    let batches = record_events::stored(job, parsed, prepared, created, updated).await?;
     crate::events::record(conn, record_events::source(job), batches).await
 }
 

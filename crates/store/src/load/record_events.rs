@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::event_wire::EventParts;
 use super::{ChunkJob, written_columns};
+use crate::StoreError;
 use crate::events::{
     CREATED, EncodedBatch, EventSource, StoredPayload, UPDATED, event_id, stable_id,
 };
@@ -284,17 +285,39 @@ fn put_batch_id(batch_id: Uuid, out: &mut Vec<u8>) {
     out.extend_from_slice(id.as_bytes());
 }
 
-/// The batch of the events of the records `updated_rows` updated (row
-/// number, changed columns), in row order; `None` when there are none.
-pub(super) fn updated(
+/// The write's batches as the outbox stores them: the created events of
+/// `created_rows` from what was `prepared`, and the updated events of
+/// `updated_rows` (row number, changed columns). Built and compressed on a
+/// blocking thread: a chunk's updated events are megabytes to encode and
+/// compress, which would hold a thread of the async runtime.
+pub(super) async fn stored(
     job: &ChunkJob,
     parsed: &ParsedChunk,
+    prepared: Prepared,
+    created_rows: Vec<usize>,
+    updated_rows: Vec<(i64, Vec<String>)>,
+) -> Result<Vec<StoredPayload>, StoreError> {
+    let builder = (!updated_rows.is_empty()).then(|| Builder::new(job.def, source(job), parsed));
+    let batch_id = stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes());
+    tokio::task::spawn_blocking(move || {
+        let created = prepared.batch(&created_rows);
+        let updated = builder.and_then(|b| updated(&b, batch_id, &updated_rows));
+        created
+            .into_iter()
+            .chain(updated.map(|b| b.compress()))
+            .collect()
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("record events not built: {e}")))
+}
+
+/// The batch `batch_id` of the events of the records `updated_rows` updated
+/// (row number, changed columns), in row order; `None` when there are none.
+fn updated(
+    builder: &Builder,
+    batch_id: Uuid,
     updated_rows: &[(i64, Vec<String>)],
 ) -> Option<EncodedBatch> {
-    if updated_rows.is_empty() {
-        return None;
-    }
-    let builder = Builder::new(job.def, source(job), parsed);
     let index: HashMap<i64, usize> = builder
         .rows
         .iter()
@@ -304,10 +327,7 @@ pub(super) fn updated(
     let mut in_order: Vec<&(i64, Vec<String>)> = updated_rows.iter().collect();
     in_order.sort_by_key(|(row, _)| *row);
     let mut payload = Vec::new();
-    put_batch_id(
-        stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes()),
-        &mut payload,
-    );
+    put_batch_id(batch_id, &mut payload);
     let mut events = 0;
     for (row, changed) in in_order {
         let Some(&i) = index.get(row) else { continue };
