@@ -129,6 +129,16 @@ pub async fn purge_due(config: &Config, retention_days: u64) -> anyhow::Result<u
 /// created the draft), for tests that start
 /// imports while no worker runs: StartImport then queues at once.
 pub async fn analyse_now(config: &Config, import_id: &str) -> anyhow::Result<()> {
+    analyse_in_process(config, import_id, 0).await.map(drop)
+}
+
+/// [`analyse_now`] on a pool of two connections of which `held` are taken
+/// (by the test) while it runs; returns the report stored.
+pub async fn analyse_in_process(
+    config: &Config,
+    import_id: &str,
+    held: usize,
+) -> anyhow::Result<passare_imports_domain::analysis::AnalysisReport> {
     use passare_imports_app::analysis::{Analyser, AnalysisSettings, analyze};
     let db = Db::connect(&config.database_url, 2).await?;
     let store = open_store(&config.storage()).await?;
@@ -147,8 +157,12 @@ pub async fn analyse_now(config: &Config, import_id: &str) -> anyhow::Result<()>
         name: import.requested_by_name.clone(),
         email: import.requested_by_email.clone(),
     };
+    let mut taken = Vec::with_capacity(held);
+    for _ in 0..held {
+        taken.push(db.conn().await?);
+    }
     let analysed = analyze(ctx, &import, &by, None).await;
+    drop(taken);
     db.close().await;
-    analysed.map_err(|e| anyhow::anyhow!("analysing {import_id}: {e}"))?;
-    Ok(())
+    analysed.map_err(|e| anyhow::anyhow!("analysing {import_id}: {e}"))
 }

@@ -270,6 +270,16 @@ impl TestEnv {
         crate::service::analyse_now(&self.config, import_id).await
     }
 
+    /// [`TestEnv::analyse_now`] on a pool of two connections of which
+    /// `held` are busy while it runs; returns the report.
+    pub async fn analyse_in_process(
+        &self,
+        import_id: &str,
+        held: usize,
+    ) -> anyhow::Result<passare_imports_domain::analysis::AnalysisReport> {
+        crate::service::analyse_in_process(&self.config, import_id, held).await
+    }
+
     /// Environment of a worker process of this test's service.
     pub fn child_env(&self) -> Vec<(String, String)> {
         child_env(&self.config)

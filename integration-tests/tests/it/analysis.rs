@@ -919,6 +919,69 @@ async fn analysis_writes_nothing_and_predicts_creates_updates_and_unchanged_rows
     env.finish().await
 }
 
+/// The comparison of chunks with the stored records runs beside the checks
+/// on a second connection when the pool has one to spare, and after each
+/// check on the analysis's only connection when it has none: the counts are
+/// the same, across chunks, either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_counts_the_same_with_or_without_a_second_connection() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        chunk_rows: 2,
+        ..Options::default()
+    })
+    .await?;
+    let mut client = env.client().await?;
+    let first = cases_draft(
+        &mut client,
+        "C1,Ann,Lee\nC2,Bob,Ray\nC3,Cy,Do\nC4,Di,Fu\nC5,Ed,Go\n",
+    )
+    .await?;
+    start(&mut client, &first).await?;
+    assert_eq!(
+        state(&wait_terminal(&mut client, &first).await?),
+        pb::ImportState::Completed
+    );
+    // Four chunks of two rows: unchanged, changed and new rows in each.
+    let second = cases_draft(
+        &mut client,
+        "C1,Ann,Lee\nC6,Fay,Ho\nC2,Robert,Ray\nC3,Cy,Do\nC7,Gus,Ito\nC4,Dina,Fu\nC8,Hal,Jo\n",
+    )
+    .await?;
+    let beside = env.analyse_in_process(&second, 0).await?;
+    let alone = env.analyse_in_process(&second, 1).await?;
+    env.finish().await?;
+    for (how, report) in [("beside", &beside), ("alone", &alone)] {
+        let counts: Vec<(u64, u64, u64, u64)> = report
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.rows,
+                    f.would_create,
+                    f.would_update,
+                    f.would_leave_unchanged,
+                )
+            })
+            .collect();
+        assert_eq!(counts, vec![(7, 3, 2, 2)], "{how}: {report:#?}");
+    }
+    Ok(())
+}
+
+/// A draft of organization 1042 with one Cases file of `rows` (first name,
+/// last name).
+async fn cases_draft(
+    client: &mut passare_imports_cli::client::Client,
+    rows: &str,
+) -> anyhow::Result<String> {
+    let header = "case_number,deceased_first_name,deceased_last_name\n";
+    let file = NewFile::new("cases.csv", "cases", format!("{header}{rows}"));
+    let policy = pb::FailurePolicy::StopOnFirstError;
+    Ok(files::draft_with_files(client, 1042, policy, &[file])
+        .await?
+        .0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_analysis_must_be_run_again_before_starting() -> anyhow::Result<()> {
     let env = TestEnv::start(Options::default()).await?;

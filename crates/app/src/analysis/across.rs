@@ -3,6 +3,7 @@
 //! records earlier files define (references to them), and the amounts a
 //! type's warnings add up per referenced record.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use arrow_array::ArrayRef;
@@ -48,11 +49,11 @@ fn text(column: Option<&ArrayRef>, i: usize) -> Option<String> {
 
 /// A record's key as one text: its parts joined with `+` (as the scratch
 /// table and references name it); a one-part key as it is.
-fn joined(mut parts: Vec<String>) -> String {
+fn joined(mut parts: Vec<Cow<str>>) -> Cow<str> {
     if parts.len() == 1 {
         parts.pop().unwrap_or_default()
     } else {
-        parts.join("+")
+        Cow::Owned(parts.join("+"))
     }
 }
 
@@ -140,7 +141,7 @@ impl EarlierRecords {
             if !parsed.valid[i] {
                 continue;
             }
-            let Some(parts) = keys.get(i) else {
+            let Some(parts) = keys.parts(i) else {
                 continue;
             };
             let key = joined(parts);
@@ -152,7 +153,7 @@ impl EarlierRecords {
                     self.held += 1;
                 }
             } else if !held.contains(print) {
-                spill.entry(key).or_insert_with(values);
+                spill.entry(key.into_owned()).or_insert_with(values);
             }
         }
         if !spill.is_empty() {
@@ -306,7 +307,7 @@ pub(super) fn keyed_rows(
     (0..parsed.batch.num_rows())
         .filter(|i| parsed.valid[*i])
         .filter_map(|i| {
-            let key = keys.get(i)?;
+            let key = keys.parts(i)?;
             Some((i, hashes.of(&key), parsed.row_number(i)))
         })
         .collect()

@@ -5,7 +5,7 @@
 //! their hash ([`KeyHashes`]).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 
 use passare_imports_store::PgConnection;
 use passare_imports_store::scratch::{self, SeenKey};
@@ -45,7 +45,7 @@ impl KeyHashes {
         Self(RandomState::new())
     }
 
-    pub(super) fn of(&self, parts: &[String]) -> u64 {
+    pub(super) fn of(&self, parts: &[impl Hash]) -> u64 {
         self.0.hash_one(parts)
     }
 }

@@ -24,7 +24,9 @@ use passare_imports_domain::{ChunkRange, FindingKind, RowProblem};
 use passare_imports_storage::FileStore;
 use passare_imports_store::analysis_jobs::{self, AnalysisJob};
 use passare_imports_store::entities::{import_files, imports};
-use passare_imports_store::load::{self, Target};
+use passare_imports_store::load::{self, Merged, Target};
+use passare_imports_store::sqlx::Postgres;
+use passare_imports_store::sqlx::pool::PoolConnection;
 use passare_imports_store::states::FileState;
 use passare_imports_store::{Db, PgConnection, Requester, imports as records, organizations};
 use sha2::{Digest, Sha256};
@@ -133,9 +135,14 @@ async fn analyze_and_store(
         sums: HashMap::new(),
         budget: ctx.settings.memory_keys,
     };
-    let scanned = run.files(&mut conn, &files).await;
+    let mut beside = spare_connection(ctx.db).await;
+    let scanned = run.files(&mut conn, beside.as_deref_mut(), &files).await;
+    drop(beside);
     // The scratch tables go whether or not the analysis succeeded.
     let released = release(&mut conn, &run).await;
+    // Back to the pool before the report's transaction takes one: an
+    // analysis holds one connection (two while its chunks are compared).
+    drop(conn);
     let (mut reports, sets) = scanned?;
     released?;
     for (report, set) in reports.iter_mut().zip(sets) {
@@ -169,6 +176,40 @@ async fn analyze_and_store(
         "import analysed"
     );
     Ok(report)
+}
+
+/// A second connection for the comparison of chunks with the stored
+/// records, when the pool gives one at once: an analysis never waits for
+/// (or takes from a chunk write) more than its first connection.
+async fn spare_connection(db: &Db) -> Option<PoolConnection<Postgres>> {
+    let wait = std::time::Duration::from_millis(200);
+    tokio::time::timeout(wait, db.pool().acquire())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Compares a checked chunk with the stored records: what writing it would
+/// create, update, leave unchanged or skip as stale.
+async fn compare(
+    conn: &mut PgConnection,
+    target: Target<'_>,
+    parsed: &ParsedChunk,
+) -> Result<Merged, ApiError> {
+    Ok(load::compare_with_stored(conn, target, parsed).await?)
+}
+
+/// A stage's result with the milliseconds since `began`.
+fn timed<T>(began: Instant, result: T) -> (T, u64) {
+    (result, began.elapsed().as_millis() as u64)
+}
+
+/// Adds what a chunk would do to its file's report.
+fn count(report: &mut FileAnalysis, would: Merged) {
+    report.would_create += would.created as u64;
+    report.would_update += would.updated as u64;
+    report.would_leave_unchanged += would.unchanged as u64;
+    report.would_skip_stale += would.stale as u64;
 }
 
 /// The job being run was asked for again or claimed by another worker.
@@ -297,12 +338,19 @@ impl Run<'_> {
     async fn files(
         &mut self,
         conn: &mut PgConnection,
+        mut beside: Option<&mut PgConnection>,
         files: &[import_files::Model],
     ) -> Result<(Vec<FileAnalysis>, Vec<FindingSet>), ApiError> {
         let mut reports = Vec::with_capacity(files.len());
         let mut sets = Vec::with_capacity(files.len());
         for (fi, file) in files.iter().enumerate() {
-            let (report, set) = self.file(conn, fi, files, file).await?;
+            let at = FileAt {
+                index: fi,
+                files,
+                file,
+                def: load::file_type(file)?,
+            };
+            let (report, set) = self.file(conn, beside.as_deref_mut(), at).await?;
             reports.push(report);
             sets.push(set);
         }
@@ -314,11 +362,10 @@ impl Run<'_> {
     async fn file(
         &mut self,
         conn: &mut PgConnection,
-        fi: usize,
-        files: &[import_files::Model],
-        file: &import_files::Model,
+        beside: Option<&mut PgConnection>,
+        at: FileAt<'_>,
     ) -> Result<(FileAnalysis, FindingSet), ApiError> {
-        let def = load::file_type(file)?;
+        let (file, def) = (at.file, at.def);
         let reading = load::FileReading::of(def, file)?;
         let mut set = FindingSet::new(self.samples);
         unread_headers(def, &reading, &mut set);
@@ -348,12 +395,6 @@ impl Run<'_> {
         }
         let plan: Vec<ChunkRange> = serde_json::from_value(file.chunk_plan.clone())
             .map_err(|e| ApiError::Internal(format!("chunk plan of file {}: {e}", file.id)))?;
-        let at = FileAt {
-            index: fi,
-            files,
-            file,
-            def,
-        };
         let reader = ChunkReader {
             files: self.files,
             today: self.today,
@@ -363,14 +404,37 @@ impl Run<'_> {
             mapping: &mapping,
             rules: rules.as_ref(),
         };
-        // Chunk N+1 is read and parsed (on a blocking thread) while chunk N
-        // is checked against the database; the checks stay one chunk at a
-        // time and in order, as they depend on the chunks before.
+        self.chunks(conn, beside, &at, &reader, plan, (report, set))
+            .await
+    }
+
+    /// Analyses the chunks of one file in three stages, one chunk each, at
+    /// once: chunk N+1 is read and parsed (on a blocking thread) while chunk
+    /// N is checked and chunk N-1 compared with the stored records (on the
+    /// second connection, when there is one; otherwise after its check, on
+    /// the first). The checks stay one chunk at a time and in order, as they
+    /// depend on the chunks before; the comparison only reads.
+    async fn chunks(
+        &mut self,
+        conn: &mut PgConnection,
+        mut beside: Option<&mut PgConnection>,
+        at: &FileAt<'_>,
+        reader: &ChunkReader<'_>,
+        plan: Vec<ChunkRange>,
+        (mut report, mut set): (FileAnalysis, FindingSet),
+    ) -> Result<(FileAnalysis, FindingSet), ApiError> {
+        let target = Target {
+            def: at.def,
+            organization_id: self.import.organization_id,
+            import_id: self.import.id,
+            file_id: at.file.id,
+        };
         let mut ranges = plan.into_iter();
         let mut next = match ranges.next() {
             Some(range) => Some(reader.parse(range).await?),
             None => None,
         };
+        let mut checked_before: Option<ParsedChunk> = None;
         while let Some(mut parsed) = next.take() {
             merge_effects(
                 &mut report.rule_effects,
@@ -378,18 +442,50 @@ impl Run<'_> {
                 RULE_EXAMPLES,
             );
             let upcoming = ranges.next();
-            let (checked, read) =
-                tokio::join!(self.check(conn, &at, &mut parsed, &mut report), async {
-                    match upcoming {
-                        Some(range) => reader.parse(range).await.map(Some),
-                        None => Ok(None),
-                    }
-                });
+            let previous = checked_before.take();
+            let began = Instant::now();
+            let ((checked, check_ms), (read, parse_ms), (compared, compare_ms)) = tokio::join!(
+                async { timed(began, self.check(conn, at, &mut parsed, &mut report).await) },
+                async {
+                    timed(
+                        began,
+                        match upcoming {
+                            Some(range) => reader.parse(range).await.map(Some),
+                            None => Ok(None),
+                        },
+                    )
+                },
+                async {
+                    timed(
+                        began,
+                        match (&mut beside, &previous) {
+                            (Some(beside), Some(previous)) => {
+                                compare(beside, target, previous).await
+                            }
+                            _ => Ok(Merged::default()),
+                        },
+                    )
+                }
+            );
+            tracing::debug!(
+                import_id = %self.import.id, file_id = %at.file.id,
+                rows = parsed.batch.num_rows(), check_ms, parse_next_ms = parse_ms,
+                compare_previous_ms = compare_ms,
+                "chunk analysed"
+            );
             checked?;
             next = read?;
-            for p in parsed.problems {
+            count(&mut report, compared?);
+            for p in std::mem::take(&mut parsed.problems) {
                 set.add(p, false);
             }
+            match &mut beside {
+                Some(_) => checked_before = Some(parsed),
+                None => count(&mut report, compare(conn, target, &parsed).await?),
+            }
+        }
+        if let (Some(beside), Some(last)) = (&mut beside, &checked_before) {
+            count(&mut report, compare(beside, target, last).await?);
         }
         Ok((report, set))
     }
@@ -439,7 +535,7 @@ impl ChunkReader<'_> {
 
 impl Run<'_> {
     /// Checks a parsed chunk against what is stored and what earlier chunks
-    /// and files hold, and counts what writing it would do.
+    /// and files hold (what writing it would do is counted by [`compare`]).
     async fn check(
         &mut self,
         conn: &mut PgConnection,
@@ -447,7 +543,7 @@ impl Run<'_> {
         parsed: &mut ParsedChunk,
         report: &mut FileAnalysis,
     ) -> Result<(), ApiError> {
-        let (fi, files, file, def) = (at.index, at.files, at.file, at.def);
+        let (fi, files, def) = (at.index, at.files, at.def);
         let org = self.import.organization_id;
         self.earlier.fetch(conn, def, parsed).await?;
         load::check_against_stored(conn, org, def, parsed, Some(&self.earlier)).await?;
@@ -462,17 +558,6 @@ impl Run<'_> {
             .entry(def.key)
             .or_insert_with(|| Sums::new(budget));
         sums.add(conn, def, fi, parsed).await?;
-        let target = Target {
-            def,
-            organization_id: org,
-            import_id: self.import.id,
-            file_id: file.id,
-        };
-        let would = load::compare_with_stored(conn, target, parsed).await?;
-        report.would_create += would.created as u64;
-        report.would_update += would.updated as u64;
-        report.would_leave_unchanged += would.unchanged as u64;
-        report.would_skip_stale += would.stale as u64;
         report.rows_failing += parsed.failed_rows();
         self.earlier.remember(conn, def, parsed).await?;
         self.rows_done += parsed.batch.num_rows() as i64;

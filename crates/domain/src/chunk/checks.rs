@@ -3,12 +3,13 @@
 //! signs that must agree with a kind, and — across the rows of a chunk —
 //! repeated keys and a second flagged row of one group.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use arrow_array::{Array, Date32Array, Decimal128Array, RecordBatch};
 use chrono::NaiveDate;
 
-use super::{ParsedChunk, cell_text, date_from_days, days_since_epoch, row_numbers};
+use super::{ParsedChunk, cell_str, cell_text, date_from_days, days_since_epoch, row_numbers};
 use crate::catalog::{ImportTypeDef, RowCheck};
 use crate::model::{FindingKind, RowProblem, excerpt};
 use crate::values::format_cents;
@@ -224,14 +225,14 @@ impl ParsedChunk {
     /// Two rows of one chunk with the same key cannot both be written: the later
     /// one fails, naming the earlier.
     pub(super) fn check_duplicate_keys(&mut self, def: &ImportTypeDef) {
-        let mut seen: HashMap<Vec<String>, u64> = HashMap::with_capacity(self.batch.num_rows());
         let keys = self.keys(def);
+        let mut seen: HashMap<Vec<Cow<str>>, u64> = HashMap::with_capacity(self.batch.num_rows());
         for i in 0..self.batch.num_rows() {
             // A row that failed already claims no key.
             if !self.valid[i] {
                 continue;
             }
-            let Some(key) = keys.get(i) else {
+            let Some(key) = keys.parts(i) else {
                 continue;
             };
             if let Some(first) = seen.get(&key) {
@@ -256,17 +257,17 @@ impl ParsedChunk {
             let RowCheck::OneFlaggedPer { group, flag } = *check else {
                 continue;
             };
-            let mut first: HashMap<String, u64> = HashMap::new();
+            let mut first: HashMap<Cow<str>, u64> = HashMap::new();
             let (Some(flags), Some(groups)) =
                 (self.column(flag).cloned(), self.column(group).cloned())
             else {
                 continue;
             };
             for i in 0..self.batch.num_rows() {
-                if !self.valid[i] || cell_text(&flags, i).as_deref() != Some("true") {
+                if !self.valid[i] || cell_str(&flags, i).as_deref() != Some("true") {
                     continue;
                 }
-                let Some(g) = cell_text(&groups, i) else {
+                let Some(g) = cell_str(&groups, i) else {
                     continue;
                 };
                 if let Some(row) = first.get(&g) {

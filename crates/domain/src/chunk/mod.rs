@@ -11,6 +11,8 @@ mod references;
 #[cfg(test)]
 mod rules_tests;
 
+use std::borrow::Cow;
+
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
     StringArray, TimestampMicrosecondArray,
@@ -143,6 +145,14 @@ impl Keys {
             .map(|a| a.as_ref().and_then(|a| cell_text(a, i)))
             .collect()
     }
+
+    /// [`Keys::get`] borrowed from the chunk's string columns.
+    pub fn parts(&self, i: usize) -> Option<Vec<Cow<'_, str>>> {
+        self.0
+            .iter()
+            .map(|a| a.as_ref().and_then(|a| cell_str(a, i)))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,24 +199,32 @@ pub fn arrow_type(kind: ValueKind) -> DataType {
 /// 3339 in UTC, money with two decimals, booleans `true`/`false`, integers in
 /// decimal; `None` when null.
 pub fn cell_text(array: &ArrayRef, i: usize) -> Option<String> {
+    cell_str(array, i).map(Cow::into_owned)
+}
+
+/// [`cell_text`] borrowed from a string column, for loops over rows that
+/// only read the text.
+pub fn cell_str(array: &ArrayRef, i: usize) -> Option<Cow<'_, str>> {
     if i >= array.len() || array.is_null(i) {
         return None;
     }
     let any = array.as_any();
     if let Some(a) = any.downcast_ref::<StringArray>() {
-        Some(a.value(i).to_string())
+        Some(Cow::Borrowed(a.value(i)))
     } else if let Some(a) = any.downcast_ref::<Date32Array>() {
-        Some(date_from_days(a.value(i)).to_string())
+        Some(Cow::Owned(date_from_days(a.value(i)).to_string()))
     } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
         chrono::DateTime::from_timestamp_micros(a.value(i))
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .map(|t| Cow::Owned(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
     } else if let Some(a) = any.downcast_ref::<Decimal128Array>() {
-        i64::try_from(a.value(i)).ok().map(format_cents)
+        i64::try_from(a.value(i))
+            .ok()
+            .map(|c| Cow::Owned(format_cents(c)))
     } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        Some(a.value(i).to_string())
+        Some(Cow::Owned(a.value(i).to_string()))
     } else {
         any.downcast_ref::<Int64Array>()
-            .map(|a| a.value(i).to_string())
+            .map(|a| Cow::Owned(a.value(i).to_string()))
     }
 }
 

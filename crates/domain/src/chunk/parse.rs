@@ -3,6 +3,7 @@
 //! every value that does not parse is a located problem, and the row checks
 //! of the type run over the whole batch.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
@@ -265,7 +266,7 @@ fn storable_text(field: &[u8], is_key: bool) -> Result<Option<&str>, String> {
     };
     if text.contains('\0') {
         Err("contains a NUL character, which cannot be stored".into())
-    } else if text.chars().count() > limit {
+    } else if text.len() > limit && text.chars().count() > limit {
         Err(format!("is longer than {limit} characters"))
     } else {
         Ok(Some(text))
@@ -320,6 +321,32 @@ impl Failures<'_> {
     }
 }
 
+impl Failures<'_> {
+    /// Normalises every present cell of a text column straight into its
+    /// Arrow array; a value that does not parse is a type error of its row
+    /// and a null.
+    fn parse_texts<'v>(
+        &mut self,
+        col: &ColumnDef,
+        values: &'v StringArray,
+        parse: impl Fn(&'v str) -> Result<Cow<'v, str>, String>,
+    ) -> StringArray {
+        let mut out = StringBuilder::with_capacity(values.len(), values.value_data().len());
+        for (i, v) in values.iter().enumerate() {
+            match v.map(&parse) {
+                None => out.append_null(),
+                Some(Ok(text)) => out.append_value(text),
+                Some(Err(reason)) => {
+                    let value = v.unwrap_or_default();
+                    self.fail(i, col, value, reason, FindingKind::TypeError);
+                    out.append_null();
+                }
+            }
+        }
+        out.finish()
+    }
+}
+
 /// The Arrow array of one column: its text parsed as the column's kind.
 fn typed_column(
     def: &ImportTypeDef,
@@ -357,9 +384,7 @@ fn typed_column(
                 .map(|v| Some(v.unwrap_or_default()))
                 .collect::<StringArray>(),
         ),
-        kind => Arc::new(StringArray::from(
-            failures.parse_cells(col, values, |v| normalise_text(kind, v)),
-        )),
+        kind => Arc::new(failures.parse_texts(col, values, |v| normalise_text(kind, v))),
     })
 }
 

@@ -2,6 +2,7 @@
 //! looked up by the caller (in the database, or among earlier files of the
 //! import), then checked and stored as id columns.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,16 +10,20 @@ use arrow_array::builder::Int64Builder;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
-use super::{ChunkError, ParsedChunk, cell_text};
+use super::{ChunkError, ParsedChunk, cell_str};
 use crate::catalog::{ImportTypeDef, RefTarget, ReferenceDef};
 use crate::model::{FindingKind, excerpt};
 
 /// The form in which a reference's value is matched: setup names ignore case,
-/// record keys match exactly.
-pub fn lookup_form(r: &ReferenceDef, value: &str) -> String {
+/// record keys match exactly. Borrowed when the value is already in it.
+pub fn lookup_form<'a>(r: &ReferenceDef, value: &'a str) -> Cow<'a, str> {
     match r.target {
-        RefTarget::Setup { .. } => value.to_lowercase(),
-        RefTarget::Records { .. } => value.to_string(),
+        RefTarget::Setup { .. }
+            if !value.is_ascii() || value.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            Cow::Owned(value.to_lowercase())
+        }
+        RefTarget::Setup { .. } | RefTarget::Records { .. } => Cow::Borrowed(value),
     }
 }
 
@@ -49,7 +54,7 @@ impl ReferenceIndex {
         self.hits
             .entry(r.column)
             .or_default()
-            .entry(lookup_form(r, value))
+            .entry(lookup_form(r, value).into_owned())
             .or_insert(hit);
     }
 }
@@ -70,10 +75,17 @@ impl ParsedChunk {
                 let Some(column) = self.column(r.column) else {
                     return Vec::new();
                 };
-                let mut seen: Vec<String> = (0..self.batch.num_rows())
+                // Distinct as written first (borrowed, no copy per row), then
+                // in lookup form, which may merge some.
+                let mut written: Vec<Cow<str>> = (0..self.batch.num_rows())
                     .filter(|i| self.valid[*i])
-                    .filter_map(|i| cell_text(column, i))
-                    .map(|v| lookup_form(r, &v))
+                    .filter_map(|i| cell_str(column, i))
+                    .collect();
+                written.sort_unstable();
+                written.dedup();
+                let mut seen: Vec<String> = written
+                    .iter()
+                    .map(|v| lookup_form(r, v).into_owned())
                     .collect();
                 seen.sort_unstable();
                 seen.dedup();
@@ -107,8 +119,9 @@ impl ParsedChunk {
                 .iter()
                 .map(|(mine, _)| self.column(mine).cloned())
                 .collect();
+            let mut setup_hits: HashMap<&str, Option<RefHit>> = HashMap::new();
             for i in 0..n {
-                let Some(value) = column.as_ref().and_then(|c| cell_text(c, i)) else {
+                let Some(value) = column.as_ref().and_then(|c| cell_str(c, i)) else {
                     ids.append_null();
                     continue;
                 };
@@ -116,7 +129,16 @@ impl ParsedChunk {
                     ids.append_null();
                     continue;
                 }
-                match lookup.find(r, &lookup_form(r, &value)) {
+                let found = match (&value, r.target) {
+                    // Setup values repeat from row to row: each distinct
+                    // one is put in lookup form and looked up once.
+                    (Cow::Borrowed(v), RefTarget::Setup { .. }) => setup_hits
+                        .entry(*v)
+                        .or_insert_with(|| lookup.find(r, &lookup_form(r, v)))
+                        .clone(),
+                    _ => lookup.find(r, &lookup_form(r, &value)),
+                };
+                match found {
                     None => {
                         ids.append_null();
                         self.fail(
@@ -133,10 +155,10 @@ impl ParsedChunk {
                             None => ids.append_null(),
                         }
                         for (j, (mine, theirs)) in r.agrees.iter().enumerate() {
-                            let ours = agreeing[j].as_ref().and_then(|c| cell_text(c, i));
-                            let stored = hit.agrees.get(j).cloned().flatten();
+                            let ours = agreeing[j].as_ref().and_then(|c| cell_str(c, i));
+                            let stored = hit.agrees.get(j).and_then(Option::as_deref);
                             if let (Some(ours), Some(stored)) = (ours, stored)
-                                && ours != stored
+                                && *ours != *stored
                             {
                                 self.fail(
                                     i,
@@ -163,5 +185,32 @@ impl ParsedChunk {
         self.check_flags(def);
         self.problems.sort_by_key(|p| p.row);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_values_match_in_lower_case_and_record_keys_as_written() {
+        let setup = ReferenceDef::setup("location_name", "location", ("locations", "name"), "id");
+        let records = ReferenceDef::records("case_number", "case", "cases");
+        let form = |r: &ReferenceDef, v: &str| match lookup_form(r, v) {
+            Cow::Borrowed(b) => (b.to_string(), "borrowed"),
+            Cow::Owned(o) => (o, "owned"),
+        };
+        assert_eq!(
+            form(&setup, "main chapel"),
+            ("main chapel".into(), "borrowed")
+        );
+        assert_eq!(form(&setup, "Main Chapel"), ("main chapel".into(), "owned"));
+        // Beyond ASCII, lower case is Unicode's, as PostgreSQL's lower() gives.
+        assert_eq!(
+            form(&setup, "ÉGLISE Saint-Ḡ"),
+            ("église saint-ḡ".into(), "owned")
+        );
+        assert_eq!(form(&setup, "ǅ"), ("ǆ".into(), "owned"));
+        assert_eq!(form(&records, "Case-7"), ("Case-7".into(), "borrowed"));
     }
 }

@@ -4,22 +4,25 @@
 /// Parses a yes/no flag: `yes`, `no`, `true`, `false`, `y`, `n`, `t`, `f`,
 /// `1` or `0`, in any case.
 pub fn parse_bool(raw: &str) -> Result<bool, String> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "yes" | "y" | "true" | "t" | "1" => Ok(true),
-        "no" | "n" | "false" | "f" | "0" => Ok(false),
-        _ => Err("is not yes or no (expected yes/no, true/false, y/n or 1/0)".to_string()),
+    let s = raw.trim();
+    let is = |words: &[&str]| words.iter().any(|w| s.eq_ignore_ascii_case(w));
+    if is(&["yes", "y", "true", "t", "1"]) {
+        Ok(true)
+    } else if is(&["no", "n", "false", "f", "0"]) {
+        Ok(false)
+    } else {
+        Err("is not yes or no (expected yes/no, true/false, y/n or 1/0)".to_string())
     }
 }
 
-/// Matches an enum value or one of its aliases.
+/// Matches an enum value or one of its aliases. Runs for every cell of an
+/// enum column, so the comparison allocates nothing.
 pub fn parse_enum(
     raw: &str,
     values: &'static [(&'static str, &'static [&'static str])],
 ) -> Result<&'static str, String> {
-    let wanted = canonical_token(raw);
     for (value, aliases) in values {
-        if canonical_token(value) == wanted || aliases.iter().any(|a| canonical_token(a) == wanted)
-        {
+        if same_token(raw, value) || aliases.iter().any(|a| same_token(raw, a)) {
             return Ok(value);
         }
     }
@@ -33,17 +36,20 @@ pub fn parse_enum(
     ))
 }
 
-fn canonical_token(s: &str) -> String {
-    s.trim()
-        .chars()
-        .map(|c| {
-            if c == ' ' || c == '-' {
-                '_'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
+/// Whether two tokens are the same once trimmed, with ASCII case, spaces
+/// and hyphens ignored (`At-Need` is `at_need`). Compared byte by byte:
+/// only ASCII bytes are folded, so the bytes of other characters compare
+/// as they are.
+fn same_token(a: &str, b: &str) -> bool {
+    fn canonical(b: u8) -> u8 {
+        if b == b' ' || b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    }
+    let (a, b) = (a.trim().as_bytes(), b.trim().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| canonical(*x) == canonical(*y))
 }
 
 /// Parses a Social Security number written `123-45-6789`, `123 45 6789` or
@@ -122,6 +128,19 @@ mod tests {
         assert_eq!(parse_enum("At Need", V), Ok("at_need"));
         assert_eq!(parse_enum("PRE-NEED", V), Ok("pre_need"));
         assert_eq!(parse_enum("atneed", V), Ok("at_need"));
+        assert_eq!(parse_enum(" AT_need\t", V), Ok("at_need"));
+        assert_eq!(parse_enum("Pre Need", V), Ok("pre_need"));
+        for bad in [
+            "at",
+            "at_needs",
+            "at__need",
+            "ät_need",
+            "at need now",
+            "",
+            "AT NEEDx",
+        ] {
+            assert!(parse_enum(bad, V).is_err(), "{bad}");
+        }
         assert_eq!(
             parse_enum("someday", V),
             Err("is not one of at_need, pre_need".to_string())

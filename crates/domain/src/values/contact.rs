@@ -146,22 +146,32 @@ const US_STATE_ALIASES: &[(&str, &str)] = &[
 /// (`Texas`, `new  york`, `District of Columbia`), in any case and with runs
 /// of spaces taken as one.
 pub fn parse_us_state(raw: &str) -> Result<&'static str, String> {
-    let wanted = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     US_STATES
         .iter()
-        .find(|(code, name)| {
-            code.eq_ignore_ascii_case(&wanted) || name.eq_ignore_ascii_case(&wanted)
-        })
+        .find(|(code, name)| same_words(raw, code) || same_words(raw, name))
         .or_else(|| {
             US_STATE_ALIASES
                 .iter()
-                .find(|(_, name)| name.eq_ignore_ascii_case(&wanted))
+                .find(|(_, name)| same_words(raw, name))
         })
         .map(|(code, _)| *code)
         .ok_or_else(|| {
             "is not a US state, DC or territory (expected a two-letter code or the full name)"
                 .to_string()
         })
+}
+
+/// Whether two texts hold the same words, in ASCII case and however many
+/// spaces separate them; runs for every cell, so it allocates nothing.
+fn same_words(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split_whitespace(), b.split_whitespace());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Parses a US ZIP code: five digits (`02134`, leading zeros kept) or ZIP+4,

@@ -3,6 +3,8 @@
 //! reason fit to show a person that reads after the offending value ("… is
 //! not a ZIP code (5 or 9 digits)").
 
+use std::borrow::Cow;
+
 mod codes;
 mod contact;
 mod dates;
@@ -117,20 +119,21 @@ impl ValueKind {
     }
 }
 
-/// Parses a value of a kind stored as text into its normalised form.
-pub fn normalise_text(kind: ValueKind, raw: &str) -> Result<String, String> {
+/// Parses a value of a kind stored as text into its normalised form;
+/// borrowed from `raw` (or a constant) where normalising copies nothing.
+pub fn normalise_text(kind: ValueKind, raw: &str) -> Result<Cow<'_, str>, String> {
     match kind {
-        ValueKind::Enum(values) => parse_enum(raw, values).map(str::to_string),
-        ValueKind::Email => parse_email(raw),
-        ValueKind::Phone => parse_phone(raw),
-        ValueKind::UsState => parse_us_state(raw).map(str::to_string),
-        ValueKind::Ssn => parse_ssn(raw),
-        ValueKind::Zip => parse_zip(raw),
-        ValueKind::Code => parse_code(raw),
+        ValueKind::Enum(values) => parse_enum(raw, values).map(Cow::Borrowed),
+        ValueKind::Email => parse_email(raw).map(Cow::Owned),
+        ValueKind::Phone => parse_phone(raw).map(Cow::Owned),
+        ValueKind::UsState => parse_us_state(raw).map(Cow::Borrowed),
+        ValueKind::Ssn => parse_ssn(raw).map(Cow::Owned),
+        ValueKind::Zip => parse_zip(raw).map(Cow::Owned),
+        ValueKind::Code => parse_code(raw).map(Cow::Owned),
         ValueKind::Text
         | ValueKind::Date
         | ValueKind::DateTime
         | ValueKind::Money
-        | ValueKind::Bool => Ok(raw.trim().to_string()),
+        | ValueKind::Bool => Ok(Cow::Borrowed(raw.trim())),
     }
 }

@@ -174,7 +174,7 @@ pub fn values_target(data: &[u8]) {
         match normalise_text(kind, raw) {
             Ok(value) => assert_eq!(
                 normalise_text(kind, &value).as_deref(),
-                Ok(value.as_str()),
+                Ok(&*value),
                 "{} of {raw:?}",
                 kind.name()
             ),

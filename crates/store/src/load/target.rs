@@ -3,9 +3,11 @@
 //! of one import; binary COPY encoding, a staging table of the target's
 //! shape, and the key lookups that tell new records from existing ones.
 
+use std::borrow::Cow;
+
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use passare_imports_domain::catalog::ImportTypeDef;
-use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN};
+use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, cell_str};
 use passare_imports_domain::copy::{
     Constant, ROW_HASH_COLUMN, encode_copy_binary, with_row_hashes,
 };
@@ -338,8 +340,8 @@ async fn keys_in_range(
 ) -> Result<bool, StoreError> {
     let kind = sql_type(target.def, column);
     let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $1 AND t.{column} BETWEEN
-            (SELECT min(x::{kind}) FROM unnest($2::text[]) x) AND (SELECT max(x::{kind}) FROM unnest($2::text[]) x))",
+        "SELECT EXISTS (SELECT 1 FROM (SELECT min(x::{kind}) lo, max(x::{kind}) hi FROM unnest($2::text[]) x) b
+            JOIN {table} t ON t.organization_id = $1 AND t.{column} BETWEEN b.lo AND b.hi)",
         table = target.def.target_table,
     );
     Ok(sqlx::query_scalar(AssertSqlSafe(sql))
@@ -367,17 +369,21 @@ async fn key_range(
     if sql_type(def, key) != "text" {
         return Ok(None);
     }
-    let mut by_key: std::collections::HashMap<String, Vec<usize>> =
-        std::collections::HashMap::with_capacity(rows.len());
-    for (&r, k) in rows.iter().zip(parsed.texts(key, rows.iter().copied())) {
-        if let Some(k) = k {
-            by_key.entry(k).or_default().push(r);
-        }
-    }
-    if by_key.is_empty() {
+    // The rows by key, sorted (borrowed from the chunk: no copy per row).
+    let Some(column) = parsed.column(key) else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut by_key: Vec<(Cow<str>, usize)> = rows
+        .iter()
+        .filter_map(|&r| cell_str(column, r).map(|k| (k, r)))
+        .collect();
+    by_key.sort_unstable();
+    let mut keys: Vec<&str> = by_key.iter().map(|(k, _)| k.as_ref()).collect();
+    keys.dedup();
+    if keys.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    let limit = 2 * by_key.len() as i64 + 1;
+    let limit = 2 * keys.len() as i64 + 1;
     let updated = if written_columns(def).contains(&SOURCE_UPDATED_AT) {
         "(extract(epoch FROM t.source_updated_at) * 1000000)::int8"
     } else {
@@ -386,14 +392,11 @@ async fn key_range(
     let sql = format!(
         "SELECT t.{key}, t.source_file_id, t.source_row, t.{ROW_HASH_COLUMN}, {updated},
                 t.source_import_id = $4
-           FROM {table} t
-          WHERE t.organization_id = $1
-            AND t.{key} BETWEEN (SELECT min(x) FROM unnest($2::text[]) x)
-                            AND (SELECT max(x) FROM unnest($2::text[]) x)
+           FROM (SELECT min(x) lo, max(x) hi FROM unnest($2::text[]) x) b
+           JOIN {table} t ON t.organization_id = $1 AND t.{key} BETWEEN b.lo AND b.hi
           LIMIT $3",
         table = def.target_table,
     );
-    let keys: Vec<&str> = by_key.keys().map(String::as_str).collect();
     type Found = (
         String,
         Option<Uuid>,
@@ -415,7 +418,9 @@ async fn key_range(
     let updated_at = updated_at(parsed);
     let mut found = Vec::new();
     for (k, file, source_row, hash, stored_updated, same) in stored {
-        for &row in by_key.get(&k).map(Vec::as_slice).unwrap_or_default() {
+        let first = by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str());
+        let rows = by_key[first..].iter().take_while(|(mine, _)| *mine == k);
+        for &(_, row) in rows {
             let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
             found.push(StoredKey {
                 row,
