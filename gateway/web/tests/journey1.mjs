@@ -10,9 +10,6 @@
 //
 // Env: CASES_FILE FAMILY_FILE CONTRACTS_FILE PAYMENTS_FILE FAMILY_FIXED_FILE,
 // and IMPORT_ID (a draft holding the four files) unless PAGE_UPLOADS=1.
-import { writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { GATEWAY_URL, assert, assertEq, downloadText, eventually, noPageError, openSignedIn, required, run } from "./lib.mjs";
 
 const pageUploads = process.env.PAGE_UPLOADS === "1";
@@ -108,8 +105,8 @@ await run(pageUploads ? "journey1-page-uploads" : "journey1", async (t) => {
     cells[1] = `K-${Number(cells[1].slice(2)) - 9050}`;
     fixed.push(cells.slice(0, errorAt).join(","));
   }
-  const correctionFile = path.join(tmpdir(), `payments.corrected-${Date.now()}.csv`);
-  await writeFile(correctionFile, fixed.join("\n") + "\n");
+  // Handed to the file input from memory: nothing is left on disk.
+  const correctionFile = { name: "payments.corrected.csv", mimeType: "text/csv", buffer: Buffer.from(fixed.join("\n") + "\n") };
   await next.getByTestId("corrections-payments.csv").setInputFiles(correctionFile);
   await eventually(async () => /2 row\(s\) of payments\.csv corrected/.test((await next.getByTestId("notice").textContent()) ?? ""), "corrections accepted");
   const last = lines[3].split(",")[0];
