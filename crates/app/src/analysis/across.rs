@@ -3,7 +3,6 @@
 //! records earlier files define (references to them), and the amounts a
 //! type's warnings add up per referenced record.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use arrow_array::ArrayRef;
@@ -45,16 +44,6 @@ fn record_columns(type_key: &str) -> Vec<&'static str> {
 /// The text of row `i` of a column the chunk may lack.
 fn text(column: Option<&ArrayRef>, i: usize) -> Option<String> {
     column.and_then(|c| cell_text(c, i))
-}
-
-/// A record's key as one text: its parts joined with `+` (as the scratch
-/// table and references name it); a one-part key as it is.
-fn joined(mut parts: Vec<Cow<str>>) -> Cow<str> {
-    if parts.len() == 1 {
-        parts.pop().unwrap_or_default()
-    } else {
-        Cow::Owned(parts.join("+"))
-    }
 }
 
 /// Records of earlier files of the import, for the types other types refer
@@ -141,10 +130,9 @@ impl EarlierRecords {
             if !parsed.valid[i] {
                 continue;
             }
-            let Some(parts) = keys.parts(i) else {
+            let Some(key) = keys.joined(i) else {
                 continue;
             };
-            let key = joined(parts);
             let print = self.prints.of(&key);
             let values =
                 || -> Vec<Option<String>> { arrays.iter().map(|a| text(a.as_ref(), i)).collect() };
@@ -404,7 +392,7 @@ impl FlaggedGroups {
         let keys = parsed.keys(def);
         let rows: Vec<(usize, String, String)> = (0..parsed.batch.num_rows())
             .filter(|i| parsed.valid[*i] && text(flags, *i).as_deref() == Some("true"))
-            .filter_map(|i| Some((i, text(groups, i)?, keys.get(i)?.join("+"))))
+            .filter_map(|i| Some((i, text(groups, i)?, keys.joined(i)?.into_owned())))
             .collect();
         let scope = format!("{}:{flag}", def.key);
         let memory = self.memory.entry((def.key, flag)).or_default();
@@ -512,11 +500,11 @@ impl Sums {
                 parsed.valid[i],
                 text(references, i),
                 text(amounts, i).and_then(|a: String| cents(&a)),
-                keys.get(i),
+                keys.joined(i),
             ) else {
                 continue;
             };
-            let (key, row) = (key.join("+"), parsed.row_number(i));
+            let (key, row) = (key.into_owned(), parsed.row_number(i));
             if self.spilled > 0 || !spill.is_empty() || self.held >= self.budget {
                 spill.push(SummedRow {
                     reference,

@@ -140,10 +140,8 @@ impl Keys {
     /// Row `i`'s key as text, one part per key column; `None` when a part is
     /// missing.
     pub fn get(&self, i: usize) -> Option<Vec<String>> {
-        self.0
-            .iter()
-            .map(|a| a.as_ref().and_then(|a| cell_text(a, i)))
-            .collect()
+        let parts = self.parts(i)?;
+        Some(parts.into_iter().map(Cow::into_owned).collect())
     }
 
     /// [`Keys::get`] borrowed from the chunk's string columns.
@@ -152,6 +150,17 @@ impl Keys {
             .iter()
             .map(|a| a.as_ref().and_then(|a| cell_str(a, i)))
             .collect()
+    }
+
+    /// Row `i`'s key as one text, its parts joined with `+` (as findings,
+    /// results and the analysis's scratch tables name a record); a one-part
+    /// key borrowed as it is.
+    pub fn joined(&self, i: usize) -> Option<Cow<'_, str>> {
+        let mut parts = self.parts(i)?;
+        Some(match parts.len() {
+            1 => parts.pop().unwrap_or_default(),
+            _ => Cow::Owned(parts.join("+")),
+        })
     }
 }
 
@@ -291,6 +300,30 @@ mod tests {
 
     fn parse(text: &str, headers: &[&str]) -> ParsedChunk {
         parse_as(&CASES, text, headers)
+    }
+
+    #[test]
+    fn keys_by_part_and_joined() {
+        let p = parse_as(
+            &BANK_TRANSACTIONS,
+            "A1,2026-01-03,-5,Fee,R9,debit\n",
+            &[
+                "account",
+                "date",
+                "amount",
+                "description",
+                "reference",
+                "type",
+            ],
+        );
+        let keys = p.keys(&BANK_TRANSACTIONS);
+        assert_eq!(keys.get(0), Some(vec!["A1".to_string(), "R9".to_string()]));
+        assert_eq!(keys.joined(0).as_deref(), Some("A1+R9"));
+        assert_eq!(keys.get(1), None, "no such row");
+        let one = parse("C1,Ann,Lee\n", &["case", "first name", "last name"]);
+        let keys = one.keys(&CASES);
+        assert!(matches!(keys.joined(0), Some(Cow::Borrowed("C1"))));
+        assert_eq!(one.key(&CASES, 0), Some(vec!["C1".to_string()]));
     }
 
     #[test]

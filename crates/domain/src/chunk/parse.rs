@@ -292,39 +292,43 @@ impl Failures<'_> {
         });
     }
 
-    /// Parses every present cell of a column; a value that does not parse is
-    /// a type error of its row and a null.
+    /// Parses every present cell of a column, handing each result to `emit`
+    /// in row order; a value that does not parse is a type error of its row
+    /// and a null.
+    fn each_parsed<'v, T>(
+        &mut self,
+        col: &ColumnDef,
+        values: &'v StringArray,
+        parse: impl Fn(&'v str) -> Result<T, String>,
+        mut emit: impl FnMut(Option<T>),
+    ) {
+        for (i, v) in values.iter().enumerate() {
+            emit(match v.map(&parse) {
+                None => None,
+                Some(Ok(x)) => Some(x),
+                Some(Err(reason)) => {
+                    let value = v.unwrap_or_default();
+                    self.fail(i, col, value, reason, FindingKind::TypeError);
+                    None
+                }
+            });
+        }
+    }
+
+    /// [`Failures::each_parsed`] collected, for a typed Arrow array.
     fn parse_cells<T>(
         &mut self,
         col: &ColumnDef,
         values: &StringArray,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Vec<Option<T>> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v.map(&parse) {
-                None => None,
-                Some(Ok(x)) => Some(x),
-                Some(Err(reason)) => {
-                    self.fail(
-                        i,
-                        col,
-                        v.unwrap_or_default(),
-                        reason,
-                        FindingKind::TypeError,
-                    );
-                    None
-                }
-            })
-            .collect()
+        let mut out = Vec::with_capacity(values.len());
+        self.each_parsed(col, values, parse, |x| out.push(x));
+        out
     }
-}
 
-impl Failures<'_> {
-    /// Normalises every present cell of a text column straight into its
-    /// Arrow array; a value that does not parse is a type error of its row
-    /// and a null.
+    /// [`Failures::each_parsed`] written straight into a string array (a
+    /// normalised text borrows from its cell where it can).
     fn parse_texts<'v>(
         &mut self,
         col: &ColumnDef,
@@ -332,17 +336,7 @@ impl Failures<'_> {
         parse: impl Fn(&'v str) -> Result<Cow<'v, str>, String>,
     ) -> StringArray {
         let mut out = StringBuilder::with_capacity(values.len(), values.value_data().len());
-        for (i, v) in values.iter().enumerate() {
-            match v.map(&parse) {
-                None => out.append_null(),
-                Some(Ok(text)) => out.append_value(text),
-                Some(Err(reason)) => {
-                    let value = v.unwrap_or_default();
-                    self.fail(i, col, value, reason, FindingKind::TypeError);
-                    out.append_null();
-                }
-            }
-        }
+        self.each_parsed(col, values, parse, |x| out.append_option(x));
         out.finish()
     }
 }
