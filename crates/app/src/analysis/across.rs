@@ -3,7 +3,7 @@
 //! records earlier files define (references to them), and the amounts a
 //! type's warnings add up per referenced record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow_array::ArrayRef;
 use passare_imports_domain::catalog::{self, ImportTypeDef, RefTarget, ReferenceDef, RowCheck};
@@ -46,8 +46,8 @@ fn text(column: Option<&ArrayRef>, i: usize) -> Option<String> {
     column.and_then(|c| cell_text(c, i))
 }
 
-/// Records of earlier files of the import, for the types other types refer
-/// to: the first `budget` in memory (by key fingerprint, [`Held`]), the rest
+/// Records of earlier files of the import, for the types the import's files
+/// refer to (a Cases-only import remembers none): the first `budget` in memory (by key fingerprint, [`Held`]), the rest
 /// in the analysis's scratch table in PostgreSQL, fetched a chunk at a time
 /// for the references the chunk holds ([`EarlierRecords::fetch`]). Both give
 /// the same answer.
@@ -66,11 +66,32 @@ pub(super) struct EarlierRecords {
     fetched: HashMap<&'static str, HashMap<String, Vec<Option<String>>>>,
     /// type key → its `record_columns`, computed once per type.
     columns: HashMap<&'static str, Vec<&'static str>>,
+    /// The types whose records a file of the import refers to.
+    referred: HashSet<&'static str>,
+}
+
+/// The types whose records files of `defs` refer to (by a reference, and
+/// through it by the totals a `sum_within` warning reads).
+pub(super) fn referred_records<'a>(
+    defs: impl IntoIterator<Item = &'a ImportTypeDef>,
+) -> HashSet<&'static str> {
+    defs.into_iter()
+        .flat_map(|def| def.references)
+        .filter_map(|r| match r.target {
+            RefTarget::Records { type_key } => Some(type_key),
+            _ => None,
+        })
+        .collect()
 }
 
 impl EarlierRecords {
-    /// `expected`: the rows of each type in the import.
-    pub(super) fn new(budget: usize, expected: HashMap<&'static str, usize>) -> Self {
+    /// `expected`: the rows of each type in the import; `referred`: the
+    /// types whose records its files refer to ([`referred_records`]).
+    pub(super) fn new(
+        budget: usize,
+        expected: HashMap<&'static str, usize>,
+        referred: HashSet<&'static str>,
+    ) -> Self {
         Self {
             budget,
             held: 0,
@@ -80,6 +101,7 @@ impl EarlierRecords {
             expected,
             fetched: HashMap::new(),
             columns: HashMap::new(),
+            referred,
         }
     }
 
@@ -93,23 +115,16 @@ impl EarlierRecords {
         self.spilled
     }
 
-    fn wants(type_key: &str) -> bool {
-        catalog::CATALOG.iter().any(|t| {
-            t.references
-                .iter()
-                .any(|r| matches!(r.target, RefTarget::Records { type_key: k } if k == type_key))
-        })
-    }
-
-    /// Remembers the valid records of a chunk whose type others refer to
-    /// (the first values seen for a key stay).
+    /// Remembers the valid records of a chunk whose type a file of the
+    /// import refers to (the first values seen for a key stay); a type no
+    /// file refers to costs neither memory nor scratch rows.
     pub(super) async fn remember(
         &mut self,
         conn: &mut PgConnection,
         def: &'static ImportTypeDef,
         parsed: &ParsedChunk,
     ) -> Result<(), ApiError> {
-        if !Self::wants(def.key) {
+        if !self.referred.contains(def.key) {
             return Ok(());
         }
         let columns = self
@@ -542,5 +557,32 @@ impl Sums {
             scratch::drop_sums(conn).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referred(types: &[&str]) -> Vec<&'static str> {
+        let defs = types
+            .iter()
+            .map(|t| catalog::find(t).expect("an import type"));
+        let mut out: Vec<_> = referred_records(defs).into_iter().collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn records_are_remembered_only_for_types_a_file_of_the_import_refers_to() {
+        // Nothing refers to Cases in a Cases-only import.
+        assert!(referred(&["cases"]).is_empty());
+        assert_eq!(referred(&["cases", "events"]), ["cases"]);
+        assert_eq!(
+            referred(&["cases", "contract_information", "payments"]),
+            ["cases", "contract_information"]
+        );
+        // Setup references (bank accounts of checks) are not records.
+        assert_eq!(referred(&["checks"]), ["cases"]);
     }
 }

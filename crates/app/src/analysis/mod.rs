@@ -31,7 +31,9 @@ use passare_imports_store::states::FileState;
 use passare_imports_store::{Db, PgConnection, Requester, imports as records, organizations};
 use sha2::{Digest, Sha256};
 
-use self::across::{EarlierRecords, FlaggedGroups, Sums, fail_repeats, keyed_rows};
+use self::across::{
+    EarlierRecords, FlaggedGroups, Sums, fail_repeats, keyed_rows, referred_records,
+};
 use self::keys::SeenKeys;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -129,7 +131,11 @@ async fn analyze_and_store(
         rows_done: 0,
         today: Utc::now().date_naive(),
         samples: ctx.settings.samples,
-        earlier: EarlierRecords::new(ctx.settings.memory_keys, expected.clone()),
+        earlier: EarlierRecords::new(
+            ctx.settings.memory_keys,
+            expected.clone(),
+            referred_records(files.iter().filter_map(|f| load::file_type(f).ok())),
+        ),
         seen: SeenKeys::new(ctx.settings.memory_keys, expected),
         flagged: FlaggedGroups::new(ctx.settings.memory_keys),
         sums: HashMap::new(),

@@ -273,6 +273,7 @@ async fn write_fenced(
     let job = w.job;
     let org = job.import.organization_id;
     let processed = w.parsed.batch.num_rows() as i64;
+    let mut steps = Steps::start();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     turn::prepare(&mut tx, w.statement_timeout).await?;
     crate::locks::write_fence(&mut tx, org).await?;
@@ -283,6 +284,7 @@ async fn write_fenced(
     let write_started: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
         .await?;
+    steps.lap(Step::Turn);
     let stops = |parsed: &ParsedChunk| {
         job.policy() == FailurePolicy::StopOnFirstError && parsed.failed_rows() > 0
     };
@@ -292,6 +294,7 @@ async fn write_fenced(
         true => None,
         false => merge::plan(&mut tx, job, w.parsed).await?,
     };
+    steps.lap(Step::Lookup);
     let stop = stops(w.parsed);
     let failed = w.parsed.failed_rows() as i64;
     // The created events are built while the rows are written, for the rows
@@ -301,6 +304,7 @@ async fn write_fenced(
         _ => None,
     };
     progress::insert_row_errors(&mut tx, job, &w.parsed.problems).await?;
+    steps.lap(Step::Errors);
     let mut counts = ChunkCounts {
         processed,
         failed,
@@ -312,9 +316,11 @@ async fn write_fenced(
         counts.updated = merged.updated;
         counts.stale = merged.stale;
         counts.unchanged = processed - failed - merged.created - merged.updated - merged.stale;
+        steps.lap(Step::Rows);
         if let Some(prepared) = prepared {
             add_events(&mut tx, job, w.parsed, merged, prepared).await?;
         }
+        steps.lap(Step::Events);
     }
     let state = if stop {
         ChunkState::Failed
@@ -338,12 +344,65 @@ async fn write_fenced(
             .await?;
     }
     timeline::notify(&mut tx, job.import.id).await?;
+    steps.lap(Step::Settle);
     tx.commit().await?;
+    steps.lap(Step::Commit);
+    steps.log(job);
     Ok(if stop {
         ChunkOutcome::FailedImport(counts)
     } else {
         ChunkOutcome::Written(counts)
     })
+}
+
+/// The steps of a chunk's write, timed for the debug log "chunk written".
+#[derive(Clone, Copy)]
+enum Step {
+    /// Begin, statement timeout, the write fence and the chunk's turn.
+    Turn,
+    /// The stored keys of the chunk's rows.
+    Lookup,
+    /// The row errors.
+    Errors,
+    /// COPY of new rows, and the update of changed ones.
+    Rows,
+    /// The record events (waiting for the created ones being built).
+    Events,
+    /// The chunk, file and import's progress, and the watchers' notice.
+    Settle,
+    Commit,
+}
+
+/// Milliseconds each [`Step`] of a chunk's write took.
+struct Steps {
+    last: std::time::Instant,
+    ms: [u64; 7],
+}
+
+impl Steps {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            ms: [0; 7],
+        }
+    }
+
+    /// Ends `step`: the time since the last step ended is its.
+    fn lap(&mut self, step: Step) {
+        let now = std::time::Instant::now();
+        self.ms[step as usize] += (now - self.last).as_millis() as u64;
+        self.last = now;
+    }
+
+    fn log(&self, job: &ChunkJob) {
+        let [turn, lookup, errors, rows, events, settle, commit] = self.ms;
+        tracing::debug!(
+            import_id = %job.import.id, chunk = job.chunk.seq,
+            turn_ms = turn, lookup_ms = lookup, errors_ms = errors, rows_ms = rows,
+            events_ms = events, settle_ms = settle, commit_ms = commit,
+            "chunk written"
+        );
+    }
 }
 
 /// Adds the events of what `merged` wrote to the outbox: the created ones
