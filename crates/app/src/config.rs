@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 /// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The default of `IMPORTS_ANALYSIS_MEMORY_KEYS`: the most entries a hash
+/// table of 2^21 slots holds (it fills them to 7/8). A map sized for a
+/// million entries gets those 2^21 slots anyway (the next power of two
+/// above a million's 8/7), so this many entries cost the analysis no more
+/// memory than a million did, and a file of 3M keys spills 1.2M of them to
+/// PostgreSQL instead of 2M.
+pub const DEFAULT_ANALYSIS_MEMORY_KEYS: usize = (1 << 21) / 8 * 7;
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -162,6 +170,7 @@ pub struct Config {
     /// Keys an analysis keeps in memory to find keys repeated across the
     /// chunks and files of an import; beyond them keys go to a scratch table
     /// of the analysis's PostgreSQL connection (0: all of them).
+    /// [`DEFAULT_ANALYSIS_MEMORY_KEYS`] by default.
     pub analysis_memory_keys: usize,
     /// How long a worker holds an analysis job without checking a chunk
     /// before another worker may take it over (the first one died).
@@ -288,7 +297,7 @@ impl Default for Config {
             retention_sweep_secs: 3_600,
             orphan_min_age_secs: 86_400,
             analysis_samples: 20,
-            analysis_memory_keys: 1_000_000,
+            analysis_memory_keys: DEFAULT_ANALYSIS_MEMORY_KEYS,
             analysis_lease_secs: 60,
             reflection: true,
             watch_poll_ms: 1_000,
@@ -747,6 +756,15 @@ mod tests {
             change(&mut c);
             assert!(c.validate().is_err(), "change {i} is refused");
         }
+    }
+
+    #[test]
+    fn the_default_analysis_budget_fills_the_table_a_million_keys_get() {
+        use std::collections::HashMap;
+        let million = HashMap::<u64, u64>::with_capacity(1_000_000).capacity();
+        assert_eq!(million, DEFAULT_ANALYSIS_MEMORY_KEYS);
+        let default = HashMap::<u64, u64>::with_capacity(DEFAULT_ANALYSIS_MEMORY_KEYS);
+        assert_eq!(default.capacity(), million);
     }
 
     #[test]

@@ -184,6 +184,33 @@ pub struct ArchiveSettings {
     pub prefix: String,
     pub retry: RetryPolicy,
     pub retention_days: u32,
+    /// Chunks this worker archives from memory at once ([`IN_MEMORY`]),
+    /// shared by its clones.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Chunks a worker archives from memory at once. Each holds its batch and
+/// its Parquet encoder's buffers (about 10 MB for 25,000 Cases rows); a
+/// chunk written while both are busy goes to the runner at once instead,
+/// which reads it again — so a load that outruns the archive on a busy
+/// machine neither waits for it nor piles batches up in memory.
+pub const IN_MEMORY: usize = 2;
+
+/// A slot to archive a chunk from memory, and when the runner should take
+/// the chunk if its writer does not archive it: after [`GRACE`] when the
+/// writer holds a slot, at once when it does not. `None` with the archive
+/// off.
+pub(crate) fn archive_slot(
+    settings: Option<&ArchiveSettings>,
+) -> Option<(Option<tokio::sync::OwnedSemaphorePermit>, Duration)> {
+    let settings = settings?;
+    let slot = settings.slots.clone().try_acquire_owned().ok();
+    let after = if slot.is_some() {
+        GRACE
+    } else {
+        Duration::ZERO
+    };
+    Some((slot, after))
 }
 
 impl ArchiveSettings {
@@ -203,6 +230,7 @@ impl Worker {
         job: &ChunkJob,
         batch: RecordBatch,
         failed: HashMap<i64, String>,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let Some(settings) = self.archive.clone() else {
             return;
@@ -220,6 +248,7 @@ impl Worker {
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(ArchiveError::Encode(e.to_string())),
             };
+            drop(slot);
             worker
                 .archive_settled(chunk_id, attempts, &settings, written)
                 .await;
@@ -403,5 +432,40 @@ impl Worker {
         }
         writer.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_written_while_every_slot_is_busy_is_left_to_the_runner_at_once() {
+        assert!(archive_slot(None).is_none());
+        let settings = ArchiveSettings {
+            prefix: "archive".into(),
+            retry: RetryPolicy {
+                max_attempts: u32::MAX,
+                base: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+            },
+            retention_days: 0,
+            slots: Arc::new(tokio::sync::Semaphore::new(IN_MEMORY)),
+        };
+        let held: Vec<_> = (0..IN_MEMORY)
+            .map(|_| archive_slot(Some(&settings)).expect("archive on"))
+            .collect();
+        assert!(
+            held.iter()
+                .all(|(slot, after)| slot.is_some() && *after == GRACE)
+        );
+        let (slot, after) = archive_slot(Some(&settings)).expect("archive on");
+        assert!(slot.is_none());
+        assert_eq!(after, Duration::ZERO);
+        // A slot given back (its chunk archived) is taken by the next chunk.
+        drop(held);
+        let (slot, after) = archive_slot(Some(&settings)).expect("archive on");
+        assert!(slot.is_some());
+        assert_eq!(after, GRACE);
     }
 }

@@ -187,13 +187,14 @@ impl Worker {
         let parsed_at = Instant::now();
         telemetry::phase(Phase::Check, parsed_at - check_at);
         stamp(&|s| s.write_started_at = Some(Utc::now()));
+        let archive = crate::archive::archive_slot(self.archive.as_ref());
         let write = ChunkWrite {
             job: &job,
             parsed: &mut parsed,
             started_at,
             worker: &self.name,
             statement_timeout: Some(self.chunk_timeout),
-            archive_after: self.archive.as_ref().map(|_| crate::archive::GRACE),
+            archive_after: archive.as_ref().map(|(_, after)| *after),
             record_events: self.record_events,
         };
         let outcome = load::write_chunk(&mut conn, write)
@@ -201,9 +202,9 @@ impl Worker {
             .await?;
         telemetry::phase(Phase::Write, parsed_at.elapsed());
         telemetry::settled(job.def.key, &outcome);
-        if matches!(outcome, ChunkOutcome::Written(_)) {
+        if let (ChunkOutcome::Written(_), Some((Some(slot), _))) = (&outcome, archive) {
             let failed = crate::archive::failed_rows(&parsed.problems);
-            self.archive_now(&job, parsed.batch.clone(), failed);
+            self.archive_now(&job, parsed.batch.clone(), failed, slot);
         }
         tracing::info!(
             import_id = %job.import.id, org_id = org, file_id = %job.file.id,

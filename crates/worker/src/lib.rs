@@ -126,6 +126,7 @@ impl Worker {
                     max_delay: Duration::from_secs(3_600),
                 },
                 retention_days: config.archive_retention_days,
+                slots: Arc::new(tokio::sync::Semaphore::new(archive::IN_MEMORY)),
             }),
             activity: Arc::default(),
         })
