@@ -190,8 +190,8 @@ pub struct ArchiveSettings {
 }
 
 /// Chunks a worker archives from memory at once. Each holds its batch and
-/// its Parquet encoder's buffers (about 10 MB for 25,000 Cases rows); a
-/// chunk written while both are busy goes to the runner at once instead,
+/// its Parquet encoder's buffers (megabytes for 25,000 rows); a chunk
+/// written while both are busy goes to the runner at once instead,
 /// which reads it again — so a load that outruns the archive on a busy
 /// machine neither waits for it nor piles batches up in memory.
 pub const IN_MEMORY: usize = 2;

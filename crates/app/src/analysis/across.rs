@@ -47,10 +47,10 @@ fn text(column: Option<&ArrayRef>, i: usize) -> Option<String> {
 }
 
 /// Records of earlier files of the import, for the types the import's files
-/// refer to (a Cases-only import remembers none): the first `budget` in memory (by key fingerprint, [`Held`]), the rest
-/// in the analysis's scratch table in PostgreSQL, fetched a chunk at a time
-/// for the references the chunk holds ([`EarlierRecords::fetch`]). Both give
-/// the same answer.
+/// refer to (a Cases-only import remembers none): the first `budget` in
+/// memory (by key fingerprint, [`Held`]), the rest in the analysis's scratch
+/// table in PostgreSQL, fetched a chunk at a time for the references the
+/// chunk holds ([`EarlierRecords::fetch`]). Both give the same answer.
 pub(super) struct EarlierRecords {
     budget: usize,
     held: usize,
