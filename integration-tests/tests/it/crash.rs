@@ -1,6 +1,7 @@
 //! Crashes: the only worker process is killed with SIGKILL, again and again,
-//! each time while it is writing a chunk (after a random pause, the test waits
-//! for a session holding the organization's write fence and kills at once),
+//! each time while it is writing a chunk (after a random one to three chunks,
+//! the test waits for a session holding the organization's write fence and
+//! kills at once),
 //! during an all-or-nothing import that updates records of an earlier import
 //! and creates new ones; a new worker is started each time. Nothing is lost,
 //! nothing is written twice, and the import ends with exactly what its file
@@ -8,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use passare_imports_cli::client::Client;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use rand::Rng;
@@ -103,9 +105,12 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
     let mut rng = rand::rng();
     let mut kills: Vec<Kill> = Vec::new();
     let mut undo_seen = 0;
+    let mut done_at_last_kill = 0;
     while kills.len() < MAX_KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(200..=1_500))).await;
-        let now = get(&mut client, &second).await?;
+        // A random one to three chunks between kills, not a random pause:
+        // the kills land mid-import however fast this machine writes.
+        let wanted = done_at_last_kill + rng.random_range(1..=3);
+        let now = chunks_done_reach(&mut client, &second, wanted).await?;
         if is_terminal(&now) {
             break;
         }
@@ -133,6 +138,7 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
             ),
         )
         .await?;
+        done_at_last_kill = chunks_done(&after);
         kills.push(Kill {
             after: started.elapsed(),
             chunks_done_before: chunks_done(&now),
@@ -286,4 +292,24 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
     );
     assert_serial_per_org(&intervals)?;
     env.finish().await
+}
+
+/// The import once `wanted` of its chunks are done, or once it ended.
+async fn chunks_done_reach(
+    client: &mut Client,
+    import_id: &str,
+    wanted: i32,
+) -> anyhow::Result<pb::Import> {
+    let limit = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = get(client, import_id).await?;
+        if is_terminal(&now) || chunks_done(&now) >= wanted {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            Instant::now() < limit,
+            "the import did not reach {wanted} chunks done in 60 s: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
