@@ -574,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn records_are_remembered_only_for_types_a_file_of_the_import_refers_to() {
+    fn the_referred_types_are_those_whose_records_a_file_of_the_import_names() {
         // Nothing refers to Cases in a Cases-only import.
         assert!(referred(&["cases"]).is_empty());
         assert_eq!(referred(&["cases", "events"]), ["cases"]);

@@ -302,19 +302,22 @@ mod tests {
         parse_as(&CASES, text, headers)
     }
 
+    /// The headers of the bank-transaction rows these tests parse.
+    const BANK_HEADERS: &[&str] = &[
+        "account",
+        "date",
+        "amount",
+        "description",
+        "reference",
+        "type",
+    ];
+
     #[test]
     fn keys_by_part_and_joined() {
         let p = parse_as(
             &BANK_TRANSACTIONS,
             "A1,2026-01-03,-5,Fee,R9,debit\n",
-            &[
-                "account",
-                "date",
-                "amount",
-                "description",
-                "reference",
-                "type",
-            ],
+            BANK_HEADERS,
         );
         let keys = p.keys(&BANK_TRANSACTIONS);
         assert_eq!(keys.get(0), Some(vec!["A1".to_string(), "R9".to_string()]));
@@ -331,14 +334,7 @@ mod tests {
         let p = parse_as(
             &BANK_TRANSACTIONS,
             "A1,1/2/2026,\"($1,234.50)\",Fee,,debit\nA1,2026-01-03,5,Interest,R9,debit\n",
-            &[
-                "account",
-                "date",
-                "amount",
-                "description",
-                "reference",
-                "type",
-            ],
+            BANK_HEADERS,
         );
         assert_eq!(p.text("amount", 0).as_deref(), Some("-1234.50"));
         let reference = p.text("reference", 0).unwrap_or_default();
