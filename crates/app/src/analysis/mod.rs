@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use passare_imports_domain::analysis::{AnalysisReport, FileAnalysis, Finding, FindingSet};
 use passare_imports_domain::catalog::{self, ImportTypeDef, normalize_header};
 use passare_imports_domain::chunk::{ChunkLayout, ParsedChunk, parse_chunk};
@@ -414,12 +416,13 @@ impl Run<'_> {
             .await
     }
 
-    /// Analyses the chunks of one file in three stages, one chunk each, at
-    /// once: chunk N+1 is read and parsed (on a blocking thread) while chunk
-    /// N is checked and chunk N-1 compared with the stored records (on the
-    /// second connection, when there is one; otherwise after its check, on
-    /// the first). The checks stay one chunk at a time and in order, as they
-    /// depend on the chunks before; the comparison only reads.
+    /// Analyses the chunks of one file in three stages at once: the next
+    /// [`PARSE_AHEAD`] chunks are read and parsed (each on a blocking
+    /// thread) while chunk N is checked and chunk N-1 compared with the
+    /// stored records (on the second connection, when there is one;
+    /// otherwise after its check, on the first). The checks stay one chunk at
+    /// a time and in order, as they depend on the chunks before; the
+    /// comparison only reads.
     async fn chunks(
         &mut self,
         conn: &mut PgConnection,
@@ -436,10 +439,9 @@ impl Run<'_> {
             file_id: at.file.id,
         };
         let mut ranges = plan.into_iter();
-        let mut next = match ranges.next() {
-            Some(range) => Some(reader.parse(range).await?),
-            None => None,
-        };
+        let mut parsing = FuturesOrdered::new();
+        parsing.extend(ranges.by_ref().take(PARSE_AHEAD).map(|r| reader.parse(r)));
+        let mut next = parsing.next().await.transpose()?;
         let mut checked_before: Option<ParsedChunk> = None;
         while let Some(mut parsed) = next.take() {
             merge_effects(
@@ -447,20 +449,12 @@ impl Run<'_> {
                 &parsed.rule_effects,
                 RULE_EXAMPLES,
             );
-            let upcoming = ranges.next();
+            parsing.extend(ranges.next().map(|r| reader.parse(r)));
             let previous = checked_before.take();
             let began = Instant::now();
             let ((checked, check_ms), (read, parse_ms), (compared, compare_ms)) = tokio::join!(
                 async { timed(began, self.check(conn, at, &mut parsed, &mut report).await) },
-                async {
-                    timed(
-                        began,
-                        match upcoming {
-                            Some(range) => reader.parse(range).await.map(Some),
-                            None => Ok(None),
-                        },
-                    )
-                },
+                async { timed(began, parsing.next().await.transpose()) },
                 async {
                     timed(
                         began,
@@ -496,6 +490,11 @@ impl Run<'_> {
         Ok((report, set))
     }
 }
+
+/// Chunks of a file read and parsed at once during its analysis, ahead of
+/// the one being checked: two keep both cores busy when the checks and the
+/// comparison leave one idle, and hold two parsed chunks in memory.
+const PARSE_AHEAD: usize = 2;
 
 /// Reads and parses the chunks of one file, as a worker would.
 struct ChunkReader<'a> {

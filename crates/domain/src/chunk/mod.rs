@@ -12,7 +12,9 @@ mod references;
 mod rules_tests;
 
 use std::borrow::Cow;
+use std::fmt::Write;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
     StringArray, TimestampMicrosecondArray,
@@ -237,6 +239,37 @@ pub fn cell_str(array: &ArrayRef, i: usize) -> Option<Cow<'_, str>> {
     }
 }
 
+/// [`cell_text`] of every cell of a column, as one string array: a string
+/// column as it is (shared, not copied); any other written out once, dates
+/// straight into the array rather than into a string per cell.
+pub fn column_texts(array: &ArrayRef) -> StringArray {
+    let any = array.as_any();
+    if let Some(strings) = any.downcast_ref::<StringArray>() {
+        return strings.clone();
+    }
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 12);
+    match any.downcast_ref::<Date32Array>() {
+        Some(dates) => {
+            for days in dates.iter() {
+                match days {
+                    // Writing to a string builder cannot fail.
+                    Some(days) => {
+                        let _ = write!(out, "{}", date_from_days(days));
+                        out.append_value("");
+                    }
+                    None => out.append_null(),
+                }
+            }
+        }
+        None => {
+            for i in 0..array.len() {
+                out.append_option(cell_str(array, i));
+            }
+        }
+    }
+    out.finish()
+}
+
 /// Days since 1970-01-01, as Date32 holds a date.
 pub fn days_since_epoch(d: NaiveDate) -> i32 {
     d.signed_duration_since(NaiveDate::default()).num_days() as i32
@@ -311,6 +344,32 @@ mod tests {
         "reference",
         "type",
     ];
+
+    #[test]
+    fn a_columns_texts_are_its_cells_as_text() {
+        let p = parse_as(
+            &BANK_TRANSACTIONS,
+            "A1,1/2/2026,\"($1,234.50)\",Fee,,debit\nA1,,5,,R9,\nA1,0001-02-03,0,Interest,R8,credit\n",
+            BANK_HEADERS,
+        );
+        let mut kinds = std::collections::BTreeSet::new();
+        for column in p.batch.columns() {
+            kinds.insert(column.data_type().to_string());
+            let texts = column_texts(column);
+            assert_eq!(texts.len(), column.len());
+            for i in 0..column.len() {
+                let text = texts.is_valid(i).then(|| texts.value(i).to_string());
+                assert_eq!(
+                    text,
+                    cell_text(column, i),
+                    "{:?} row {i}",
+                    column.data_type()
+                );
+            }
+        }
+        // Text, dates, money and the row numbers, empty cells among them.
+        assert!(kinds.len() >= 4, "{kinds:?}");
+    }
 
     #[test]
     fn keys_by_part_and_joined() {

@@ -89,13 +89,21 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
         .iter()
         .map(|c| layout.mapping.iter().position(|m| *m == Some(c.name)))
         .collect();
+    // Sized once for the chunk (a record per line, at most, and the chunk's
+    // bytes spread over the columns) rather than grown by doubling.
+    let records = bytes.iter().filter(|b| **b == b'\n').count() + 1;
     let mut reader = ReaderBuilder::new()
         .delimiter(layout.delimiter)
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
     let mut out = Columns {
-        values: def.columns.iter().map(|_| StringBuilder::new()).collect(),
+        values: def
+            .columns
+            .iter()
+            .map(|_| StringBuilder::with_capacity(records, bytes.len() / def.columns.len().max(1)))
+            .collect(),
+        limits: def.columns.iter().map(|c| char_limit(def, c)).collect(),
         rows: Int64Builder::new(),
         problems: Vec::new(),
         unreadable: Vec::new(),
@@ -139,6 +147,8 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
 /// The text columns being built from a chunk's records.
 struct Columns {
     values: Vec<StringBuilder>,
+    /// The most characters each column's value may have ([`char_limit`]).
+    limits: Vec<usize>,
     rows: Int64Builder,
     problems: Vec<RowProblem>,
     unreadable: Vec<bool>,
@@ -160,8 +170,7 @@ impl Columns {
         let mut bad = false;
         for (ci, col) in def.columns.iter().enumerate() {
             let field = field(ci);
-            let is_key = def.key_columns.contains(&col.name);
-            match storable_text(field, is_key) {
+            match storable_text(field, self.limits[ci]) {
                 Ok(None) => self.values[ci].append_null(),
                 Ok(Some(text)) => self.values[ci].append_value(text),
                 Err(reason) => {
@@ -249,9 +258,18 @@ impl Columns {
     }
 }
 
+/// The most characters a column's value may have: a key's, or any value's.
+fn char_limit(def: &ImportTypeDef, col: &ColumnDef) -> usize {
+    if def.key_columns.contains(&col.name) {
+        MAX_KEY_CHARS
+    } else {
+        MAX_VALUE_CHARS
+    }
+}
+
 /// A field as stored text: `None` when empty after trimming; an error when
-/// it is not UTF-8, holds NUL or is longer than a column may be.
-fn storable_text(field: &[u8], is_key: bool) -> Result<Option<&str>, String> {
+/// it is not UTF-8, holds NUL or is longer than `limit` characters.
+fn storable_text(field: &[u8], limit: usize) -> Result<Option<&str>, String> {
     let text = std::str::from_utf8(field).map_err(|_| {
         "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)".to_string()
     })?;
@@ -259,11 +277,6 @@ fn storable_text(field: &[u8], is_key: bool) -> Result<Option<&str>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let limit = if is_key {
-        MAX_KEY_CHARS
-    } else {
-        MAX_VALUE_CHARS
-    };
     if text.contains('\0') {
         Err("contains a NUL character, which cannot be stored".into())
     } else if text.len() > limit && text.chars().count() > limit {

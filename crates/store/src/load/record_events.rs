@@ -10,12 +10,11 @@
 //! Events are written in protobuf from the chunk's own values
 //! ([`super::event_wire`]).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
-use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use passare_imports_domain::catalog::ImportTypeDef;
-use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, cell_text};
+use passare_imports_domain::chunk::{ParsedChunk, ROW_COLUMN, column_texts};
 use passare_imports_domain::model::mask;
 use passare_imports_proto::events::v1 as ev;
 use uuid::Uuid;
@@ -42,25 +41,40 @@ pub(super) fn source(job: &ChunkJob) -> EventSource<'static> {
     }
 }
 
-/// A column of the chunk's batch, looked up once per chunk.
+/// A column of the chunk's batch as its events carry it, resolved once per
+/// chunk: as text (a string column shared, any other written out once),
+/// masked when sensitive.
 struct Column {
     name: &'static str,
-    array: Option<ArrayRef>,
-    /// The column, when it holds text: its values are borrowed, not copied.
-    strings: Option<StringArray>,
-    sensitive: bool,
+    text: Option<StringArray>,
 }
 
 impl Column {
-    /// The cell as the event carries it: masked when sensitive; `None` when
-    /// missing.
-    fn value(&self, i: usize) -> Option<Cow<'_, str>> {
-        if let (Some(s), false) = (&self.strings, self.sensitive) {
-            return (i < s.len() && s.is_valid(i)).then(|| Cow::Borrowed(s.value(i)));
-        }
-        let v = cell_text(self.array.as_ref()?, i)?;
-        Some(Cow::Owned(if self.sensitive { mask(&v) } else { v }))
+    fn of(name: &'static str, batch: &RecordBatch, sensitive: bool) -> Self {
+        let text = batch.column_by_name(name).map(|array| {
+            let text = column_texts(array);
+            if sensitive {
+                text.iter().map(|v| v.map(mask)).collect()
+            } else {
+                text
+            }
+        });
+        Self { name, text }
     }
+
+    /// The cell as the event carries it; `None` when missing.
+    fn value(&self, i: usize) -> Option<&str> {
+        let text = self.text.as_ref()?;
+        (i < text.len() && text.is_valid(i)).then(|| text.value(i))
+    }
+}
+
+/// The key and the column values of one event, borrowed from the chunk's
+/// columns; kept from one event to the next so that none allocates.
+#[derive(Default)]
+struct Parts<'c> {
+    key: Vec<(&'c str, &'c str)>,
+    changes: Vec<(&'c str, Option<&'c str>)>,
 }
 
 /// Builds the events of one chunk's rows: columns, row numbers and the
@@ -84,17 +98,12 @@ struct Builder {
 impl Builder {
     fn new(def: &'static ImportTypeDef, source: EventSource<'_>, parsed: &ParsedChunk) -> Self {
         let batch = &parsed.batch;
-        let column = |name: &'static str| Column {
-            name,
-            array: batch.column_by_name(name).cloned(),
-            strings: batch
-                .column_by_name(name)
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>())
-                .cloned(),
-            sensitive: def
+        let column = |name: &'static str| {
+            let sensitive = def
                 .columns
                 .iter()
-                .any(|c| c.sensitive && c.target == Some(name)),
+                .any(|c| c.sensitive && c.target == Some(name));
+            Column::of(name, batch, sensitive)
         };
         let numbers = batch
             .column_by_name(ROW_COLUMN)
@@ -123,36 +132,40 @@ impl Builder {
 
     /// Appends the event of batch row `i` with the values of `columns` to a
     /// `RecordEventBatch`'s encoding (its field 2).
-    fn put(&self, i: usize, outcome: ev::RecordOutcome, columns: &[&Column], out: &mut Vec<u8>) {
+    fn put<'c>(
+        &'c self,
+        i: usize,
+        outcome: ev::RecordOutcome,
+        columns: &[&'c Column],
+        parts: &mut Parts<'c>,
+        out: &mut Vec<u8>,
+    ) {
         let [org, import_id, file_id] = &self.ids;
         let mut id = Uuid::encode_buffer();
         let event_id = event_id(self.import_id, self.chunk_id, self.rows[i])
             .hyphenated()
             .encode_lower(&mut id);
-        let keys: Vec<Option<Cow<'_, str>>> = self.keys.iter().map(|k| k.value(i)).collect();
-        let key: Vec<(&str, &str)> = self
-            .keys
-            .iter()
-            .zip(&keys)
-            .map(|(k, v)| (k.name, v.as_deref().unwrap_or_default()))
-            .collect();
-        let values: Vec<Option<Cow<'_, str>>> = columns.iter().map(|c| c.value(i)).collect();
-        let changes: Vec<(&str, Option<&str>)> = columns
-            .iter()
-            .zip(&values)
-            .map(|(c, v)| (c.name, v.as_deref()))
-            .collect();
+        parts.key.clear();
+        parts.key.extend(
+            self.keys
+                .iter()
+                .map(|k| (k.name, k.value(i).unwrap_or_default())),
+        );
+        parts.changes.clear();
+        parts
+            .changes
+            .extend(columns.iter().map(|c| (c.name, c.value(i))));
         let event = EventParts {
             event_id,
             organization_id: org,
             import_type: self.def.key,
-            key: &key,
+            key: &parts.key,
             outcome: outcome as i32,
             import_id,
             file_id,
             row: self.rows[i],
             attempt: self.attempt,
-            changes: &changes,
+            changes: &parts.changes,
             commit_time: self.commit_time,
         };
         event.put(EVENTS_FIELD, out);
@@ -164,8 +177,11 @@ impl Builder {
         let all: Vec<&Column> = self.written.iter().collect();
         let batch_id = stable_id(self.import_id, self.chunk_id, CREATED.as_bytes());
         let mut prepared = Prepared::new(batch_id, rows.len());
+        let mut parts = Parts::default();
         for &i in rows {
-            prepared.push(i, |out| self.put(i, ev::RecordOutcome::Created, &all, out));
+            prepared.push(i, |out| {
+                self.put(i, ev::RecordOutcome::Created, &all, &mut parts, out)
+            });
         }
         prepared.compress();
         prepared
@@ -329,6 +345,7 @@ fn updated(
     let mut payload = Vec::new();
     put_batch_id(batch_id, &mut payload);
     let mut events = 0;
+    let mut parts = Parts::default();
     for (row, changed) in in_order {
         let Some(&i) = index.get(row) else { continue };
         let columns: Vec<&Column> = builder
@@ -336,7 +353,13 @@ fn updated(
             .iter()
             .filter(|c| changed.iter().any(|name| name == c.name))
             .collect();
-        builder.put(i, ev::RecordOutcome::Updated, &columns, &mut payload);
+        builder.put(
+            i,
+            ev::RecordOutcome::Updated,
+            &columns,
+            &mut parts,
+            &mut payload,
+        );
         events += 1;
     }
     (events > 0).then_some(EncodedBatch {
