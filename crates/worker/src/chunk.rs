@@ -14,8 +14,8 @@ use passare_imports_queue::WorkChannel;
 use passare_imports_storage::FileStore;
 use passare_imports_store::Db;
 use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite};
-use passare_imports_store::sqlx::Postgres;
 use passare_imports_store::sqlx::pool::PoolConnection;
+use passare_imports_store::sqlx::{PgConnection, Postgres};
 use tracing::Instrument;
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
@@ -89,12 +89,26 @@ async fn check_early(db: &Db, job: &ChunkJob, parsed: &mut ParsedChunk) -> Resul
     let Some(mut conn) = db.pool().try_acquire() else {
         return Ok(false);
     };
+    check(&mut conn, job, parsed).await?;
+    Ok(true)
+}
+
+/// Checks a parsed chunk against what is stored: its references (earlier
+/// files of the import were loaded before this one: files load in
+/// dependency order), its repeated keys and flags. The keys the import
+/// already wrote are checked by the write, behind the fence, with the same
+/// lookup that sorts new rows from stored.
+async fn check(
+    conn: &mut PgConnection,
+    job: &ChunkJob,
+    parsed: &mut ParsedChunk,
+) -> Result<(), Traced> {
     let check_at = Instant::now();
-    load::check_against_stored(&mut conn, job.import.organization_id, job.def, parsed, None)
+    load::check_against_stored(conn, job.import.organization_id, job.def, parsed, None)
         .instrument(tracing::info_span!("chunk.check"))
         .await?;
     telemetry::phase(Phase::Check, check_at.elapsed());
-    Ok(true)
+    Ok(())
 }
 
 impl Worker {
@@ -214,19 +228,9 @@ impl Worker {
             Some(Ahead { parsed, checked }) => (parsed, checked),
             None => (read_and_parse(self.files.clone(), &job).await?, false),
         };
-        // References resolve against what is stored: earlier files of the
-        // import were loaded before this one (files load in dependency order).
         let org = job.import.organization_id;
         if !checked {
-            let check_at = Instant::now();
-            let check = tracing::info_span!("chunk.check");
-            // The keys the import already wrote are checked by the write,
-            // behind the fence, with the same lookup that sorts new rows
-            // from stored.
-            load::check_against_stored(&mut conn, org, job.def, &mut parsed, None)
-                .instrument(check)
-                .await?;
-            telemetry::phase(Phase::Check, check_at.elapsed());
+            check(&mut conn, &job, &mut parsed).await?;
         }
         let parsed_at = Instant::now();
         stamp(&|s| s.write_started_at = Some(Utc::now()));

@@ -114,3 +114,88 @@ async fn later_imports_are_checked_against_the_records_of_earlier_ones() -> anyh
     assert_eq!(count(&env.db, "SELECT count(*) FROM payments").await?, 1);
     env.finish().await
 }
+
+fn nothing_read_ahead(config: &mut Config) {
+    config.worker_read_ahead = false;
+}
+
+/// A Cases import of several chunks names known and unknown locations and
+/// directors in every chunk. With read-ahead, the worker checks each chunk's
+/// setup references while the chunk before it is written (Cases are checked
+/// against setup records only); the import's outcome, the rows it failed
+/// and why, and the references it stored are those of a worker that reads
+/// nothing ahead and checks every chunk in its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_references_checked_ahead_give_what_checks_in_turn_give() -> anyhow::Result<()> {
+    let mut text = String::from(
+        "case_number,deceased_first_name,deceased_last_name,location_name,director_email\n",
+    );
+    // C2, C5 and C8 name no location of the organization, C4 and C8 no
+    // staff user; the others resolve (a location's name in any case).
+    for i in 1..=9 {
+        let location = ["Main Chapel", "north chapel", "Harbor Chapel"][i % 3];
+        let director = match i {
+            4 | 8 => "nobody@riverside.example",
+            _ if i % 2 == 1 => "director@riverside.example",
+            _ => "arranger@riverside.example",
+        };
+        text.push_str(&format!("C{i},Ann,Lee,{location},{director}\n"));
+    }
+    let mut outcomes = Vec::new();
+    for configure in [None, Some(nothing_read_ahead as fn(&mut Config))] {
+        let env = TestEnv::start(Options {
+            chunk_rows: 2,
+            configure,
+            ..Options::default()
+        })
+        .await?;
+        let mut client = env.client().await?;
+        let file = NewFile::new("cases.csv", "cases", text.clone());
+        let (id, _) = files::draft_with_files(
+            &mut client,
+            1042,
+            pb::FailurePolicy::ImportValidRows,
+            &[file],
+        )
+        .await?;
+        start(&mut client, &id).await?;
+        let done = wait_terminal(&mut client, &id).await?;
+        let mut problems: Vec<(i64, String, String)> = done
+            .files
+            .iter()
+            .flat_map(|f| f.problems.iter())
+            .map(|p| (p.row, p.column.clone(), p.reason.clone()))
+            .collect();
+        problems.sort();
+        let stored: Vec<(String, String, String)> = records::stored_cases(&env.db, 1042)
+            .await?
+            .into_iter()
+            .map(|(key, case)| (key, case.values[10].clone(), case.values[11].clone()))
+            .collect();
+        outcomes.push((state(&done), problems, stored));
+        env.finish().await?;
+    }
+    let (state, problems, stored) = &outcomes[0];
+    assert_eq!(*state, pb::ImportState::CompletedWithErrors);
+    // C2, C4, C5 and C8 (rows 2, 4, 5, 8): failures in four of the five
+    // chunks of two rows.
+    let failed: std::collections::BTreeSet<i64> = problems.iter().map(|p| p.0).collect();
+    assert_eq!(
+        failed.into_iter().collect::<Vec<_>>(),
+        [2, 4, 5, 8],
+        "{problems:?}"
+    );
+    let expected: Vec<(String, String, String)> = [
+        ("C1", "North Chapel", "director@riverside.example"),
+        ("C3", "Main Chapel", "director@riverside.example"),
+        ("C6", "Main Chapel", "arranger@riverside.example"),
+        ("C7", "North Chapel", "director@riverside.example"),
+        ("C9", "Main Chapel", "director@riverside.example"),
+    ]
+    .iter()
+    .map(|(c, l, d)| (c.to_string(), l.to_string(), d.to_string()))
+    .collect();
+    assert_eq!(*stored, expected);
+    assert_eq!(outcomes[0], outcomes[1], "read ahead, then in turn");
+    Ok(())
+}
