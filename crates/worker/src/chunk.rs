@@ -12,10 +12,9 @@ use passare_imports_app::observability::traces;
 use passare_imports_domain::chunk::ParsedChunk;
 use passare_imports_queue::WorkChannel;
 use passare_imports_storage::FileStore;
-use passare_imports_store::Db;
 use passare_imports_store::load::{self, ChunkJob, ChunkOutcome, ChunkWrite};
+use passare_imports_store::sqlx::Postgres;
 use passare_imports_store::sqlx::pool::PoolConnection;
-use passare_imports_store::sqlx::{PgConnection, Postgres};
 use tracing::Instrument;
 
 use crate::failure::{AttemptError, AttemptOf, ChunkError, Traced};
@@ -33,30 +32,15 @@ struct Stamps {
 
 /// A chunk being read and parsed ahead, while the chunk before it of the
 /// same organization is written: reading and parsing touch no stored record,
-/// so they may run early. So may the checks of a type checked against setup
-/// records only ([`ImportTypeDef::checked_against_setup_only`]), which no
-/// write of an import changes, when a connection is free at once; other
-/// checks, and the write, still wait their turn.
-///
-/// [`ImportTypeDef::checked_against_setup_only`]: passare_imports_domain::catalog::ImportTypeDef::checked_against_setup_only
+/// so they may run early; checks and the write still wait their turn.
 pub(crate) struct ReadAhead {
     chunk_id: i64,
-    parsed: tokio::task::JoinHandle<Result<Ahead, Traced>>,
-}
-
-/// What a read-ahead did: the chunk parsed, and checked against what is
-/// stored when it could be. A check that failed throws the whole read-ahead
-/// away (the attempt then reads, parses and checks the chunk itself and
-/// records any failure); a chunk is never checked twice.
-struct Ahead {
-    parsed: ParsedChunk,
-    checked: bool,
+    parsed: tokio::task::JoinHandle<Result<ParsedChunk, Traced>>,
 }
 
 impl ReadAhead {
-    /// Starts reading, parsing and (when it may) checking `job`'s chunk in
-    /// the background.
-    pub(crate) fn start(files: Arc<dyn FileStore>, db: Db, job: ChunkJob) -> Self {
+    /// Starts reading and parsing `job`'s chunk in the background.
+    pub(crate) fn start(files: Arc<dyn FileStore>, job: ChunkJob) -> Self {
         Self {
             chunk_id: job.chunk.id,
             parsed: tokio::spawn(async move {
@@ -67,48 +51,10 @@ impl ReadAhead {
                     trace_id = tracing::field::Empty,
                 );
                 traces::continue_traceparent(&span, job.import.trace_context.as_deref());
-                async {
-                    let mut parsed = read_and_parse(files, &job).await?;
-                    let checked = check_early(&db, &job, &mut parsed).await?;
-                    Ok(Ahead { parsed, checked })
-                }
-                .instrument(span)
-                .await
+                read_and_parse(files, &job).instrument(span).await
             }),
         }
     }
-}
-
-/// Checks a chunk read ahead against what is stored, when its type's checks
-/// read setup records only and a connection is free at once (the write of
-/// the chunk before it holds one; a read-ahead never waits for another).
-async fn check_early(db: &Db, job: &ChunkJob, parsed: &mut ParsedChunk) -> Result<bool, Traced> {
-    if !job.def.checked_against_setup_only() {
-        return Ok(false);
-    }
-    let Some(mut conn) = db.pool().try_acquire() else {
-        return Ok(false);
-    };
-    check(&mut conn, job, parsed).await?;
-    Ok(true)
-}
-
-/// Checks a parsed chunk against what is stored: its references (earlier
-/// files of the import were loaded before this one: files load in
-/// dependency order), its repeated keys and flags. The keys the import
-/// already wrote are checked by the write, behind the fence, with the same
-/// lookup that sorts new rows from stored.
-async fn check(
-    conn: &mut PgConnection,
-    job: &ChunkJob,
-    parsed: &mut ParsedChunk,
-) -> Result<(), Traced> {
-    let check_at = Instant::now();
-    load::check_against_stored(conn, job.import.organization_id, job.def, parsed, None)
-        .instrument(tracing::info_span!("chunk.check"))
-        .await?;
-    telemetry::phase(Phase::Check, check_at.elapsed());
-    Ok(())
 }
 
 impl Worker {
@@ -224,15 +170,22 @@ impl Worker {
             Some(a) => a.parsed.await.ok().and_then(Result::ok),
             None => None,
         };
-        let (mut parsed, checked) = match ahead {
-            Some(Ahead { parsed, checked }) => (parsed, checked),
-            None => (read_and_parse(self.files.clone(), &job).await?, false),
+        let mut parsed = match ahead {
+            Some(parsed) => parsed,
+            None => read_and_parse(self.files.clone(), &job).await?,
         };
+        // References resolve against what is stored: earlier files of the
+        // import were loaded before this one (files load in dependency order).
         let org = job.import.organization_id;
-        if !checked {
-            check(&mut conn, &job, &mut parsed).await?;
-        }
+        let check_at = Instant::now();
+        let check = tracing::info_span!("chunk.check");
+        // The keys the import already wrote are checked by the write, behind
+        // the fence, with the same lookup that sorts new rows from stored.
+        load::check_against_stored(&mut conn, org, job.def, &mut parsed, None)
+            .instrument(check)
+            .await?;
         let parsed_at = Instant::now();
+        telemetry::phase(Phase::Check, parsed_at - check_at);
         stamp(&|s| s.write_started_at = Some(Utc::now()));
         let archive = crate::archive::archive_slot(self.archive.as_ref());
         let write = ChunkWrite {

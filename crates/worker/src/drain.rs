@@ -204,9 +204,7 @@ impl Worker {
         let ahead = std::mem::take(read_ahead);
         if let Some(&(after, None)) = next.get(1).filter(|_| self.read_ahead) {
             match load::load_job(&mut conn, after).await {
-                Ok(Some(job)) => {
-                    *read_ahead = Some(ReadAhead::start(self.files.clone(), self.db.clone(), job))
-                }
+                Ok(Some(job)) => *read_ahead = Some(ReadAhead::start(self.files.clone(), job)),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(org_id = org, error = %e, "no read-ahead"),
             }

@@ -120,13 +120,12 @@ fn nothing_read_ahead(config: &mut Config) {
 }
 
 /// A Cases import of several chunks names known and unknown locations and
-/// directors in every chunk. With read-ahead, the worker checks each chunk's
-/// setup references while the chunk before it is written (Cases are checked
-/// against setup records only); the import's outcome, the rows it failed
-/// and why, and the references it stored are those of a worker that reads
-/// nothing ahead and checks every chunk in its turn.
+/// directors in every chunk. With read-ahead, the worker reads and parses
+/// each chunk while the chunk before it is written, and checks it after;
+/// the import's outcome, the rows it failed and why, and the references it
+/// stored are those of a worker that reads nothing ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setup_references_checked_ahead_give_what_checks_in_turn_give() -> anyhow::Result<()> {
+async fn setup_references_resolve_alike_with_and_without_read_ahead() -> anyhow::Result<()> {
     let mut text = String::from(
         "case_number,deceased_first_name,deceased_last_name,location_name,director_email\n",
     );

@@ -316,22 +316,6 @@ impl ImportTypeDef {
 }
 
 impl ImportTypeDef {
-    /// Whether checking a chunk of this type against what is stored reads
-    /// only setup records, which no import writes: every reference names
-    /// setup, and no row check counts stored records (one flagged per
-    /// group). Such a chunk's checks give the same answer before or after
-    /// another chunk's write, so a worker may run them while the chunk before
-    /// it is written.
-    pub fn checked_against_setup_only(&self) -> bool {
-        self.references
-            .iter()
-            .all(|r| matches!(r.target, RefTarget::Setup { .. }))
-            && !self
-                .row_checks
-                .iter()
-                .any(|c| matches!(c, RowCheck::OneFlaggedPer { .. }))
-    }
-
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -576,27 +560,6 @@ mod tests {
 
     fn headers(h: &[&str]) -> Vec<String> {
         h.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn only_types_checked_against_setup_alone_may_be_checked_early() {
-        // Setup references only: locations, staff, GL accounts.
-        assert!(CASES.checked_against_setup_only());
-        assert!(PRICE_LIST.checked_against_setup_only());
-        // A reference to records an import writes.
-        assert!(!PAYMENTS.checked_against_setup_only());
-        assert!(!CONTRACT_INFORMATION.checked_against_setup_only());
-        // A flag counted among stored records (and a reference to cases).
-        assert!(!FAMILY_AND_FRIENDS.checked_against_setup_only());
-        for def in CATALOG {
-            let setup_refs = def
-                .references
-                .iter()
-                .all(|r| matches!(r.target, RefTarget::Setup { .. }));
-            if !setup_refs {
-                assert!(!def.checked_against_setup_only(), "{}", def.key);
-            }
-        }
     }
 
     #[test]

@@ -89,20 +89,13 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
         .iter()
         .map(|c| layout.mapping.iter().position(|m| *m == Some(c.name)))
         .collect();
-    // Sized once for the chunk (a record per line, at most, and the chunk's
-    // bytes spread over the columns) rather than grown by doubling.
-    let records = bytes.iter().filter(|b| **b == b'\n').count() + 1;
     let mut reader = ReaderBuilder::new()
         .delimiter(layout.delimiter)
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
     let mut out = Columns {
-        values: def
-            .columns
-            .iter()
-            .map(|_| StringBuilder::with_capacity(records, bytes.len() / def.columns.len().max(1)))
-            .collect(),
+        values: def.columns.iter().map(|_| StringBuilder::new()).collect(),
         limits: def.columns.iter().map(|c| char_limit(def, c)).collect(),
         rows: Int64Builder::new(),
         problems: Vec::new(),

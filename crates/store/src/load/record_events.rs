@@ -96,8 +96,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(def: &'static ImportTypeDef, source: EventSource<'_>, parsed: &ParsedChunk) -> Self {
-        let batch = &parsed.batch;
+    fn new(def: &'static ImportTypeDef, source: EventSource<'_>, batch: &RecordBatch) -> Self {
         let column = |name: &'static str| {
             let sensitive = def
                 .columns
@@ -279,15 +278,16 @@ impl Prepared {
 
 /// Starts building the created events of the chunk's `rows` (those the key
 /// lookup found new) on a blocking thread, to run while the write
-/// transaction copies them.
+/// transaction copies them; the columns are rendered as text there too, not
+/// on the runtime's thread ahead of the COPY.
 pub(super) fn prepare(
     job: &ChunkJob,
     parsed: &ParsedChunk,
     rows: &[usize],
 ) -> tokio::task::JoinHandle<Prepared> {
-    let builder = Builder::new(job.def, source(job), parsed);
+    let (def, source, batch) = (job.def, source(job), parsed.batch.clone());
     let rows = rows.to_vec();
-    tokio::task::spawn_blocking(move || builder.created(&rows))
+    tokio::task::spawn_blocking(move || Builder::new(def, source, &batch).created(&rows))
 }
 
 /// A `RecordEventBatch`'s events are its field 2, after its id (field 1).
@@ -313,11 +313,13 @@ pub(super) async fn stored(
     created_rows: Vec<usize>,
     updated_rows: Vec<(i64, Vec<String>)>,
 ) -> Result<Vec<StoredPayload>, StoreError> {
-    let builder = (!updated_rows.is_empty()).then(|| Builder::new(job.def, source(job), parsed));
+    let (def, source, batch) = (job.def, source(job), parsed.batch.clone());
     let batch_id = stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes());
     tokio::task::spawn_blocking(move || {
         let created = prepared.batch(&created_rows);
-        let updated = builder.and_then(|b| updated(&b, batch_id, &updated_rows));
+        let updated = (!updated_rows.is_empty())
+            .then(|| Builder::new(def, source, &batch))
+            .and_then(|b| updated(&b, batch_id, &updated_rows));
         created
             .into_iter()
             .chain(updated.map(|b| b.compress()))
@@ -456,7 +458,7 @@ mod tests {
             import_type: def.key,
             held: false,
         };
-        let builder = Builder::new(def, source, &parsed);
+        let builder = Builder::new(def, source, &parsed.batch);
         let prepared = builder.created(&[0, 1]);
         let (_, payload) = stored(prepared.batch(&[0, 1]).expect("a batch"));
         let batch = ev::RecordEventBatch::decode(&payload[..]).expect("a batch");
