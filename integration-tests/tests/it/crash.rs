@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use passare_imports_cli::client::Client;
 use passare_imports_integration_tests::*;
 use passare_imports_proto::v1 as pb;
 use rand::Rng;
@@ -110,7 +109,10 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
         // A random one to three chunks between kills, not a random pause:
         // the kills land mid-import however fast this machine writes.
         let wanted = done_at_last_kill + rng.random_range(1..=3);
-        let now = chunks_done_reach(&mut client, &second, wanted).await?;
+        let now = wait_until(&mut client, &second, Duration::from_secs(60), |i| {
+            is_terminal(i) || chunks_done(i) >= wanted
+        })
+        .await?;
         if is_terminal(&now) {
             break;
         }
@@ -292,24 +294,4 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
     );
     assert_serial_per_org(&intervals)?;
     env.finish().await
-}
-
-/// The import once `wanted` of its chunks are done, or once it ended.
-async fn chunks_done_reach(
-    client: &mut Client,
-    import_id: &str,
-    wanted: i32,
-) -> anyhow::Result<pb::Import> {
-    let limit = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = get(client, import_id).await?;
-        if is_terminal(&now) || chunks_done(&now) >= wanted {
-            return Ok(now);
-        }
-        anyhow::ensure!(
-            Instant::now() < limit,
-            "the import did not reach {wanted} chunks done in 60 s: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
