@@ -32,6 +32,7 @@ use passare_imports_store::sqlx::pool::PoolConnection;
 use passare_imports_store::states::FileState;
 use passare_imports_store::{Db, PgConnection, Requester, imports as records, organizations};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use self::across::{
     EarlierRecords, FlaggedGroups, Sums, fail_repeats, keyed_rows, referred_records,
@@ -144,7 +145,7 @@ async fn analyze_and_store(
         budget: ctx.settings.memory_keys,
     };
     let mut beside = spare_connection(ctx.db).await;
-    let scanned = run.files(&mut conn, beside.as_deref_mut(), &files).await;
+    let scanned = run.files(&mut conn, &mut beside, &files).await;
     drop(beside);
     // The scratch tables go whether or not the analysis succeeded.
     let released = release(&mut conn, &run).await;
@@ -205,6 +206,24 @@ async fn compare(
     parsed: &ParsedChunk,
 ) -> Result<Merged, ApiError> {
     Ok(load::compare_with_stored(conn, target, parsed).await?)
+}
+
+/// [`compare`] on a task of its own, which the runtime runs on its other
+/// thread: the comparison decodes the stored keys of a chunk while the
+/// check of the next one runs, rather than between its steps. Gives the
+/// connection back with the result.
+async fn compare_apart(
+    mut spare: PoolConnection<Postgres>,
+    target: Target<'static>,
+    parsed: ParsedChunk,
+) -> Result<(PoolConnection<Postgres>, Merged), ApiError> {
+    let task = async move {
+        let would = compare(&mut spare, target, &parsed).await?;
+        Ok((spare, would))
+    };
+    tokio::spawn(task.in_current_span())
+        .await
+        .map_err(|e| ApiError::Internal(format!("comparison task: {e}")))?
 }
 
 /// A stage's result with the milliseconds since `began`.
@@ -346,7 +365,7 @@ impl Run<'_> {
     async fn files(
         &mut self,
         conn: &mut PgConnection,
-        mut beside: Option<&mut PgConnection>,
+        beside: &mut Option<PoolConnection<Postgres>>,
         files: &[import_files::Model],
     ) -> Result<(Vec<FileAnalysis>, Vec<FindingSet>), ApiError> {
         let mut reports = Vec::with_capacity(files.len());
@@ -358,7 +377,7 @@ impl Run<'_> {
                 file,
                 def: load::file_type(file)?,
             };
-            let (report, set) = self.file(conn, beside.as_deref_mut(), at).await?;
+            let (report, set) = self.file(conn, beside, at).await?;
             reports.push(report);
             sets.push(set);
         }
@@ -370,7 +389,7 @@ impl Run<'_> {
     async fn file(
         &mut self,
         conn: &mut PgConnection,
-        beside: Option<&mut PgConnection>,
+        beside: &mut Option<PoolConnection<Postgres>>,
         at: FileAt<'_>,
     ) -> Result<(FileAnalysis, FindingSet), ApiError> {
         let (file, def) = (at.file, at.def);
@@ -419,14 +438,14 @@ impl Run<'_> {
     /// Analyses the chunks of one file in three stages at once: the next
     /// [`PARSE_AHEAD`] chunks are read and parsed (each on a blocking
     /// thread) while chunk N is checked and chunk N-1 compared with the
-    /// stored records (on the second connection, when there is one;
-    /// otherwise after its check, on the first). The checks stay one chunk at
-    /// a time and in order, as they depend on the chunks before; the
-    /// comparison only reads.
+    /// stored records (on the second connection and a task of its own, when
+    /// there is one; otherwise after its check, on the first). The checks
+    /// stay one chunk at a time and in order, as they depend on the chunks
+    /// before; the comparison only reads.
     async fn chunks(
         &mut self,
         conn: &mut PgConnection,
-        mut beside: Option<&mut PgConnection>,
+        beside: &mut Option<PoolConnection<Postgres>>,
         at: &FileAt<'_>,
         reader: &ChunkReader<'_>,
         plan: Vec<ChunkRange>,
@@ -450,7 +469,13 @@ impl Run<'_> {
                 RULE_EXAMPLES,
             );
             parsing.extend(ranges.next().map(|r| reader.parse(r)));
-            let previous = checked_before.take();
+            let comparing = match (beside.take(), checked_before.take()) {
+                (Some(spare), Some(previous)) => Some(compare_apart(spare, target, previous)),
+                (spare, _) => {
+                    *beside = spare;
+                    None
+                }
+            };
             let began = Instant::now();
             let ((checked, check_ms), (read, parse_ms), (compared, compare_ms)) = tokio::join!(
                 async { timed(began, self.check(conn, at, &mut parsed, &mut report).await) },
@@ -458,11 +483,9 @@ impl Run<'_> {
                 async {
                     timed(
                         began,
-                        match (&mut beside, &previous) {
-                            (Some(beside), Some(previous)) => {
-                                compare(beside, target, previous).await
-                            }
-                            _ => Ok(Merged::default()),
+                        match comparing {
+                            Some(task) => task.await.map(Some),
+                            None => Ok(None),
                         },
                     )
                 }
@@ -475,16 +498,19 @@ impl Run<'_> {
             );
             checked?;
             next = read?;
-            count(&mut report, compared?);
+            if let Some((spare, would)) = compared? {
+                *beside = Some(spare);
+                count(&mut report, would);
+            }
             for p in std::mem::take(&mut parsed.problems) {
                 set.add(p, false);
             }
-            match &mut beside {
+            match beside {
                 Some(_) => checked_before = Some(parsed),
                 None => count(&mut report, compare(conn, target, &parsed).await?),
             }
         }
-        if let (Some(beside), Some(last)) = (&mut beside, &checked_before) {
+        if let (Some(beside), Some(last)) = (beside, &checked_before) {
             count(&mut report, compare(beside, target, last).await?);
         }
         Ok((report, set))

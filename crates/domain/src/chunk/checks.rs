@@ -226,28 +226,42 @@ impl ParsedChunk {
     /// one fails, naming the earlier.
     pub(super) fn check_duplicate_keys(&mut self, def: &ImportTypeDef) {
         let keys = self.keys(def);
-        let mut seen: HashMap<Vec<Cow<str>>, u64> = HashMap::with_capacity(self.batch.num_rows());
-        for i in 0..self.batch.num_rows() {
-            // A row that failed already claims no key.
-            if !self.valid[i] {
-                continue;
+        // The valid rows by the hash of their key, so that rows of one key
+        // sit together and only rows of one hash compare their parts: no
+        // key is copied per row. A row that failed already claims no key.
+        let mut hashed: Vec<(u64, usize)> = (0..self.batch.num_rows())
+            .filter(|&i| self.valid[i])
+            .filter_map(|i| keys.hash(i).map(|h| (h, i)))
+            .collect();
+        hashed.sort_unstable();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        for group in hashed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+            // In row order: each row repeats the earliest one of equal parts.
+            let mut firsts: Vec<(usize, Vec<Cow<str>>)> = Vec::new();
+            for &(_, i) in group {
+                let Some(parts) = keys.parts(i) else {
+                    continue;
+                };
+                match firsts.iter().find(|(_, first)| *first == parts) {
+                    Some(&(first, _)) => repeats.push((i, first)),
+                    None => firsts.push((i, parts)),
+                }
             }
-            let Some(key) = keys.parts(i) else {
-                continue;
-            };
-            if let Some(first) = seen.get(&key) {
-                let reason = format!("duplicate key: the same key is already at row {first}");
-                self.fail(
-                    i,
-                    FindingKind::DuplicateInFile,
-                    &def.key_columns.join("+"),
-                    excerpt(&key.join("+")),
-                    reason,
-                );
-            } else {
-                let row = self.row_number(i);
-                seen.insert(key, row);
-            }
+        }
+        repeats.sort_unstable();
+        for (i, first) in repeats {
+            let key = keys.joined(i).unwrap_or_default();
+            let reason = format!(
+                "duplicate key: the same key is already at row {}",
+                self.row_number(first)
+            );
+            self.fail(
+                i,
+                FindingKind::DuplicateInFile,
+                &def.key_columns.join("+"),
+                excerpt(&key),
+                reason,
+            );
         }
     }
 

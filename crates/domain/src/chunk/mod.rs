@@ -154,6 +154,21 @@ impl Keys {
             .collect()
     }
 
+    /// A hash of row `i`'s key, its parts kept apart (`a`+`bc` and `ab`+`c`
+    /// differ); `None` when a part is missing. Equal keys hash alike; equal
+    /// hashes are compared by [`Keys::parts`].
+    pub fn hash(&self, i: usize) -> Option<u64> {
+        // Each part is hashed on its own, seeded with the hash of the parts
+        // before it.
+        self.0.iter().try_fold(0, |seed, a| {
+            let part = cell_str(a.as_ref()?, i)?;
+            Some(twox_hash::XxHash3_64::oneshot_with_seed(
+                seed,
+                part.as_bytes(),
+            ))
+        })
+    }
+
     /// Row `i`'s key as one text, its parts joined with `+` (as findings,
     /// results and the analysis's scratch tables name a record); a one-part
     /// key borrowed as it is.
@@ -535,6 +550,38 @@ mod tests {
         let dup = p.problems.iter().find(|x| x.row == 12).cloned();
         assert_eq!(dup.as_ref().map(|d| d.column.as_str()), Some("case_number"));
         assert!(dup.is_some_and(|d| d.reason.contains("row 10")));
+    }
+
+    #[test]
+    fn keys_repeat_only_when_every_part_is_equal() {
+        let p = parse_as(
+            &FAMILY_AND_FRIENDS,
+            "C1,Ann,Lee,spouse,no\nC1,An,nLee,son,no\nC1,Ann,Lee,son,no\n\
+             C2,Ann,Lee,son,no\nC1,An,nLee,son,no\nC1,Ann,Lee,son,no\n",
+            &["case #", "first", "last", "relationship", "next of kin"],
+        );
+        // C1+Ann+Lee at rows 10, 12 and 15; C1+An+nLee (the same letters,
+        // parted elsewhere) at 11 and 14; C2+Ann+Lee once.
+        assert_eq!(
+            p.valid,
+            vec![true, true, false, true, false, false],
+            "{:?}",
+            p.problems
+        );
+        let repeats: Vec<(u64, &str, &str)> = p
+            .problems
+            .iter()
+            .map(|x| (x.row, x.value.as_str(), x.reason.as_str()))
+            .collect();
+        let reason = |first| format!("duplicate key: the same key is already at row {first}");
+        assert_eq!(
+            repeats,
+            vec![
+                (12, "C1+Ann+Lee", reason(10).as_str()),
+                (14, "C1+An+nLee", reason(11).as_str()),
+                (15, "C1+Ann+Lee", reason(10).as_str()),
+            ]
+        );
     }
 
     #[test]

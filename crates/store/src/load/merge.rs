@@ -10,7 +10,9 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::ChunkJob;
 use super::checks::fail_repeated_in_import;
-use super::target::{Merged, SOURCE_UPDATED_AT, STAGE, Sorted, Target, copy_in, stored_keys};
+use super::target::{
+    Merged, SOURCE_UPDATED_AT, STAGE, Sorted, Target, Wanted, copy_in, stored_keys,
+};
 use crate::StoreError;
 use crate::states::FailurePolicy;
 
@@ -46,7 +48,7 @@ pub(super) async fn plan(
     if valid.is_empty() {
         return Ok(None);
     }
-    let found = stored_keys(conn, target, parsed, &valid).await?;
+    let found = stored_keys(conn, target, parsed, &valid, Wanted::Provenance).await?;
     fail_repeated_in_import(target, parsed, &found);
     let valid: Vec<usize> = valid.into_iter().filter(|i| parsed.valid[*i]).collect();
     let batch = target.hashed(parsed)?;
