@@ -236,16 +236,18 @@ impl ParsedChunk {
         hashed.sort_unstable();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
         for group in hashed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-            // In row order: each row repeats the earliest one of equal parts.
-            let mut firsts: Vec<(usize, Vec<Cow<str>>)> = Vec::new();
-            for &(_, i) in group {
-                let Some(parts) = keys.parts(i) else {
-                    continue;
-                };
-                match firsts.iter().find(|(_, first)| *first == parts) {
-                    Some(&(first, _)) => repeats.push((i, first)),
-                    None => firsts.push((i, parts)),
-                }
+            // Sorted by parts, then row: each row repeats the first of its
+            // parts. Sorting, not a search among the group's earlier rows,
+            // keeps a file whose keys were made to share a hash from costing
+            // the square of its rows.
+            let mut rows: Vec<(Vec<Cow<str>>, usize)> = group
+                .iter()
+                .filter_map(|&(_, i)| Some((keys.parts(i)?, i)))
+                .collect();
+            rows.sort_unstable();
+            for same in rows.chunk_by(|a, b| a.0 == b.0) {
+                let first = same[0].1;
+                repeats.extend(same[1..].iter().map(|&(_, i)| (i, first)));
             }
         }
         repeats.sort_unstable();

@@ -405,18 +405,20 @@ async fn key_range(
     };
     // One row of arrays, not a row per record: a chunk's range holds tens of
     // thousands of records, and each row the driver streams costs more on
-    // the client than its values do.
-    // The file, row and import that wrote each record only when asked for:
-    // the analysis's comparison needs the hashes alone, and three fewer
-    // arrays halve what the query builds and sends.
-    let provenance = match wanted {
-        Wanted::Provenance => "array_agg(f), array_agg(r), array_agg(s)",
-        Wanted::Hashes => "NULL::uuid[], NULL::int8[], NULL::bool[]",
+    // the client than its values do. The file, row and import that wrote
+    // each record only when asked for: the analysis's comparison needs the
+    // hashes alone, and three fewer arrays halve what the query builds and
+    // sends.
+    let (provenance, read) = match wanted {
+        Wanted::Provenance => (
+            "array_agg(f), array_agg(r), array_agg(s)",
+            ", t.source_file_id f, t.source_row r, t.source_import_id = $4 s",
+        ),
+        Wanted::Hashes => ("NULL::uuid[], NULL::int8[], NULL::bool[]", ""),
     };
     let sql = format!(
         "SELECT count(*), array_agg(k), array_agg(h), array_agg(u), {provenance}
-           FROM (SELECT t.{key} k, t.{ROW_HASH_COLUMN} h, {updated} u, t.source_file_id f,
-                        t.source_row r, t.source_import_id = $4 s
+           FROM (SELECT t.{key} k, t.{ROW_HASH_COLUMN} h, {updated} u{read}
                    FROM (SELECT min(x) lo, max(x) hi FROM unnest($2::text[]) x) b
                    JOIN {table} t ON t.organization_id = $1 AND t.{key} BETWEEN b.lo AND b.hi
                   LIMIT $3) found",
@@ -431,14 +433,15 @@ async fn key_range(
         Option<Vec<Option<i64>>>,
         Option<Vec<Option<bool>>>,
     );
+    let mut query = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(target.organization_id)
+        .bind(&keys)
+        .bind(limit);
+    if wanted == Wanted::Provenance {
+        query = query.bind(target.import_id);
+    }
     let (count, stored_keys, hashes, stored_updated, files, source_rows, same): Found =
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(target.organization_id)
-            .bind(&keys)
-            .bind(limit)
-            .bind(target.import_id)
-            .fetch_one(&mut *conn)
-            .await?;
+        query.fetch_one(&mut *conn).await?;
     if count >= limit {
         return Ok(None);
     }
