@@ -195,8 +195,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(again) = again {
         let again = again?;
-        reimport::print(&again, args.rows, copy);
+        let floor = reimport::update_baseline(&args.database_url)?;
+        reimport::print(&again, args.rows, copy, floor);
         json["reimports"] = reimport::json(&again, args.rows, copy);
+        json["update_floor_s"] = floor.as_secs_f64().into();
     }
     if let Some(spread) = spread {
         let spread = spread?;
@@ -669,7 +671,7 @@ impl Figures {
     }
 }
 
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+pub(crate) fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         // The generated files mix ISO and US (M/D/YYYY) dates, as the service accepts.

@@ -416,8 +416,32 @@ async fn keys_repeated_across_chunks_and_files_fail_at_load_as_the_analysis_says
     .fetch_all(env.db.pool())
     .await?;
     let row_errors = count(&env.db, "SELECT count(*) FROM row_errors").await?;
+    // Each repeat names the row that wrote its key first.
+    let reasons: Vec<(String, i64, String)> = passare_imports_store::sqlx::query_as(
+        "SELECT f.file_name, e.row_number, e.reason
+           FROM row_errors e JOIN import_files f ON f.id = e.file_id
+          ORDER BY f.file_name, e.row_number",
+    )
+    .fetch_all(env.db.pool())
+    .await?;
     env.finish().await?;
 
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "first.csv".to_string(),
+                3,
+                "duplicate key: the same key is already at row 1".to_string()
+            ),
+            (
+                "second.csv".to_string(),
+                2,
+                "duplicate key: the same key was loaded from row 2 of an earlier file of this import"
+                    .to_string()
+            ),
+        ]
+    );
     assert_eq!(
         in_file,
         Some((WARNING, 1, Some((3, "case_number".into(), "D1".into()))))

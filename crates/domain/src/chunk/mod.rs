@@ -269,8 +269,15 @@ pub fn column_texts(array: &ArrayRef) -> StringArray {
                 match days {
                     // Writing to a string builder cannot fail.
                     Some(days) => {
-                        let _ = write!(out, "{}", date_from_days(days));
-                        out.append_value("");
+                        let date = date_from_days(days);
+                        let mut digits = [0; 10];
+                        match iso_date(date, &mut digits) {
+                            Some(text) => out.append_value(text),
+                            None => {
+                                let _ = write!(out, "{date}");
+                                out.append_value("");
+                            }
+                        }
                     }
                     None => out.append_null(),
                 }
@@ -283,6 +290,28 @@ pub fn column_texts(array: &ArrayRef) -> StringArray {
         }
     }
     out.finish()
+}
+
+/// `date` as `YYYY-MM-DD`, written into `digits` as chrono writes a date of
+/// the years 0 to 9999 (its formatter goes character by character, a
+/// noticeable part of rendering a chunk's dates); `None` for other years,
+/// which chrono writes with a sign.
+fn iso_date(date: NaiveDate, digits: &mut [u8; 10]) -> Option<&str> {
+    use chrono::Datelike;
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let put = |value: u32, out: &mut [u8]| {
+        let mut value = value;
+        for digit in out.iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(year, &mut digits[0..4]);
+    digits[4] = b'-';
+    put(date.month(), &mut digits[5..7]);
+    digits[7] = b'-';
+    put(date.day(), &mut digits[8..10]);
+    std::str::from_utf8(digits).ok()
 }
 
 /// Days since 1970-01-01, as Date32 holds a date.
@@ -311,6 +340,28 @@ pub(crate) fn row_numbers(batch: &RecordBatch) -> Option<&Int64Array> {
 mod tests {
     use super::*;
     use crate::catalog::{BANK_TRANSACTIONS, CASES, CONTRACT_INFORMATION, FAMILY_AND_FRIENDS};
+
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        use std::sync::Arc;
+
+        let days = (-800_000..3_000_000).step_by(97).chain([
+            -719_528,
+            -719_529,
+            2_932_896,
+            2_932_897,
+            i32::MIN,
+            i32::MAX,
+        ]);
+        let dates: Date32Array = days.map(Some).chain([None]).collect();
+        let texts = column_texts(&(Arc::new(dates.clone()) as ArrayRef));
+        for (i, days) in dates.iter().enumerate() {
+            match days {
+                Some(days) => assert_eq!(texts.value(i), date_from_days(days).to_string()),
+                None => assert!(texts.is_null(i)),
+            }
+        }
+    }
 
     fn setup() -> ReferenceIndex {
         let mut s = ReferenceIndex::default();

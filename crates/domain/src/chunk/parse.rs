@@ -266,7 +266,7 @@ fn storable_text(field: &[u8], limit: usize) -> Result<Option<&str>, String> {
     let text = std::str::from_utf8(field).map_err(|_| {
         "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)".to_string()
     })?;
-    let text = text.trim();
+    let text = trim(text);
     if text.is_empty() {
         return Ok(None);
     }
@@ -276,6 +276,21 @@ fn storable_text(field: &[u8], limit: usize) -> Result<Option<&str>, String> {
         Err(format!("is longer than {limit} characters"))
     } else {
         Ok(Some(text))
+    }
+}
+
+/// [`str::trim`], on ASCII first: a cell's ends are nearly always ASCII, and
+/// Unicode's trim decodes and classifies each end's characters. What the
+/// ASCII trim leaves is trimmed again by Unicode's rules only when an end is
+/// not ASCII or is a vertical tab (white space to Unicode, not to ASCII).
+fn trim(text: &str) -> &str {
+    let text = text.trim_ascii();
+    let plain = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii() && *b != 0x0b);
+    let bytes = text.as_bytes();
+    if plain(bytes.first()) && plain(bytes.last()) {
+        text
+    } else {
+        text.trim()
     }
 }
 
@@ -436,5 +451,33 @@ fn shown(sensitive: bool, value: &str) -> String {
         mask(value)
     } else {
         excerpt(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_trimmed_as_unicode_trims_them() {
+        let cells = [
+            "",
+            " ",
+            "a",
+            " a b ",
+            "\t\r\n a \x0c",
+            "\x0b",
+            "\x0ba\x0b",
+            " \x0b a \x0b ",
+            "\u{a0}a\u{3000}",
+            " \u{2003} a \u{85}",
+            "a\u{a0} ",
+            "é",
+            " é ",
+            " \u{1f}a\u{1f} ",
+        ];
+        for cell in cells {
+            assert_eq!(trim(cell), cell.trim(), "{cell:?}");
+        }
     }
 }

@@ -287,7 +287,15 @@ pub(super) fn prepare(
 ) -> tokio::task::JoinHandle<Prepared> {
     let (def, source, batch) = (job.def, source(job), parsed.batch.clone());
     let rows = rows.to_vec();
-    tokio::task::spawn_blocking(move || Builder::new(def, source, &batch).created(&rows))
+    tokio::task::spawn_blocking(move || {
+        if rows.is_empty() {
+            // No new row (an unchanged or updating re-import): no created
+            // event, and no column is rendered as text for none.
+            let batch_id = stable_id(source.import_id, source.chunk_id, CREATED.as_bytes());
+            return Prepared::new(batch_id, 0);
+        }
+        Builder::new(def, source, &batch).created(&rows)
+    })
 }
 
 /// A `RecordEventBatch`'s events are its field 2, after its id (field 1).

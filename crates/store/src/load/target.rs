@@ -293,7 +293,8 @@ pub(super) async fn copy_in(
 /// whether the row is stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wanted {
-    /// Also the file, row and import that wrote it (a chunk's write).
+    /// Also whether the target's import wrote it, and if so the file and
+    /// row that did (a chunk's write).
     Provenance,
     /// Only what tells new, unchanged, changed and stale rows apart (the
     /// analysis). The range lookup then leaves the provenance `None`
@@ -306,7 +307,8 @@ pub(super) enum Wanted {
 pub(super) struct StoredKey {
     /// The batch row.
     pub row: usize,
-    /// The file and row that last wrote the record.
+    /// The file and row that last wrote the record; the range lookup reads
+    /// them only for records the target's import wrote (`same_import`).
     pub file: Option<Uuid>,
     pub source_row: Option<i64>,
     /// The record's row hash; `None` when not known.
@@ -405,16 +407,18 @@ async fn key_range(
     };
     // One row of arrays, not a row per record: a chunk's range holds tens of
     // thousands of records, and each row the driver streams costs more on
-    // the client than its values do. The file, row and import that wrote
-    // each record only when asked for: the analysis's comparison needs the
-    // hashes alone, and three fewer arrays halve what the query builds and
-    // sends.
+    // the client than its values do. The file and row that wrote a record
+    // only for the records the target's own import wrote (the rows that
+    // repeat a key of the import), and only when asked for: those arrays
+    // are empty on a first load and on a re-import, and building and
+    // sending a file and a row for every record of the range doubled what
+    // the lookup cost; the analysis's comparison needs the hashes alone.
     let (provenance, read) = match wanted {
         Wanted::Provenance => (
-            "array_agg(f), array_agg(r), array_agg(s)",
+            "array_agg(k) FILTER (WHERE s), array_agg(f) FILTER (WHERE s), array_agg(r) FILTER (WHERE s)",
             ", t.source_file_id f, t.source_row r, t.source_import_id = $4 s",
         ),
-        Wanted::Hashes => ("NULL::uuid[], NULL::int8[], NULL::bool[]", ""),
+        Wanted::Hashes => ("NULL::text[], NULL::uuid[], NULL::int8[]", ""),
     };
     let sql = format!(
         "SELECT count(*), array_agg(k), array_agg(h), array_agg(u), {provenance}
@@ -429,9 +433,9 @@ async fn key_range(
         Option<Vec<String>>,
         Option<Vec<Option<i64>>>,
         Option<Vec<Option<i64>>>,
+        Option<Vec<String>>,
         Option<Vec<Option<Uuid>>>,
         Option<Vec<Option<i64>>>,
-        Option<Vec<Option<bool>>>,
     );
     let mut query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(target.organization_id)
@@ -440,29 +444,39 @@ async fn key_range(
     if wanted == Wanted::Provenance {
         query = query.bind(target.import_id);
     }
-    let (count, stored_keys, hashes, stored_updated, files, source_rows, same): Found =
+    let (count, stored_keys, hashes, stored_updated, import_keys, files, source_rows): Found =
         query.fetch_one(&mut *conn).await?;
     if count >= limit {
         return Ok(None);
     }
-    // The value of array `a` at `i`; `None` where the array was not asked for.
+    // The value of array `a` at `i`.
     fn at<T: Copy>(a: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
         a.as_ref().and_then(|a| a.get(i).copied().flatten())
     }
+    // The keys the target's import wrote, with the file and row that wrote
+    // each (keys are unique within an organization).
+    let written_by_import: std::collections::HashMap<String, (Option<Uuid>, Option<i64>)> =
+        import_keys
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(j, k)| (k, (at(&files, j), at(&source_rows, j))))
+            .collect();
     let updated_at = updated_at(parsed);
     let mut found = Vec::new();
     for (i, k) in stored_keys.unwrap_or_default().into_iter().enumerate() {
         let first = by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str());
         let rows = by_key[first..].iter().take_while(|(mine, _)| *mine == k);
+        let provenance = written_by_import.get(&k);
         for &(_, row) in rows {
             let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
             found.push(StoredKey {
                 row,
-                file: at(&files, i),
-                source_row: at(&source_rows, i),
+                file: provenance.and_then(|p| p.0),
+                source_row: provenance.and_then(|p| p.1),
                 hash: at(&hashes, i),
                 stale: matches!((mine, at(&stored_updated, i)), (Some(m), Some(s)) if m < s),
-                same_import: at(&same, i) == Some(true),
+                same_import: provenance.is_some(),
             });
         }
     }
