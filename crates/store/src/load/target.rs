@@ -444,43 +444,72 @@ async fn key_range(
     if wanted == Wanted::Provenance {
         query = query.bind(target.import_id);
     }
-    let (count, stored_keys, hashes, stored_updated, import_keys, files, source_rows): Found =
+    let (count, keys, hashes, updated, import_keys, files, source_rows): Found =
         query.fetch_one(&mut *conn).await?;
     if count >= limit {
         return Ok(None);
     }
-    // The value of array `a` at `i`.
-    fn at<T: Copy>(a: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
-        a.as_ref().and_then(|a| a.get(i).copied().flatten())
-    }
-    // The keys the target's import wrote, with the file and row that wrote
-    // each (keys are unique within an organization).
-    let written_by_import: std::collections::HashMap<String, (Option<Uuid>, Option<i64>)> =
-        import_keys
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(j, k)| (k, (at(&files, j), at(&source_rows, j))))
-            .collect();
-    let updated_at = updated_at(parsed);
-    let mut found = Vec::new();
-    for (i, k) in stored_keys.unwrap_or_default().into_iter().enumerate() {
-        let first = by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str());
-        let rows = by_key[first..].iter().take_while(|(mine, _)| *mine == k);
-        let provenance = written_by_import.get(&k);
-        for &(_, row) in rows {
-            let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
-            found.push(StoredKey {
-                row,
-                file: provenance.and_then(|p| p.0),
-                source_row: provenance.and_then(|p| p.1),
-                hash: at(&hashes, i),
-                stale: matches!((mine, at(&stored_updated, i)), (Some(m), Some(s)) if m < s),
-                same_import: provenance.is_some(),
-            });
+    let range = RangeArrays {
+        keys,
+        hashes,
+        updated,
+        import_keys,
+        files,
+        source_rows,
+    };
+    Ok(Some(range.matched(&by_key, parsed)))
+}
+
+/// What [`key_range`] reads: one array per column, in the order of the
+/// records; the file and row arrays follow `import_keys`, the keys of the
+/// records the target's import wrote.
+struct RangeArrays {
+    keys: Option<Vec<String>>,
+    hashes: Option<Vec<Option<i64>>>,
+    updated: Option<Vec<Option<i64>>>,
+    import_keys: Option<Vec<String>>,
+    files: Option<Vec<Option<Uuid>>>,
+    source_rows: Option<Vec<Option<i64>>>,
+}
+
+/// The value of array `a` at `i`.
+fn at<T: Copy>(a: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
+    a.as_ref().and_then(|a| a.get(i).copied().flatten())
+}
+
+impl RangeArrays {
+    /// The batch rows whose key the range holds (`by_key`: the rows by key
+    /// text, sorted), each with what its record says.
+    fn matched(self, by_key: &[(Cow<str>, usize)], parsed: &ParsedChunk) -> Vec<StoredKey> {
+        // The keys the target's import wrote, with the file and row that
+        // wrote each (keys are unique within an organization).
+        let written_by_import: std::collections::HashMap<String, (Option<Uuid>, Option<i64>)> =
+            self.import_keys
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(j, k)| (k, (at(&self.files, j), at(&self.source_rows, j))))
+                .collect();
+        let updated_at = updated_at(parsed);
+        let mut found = Vec::new();
+        for (i, k) in self.keys.unwrap_or_default().into_iter().enumerate() {
+            let first = by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str());
+            let rows = by_key[first..].iter().take_while(|(mine, _)| *mine == k);
+            let provenance = written_by_import.get(&k);
+            for &(_, row) in rows {
+                let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
+                found.push(StoredKey {
+                    row,
+                    file: provenance.and_then(|p| p.0),
+                    source_row: provenance.and_then(|p| p.1),
+                    hash: at(&self.hashes, i),
+                    stale: matches!((mine, at(&self.updated, i)), (Some(m), Some(s)) if m < s),
+                    same_import: provenance.is_some(),
+                });
+            }
         }
+        found
     }
-    Ok(Some(found))
 }
 
 /// The chunk's `source_updated_at` column, when it has one.
