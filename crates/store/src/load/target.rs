@@ -415,55 +415,45 @@ async fn key_range(
     // the lookup cost; the analysis's comparison needs the hashes alone.
     let (provenance, read) = match wanted {
         Wanted::Provenance => (
-            "array_agg(k) FILTER (WHERE s), array_agg(f) FILTER (WHERE s), array_agg(r) FILTER (WHERE s)",
+            "array_agg(k) FILTER (WHERE s) import_keys, array_agg(f) FILTER (WHERE s) files,
+             array_agg(r) FILTER (WHERE s) source_rows",
             ", t.source_file_id f, t.source_row r, t.source_import_id = $4 s",
         ),
-        Wanted::Hashes => ("NULL::text[], NULL::uuid[], NULL::int8[]", ""),
+        Wanted::Hashes => (
+            "NULL::text[] import_keys, NULL::uuid[] files, NULL::int8[] source_rows",
+            "",
+        ),
     };
     let sql = format!(
-        "SELECT count(*), array_agg(k), array_agg(h), array_agg(u), {provenance}
+        "SELECT count(*) count, array_agg(k) keys, array_agg(h) hashes, array_agg(u) updated,
+                {provenance}
            FROM (SELECT t.{key} k, t.{ROW_HASH_COLUMN} h, {updated} u{read}
                    FROM (SELECT min(x) lo, max(x) hi FROM unnest($2::text[]) x) b
                    JOIN {table} t ON t.organization_id = $1 AND t.{key} BETWEEN b.lo AND b.hi
                   LIMIT $3) found",
         table = def.target_table,
     );
-    type Found = (
-        i64,
-        Option<Vec<String>>,
-        Option<Vec<Option<i64>>>,
-        Option<Vec<Option<i64>>>,
-        Option<Vec<String>>,
-        Option<Vec<Option<Uuid>>>,
-        Option<Vec<Option<i64>>>,
-    );
-    let mut query = sqlx::query_as(AssertSqlSafe(sql))
+    let mut query = sqlx::query_as::<_, RangeArrays>(AssertSqlSafe(sql))
         .bind(target.organization_id)
         .bind(&keys)
         .bind(limit);
     if wanted == Wanted::Provenance {
         query = query.bind(target.import_id);
     }
-    let (count, keys, hashes, updated, import_keys, files, source_rows): Found =
-        query.fetch_one(&mut *conn).await?;
-    if count >= limit {
+    let range = query.fetch_one(&mut *conn).await?;
+    if range.count >= limit {
         return Ok(None);
     }
-    let range = RangeArrays {
-        keys,
-        hashes,
-        updated,
-        import_keys,
-        files,
-        source_rows,
-    };
     Ok(Some(range.matched(&by_key, parsed)))
 }
 
 /// What [`key_range`] reads: one array per column, in the order of the
 /// records; the file and row arrays follow `import_keys`, the keys of the
 /// records the target's import wrote.
+#[derive(sqlx::FromRow)]
 struct RangeArrays {
+    /// Records in the range, up to the lookup's limit.
+    count: i64,
     keys: Option<Vec<String>>,
     hashes: Option<Vec<Option<i64>>>,
     updated: Option<Vec<Option<i64>>>,
