@@ -19,6 +19,16 @@ pub async fn count(db: &Db, sql: &str) -> anyhow::Result<i64> {
         .await?)
 }
 
+/// How many before-images the database keeps, of every import and type.
+pub async fn before_images(db: &Db) -> anyhow::Result<i64> {
+    let mut total = 0;
+    for def in passare_imports_domain::catalog::CATALOG {
+        let table = passare_imports_store::load::undo_table(def);
+        total += count(db, &format!("SELECT count(*) FROM {table}")).await?;
+    }
+    Ok(total)
+}
+
 /// A chunk's recorded time interval.
 #[derive(Debug, Clone)]
 pub struct Interval {

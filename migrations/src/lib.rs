@@ -86,6 +86,10 @@ impl MigratorTrait for Migrator {
                 name: "m0022_record_events_compressed_by_workers",
                 up: include_str!("../sql/0022_record_events_compressed_by_workers.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0023_before_images_per_type",
+                up: include_str!("../sql/0023_before_images_per_type.sql"),
+            }),
         ]
     }
 }

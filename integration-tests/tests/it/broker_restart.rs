@@ -324,7 +324,7 @@ async fn a_broker_restart_mid_import_is_survived_by_server_and_workers() -> anyh
         count(&env.db, "SELECT count(*) FROM cases").await?,
         (BIG_ROWS + OTHER_ROWS + LATE_ROWS) as i64
     );
-    assert_eq!(count(&env.db, "SELECT count(*) FROM import_undo").await?, 0);
+    assert_eq!(before_images(&env.db).await?, 0);
     let intervals = chunk_intervals(&env.db).await?;
     assert_eq!(
         intervals.len() as u64,

@@ -116,7 +116,7 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
         if is_terminal(&now) {
             break;
         }
-        undo_seen = undo_seen.max(count(&env.db, "SELECT count(*) FROM import_undo").await?);
+        undo_seen = undo_seen.max(before_images(&env.db).await?);
         // Aim at a write: the kill goes out as soon as a chunk write is seen
         // in flight.
         let Ok(write) = env.wait_for_chunk_write(ORG, Duration::from_secs(20)).await else {
@@ -188,7 +188,7 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
         if is_terminal(&now) {
             break now;
         }
-        undo_seen = undo_seen.max(count(&env.db, "SELECT count(*) FROM import_undo").await?);
+        undo_seen = undo_seen.max(before_images(&env.db).await?);
         anyhow::ensure!(
             Instant::now() < deadline,
             "the import did not finish: {now:?}"
@@ -283,7 +283,7 @@ async fn a_worker_killed_again_and_again_loses_nothing_and_duplicates_nothing() 
         "before-images kept while the import ran"
     );
     assert_eq!(
-        count(&env.db, "SELECT count(*) FROM import_undo").await?,
+        before_images(&env.db).await?,
         0,
         "before-images outlived the completed import"
     );

@@ -400,7 +400,7 @@ async fn many_workers_and_organizations_keep_one_chunk_per_organization_and_leav
         }
     }
     assert_eq!(
-        count(&env.db, "SELECT count(*) FROM import_undo").await?,
+        before_images(&env.db).await?,
         0,
         "before-images outlived their imports"
     );

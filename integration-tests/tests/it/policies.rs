@@ -103,7 +103,7 @@ async fn all_or_nothing_leaves_no_row_of_a_failed_import_and_puts_back_what_it_u
         .await?,
         0
     );
-    assert_eq!(count(&env.db, "SELECT count(*) FROM import_undo").await?, 0);
+    assert_eq!(before_images(&env.db).await?, 0);
     let p = done.progress.unwrap_or_default();
     assert_eq!(
         (p.rows_created, p.rows_updated, p.rows_unchanged),

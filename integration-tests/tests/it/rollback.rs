@@ -129,7 +129,7 @@ async fn a_rollback_too_large_for_one_transaction_finishes_in_batches_through_a_
         before,
         "the cases are exactly as before the failed import"
     );
-    assert_eq!(count(&env.db, "SELECT count(*) FROM import_undo").await?, 0);
+    assert_eq!(before_images(&env.db).await?, 0);
     let steps: Vec<String> = failed.timeline.iter().map(|t| t.kind.clone()).collect();
     let tail: Vec<&str> = steps
         .iter()
@@ -154,5 +154,45 @@ async fn a_rollback_too_large_for_one_transaction_finishes_in_batches_through_a_
     let third = wait_terminal(&mut client, &third).await?;
     assert_eq!(state(&third), pb::ImportState::Completed);
     env.kill_worker_process(worker)?;
+    env.finish().await
+}
+
+/// A type's before-image is its whole record: the `_undo` table has the
+/// import, then exactly the target table's columns with their types, and
+/// the image the update keeps names every one of them. A migration adding a
+/// column to a target table without its `_undo` table fails here, not in
+/// the rollback of a production import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_keeps_its_whole_record_as_a_before_image() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options {
+        in_process_workers: 0,
+        ..Options::default()
+    })
+    .await?;
+    async fn columns(env: &TestEnv, table: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(passare_imports_store::sqlx::query_as(
+            "SELECT column_name::text, format_type(atttypid, atttypmod)
+               FROM information_schema.columns c
+               JOIN pg_attribute a ON a.attrelid = c.table_name::regclass AND a.attname = c.column_name
+              WHERE c.table_schema = current_schema() AND c.table_name = $1
+              ORDER BY c.ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(env.db.pool())
+        .await?)
+    }
+    for def in passare_imports_domain::catalog::CATALOG {
+        let record = columns(&env, def.target_table).await?;
+        assert!(!record.is_empty(), "no table {}", def.target_table);
+        let undo = columns(&env, &load::undo_table(def)).await?;
+        let mut expected = vec![("import_id".to_string(), "uuid".to_string())];
+        expected.extend(record.iter().cloned());
+        assert_eq!(undo, expected, "{}'s before-image table", def.key);
+        let mut imaged: Vec<&str> = load::imaged_columns(def);
+        imaged.sort_unstable();
+        let mut stored: Vec<&str> = record.iter().map(|(name, _)| name.as_str()).collect();
+        stored.sort_unstable();
+        assert_eq!(imaged, stored, "{}'s before-image columns", def.key);
+    }
     env.finish().await
 }

@@ -35,7 +35,9 @@ use crate::{StoreError, exec, timeline};
 pub use checks::{StoredSum, check_against_stored, reference_index, stored_sums};
 pub use ending::{GaveUp, Stopped, fail_draft, give_up_chunk, stop_import};
 pub use target::{Merged, Target, compare_with_stored};
-pub use undo::{RollbackStep, roll_back_batch};
+pub use undo::{
+    RollbackStep, forget as forget_before_images, imaged_columns, roll_back_batch, undo_table,
+};
 
 /// A chunk with the file and import it belongs to.
 #[derive(Debug, Clone)]

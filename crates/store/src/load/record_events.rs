@@ -319,7 +319,7 @@ pub(super) async fn stored(
     parsed: &ParsedChunk,
     prepared: Prepared,
     created_rows: Vec<usize>,
-    updated_rows: Vec<(i64, Vec<String>)>,
+    updated_rows: Vec<(i64, Vec<&'static str>)>,
 ) -> Result<Vec<StoredPayload>, StoreError> {
     let (def, source, batch) = (job.def, source(job), parsed.batch.clone());
     let batch_id = stable_id(job.import.id, job.chunk.id, UPDATED.as_bytes());
@@ -342,7 +342,7 @@ pub(super) async fn stored(
 fn updated(
     builder: &Builder,
     batch_id: Uuid,
-    updated_rows: &[(i64, Vec<String>)],
+    updated_rows: &[(i64, Vec<&'static str>)],
 ) -> Option<EncodedBatch> {
     let index: HashMap<i64, usize> = builder
         .rows
@@ -350,7 +350,7 @@ fn updated(
         .enumerate()
         .map(|(i, r)| (*r, i))
         .collect();
-    let mut in_order: Vec<&(i64, Vec<String>)> = updated_rows.iter().collect();
+    let mut in_order: Vec<&(i64, Vec<&str>)> = updated_rows.iter().collect();
     in_order.sort_by_key(|(row, _)| *row);
     let mut payload = Vec::new();
     put_batch_id(batch_id, &mut payload);
@@ -361,7 +361,7 @@ fn updated(
         let columns: Vec<&Column> = builder
             .written
             .iter()
-            .filter(|c| changed.iter().any(|name| name == c.name))
+            .filter(|c| changed.contains(&c.name))
             .collect();
         builder.put(
             i,

@@ -170,7 +170,7 @@ pub struct Merged {
     /// With record events: the batch rows created, and the row numbers of
     /// the rows that updated a record with the columns they changed.
     pub created_rows: Vec<usize>,
-    pub updated_rows: Vec<(i64, Vec<String>)>,
+    pub updated_rows: Vec<(i64, Vec<&'static str>)>,
 }
 
 /// What writing a chunk would do, without writing it, among the valid rows.

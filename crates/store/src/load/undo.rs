@@ -1,7 +1,8 @@
 //! Undoing what an all-or-nothing import wrote: every record it updated gets
-//! its before-image back (kept in `import_undo` by the update that changed
-//! it), and every record still carrying the import as its last writer —
-//! those it created — is deleted.
+//! its before-image back (kept in the type's `<target table>_undo` table by
+//! the update that changed it, a typed copy of the record as it was), and
+//! every record still carrying the import as its last writer — those it
+//! created — is deleted.
 //!
 //! An import of any size is put back in batches, each its own transaction
 //! behind the organization's write fence: first the before-images (a
@@ -22,6 +23,49 @@ use uuid::Uuid;
 use super::{turn, written_columns};
 use crate::states::{ChunkState, ImportState};
 use crate::{StoreError, locks, timeline};
+
+/// The table that keeps a type's before-images: the import, then the
+/// record's columns as they were (migration 0023).
+pub fn undo_table(def: &ImportTypeDef) -> String {
+    format!("{}_undo", def.target_table)
+}
+
+/// The columns a before-image keeps: the whole record — its organization,
+/// the columns imports write, then its hash, provenance and times.
+pub fn imaged_columns(def: &ImportTypeDef) -> Vec<&'static str> {
+    std::iter::once("organization_id")
+        .chain(written_columns(def))
+        .chain([
+            "row_hash",
+            "source_row",
+            "source_import_id",
+            "source_file_id",
+            "created_at",
+            "updated_at",
+        ])
+        .collect()
+}
+
+/// The statement part that keeps the before-images of the records `from`
+/// (aliased `t`) selects, for an update about to change them: a typed copy
+/// of each record the import has not written yet. A record it already wrote
+/// is either one it created (deleted by a rollback) or one whose first
+/// image is kept, which must stay the one put back. `$import` is the
+/// parameter that holds the import's id.
+pub(super) fn keep_images(def: &ImportTypeDef, import: &str, from: &str) -> String {
+    let columns = imaged_columns(def);
+    format!(
+        "INSERT INTO {undo} (import_id, {list})
+         SELECT {import}, {values} {from} AND t.source_import_id IS DISTINCT FROM {import}",
+        undo = undo_table(def),
+        list = columns.join(", "),
+        values = columns
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
 
 /// Whether any chunk of the import was written: only then is there
 /// anything to put back.
@@ -109,7 +153,7 @@ pub async fn roll_back_batch(
     }
     // Created records go once every before-image is back (a restored record
     // names its earlier writer, so it is not taken for a created one).
-    if taken < batch && !any_before_image(&mut tx, import_id).await? {
+    if taken < batch && !any_before_image(&mut tx, &types, import_id).await? {
         types.reverse();
         for def in &types {
             let deleted =
@@ -168,13 +212,24 @@ async fn written_types(
     Ok(types)
 }
 
-async fn any_before_image(conn: &mut PgConnection, import_id: Uuid) -> Result<bool, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM import_undo WHERE import_id = $1)")
-            .bind(import_id)
-            .fetch_one(conn)
-            .await?,
-    )
+async fn any_before_image(
+    conn: &mut PgConnection,
+    types: &[&ImportTypeDef],
+    import_id: Uuid,
+) -> Result<bool, StoreError> {
+    for def in types {
+        let found: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE import_id = $1)",
+            undo_table(def)
+        )))
+        .bind(import_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Writes at most `limit` before-images of one type back over the records,
@@ -187,16 +242,9 @@ async fn restore(
     limit: i64,
 ) -> Result<(i64, i64), StoreError> {
     let keys = def.key_columns;
-    let restored: Vec<&str> = written_columns(def)
+    let restored: Vec<&str> = imaged_columns(def)
         .into_iter()
-        .filter(|c| !keys.contains(c))
-        .chain([
-            "row_hash",
-            "source_row",
-            "source_import_id",
-            "source_file_id",
-            "updated_at",
-        ])
+        .filter(|c| *c != "organization_id" && !keys.contains(c))
         .collect();
     let matched = keys
         .iter()
@@ -205,17 +253,16 @@ async fn restore(
         .join(" AND ");
     let sql = format!(
         "WITH taken AS (
-             DELETE FROM import_undo
-              WHERE ctid = ANY (ARRAY(
-                    SELECT ctid FROM import_undo
-                     WHERE import_id = $1 AND target_table = $2 LIMIT $3))
-             RETURNING before),
+             DELETE FROM {undo}
+              WHERE ctid = ANY (ARRAY(SELECT ctid FROM {undo} WHERE import_id = $1 LIMIT $2))
+             RETURNING *),
          put AS (
              UPDATE {table} t SET ({cols}) = ({values})
-               FROM (SELECT (jsonb_populate_record(NULL::{table}, taken.before)).* FROM taken) r
+               FROM taken r
               WHERE t.organization_id = r.organization_id AND {matched}
              RETURNING 1)
          SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM put)",
+        undo = undo_table(def),
         table = def.target_table,
         cols = restored.join(", "),
         values = restored
@@ -226,7 +273,6 @@ async fn restore(
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql))
         .bind(import_id)
-        .bind(def.target_table)
         .bind(limit)
         .fetch_one(conn)
         .await?)
@@ -306,11 +352,18 @@ async fn finish(
     Ok((state, undone))
 }
 
-/// Drops the before-images of an import that no longer needs them.
-pub(super) async fn forget(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM import_undo WHERE import_id = $1")
+/// Drops the before-images of an import that no longer needs them (it
+/// completed, or wrote nothing): every type's, as an import of several
+/// files may have updated records of each.
+pub async fn forget(conn: &mut PgConnection, import_id: Uuid) -> Result<(), StoreError> {
+    for def in catalog::CATALOG {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE import_id = $1",
+            undo_table(def)
+        )))
         .bind(import_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    }
     Ok(())
 }

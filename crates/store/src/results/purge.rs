@@ -69,7 +69,8 @@ pub async fn begin_purge(
     .bind(import_id)
     .fetch_all(&mut *tx)
     .await?;
-    for table in ["row_errors", "row_edits", "chunk_failures", "import_undo"] {
+    crate::load::forget_before_images(&mut tx, import_id).await?;
+    for table in ["row_errors", "row_edits", "chunk_failures"] {
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE import_id = $1"
         )))
