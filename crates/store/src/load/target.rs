@@ -259,11 +259,16 @@ impl Sorted {
         let hashes = batch
             .column_by_name(ROW_HASH_COLUMN)
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>());
-        let mut stored: std::collections::HashMap<usize, &StoredKey> =
-            found.iter().map(|k| (k.row, k)).collect();
+        // Each row's stored record, by row index (a row has at most one).
+        let mut stored: Vec<Option<&StoredKey>> = vec![None; batch.num_rows()];
+        for k in found {
+            if let Some(slot) = stored.get_mut(k.row) {
+                *slot = Some(k);
+            }
+        }
         let mut sorted = Sorted::default();
         for &i in rows {
-            match stored.remove(&i) {
+            match stored.get_mut(i).and_then(Option::take) {
                 None => sorted.new.push(i),
                 Some(k) if k.stale => sorted.stale += 1,
                 Some(k) if k.hash.is_some() && k.hash == hashes.map(|h| h.value(i)) => {
@@ -444,7 +449,7 @@ async fn key_range(
     if range.count >= limit {
         return Ok(None);
     }
-    Ok(Some(range.matched(&by_key, parsed)))
+    Ok(Some(range.matched(&by_key, updated_at(parsed))))
 }
 
 /// What [`key_range`] reads: one array per column, in the order of the
@@ -469,8 +474,13 @@ fn at<T: Copy>(a: &Option<Vec<Option<T>>>, i: usize) -> Option<T> {
 
 impl RangeArrays {
     /// The batch rows whose key the range holds (`by_key`: the rows by key
-    /// text, sorted), each with what its record says.
-    fn matched(self, by_key: &[(Cow<str>, usize)], parsed: &ParsedChunk) -> Vec<StoredKey> {
+    /// text, sorted), each with what its record says (`updated_at`: the
+    /// rows' `source_updated_at`, when the chunk has one).
+    fn matched(
+        self,
+        by_key: &[(Cow<str>, usize)],
+        updated_at: Option<&TimestampMicrosecondArray>,
+    ) -> Vec<StoredKey> {
         // The keys the target's import wrote, with the file and row that
         // wrote each (keys are unique within an organization).
         let written_by_import: std::collections::HashMap<String, (Option<Uuid>, Option<i64>)> =
@@ -480,11 +490,23 @@ impl RangeArrays {
                 .enumerate()
                 .map(|(j, k)| (k, (at(&self.files, j), at(&self.source_rows, j))))
                 .collect();
-        let updated_at = updated_at(parsed);
         let mut found = Vec::new();
+        // Where the previous record's rows ended: the range comes back in
+        // the database's collation, which for most keys is the rows' byte
+        // order too, so the next record's rows usually start there. One
+        // comparison says so; otherwise a binary search finds them.
+        let mut next = 0;
         for (i, k) in self.keys.unwrap_or_default().into_iter().enumerate() {
-            let first = by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str());
+            let first = match by_key.get(next) {
+                Some((mine, _))
+                    if *mine == k && (next == 0 || by_key[next - 1].0.as_ref() < k.as_str()) =>
+                {
+                    next
+                }
+                _ => by_key.partition_point(|(mine, _)| mine.as_ref() < k.as_str()),
+            };
             let rows = by_key[first..].iter().take_while(|(mine, _)| *mine == k);
+            next = first + rows.clone().count();
             let provenance = written_by_import.get(&k);
             for &(_, row) in rows {
                 let mine = updated_at.filter(|a| a.is_valid(row)).map(|a| a.value(row));
@@ -576,4 +598,84 @@ async fn probe_keys(
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows of a range matched to `rows` (key, batch row): each matched
+    /// row with its record's hash, by row.
+    fn matched(rows: &[(&'static str, usize)], range: &[&str]) -> Vec<(usize, Option<i64>)> {
+        let mut by_key: Vec<(Cow<str>, usize)> =
+            rows.iter().map(|(k, r)| (Cow::Borrowed(*k), *r)).collect();
+        by_key.sort_unstable();
+        let arrays = RangeArrays {
+            count: range.len() as i64,
+            keys: Some(range.iter().map(|k| k.to_string()).collect()),
+            hashes: Some((1..=range.len() as i64).map(Some).collect()),
+            updated: None,
+            import_keys: None,
+            files: None,
+            source_rows: None,
+        };
+        let mut found: Vec<(usize, Option<i64>)> = arrays
+            .matched(&by_key, None)
+            .iter()
+            .map(|k| (k.row, k.hash))
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    #[test]
+    fn a_range_matches_every_row_once_whatever_order_the_database_returns_it_in() {
+        // A key repeated by two rows, and a row whose key is not stored.
+        let rows = [
+            ("A-2", 0),
+            ("A1", 1),
+            ("a-1", 2),
+            ("a-1", 3),
+            ("b", 4),
+            ("c", 5),
+            ("d", 6),
+        ];
+        // The rows' byte order, with a record no row has ("a0").
+        assert_eq!(
+            matched(&rows, &["A-2", "A1", "a-1", "a0", "b", "c"]),
+            vec![
+                (0, Some(1)),
+                (1, Some(2)),
+                (2, Some(3)),
+                (3, Some(3)),
+                (4, Some(5)),
+                (5, Some(6))
+            ]
+        );
+        // A collation's order (case and punctuation weigh last), and one
+        // that is neither: the same rows, each with its own record.
+        assert_eq!(
+            matched(&rows, &["a-1", "a0", "A1", "A-2", "b", "c"]),
+            vec![
+                (0, Some(4)),
+                (1, Some(3)),
+                (2, Some(1)),
+                (3, Some(1)),
+                (4, Some(5)),
+                (5, Some(6))
+            ]
+        );
+        assert_eq!(
+            matched(&rows, &["c", "b", "a0", "a-1", "A1", "A-2"]),
+            vec![
+                (0, Some(6)),
+                (1, Some(5)),
+                (2, Some(4)),
+                (3, Some(4)),
+                (4, Some(2)),
+                (5, Some(1))
+            ]
+        );
+        assert!(matched(&rows, &[]).is_empty());
+    }
 }
