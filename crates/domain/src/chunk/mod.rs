@@ -380,6 +380,10 @@ mod tests {
     }
 
     fn parse_as(def: &'static ImportTypeDef, text: &str, headers: &[&str]) -> ParsedChunk {
+        parse_bytes(def, text.as_bytes(), headers)
+    }
+
+    fn parse_bytes(def: &'static ImportTypeDef, bytes: &[u8], headers: &[&str]) -> ParsedChunk {
         let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
         let mapping = def.map_headers(&headers);
         let layout = ChunkLayout {
@@ -392,7 +396,7 @@ mod tests {
             rules: None,
             rule_samples: 0,
         };
-        let mut p = parse_chunk(text.as_bytes(), layout).unwrap();
+        let mut p = parse_chunk(bytes, layout).unwrap();
         p.finish(def, &setup()).unwrap();
         p
     }
@@ -647,6 +651,37 @@ mod tests {
         assert!(!p.problems[0].value.contains('\0'));
         assert!(p.problems[1].reason.contains("longer than 256"));
         assert!(p.problems[1].value.chars().count() <= 201);
+    }
+
+    #[test]
+    fn cells_that_are_not_utf8_fail_each_by_name_even_when_their_record_would_be() {
+        let headers = &["case_number", "deceased_first_name", "deceased_last_name"];
+        // "é" (C3 A9) split by a delimiter: the record's bytes, read as one
+        // string, would be UTF-8; neither cell is. Then a lone byte, a
+        // record of valid non-ASCII text, and NUL in a non-ASCII record.
+        let p = parse_bytes(
+            &CASES,
+            b"C1,Ann\xc3,\xa9Lee\nC2,\xff,Li\nC3,Ren\xc3\xa9e,Do\nC4,Zo\xc3\xab\0,Li\n",
+            headers,
+        );
+        assert_eq!(p.valid, vec![false, false, true, false]);
+        let problems: Vec<(u64, &str, bool)> = p
+            .problems
+            .iter()
+            .map(|x| (x.row, x.column.as_str(), x.reason.contains("UTF-8")))
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                (10, "deceased_first_name", true),
+                (10, "deceased_last_name", true),
+                (11, "deceased_first_name", true),
+                (13, "deceased_first_name", false),
+            ]
+        );
+        assert!(p.problems[3].reason.contains("NUL"), "{:?}", p.problems);
+        let first = p.batch.column_by_name("deceased_first_name").unwrap();
+        assert_eq!(cell_text(first, 2).as_deref(), Some("Renée"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use arrow_array::{
     StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use csv::{ByteRecord, ReaderBuilder};
+use csv::{ByteRecord, ReaderBuilder, StringRecord};
 use sha2::{Digest, Sha256};
 
 use super::checks::check_rows;
@@ -121,9 +121,26 @@ fn read_records(bytes: &[u8], layout: &ChunkLayout<'_>) -> Result<RawRecords, Ch
         }
         out.rows.append_value(row as i64);
         let bad = match layout.rules {
-            None => out.fields(def, row, |ci| {
-                sources[ci].and_then(|i| record.get(i)).unwrap_or_default()
-            }),
+            // The whole record checked at once (UTF-8 — by csv, an ASCII
+            // record in one pass — and NUL), not field by field; a record
+            // that fails is checked field by field to name its bad cells.
+            None => match StringRecord::from_byte_record(std::mem::take(&mut record)) {
+                Ok(text) => {
+                    let nul_free = !text.as_byte_record().as_slice().contains(&0);
+                    let bad = out.fields(def, row, |ci| Cell::Text {
+                        text: sources[ci].and_then(|i| text.get(i)).unwrap_or_default(),
+                        nul_free,
+                    });
+                    record = text.into_byte_record();
+                    bad
+                }
+                Err(e) => {
+                    record = e.into_byte_record();
+                    out.fields(def, row, |ci| {
+                        Cell::Bytes(sources[ci].and_then(|i| record.get(i)).unwrap_or_default())
+                    })
+                }
+            },
             Some(rules) => out.transformed(layout, rules, &sources, &record, row),
         };
         out.unreadable.push(bad);
@@ -158,7 +175,7 @@ impl Columns {
         &mut self,
         def: &ImportTypeDef,
         row: u64,
-        field: impl Fn(usize) -> &'f [u8],
+        field: impl Fn(usize) -> Cell<'f>,
     ) -> bool {
         let mut bad = false;
         for (ci, col) in def.columns.iter().enumerate() {
@@ -172,7 +189,7 @@ impl Columns {
                     self.problems.push(RowProblem {
                         row,
                         column: col.name.into(),
-                        value: shown(col.sensitive, &String::from_utf8_lossy(field)),
+                        value: shown(col.sensitive, &String::from_utf8_lossy(field.bytes())),
                         reason,
                         kind: FindingKind::TypeError,
                     });
@@ -243,8 +260,9 @@ impl Columns {
                 kind: issue.kind,
             });
         }
-        bad |= self.fields(def, row, |ci| {
-            fields[ci].as_deref().map(str::as_bytes).unwrap_or_default()
+        bad |= self.fields(def, row, |ci| Cell::Text {
+            text: fields[ci].as_deref().unwrap_or_default(),
+            nul_free: false,
         });
         self.rule_fields = fields;
         bad
@@ -260,17 +278,42 @@ fn char_limit(def: &ImportTypeDef, col: &ColumnDef) -> usize {
     }
 }
 
+/// A record's field as [`storable_text`] takes it.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'f> {
+    /// Bytes not yet known to be UTF-8.
+    Bytes(&'f [u8]),
+    /// Text, and whether it is known to hold no NUL.
+    Text { text: &'f str, nul_free: bool },
+}
+
+impl<'f> Cell<'f> {
+    fn bytes(self) -> &'f [u8] {
+        match self {
+            Cell::Bytes(bytes) => bytes,
+            Cell::Text { text, .. } => text.as_bytes(),
+        }
+    }
+}
+
 /// A field as stored text: `None` when empty after trimming; an error when
 /// it is not UTF-8, holds NUL or is longer than `limit` characters.
-fn storable_text(field: &[u8], limit: usize) -> Result<Option<&str>, String> {
-    let text = std::str::from_utf8(field).map_err(|_| {
-        "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)".to_string()
-    })?;
+fn storable_text(field: Cell<'_>, limit: usize) -> Result<Option<&str>, String> {
+    let (text, nul_free) = match field {
+        Cell::Bytes(bytes) => (
+            std::str::from_utf8(bytes).map_err(|_| {
+                "is not valid UTF-8 (if the file is Windows-1252, upload it with that encoding)"
+                    .to_string()
+            })?,
+            false,
+        ),
+        Cell::Text { text, nul_free } => (text, nul_free),
+    };
     let text = trim(text);
     if text.is_empty() {
         return Ok(None);
     }
-    if text.contains('\0') {
+    if !nul_free && text.contains('\0') {
         Err("contains a NUL character, which cannot be stored".into())
     } else if text.len() > limit && text.chars().count() > limit {
         Err(format!("is longer than {limit} characters"))
