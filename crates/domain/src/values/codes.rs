@@ -16,11 +16,14 @@ pub fn parse_bool(raw: &str) -> Result<bool, String> {
 }
 
 /// Matches an enum value or one of its aliases. Runs for every cell of an
-/// enum column, so the comparison allocates nothing.
+/// enum column, so the comparison allocates nothing, and the cell is
+/// trimmed once, not once per value it is compared with (the catalog's
+/// values and aliases are trimmed already: a test holds them to it).
 pub fn parse_enum(
     raw: &str,
     values: &'static [(&'static str, &'static [&'static str])],
 ) -> Result<&'static str, String> {
+    let raw = raw.trim();
     for (value, aliases) in values {
         if same_token(raw, value) || aliases.iter().any(|a| same_token(raw, a)) {
             return Ok(value);
@@ -36,10 +39,10 @@ pub fn parse_enum(
     ))
 }
 
-/// Whether two tokens are the same once trimmed, with ASCII case, spaces
-/// and hyphens ignored (`At-Need` is `at_need`). Compared byte by byte:
-/// only ASCII bytes are folded, so the bytes of other characters compare
-/// as they are.
+/// Whether two trimmed tokens are the same with ASCII case, spaces and
+/// hyphens ignored (`At-Need` is `at_need`). Compared byte by byte: only
+/// ASCII bytes are folded, so the bytes of other characters compare as
+/// they are.
 fn same_token(a: &str, b: &str) -> bool {
     fn canonical(b: u8) -> u8 {
         if b == b' ' || b == b'-' {
@@ -48,7 +51,7 @@ fn same_token(a: &str, b: &str) -> bool {
             b.to_ascii_lowercase()
         }
     }
-    let (a, b) = (a.trim().as_bytes(), b.trim().as_bytes());
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| canonical(*x) == canonical(*y))
 }
 
@@ -145,6 +148,27 @@ mod tests {
             parse_enum("someday", V),
             Err("is not one of at_need, pre_need".to_string())
         );
+    }
+
+    #[test]
+    fn every_catalog_enum_value_and_alias_is_trimmed_and_not_empty() {
+        for def in crate::catalog::CATALOG {
+            for col in def.columns {
+                let crate::values::ValueKind::Enum(values) = col.kind else {
+                    continue;
+                };
+                for (value, aliases) in values {
+                    for token in std::iter::once(value).chain(aliases.iter()) {
+                        assert!(
+                            !token.is_empty() && token.trim() == *token,
+                            "{}.{}: {token:?}",
+                            def.key,
+                            col.name
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
