@@ -84,29 +84,40 @@ async fn a_rollback_too_large_for_one_transaction_finishes_in_batches_through_a_
     assert!(done_at_kill < total, "the kill landed mid-rollback");
     env.wait_session_end(batch.pid).await?;
 
-    // What the batches are for: the whole rest in one transaction does not
-    // finish within the chunk timeout (and, failing, changes nothing).
+    // What the batches are for: under a statement timeout that one batch
+    // keeps well within, the whole rest in one transaction does not finish
+    // (and, failing, changes nothing), while one batch does. The timeout is
+    // a tenth of the chunk timeout: since before-images are typed rows, each
+    // statement of this test's whole rollback (100,000 records) can finish
+    // within the chunk timeout on this machine kind, so at this size the
+    // chunk timeout itself no longer tells one transaction from batches.
+    let timeout = Duration::from_millis(CHUNK_TIMEOUT_MS / 10);
     let mut conn = env.db.conn().await?;
-    let one_go = load::roll_back_batch(
-        &mut conn,
-        ORG,
-        i64::MAX,
-        Some(Duration::from_millis(CHUNK_TIMEOUT_MS)),
-    )
-    .await;
+    let one_go = load::roll_back_batch(&mut conn, ORG, i64::MAX, Some(timeout)).await;
     drop(conn);
     let refused = one_go.as_ref().err().map(|e| e.to_string());
     assert!(
         refused
             .as_ref()
             .is_some_and(|e| e.contains("statement timeout")),
-        "the rest of the rollback ({} records) fit in one transaction of {CHUNK_TIMEOUT_MS} ms: {one_go:?}",
+        "the rest of the rollback ({} records) fit in one transaction of {timeout:?}: {one_go:?}",
         total - done_at_kill
     );
     let unchanged = get(&mut client, &second).await?;
     assert_eq!(
         unchanged.rollback.as_ref().map_or(0, |r| r.records_done),
         done_at_kill
+    );
+    let mut conn = env.db.conn().await?;
+    let one_batch = load::roll_back_batch(&mut conn, ORG, BATCH as i64, Some(timeout)).await;
+    drop(conn);
+    assert!(
+        matches!(
+            one_batch,
+            Ok(Some(load::RollbackStep::Progress { records, .. }))
+                if records > 0 && records <= BATCH as i64
+        ),
+        "one batch of {BATCH} under {timeout:?}: {one_batch:?}"
     );
 
     let restarted = Instant::now();
