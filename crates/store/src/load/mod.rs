@@ -250,6 +250,25 @@ pub fn written_columns(def: &ImportTypeDef) -> Vec<&'static str> {
         .collect()
 }
 
+/// `columns` qualified by the table alias `alias`, comma-separated
+/// (`t.a, t.b`): the dynamic statements' column lists.
+pub(super) fn qualified(alias: &str, columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The condition that the rows aliased `left` and `right` hold the same
+/// `keys` (`t.k = s.k AND …`).
+pub(super) fn same_keys(keys: &[&str], left: &str, right: &str) -> String {
+    keys.iter()
+        .map(|k| format!("{left}.{k} = {right}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// SQL type a key column's text is cast to.
 pub fn sql_type(def: &ImportTypeDef, column: &str) -> &'static str {
     def.column(column).map_or("text", |c| c.kind.sql_type())

@@ -16,7 +16,7 @@ use passare_imports_domain::copy::{
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use super::{ChunkJob, sql_type, written_columns};
+use super::{ChunkJob, qualified, same_keys, sql_type, written_columns};
 use crate::StoreError;
 
 pub(super) const STAGE: &str = "passare_stage";
@@ -120,23 +120,11 @@ impl<'a> Target<'a> {
     pub(super) fn comparison(&self) -> Comparison {
         let keys = self.def.key_columns;
         let compared = self.compared();
-        let matched = keys
-            .iter()
-            .map(|k| format!("t.{k} = s.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let matched = same_keys(keys, "t", "s");
         let differs = format!(
             "({}) IS DISTINCT FROM ({})",
-            compared
-                .iter()
-                .map(|c| format!("t.{c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            compared
-                .iter()
-                .map(|c| format!("s.{c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            qualified("t", &compared),
+            qualified("s", &compared),
         );
         let stale = if written_columns(self.def).contains(&SOURCE_UPDATED_AT) {
             "COALESCE(s.source_updated_at < t.source_updated_at, false)".to_string()

@@ -20,7 +20,7 @@ use passare_imports_domain::catalog::{self, ImportTypeDef};
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use super::{turn, written_columns};
+use super::{qualified, same_keys, turn, written_columns};
 use crate::states::{ChunkState, ImportState};
 use crate::{StoreError, locks, timeline};
 
@@ -59,11 +59,7 @@ pub(super) fn keep_images(def: &ImportTypeDef, import: &str, from: &str) -> Stri
          SELECT {import}, {values} {from} AND t.source_import_id IS DISTINCT FROM {import}",
         undo = undo_table(def),
         list = columns.join(", "),
-        values = columns
-            .iter()
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        values = qualified("t", &columns),
     )
 }
 
@@ -246,11 +242,7 @@ async fn restore(
         .into_iter()
         .filter(|c| *c != "organization_id" && !keys.contains(c))
         .collect();
-    let matched = keys
-        .iter()
-        .map(|k| format!("t.{k} = r.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let matched = same_keys(keys, "t", "r");
     let sql = format!(
         "WITH taken AS (
              DELETE FROM {undo}
@@ -265,11 +257,7 @@ async fn restore(
         undo = undo_table(def),
         table = def.target_table,
         cols = restored.join(", "),
-        values = restored
-            .iter()
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        values = qualified("r", &restored),
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql))
         .bind(import_id)
