@@ -90,6 +90,10 @@ impl MigratorTrait for Migrator {
                 name: "m0023_before_images_per_type",
                 up: include_str!("../sql/0023_before_images_per_type.sql"),
             }),
+            Box::new(SqlMigration {
+                name: "m0024_room_for_updates",
+                up: include_str!("../sql/0024_room_for_updates.sql"),
+            }),
         ]
     }
 }

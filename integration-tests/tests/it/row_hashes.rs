@@ -195,6 +195,52 @@ async fn a_rolled_back_update_puts_the_records_hashes_back() -> anyhow::Result<(
     env.finish().await
 }
 
+/// The target tables keep room on their pages for updates (migration 0024):
+/// a re-import that changes every record writes each new version on the
+/// page of the old one (a HOT update, no new primary-key entry), and the
+/// table does not grow. With pages filled to the brim every version would
+/// move to a new page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_import_changing_every_record_rewrites_each_on_its_own_page() -> anyhow::Result<()> {
+    let env = TestEnv::start(Options::default()).await?;
+    let mut client = env.client().await?;
+    let rows = |last: &str| -> String {
+        (0..300)
+            .map(|i| format!("K{i:04},Ann,{last}{i},1950-01-01,2020-01-01,2024-01-01T00:00:00Z\n"))
+            .collect()
+    };
+    let (_, _, loaded) = import(&mut client, &rows("Lee")).await?;
+    assert_eq!(loaded, [300, 0, 0, 0]);
+    let before = pages_by_case(&env).await?;
+    let pages = count(&env.db, "SELECT pg_relation_size('cases') / 8192").await?;
+    assert!(pages > 2, "the records span several pages: {pages}");
+
+    let (_, _, loaded) = import(&mut client, &rows("Ray")).await?;
+    assert_eq!(loaded, [0, 300, 0, 0]);
+    assert_eq!(
+        pages_by_case(&env).await?,
+        before,
+        "every record kept its page"
+    );
+    assert_eq!(
+        count(&env.db, "SELECT pg_relation_size('cases') / 8192").await?,
+        pages,
+        "the table did not grow"
+    );
+    env.finish().await
+}
+
+/// Each case's number with the heap page its current version is on.
+async fn pages_by_case(env: &TestEnv) -> anyhow::Result<Vec<(String, f64)>> {
+    Ok(
+        sqlx::query_as(
+            "SELECT case_number, (ctid::text::point)[0] FROM cases ORDER BY case_number",
+        )
+        .fetch_all(env.db.pool())
+        .await?,
+    )
+}
+
 /// Each case's number with its stored row hash, in case order.
 async fn hashes_by_case(env: &TestEnv) -> anyhow::Result<Vec<(String, Option<i64>)>> {
     Ok(
