@@ -92,49 +92,67 @@ async fn a_subscriber_gets_one_event_per_record_created_or_updated() -> anyhow::
     start(&mut client, &same).await?;
     wait_terminal(&mut client, &same).await?;
 
-    // Ten rows renamed: ten updated events carrying only that column.
+    // Ten rows renamed: ten updated events carrying only that column. Then
+    // the same ten renamed again by an all-or-nothing import, which keeps
+    // their before-images and takes the changed columns from them.
     let mut renamed = rows.clone();
-    for r in renamed.iter_mut().skip(100).take(10) {
-        r[1] = format!("{}x", r[1]);
-    }
-    let (changed, _) = env
-        .draft_with_file(
-            &mut client,
-            ORG,
-            pb::FailurePolicy::ImportValidRows,
-            "cases.csv",
-            &cases_csv_of(&renamed),
-        )
-        .await?;
-    start(&mut client, &changed).await?;
-    wait_terminal(&mut client, &changed).await?;
-    let later = everything.collect(10, WITHIN, QUIET).await?;
-    assert!(
-        of_import(&later, &same).is_empty(),
-        "an unchanged re-import emits nothing"
-    );
-    let updated = of_import(&later, &changed);
-    assert_eq!(updated.len(), 10, "{later:?}");
-    for d in &updated {
-        assert_eq!(d.routing_key, format!("{ORG}.cases.updated"));
-        let changes: BTreeMap<&str, Option<&str>> = d
-            .event
-            .changes
-            .iter()
-            .map(|c| (c.column.as_str(), c.value.as_deref()))
-            .collect();
+    for (round, (policy, mark)) in [
+        (pb::FailurePolicy::ImportValidRows, 'x'),
+        (pb::FailurePolicy::StopOnFirstError, 'y'),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for r in renamed.iter_mut().skip(100).take(10) {
+            r[1] = format!("{}{mark}", r[1]);
+        }
+        // The all-or-nothing file leaves out the two failing rows.
+        let file: Vec<CaseValues> = match policy {
+            pb::FailurePolicy::StopOnFirstError => renamed
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 10 && *i != 2_000)
+                .map(|(_, r)| r.clone())
+                .collect(),
+            _ => renamed.clone(),
+        };
+        let (changed, _) = env
+            .draft_with_file(&mut client, ORG, policy, "cases.csv", &cases_csv_of(&file))
+            .await?;
+        start(&mut client, &changed).await?;
+        let done = wait_terminal(&mut client, &changed).await?;
+        assert_ne!(state(&done), pb::ImportState::Failed, "{done:?}");
+        let later = everything.collect(10, WITHIN, QUIET).await?;
+        if round == 0 {
+            assert!(
+                of_import(&later, &same).is_empty(),
+                "an unchanged re-import emits nothing"
+            );
+        }
+        let updated = of_import(&later, &changed);
+        assert_eq!(updated.len(), 10, "{policy:?}: {later:?}");
+        for d in &updated {
+            assert_eq!(d.routing_key, format!("{ORG}.cases.updated"));
+            let changes: BTreeMap<&str, Option<&str>> = d
+                .event
+                .changes
+                .iter()
+                .map(|c| (c.column.as_str(), c.value.as_deref()))
+                .collect();
+            assert_eq!(
+                changes.keys().copied().collect::<Vec<_>>(),
+                vec!["deceased_first_name"],
+                "{policy:?}"
+            );
+            assert!(changes["deceased_first_name"].is_some_and(|v| v.ends_with(mark)));
+        }
+        let by_outcome = updates.collect(10, WITHIN, QUIET).await?;
         assert_eq!(
-            changes.keys().copied().collect::<Vec<_>>(),
-            vec!["deceased_first_name"]
+            by_outcome.len(),
+            10,
+            "a binding by outcome gets only the updates"
         );
-        assert!(changes["deceased_first_name"].is_some_and(|v| v.ends_with('x')));
     }
-    let by_outcome = updates.collect(10, WITHIN, QUIET).await?;
-    assert_eq!(
-        by_outcome.len(),
-        10,
-        "a binding by outcome gets only the updates"
-    );
     assert!(
         other_org
             .collect(0, Duration::ZERO, QUIET)

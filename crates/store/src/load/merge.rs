@@ -9,9 +9,9 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::checks::fail_repeated_in_import;
 use super::target::{
-    Merged, SOURCE_UPDATED_AT, STAGE, Sorted, Target, Wanted, copy_in, stored_keys,
+    Comparison, Merged, SOURCE_UPDATED_AT, STAGE, Sorted, Target, Wanted, copy_in, stored_keys,
 };
-use super::{ChunkJob, undo};
+use super::{ChunkJob, same_keys, undo};
 use crate::StoreError;
 use crate::states::FailurePolicy;
 
@@ -132,14 +132,40 @@ pub(super) const MAX_COMPARED: usize = 63;
 
 /// Updates the staged rows' records where a value differs, keeping
 /// before-images when the import is all-or-nothing. Stale rows are never
-/// staged ([`Sorted`]). One statement, one snapshot: the before-images (and
-/// the changed columns) are the records as they were when the update began.
-/// Returns (updated, the changed columns of each updated row when asked).
+/// staged ([`Sorted`]). One statement, one snapshot, one pass over the
+/// stage: when images or changed columns are wanted, the update joins each
+/// staged row to its record twice, as the row it updates (`t`) and as the
+/// record was when the statement began (`o`), and returns what it needs of
+/// the latter — the before-image, the changed-column mask — instead of
+/// joining the stage to the table again for each. Returns (updated, the
+/// changed columns of each updated row when asked).
 async fn update_existing(
     conn: &mut PgConnection,
     target: Target<'_>,
     how: Update,
 ) -> Result<(i64, ChangedColumns), StoreError> {
+    let sql = update_statement(target, &how)?;
+    let compared = target.compared();
+    type Found = (i64, Option<Vec<i64>>, Option<Vec<i64>>);
+    let mut query = sqlx::query_as(AssertSqlSafe(sql));
+    if how.keep_before_images {
+        query = query.bind(how.import_id);
+    }
+    let (updated, rows, masks): Found = query.fetch_one(&mut *conn).await?;
+    let changed = rows
+        .unwrap_or_default()
+        .into_iter()
+        .zip(masks.unwrap_or_default())
+        .map(|(row, mask)| (row, changed_columns(&compared, mask)))
+        .collect();
+    Ok((updated, changed))
+}
+
+/// The statement of [`update_existing`]: `$1` is the import, when it keeps
+/// before-images. It returns the number of records updated and, with
+/// events, the updated rows' numbers and changed-column masks as two arrays
+/// in the same order.
+fn update_statement(target: Target<'_>, how: &Update) -> Result<String, StoreError> {
     let def = target.def;
     let c = target.comparison();
     if c.compared.len() > MAX_COMPARED {
@@ -149,20 +175,89 @@ async fn update_existing(
             c.compared.len()
         )));
     }
-    // Bit i of a row's mask: compared column i changed. Two arrays in row
-    // order decode far faster than a JSON list of column names per row.
-    let changed_mask = c
-        .compared
-        .iter()
-        .enumerate()
-        .map(|(i, col)| {
+    let set = assignments(&c);
+    // Bit i of a row's mask: compared column i changed, between the staged
+    // row and the record (`alias`) as it was.
+    let mask = |alias: &str| {
+        let bits = c
+            .compared
+            .iter()
+            .enumerate()
+            .map(|(i, col)| {
+                format!(
+                    "CASE WHEN {alias}.{col} IS DISTINCT FROM s.{col} THEN {} ELSE 0 END",
+                    1_i64 << i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        format!("({bits})::bigint AS {MASK}")
+    };
+    let (table, matched, differs) = (def.target_table, &c.matched, &c.differs);
+    let update = |before: &str, returned: &str| {
+        format!(
+            "UPDATE {table} t SET {set}, source_row = s.source_row,
+                    source_import_id = s.source_import_id, source_file_id = s.source_file_id,
+                    updated_at = now()
+               FROM {STAGE} s {before}
+              WHERE t.organization_id = s.organization_id AND {matched} AND {differs}
+             RETURNING {returned}",
+        )
+    };
+    let of_changed = format!("array_agg(s.source_row), array_agg({MASK})");
+    Ok(match (how.keep_before_images, how.events) {
+        // The record as it was (`o`) joined once more gives the image and
+        // the mask: one pass over the stage instead of three (in psql, per
+        // 25,000 rows: 300–470 ms against 370–500 ms).
+        (true, events) => {
+            let mut returned = vec![format!("s.source_row AS {STAGED_ROW}")];
+            returned.extend(
+                undo::imaged_columns(def)
+                    .iter()
+                    .map(|col| format!("o.{col}")),
+            );
+            if events {
+                returned.push(mask("o"));
+            }
+            let before = format!(
+                "JOIN {table} o ON o.organization_id = s.organization_id AND {same}",
+                same = same_keys(def.key_columns, "o", "s"),
+            );
+            let changed = match events {
+                true => format!("array_agg({STAGED_ROW}), array_agg({MASK})"),
+                false => "NULL::bigint[], NULL::bigint[]".to_string(),
+            };
             format!(
-                "CASE WHEN t.{col} IS DISTINCT FROM s.{col} THEN {} ELSE 0 END",
-                1_i64 << i
+                "WITH updated AS ({update}), undo AS ({keep} RETURNING 1)
+                 SELECT count(*), {changed} FROM updated",
+                update = update(&before, &returned.join(", ")),
+                keep = undo::keep_images(def, "$1", "updated"),
             )
-        })
-        .collect::<Vec<_>>()
-        .join(" + ");
+        }
+        // Without images, a second join of the stage for the masks is
+        // cheaper than returning them through the update (in psql, per
+        // 25,000 rows: 213–230 ms against 220–300 ms).
+        (false, true) => format!(
+            "WITH updated AS ({update}),
+                  changed AS (SELECT s.source_row, {mask}
+                                FROM {table} t JOIN {STAGE} s
+                                  ON t.organization_id = s.organization_id AND {matched}
+                               WHERE {differs})
+             SELECT (SELECT count(*) FROM updated), {of_changed} FROM changed s",
+            update = update("", "1"),
+            mask = mask("t"),
+        ),
+        (false, false) => format!(
+            "WITH updated AS ({update}) SELECT count(*), NULL::bigint[], NULL::bigint[] FROM updated",
+            update = update("", "1"),
+        ),
+    })
+}
+
+/// The `SET` list of an update from the stage: the compared columns, the
+/// row hash, and `source_updated_at` when the type has it (kept when the
+/// staged row has none).
+fn assignments(c: &Comparison) -> String {
     let mut set: Vec<String> = c
         .compared
         .iter()
@@ -176,52 +271,13 @@ async fn update_existing(
             "{SOURCE_UPDATED_AT} = COALESCE(s.{SOURCE_UPDATED_AT}, t.{SOURCE_UPDATED_AT})"
         ));
     }
-    let keep = undo::keep_images(
-        def,
-        "$1",
-        &format!(
-            "FROM {table} t JOIN {STAGE} s ON t.organization_id = s.organization_id AND {matched}
-              WHERE $2 AND {differs}",
-            table = def.target_table,
-            matched = c.matched,
-            differs = c.differs,
-        ),
-    );
-    let sql = format!(
-        "WITH undo AS ({keep} RETURNING 1),
-         updated AS (
-             UPDATE {table} t SET {set}, source_row = s.source_row,
-                    source_import_id = s.source_import_id, source_file_id = s.source_file_id,
-                    updated_at = now()
-               FROM {STAGE} s
-              WHERE t.organization_id = s.organization_id AND {matched} AND {differs}
-             RETURNING 1),
-         changed AS (
-             SELECT s.source_row, ({changed_mask})::bigint AS mask
-               FROM {table} t JOIN {STAGE} s ON t.organization_id = s.organization_id AND {matched}
-              WHERE $3 AND {differs})
-         SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM undo), c.rows, c.masks
-           FROM (SELECT array_agg(source_row) AS rows, array_agg(mask) AS masks FROM changed) c",
-        table = def.target_table,
-        set = set.join(", "),
-        matched = c.matched,
-        differs = c.differs,
-    );
-    type Found = (i64, i64, Option<Vec<i64>>, Option<Vec<i64>>);
-    let (updated, _undo, rows, masks): Found = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(how.import_id)
-        .bind(how.keep_before_images)
-        .bind(how.events)
-        .fetch_one(&mut *conn)
-        .await?;
-    let changed = rows
-        .unwrap_or_default()
-        .into_iter()
-        .zip(masks.unwrap_or_default())
-        .map(|(row, mask)| (row, changed_columns(&c.compared, mask)))
-        .collect();
-    Ok((updated, changed))
+    set.join(", ")
 }
+
+/// Names of what [`update_statement`] returns beside a before-image's
+/// columns: the staged row's number and its changed-column mask.
+const STAGED_ROW: &str = "passare_staged_row";
+const MASK: &str = "passare_changed_mask";
 
 /// The compared columns whose bit `mask` sets.
 fn changed_columns(compared: &[&'static str], mask: i64) -> Vec<&'static str> {

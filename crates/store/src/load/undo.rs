@@ -46,20 +46,18 @@ pub fn imaged_columns(def: &ImportTypeDef) -> Vec<&'static str> {
         .collect()
 }
 
-/// The statement part that keeps the before-images of the records `from`
-/// (aliased `t`) selects, for an update about to change them: a typed copy
-/// of each record the import has not written yet. A record it already wrote
-/// is either one it created (deleted by a rollback) or one whose first
-/// image is kept, which must stay the one put back. `$import` is the
-/// parameter that holds the import's id.
-pub(super) fn keep_images(def: &ImportTypeDef, import: &str, from: &str) -> String {
-    let columns = imaged_columns(def);
+/// The statement that keeps the before-images of the records in `rows` (a
+/// relation with the record's [`imaged_columns`] as they were before an
+/// update changed them): a typed copy of each record the import has not
+/// written yet. A record it already wrote is either one it created (deleted
+/// by a rollback) or one whose first image is kept, which must stay the one
+/// put back. `import` is the parameter that holds the import's id.
+pub(super) fn keep_images(def: &ImportTypeDef, import: &str, rows: &str) -> String {
+    let list = imaged_columns(def).join(", ");
     format!(
         "INSERT INTO {undo} (import_id, {list})
-         SELECT {import}, {values} {from} AND t.source_import_id IS DISTINCT FROM {import}",
+         SELECT {import}, {list} FROM {rows} WHERE source_import_id IS DISTINCT FROM {import}",
         undo = undo_table(def),
-        list = columns.join(", "),
-        values = qualified("t", &columns),
     )
 }
 
