@@ -31,9 +31,7 @@ pub(super) fn check_rows(
         failed: Vec::new(),
     };
     for check in def.row_checks {
-        for i in 0..batch.num_rows() {
-            checker.check(*check, i);
-        }
+        checker.check(*check);
     }
     for (i, column, value, reason) in checker.failed {
         valid[i] = false;
@@ -48,6 +46,8 @@ pub(super) fn check_rows(
 }
 
 /// Row checks over one batch; collects (row index, column, value, reason).
+/// Each check looks its columns up once and then goes through the rows; a
+/// failing row's values are rendered as text only when it fails.
 struct Checker<'a> {
     batch: &'a RecordBatch,
     /// Today as days since 1970-01-01.
@@ -55,32 +55,36 @@ struct Checker<'a> {
     failed: Vec<(usize, &'static str, String, String)>,
 }
 
-impl Checker<'_> {
-    fn check(&mut self, check: RowCheck, i: usize) {
+impl<'a> Checker<'a> {
+    fn check(&mut self, check: RowCheck) {
         match check {
-            RowCheck::NotBefore { later, earlier } => self.order(later, earlier, false, i),
-            RowCheck::After { later, earlier } => self.order(later, earlier, true, i),
-            RowCheck::NotInFuture(column) => self.not_in_future(column, i),
+            RowCheck::NotBefore { later, earlier } => self.order(later, earlier, false),
+            RowCheck::After { later, earlier } => self.order(later, earlier, true),
+            RowCheck::NotInFuture(column) => self.not_in_future(column),
             RowCheck::MinMoney {
                 column,
                 cents,
                 strict,
-            } => self.min_money(column, cents, strict, i),
+            } => self.min_money(column, cents, strict),
             RowCheck::SumEquals {
                 total,
                 plus,
                 minus,
                 tolerance_cents,
-            } => self.sum_equals(total, plus, minus, tolerance_cents, i),
+            } => self.sum_equals(total, plus, minus, tolerance_cents),
             RowCheck::SignAgrees {
                 kind,
                 amount,
                 negative,
                 positive,
-            } => self.sign_agrees(kind, amount, (negative, positive), i),
+            } => self.sign_agrees(kind, amount, (negative, positive)),
             // Checked across rows by `ParsedChunk::finish` and the loader.
             RowCheck::OneFlaggedPer { .. } => {}
         }
+    }
+
+    fn rows(&self) -> std::ops::Range<usize> {
+        0..self.batch.num_rows()
     }
 
     fn text(&self, name: &str, i: usize) -> String {
@@ -90,34 +94,38 @@ impl Checker<'_> {
             .unwrap_or_default()
     }
 
-    fn money(&self, name: &str, i: usize) -> Option<i128> {
-        let a: &Decimal128Array = self.batch.column_by_name(name)?.as_any().downcast_ref()?;
-        a.is_valid(i).then(|| a.value(i))
+    fn money(&self, name: &str) -> Option<&'a Decimal128Array> {
+        self.batch.column_by_name(name)?.as_any().downcast_ref()
     }
 
     fn fail(&mut self, i: usize, column: &'static str, value: String, reason: String) {
         self.failed.push((i, column, value, reason));
     }
 
-    fn order(&mut self, later: &'static str, earlier: &'static str, strict: bool, i: usize) {
+    fn order(&mut self, later: &'static str, earlier: &'static str, strict: bool) {
         let (Some(l), Some(e)) = (
-            ordinal(self.batch, later, i),
-            ordinal(self.batch, earlier, i),
+            Ordinals::of(self.batch, later),
+            Ordinals::of(self.batch, earlier),
         ) else {
             return;
         };
-        if l < e || (strict && l == e) {
-            let reason = format!(
-                "{later} is {} {earlier} ({})",
-                if l < e { "before" } else { "the same as" },
-                self.text(earlier, i)
-            );
-            let value = self.text(later, i);
-            self.fail(i, later, value, reason);
+        for i in self.rows() {
+            let (Some(l), Some(e)) = (l.at(i), e.at(i)) else {
+                continue;
+            };
+            if l < e || (strict && l == e) {
+                let reason = format!(
+                    "{later} is {} {earlier} ({})",
+                    if l < e { "before" } else { "the same as" },
+                    self.text(earlier, i)
+                );
+                let value = self.text(later, i);
+                self.fail(i, later, value, reason);
+            }
         }
     }
 
-    fn not_in_future(&mut self, column: &'static str, i: usize) {
+    fn not_in_future(&mut self, column: &'static str) {
         let Some(d) = self
             .batch
             .column_by_name(column)
@@ -125,25 +133,33 @@ impl Checker<'_> {
         else {
             return;
         };
-        if d.is_valid(i) && d.value(i) > self.today {
-            let value = date_from_days(d.value(i)).to_string();
-            self.fail(i, column, value, format!("{column} is in the future"));
+        for i in self.rows() {
+            if d.is_valid(i) && d.value(i) > self.today {
+                let value = date_from_days(d.value(i)).to_string();
+                self.fail(i, column, value, format!("{column} is in the future"));
+            }
         }
     }
 
-    fn min_money(&mut self, column: &'static str, cents: i64, strict: bool, i: usize) {
-        let Some(v) = self.money(column, i) else {
+    fn min_money(&mut self, column: &'static str, cents: i64, strict: bool) {
+        let Some(a) = self.money(column) else {
             return;
         };
         let min = i128::from(cents);
-        if v < min || (strict && v == min) {
-            let reason = format!(
-                "{column} must be {} {}",
-                if strict { "more than" } else { "at least" },
-                format_cents(cents)
-            );
-            let value = self.text(column, i);
-            self.fail(i, column, value, reason);
+        for i in self.rows() {
+            let v = match a.is_valid(i) {
+                true => a.value(i),
+                false => continue,
+            };
+            if v < min || (strict && v == min) {
+                let reason = format!(
+                    "{column} must be {} {}",
+                    if strict { "more than" } else { "at least" },
+                    format_cents(cents)
+                );
+                let value = self.text(column, i);
+                self.fail(i, column, value, reason);
+            }
         }
     }
 
@@ -153,27 +169,35 @@ impl Checker<'_> {
         plus: &[&str],
         minus: &[&str],
         tolerance_cents: i64,
-        i: usize,
     ) {
-        let (Some(t), Some(p), Some(m)) = (
-            self.money(total, i),
-            plus.iter().map(|c| self.money(c, i)).sum::<Option<i128>>(),
-            minus.iter().map(|c| self.money(c, i)).sum::<Option<i128>>(),
-        ) else {
+        let arrays = |names: &[&str]| -> Option<Vec<&'a Decimal128Array>> {
+            names.iter().map(|c| self.money(c)).collect()
+        };
+        let (Some(t), Some(p), Some(m)) = (self.money(total), arrays(plus), arrays(minus)) else {
             return;
         };
-        let expected = p - m;
-        if (t - expected).abs() > i128::from(tolerance_cents) {
-            let reason = format!(
-                "{total} is not {} (= {}{})",
-                i64::try_from(expected)
-                    .map(format_cents)
-                    .unwrap_or_default(),
-                plus.join(" + "),
-                minus.iter().map(|m| format!(" − {m}")).collect::<String>()
-            );
-            let value = self.text(total, i);
-            self.fail(i, total, value, reason);
+        let value = |a: &Decimal128Array, i: usize| a.is_valid(i).then(|| a.value(i));
+        for i in self.rows() {
+            let (Some(t), Some(p), Some(m)) = (
+                value(t, i),
+                p.iter().map(|a| value(a, i)).sum::<Option<i128>>(),
+                m.iter().map(|a| value(a, i)).sum::<Option<i128>>(),
+            ) else {
+                continue;
+            };
+            let expected = p - m;
+            if (t - expected).abs() > i128::from(tolerance_cents) {
+                let reason = format!(
+                    "{total} is not {} (= {}{})",
+                    i64::try_from(expected)
+                        .map(format_cents)
+                        .unwrap_or_default(),
+                    plus.join(" + "),
+                    minus.iter().map(|m| format!(" − {m}")).collect::<String>()
+                );
+                let value = self.text(total, i);
+                self.fail(i, total, value, reason);
+            }
         }
     }
 
@@ -182,42 +206,55 @@ impl Checker<'_> {
         kind: &'static str,
         amount: &str,
         (negative, positive): (&str, &str),
-        i: usize,
     ) {
-        let k = self.text(kind, i);
-        let Some(a) = self.money(amount, i) else {
+        let (Some(kinds), Some(amounts)) = (self.batch.column_by_name(kind), self.money(amount))
+        else {
             return;
         };
-        if k.is_empty() {
-            return;
-        }
-        if (k == negative && a >= 0) || (k == positive && a <= 0) {
-            let reason = format!(
-                "{kind} {k} needs {} {amount}",
-                if k == negative {
-                    "a negative"
-                } else {
-                    "a positive"
-                }
-            );
-            self.fail(i, kind, k, reason);
+        for i in self.rows() {
+            let Some(k) = cell_str(kinds, i).filter(|k| !k.is_empty()) else {
+                continue;
+            };
+            if !amounts.is_valid(i) {
+                continue;
+            }
+            let a = amounts.value(i);
+            if (k == negative && a >= 0) || (k == positive && a <= 0) {
+                let reason = format!(
+                    "{kind} {k} needs {} {amount}",
+                    if k == negative {
+                        "a negative"
+                    } else {
+                        "a positive"
+                    }
+                );
+                let k = k.into_owned();
+                self.fail(i, kind, k, reason);
+            }
         }
     }
 }
 
-/// A date or date-time cell as a number that orders like the value.
-fn ordinal(batch: &RecordBatch, name: &str, i: usize) -> Option<i64> {
-    let array = batch.column_by_name(name)?;
-    if array.is_null(i) {
-        return None;
+/// A date or date-time column's cells as numbers that order like the values.
+#[derive(Clone, Copy)]
+enum Ordinals<'a> {
+    Dates(&'a Date32Array),
+    Times(&'a arrow_array::TimestampMicrosecondArray),
+}
+
+impl<'a> Ordinals<'a> {
+    fn of(batch: &'a RecordBatch, name: &str) -> Option<Self> {
+        let any = batch.column_by_name(name)?.as_any();
+        any.downcast_ref::<Date32Array>()
+            .map(Ordinals::Dates)
+            .or_else(|| any.downcast_ref().map(Ordinals::Times))
     }
-    if let Some(a) = array.as_any().downcast_ref::<Date32Array>() {
-        Some(i64::from(a.value(i)))
-    } else {
-        array
-            .as_any()
-            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
-            .map(|a| a.value(i))
+
+    fn at(self, i: usize) -> Option<i64> {
+        match self {
+            Ordinals::Dates(a) => a.is_valid(i).then(|| i64::from(a.value(i))),
+            Ordinals::Times(a) => a.is_valid(i).then(|| a.value(i)),
+        }
     }
 }
 

@@ -442,6 +442,53 @@ mod tests {
     }
 
     #[test]
+    fn row_checks_fail_each_breaking_row_with_its_value_and_reason() {
+        let p = parse(
+            "C1,Ann,Lee,1950-01-01,2020-01-01\n\
+             C2,Bob,Ray,2020-01-01,1950-01-01\n\
+             C3,Cy,Do,,2999-01-01\n\
+             C4,Di,Fu,2020-01-01,2020-01-01\n",
+            &[
+                "case",
+                "first name",
+                "last name",
+                "date_of_birth",
+                "date_of_death",
+            ],
+        );
+        assert_eq!(p.valid, vec![true, false, false, true]);
+        let problems: Vec<(u64, &str, &str, &str)> = p
+            .problems
+            .iter()
+            .map(|e| {
+                (
+                    e.row,
+                    e.column.as_str(),
+                    e.value.as_str(),
+                    e.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    11,
+                    "date_of_death",
+                    "1950-01-01",
+                    "date_of_death is before date_of_birth (2020-01-01)"
+                ),
+                (
+                    12,
+                    "date_of_death",
+                    "2999-01-01",
+                    "date_of_death is in the future"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn keys_by_part_and_joined() {
         let p = parse_as(
             &BANK_TRANSACTIONS,
