@@ -2,8 +2,8 @@
 -- versions (fillfactor 50): PostgreSQL then writes an updated record on the
 -- page it was on (a HOT update) and adds no entry to the primary key or any
 -- other index, since no indexed column changes (records are matched by their
--- key, and the only other indexes, on payments' contract and family members'
--- next of kin, hold columns a re-import rarely changes). Dead versions are
+-- key; payments' index by contract holds key columns only, and family
+-- members' next-of-kin index changes only with that flag). Dead versions are
 -- pruned page by page as the pages are next written, so a table re-imported
 -- in full stays the size it had instead of growing by a copy of itself each
 -- time until autovacuum catches up.
