@@ -46,21 +46,39 @@ pub async fn due(
 }
 
 /// Records a chunk's rows archived (or, with `archived = false`, its archive
-/// deleted because its import was rolled back): nothing is due any more.
+/// deleted because its import was rolled back): nothing is due any more —
+/// unless the import was rolled back while the rows were being archived.
+/// The writing worker archives a chunk on a task of its own, so the
+/// rollback's [`withdraw_import`] (and the runner's deletion it leads to)
+/// may come before this record of rows it has just stored: the chunk then
+/// stays due, and the runner deletes them. The import's row is read under a
+/// share lock, which waits for a rollback in flight (it sets
+/// `rolled_back_at` and withdraws in one transaction) and then sees it.
 pub async fn chunk_done(
     conn: &mut PgConnection,
     chunk_id: i64,
     archived: bool,
 ) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let withdrawn: Option<bool> = sqlx::query_scalar(
+        "SELECT i.rolled_back_at IS NOT NULL FROM chunks c JOIN imports i ON i.id = c.import_id
+          WHERE c.id = $1 FOR SHARE OF i",
+    )
+    .bind(chunk_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     sqlx::query(
-        "UPDATE chunks SET archive_due = NULL, archive_error = NULL,
+        "UPDATE chunks SET archive_error = NULL,
+                archive_due = CASE WHEN $3 THEN clock_timestamp() END,
                 archived_at = CASE WHEN $2 THEN clock_timestamp() END
           WHERE id = $1",
     )
     .bind(chunk_id)
     .bind(archived)
-    .execute(conn)
+    .bind(archived && withdrawn == Some(true))
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

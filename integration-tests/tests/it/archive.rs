@@ -241,5 +241,18 @@ async fn a_rolled_back_import_leaves_no_rows_in_the_archive() -> anyhow::Result<
     assert_eq!((withdrawn.chunks_archived, withdrawn.pending), (0, 0));
     let read = read_with_pyarrow(&env.config.storage_dir, &id)?;
     assert_eq!(read["parquet_files"], 0, "{read}");
+
+    // A writing worker archives a chunk on a task of its own; its record of
+    // having stored the rows can come after the rollback withdrew them. The
+    // chunk then stays due, and the runner deletes its rows again.
+    let chunk: i64 = passare_imports_store::sqlx::query_scalar(
+        "SELECT id FROM chunks WHERE import_id = $1::uuid ORDER BY seq LIMIT 1",
+    )
+    .bind(&id)
+    .fetch_one(env.db.pool())
+    .await?;
+    passare_imports_store::archive::chunk_done(&mut *env.db.conn().await?, chunk, true).await?;
+    let withdrawn = archive_reaches(&mut client, &id, pb::ArchiveState::Withdrawn).await?;
+    assert_eq!((withdrawn.chunks_archived, withdrawn.pending), (0, 0));
     env.finish().await
 }
