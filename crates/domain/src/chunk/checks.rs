@@ -147,9 +147,8 @@ impl<'a> Checker<'a> {
         };
         let min = i128::from(cents);
         for i in self.rows() {
-            let v = match a.is_valid(i) {
-                true => a.value(i),
-                false => continue,
+            let Some(v) = cents_at(a, i) else {
+                continue;
             };
             if v < min || (strict && v == min) {
                 let reason = format!(
@@ -176,12 +175,11 @@ impl<'a> Checker<'a> {
         let (Some(t), Some(p), Some(m)) = (self.money(total), arrays(plus), arrays(minus)) else {
             return;
         };
-        let value = |a: &Decimal128Array, i: usize| a.is_valid(i).then(|| a.value(i));
         for i in self.rows() {
             let (Some(t), Some(p), Some(m)) = (
-                value(t, i),
-                p.iter().map(|a| value(a, i)).sum::<Option<i128>>(),
-                m.iter().map(|a| value(a, i)).sum::<Option<i128>>(),
+                cents_at(t, i),
+                p.iter().map(|a| cents_at(a, i)).sum::<Option<i128>>(),
+                m.iter().map(|a| cents_at(a, i)).sum::<Option<i128>>(),
             ) else {
                 continue;
             };
@@ -215,10 +213,9 @@ impl<'a> Checker<'a> {
             let Some(k) = cell_str(kinds, i).filter(|k| !k.is_empty()) else {
                 continue;
             };
-            if !amounts.is_valid(i) {
+            let Some(a) = cents_at(amounts, i) else {
                 continue;
-            }
-            let a = amounts.value(i);
+            };
             if (k == negative && a >= 0) || (k == positive && a <= 0) {
                 let reason = format!(
                     "{kind} {k} needs {} {amount}",
@@ -233,6 +230,11 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// A money cell in cents; `None` when empty.
+fn cents_at(a: &Decimal128Array, i: usize) -> Option<i128> {
+    a.is_valid(i).then(|| a.value(i))
 }
 
 /// A date or date-time column's cells as numbers that order like the values.
